@@ -1,0 +1,332 @@
+//! The `csv` connector: a folder with one CSV file per entity, in a directory the
+//! manifest grants to the system (the host preopens it at `/<grant name>`).
+//!
+//! System config: `{"directory": "<grant name>"}`.
+//! Entity settings: `{"file": "<name>.csv"}`, optional; `<entity name>.csv` by default.
+//! Every cell is text; an empty cell reads as null. Files have no change feed: the
+//! host runs full reads.
+
+// The bindings reuse the SDK's types and host imports. (`weir_sdk::bindings!` cannot
+// be used: wit-bindgen rejects the `$crate` paths that macro passes in `with`.)
+weir_sdk::bindings!("sync-connector");
+
+mod errors;
+mod reader;
+mod table;
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+
+use exports::weir::connector::connector::{self, Description};
+use exports::weir::connector::{destination, source};
+use serde::Deserialize;
+use weir_sdk::json;
+use weir_sdk::{
+    Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema, FieldSchema,
+    FieldType, Operation, Page, Result, WriteItem, Written,
+};
+
+use reader::ReadCursor;
+use table::Table;
+
+/// The JSON Schema of the system configuration.
+const CONFIG_SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","properties":{"directory":{"type":"string","minLength":1,"description":"the name of a directory the manifest grants to this system"}},"required":["directory"],"additionalProperties":false}"#;
+
+/// Why `checkpoint` and `changes` are refused.
+const NO_CHANGE_FEED: &str = "csv files have no change feed; the host runs full reads";
+
+/// The system-level configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// The name under which the manifest grants the directory.
+    directory: String,
+}
+
+/// The settings of one entity.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// The file name inside the directory.
+    file: Option<String>,
+}
+
+/// A granted directory.
+struct Directory {
+    system: String,
+    grant: String,
+}
+
+/// The CSV file of one entity.
+struct EntityFile {
+    entity: String,
+    pk: String,
+    name: String,
+    path: PathBuf,
+}
+
+impl Directory {
+    /// Reads the system configuration.
+    fn of(ctx: &Context) -> Result<Self> {
+        let config: Config = weir_sdk::config(ctx)?;
+        if !is_plain_name(&config.directory) {
+            return Err(ConnectorError::invalid_config(format!(
+                "system '{}': setting 'directory' must be the name of a granted directory, got '{}'",
+                ctx.system, config.directory
+            )));
+        }
+        Ok(Directory {
+            system: ctx.system.clone(),
+            grant: config.directory,
+        })
+    }
+
+    /// Where the host mounts the directory in the sandbox.
+    fn root(&self) -> PathBuf {
+        PathBuf::from(format!("/{}", self.grant))
+    }
+
+    /// Checks that the directory is there and readable.
+    fn check(&self) -> Result<()> {
+        fs::read_dir(self.root()).map(drop).map_err(|e| {
+            ConnectorError::invalid_config(format!(
+                "system '{}': directory '{}' cannot be read ({e}); the manifest must grant it under `directories`",
+                self.system, self.grant
+            ))
+        })
+    }
+
+    /// The file of an entity.
+    fn file(&self, entity: &EntityBinding) -> Result<EntityFile> {
+        let settings = entity_settings(entity)?;
+        let name = settings
+            .file
+            .unwrap_or_else(|| format!("{}.csv", entity.name));
+        if !is_plain_name(&name) {
+            return Err(ConnectorError::invalid_config(format!(
+                "entity '{}': setting 'file' must be a file name without folders, got '{name}'",
+                entity.name
+            )));
+        }
+        if entity.primary_key.is_empty() {
+            return Err(ConnectorError::invalid_config(format!(
+                "entity '{}': the primary key is empty",
+                entity.name
+            )));
+        }
+        Ok(EntityFile {
+            entity: entity.name.clone(),
+            pk: entity.primary_key.clone(),
+            path: self.root().join(&name),
+            name,
+        })
+    }
+}
+
+impl EntityFile {
+    /// Opens the file for reading; none if it does not exist yet.
+    fn open(&self) -> Result<Option<File>> {
+        match File::open(&self.path) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(errors::io(&e, &self.describe())),
+        }
+    }
+
+    /// Names the file and its entity, for messages.
+    fn describe(&self) -> String {
+        format!("entity '{}': file '{}'", self.entity, self.name)
+    }
+
+    /// The entity schema: every column of the header, as text.
+    fn schema(&self) -> Result<EntitySchema> {
+        let header = match self.open()? {
+            Some(file) => reader::header(file, &self.name).map_err(|e| self.prefixed(e))?,
+            None => Vec::new(),
+        };
+        let fields = if header.is_empty() {
+            vec![self.field(&self.pk)]
+        } else {
+            reader::key_column(header.iter().map(String::as_str), &self.name, &self.pk)
+                .map_err(|e| self.prefixed(e))?;
+            header.iter().map(|name| self.field(name)).collect()
+        };
+        Ok(EntitySchema {
+            name: self.entity.clone(),
+            primary_key: self.pk.clone(),
+            fields,
+            incremental: false,
+        })
+    }
+
+    /// A text field; only the primary key is required.
+    fn field(&self, name: &str) -> FieldSchema {
+        FieldSchema {
+            name: name.to_string(),
+            kind: FieldType::Text,
+            required: name == self.pk,
+        }
+    }
+
+    /// Prefixes an error with the entity's name.
+    fn prefixed(&self, mut err: ConnectorError) -> ConnectorError {
+        err.message = format!("entity '{}': {}", self.entity, err.message);
+        err
+    }
+
+    /// Loads the whole file, or an empty table if it does not exist.
+    fn load(&self) -> Result<Table> {
+        match self.open()? {
+            Some(file) => {
+                Table::load(file, &self.name, &self.pk, &mut warn).map_err(|e| self.prefixed(e))
+            }
+            None => Ok(Table::new(&self.name, &self.pk)),
+        }
+    }
+
+    /// Replaces the file with the table: written to a temporary file in the same
+    /// directory, then renamed over the original, so readers never see half a file.
+    fn save(&self, table: &Table) -> Result<()> {
+        let temporary = self.path.with_file_name(format!(".{}.weir-tmp", self.name));
+        let result =
+            write_file(&temporary, table).and_then(|()| fs::rename(&temporary, &self.path));
+        result.map_err(|e| {
+            // Best effort: the temporary file is only litter at this point.
+            let _ = fs::remove_file(&temporary);
+            errors::io(&e, &self.describe())
+        })
+    }
+}
+
+/// Writes a table to a new file and flushes it to disk.
+fn write_file(path: &std::path::Path, table: &Table) -> io::Result<()> {
+    let mut out = BufWriter::new(File::create(path)?);
+    table.write(&mut out).map_err(io::Error::other)?;
+    out.flush()?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()
+}
+
+/// Whether a name is a single path component (no folders, not `.` or `..`).
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+}
+
+/// Reads an entity's settings; blank or null settings mean the defaults.
+fn entity_settings(entity: &EntityBinding) -> Result<Settings> {
+    match entity.settings.trim() {
+        "" | "null" => Ok(Settings::default()),
+        _ => weir_sdk::settings(entity),
+    }
+}
+
+/// Logs a warning through the host.
+fn warn(message: String) {
+    weir_sdk::log(weir_sdk::log::Level::Warn, message);
+}
+
+/// The `csv` connector.
+struct CsvConnector;
+
+impl connector::Guest for CsvConnector {
+    fn describe() -> Description {
+        Description {
+            name: "csv".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            summary: "csv files, one per entity, in a directory granted by the manifest"
+                .to_string(),
+            config_schema: CONFIG_SCHEMA.to_string(),
+        }
+    }
+
+    fn check(ctx: Context, entities: Vec<EntityBinding>) -> Result<Vec<EntitySchema>> {
+        let dir = Directory::of(&ctx)?;
+        dir.check()?;
+        entities
+            .iter()
+            .map(|entity| dir.file(entity)?.schema())
+            .collect()
+    }
+}
+
+impl source::Guest for CsvConnector {
+    fn read(
+        ctx: Context,
+        entity: EntityBinding,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page> {
+        let file = Directory::of(&ctx)?.file(&entity)?;
+        let cursor = cursor
+            .map(|text| ReadCursor::decode(&text, &file.entity))
+            .transpose()?;
+        let Some(input) = file.open()? else {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        };
+        let page = reader::read_page(
+            input,
+            &file.name,
+            &file.pk,
+            cursor,
+            limit as usize,
+            &mut warn,
+        )
+        .map_err(|e| file.prefixed(e))?;
+        let items = page
+            .rows
+            .into_iter()
+            .map(|row| Change {
+                entity: file.entity.clone(),
+                id: row.id,
+                op: Operation::Upsert,
+                data: Some(json::to_text(&row.record)),
+                previous: None,
+                version: None,
+                actor: None,
+            })
+            .collect();
+        Ok(Page {
+            items,
+            next: page.next.map(|at| at.encode()),
+        })
+    }
+
+    fn checkpoint(_ctx: Context, _entity: EntityBinding) -> Result<String> {
+        Err(ConnectorError::unsupported(NO_CHANGE_FEED))
+    }
+
+    fn changes(
+        _ctx: Context,
+        _entity: EntityBinding,
+        _cursor: String,
+        _limit: u32,
+    ) -> Result<ChangeBatch> {
+        Err(ConnectorError::unsupported(NO_CHANGE_FEED))
+    }
+}
+
+impl destination::Guest for CsvConnector {
+    /// Loads the file, applies the items in order and writes the file back once.
+    fn write(
+        ctx: Context,
+        entity: EntityBinding,
+        items: Vec<WriteItem>,
+    ) -> Result<Vec<Result<Written>>> {
+        let file = Directory::of(&ctx)?.file(&entity)?;
+        let mut table = file.load()?;
+        let outcomes = items
+            .iter()
+            .map(|item| table.apply(item, &file.entity))
+            .collect();
+        if table.changed() {
+            file.save(&table)?;
+        }
+        Ok(outcomes)
+    }
+}
+
+export!(CsvConnector);

@@ -1,0 +1,184 @@
+//! The `hostile` connector, for tests only: its `read` misbehaves on purpose so that
+//! the host's sandbox (time, memory and access limits) can be tested.
+//!
+//! System config: `{"behaviour": "<name>"}`, where the name is one of
+//! - `loop`: burns CPU forever;
+//! - `memory`: allocates memory without bound;
+//! - `http`: sends a request the manifest does not allow and returns the error;
+//! - `sql`: queries a database that is not granted and returns the error;
+//! - `trap`: panics, which aborts the instance;
+//! - `ok`: returns one record, `{"id":"1","name":"ok"}`.
+//!
+//! `describe` and `check` behave normally.
+
+// The bindings reuse the SDK's types and host imports. (`weir_sdk::bindings!` cannot
+// be used: wit-bindgen rejects the `$crate` paths that macro passes in `with`.)
+weir_sdk::bindings!("source-connector");
+
+use std::hint::black_box;
+
+use exports::weir::connector::connector::{self, Description};
+use exports::weir::connector::source;
+use serde::Deserialize;
+use weir_sdk::{
+    http, sql, Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema,
+    FieldSchema, FieldType, Operation, Page, Result,
+};
+
+/// The JSON Schema of the system configuration.
+const CONFIG_SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","properties":{"behaviour":{"enum":["loop","memory","http","sql","trap","ok"]}},"required":["behaviour"],"additionalProperties":false}"#;
+
+/// What `read` does.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Behaviour {
+    /// Burns CPU forever.
+    Loop,
+    /// Allocates memory without bound.
+    Memory,
+    /// Sends a request the manifest does not allow.
+    Http,
+    /// Queries a database that is not granted.
+    Sql,
+    /// Panics.
+    Trap,
+    /// Returns one record.
+    Ok,
+}
+
+/// The system-level configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// What `read` does.
+    behaviour: Behaviour,
+}
+
+/// Spins forever; `black_box` keeps the optimizer from removing the loop.
+fn burn_cpu() -> ! {
+    let mut counter: u64 = 0;
+    loop {
+        counter = black_box(counter.wrapping_add(1));
+    }
+}
+
+/// Keeps allocating 1 MiB blocks of non-zero bytes and never frees them.
+fn exhaust_memory() -> ! {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        blocks.push(vec![0xA5; 1 << 20]);
+        black_box(&mut blocks);
+    }
+}
+
+/// Sends a request the manifest does not allow; its error is the expected outcome.
+fn forbidden_http() -> ConnectorError {
+    let request = http::Request {
+        method: "GET".to_string(),
+        url: "http://example.com/".to_string(),
+        headers: Vec::new(),
+        body: None,
+        credential: None,
+    };
+    match http::send(&request) {
+        Err(e) => e.into(),
+        Ok(_) => ConnectorError::unsupported("http request was not denied"),
+    }
+}
+
+/// Queries a database that is not granted; its error is the expected outcome.
+fn forbidden_sql() -> ConnectorError {
+    let statement = sql::Statement {
+        sql: "SELECT 1".to_string(),
+        params: Vec::new(),
+    };
+    match sql::query("not-granted", &statement) {
+        Err(e) => e.into(),
+        Ok(_) => ConnectorError::unsupported("sql query on database 'not-granted' was not denied"),
+    }
+}
+
+/// The one page of the `ok` behaviour.
+fn ok_page(entity: &EntityBinding) -> Page {
+    Page {
+        items: vec![Change {
+            entity: entity.name.clone(),
+            id: "1".to_string(),
+            op: Operation::Upsert,
+            data: Some(r#"{"id":"1","name":"ok"}"#.to_string()),
+            previous: None,
+            version: None,
+            actor: None,
+        }],
+        next: None,
+    }
+}
+
+/// The `hostile` connector.
+struct HostileConnector;
+
+impl connector::Guest for HostileConnector {
+    fn describe() -> Description {
+        Description {
+            name: "hostile".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            summary: "misbehaves on purpose, to test the host's sandbox".to_string(),
+            config_schema: CONFIG_SCHEMA.to_string(),
+        }
+    }
+
+    fn check(ctx: Context, entities: Vec<EntityBinding>) -> Result<Vec<EntitySchema>> {
+        weir_sdk::config::<Config>(&ctx)?;
+        Ok(entities
+            .into_iter()
+            .map(|entity| EntitySchema {
+                fields: vec![FieldSchema {
+                    name: entity.primary_key.clone(),
+                    kind: FieldType::Text,
+                    required: true,
+                }],
+                name: entity.name,
+                primary_key: entity.primary_key,
+                incremental: false,
+            })
+            .collect())
+    }
+}
+
+impl source::Guest for HostileConnector {
+    fn read(
+        ctx: Context,
+        entity: EntityBinding,
+        _cursor: Option<String>,
+        _limit: u32,
+    ) -> Result<Page> {
+        let config: Config = weir_sdk::config(&ctx)?;
+        match config.behaviour {
+            Behaviour::Loop => burn_cpu(),
+            Behaviour::Memory => exhaust_memory(),
+            Behaviour::Http => Err(forbidden_http()),
+            Behaviour::Sql => Err(forbidden_sql()),
+            Behaviour::Trap => panic!("hostile connector panics on purpose"),
+            Behaviour::Ok => Ok(ok_page(&entity)),
+        }
+    }
+
+    fn checkpoint(_ctx: Context, _entity: EntityBinding) -> Result<String> {
+        Err(ConnectorError::unsupported(
+            "the hostile connector has no change feed",
+        ))
+    }
+
+    fn changes(
+        _ctx: Context,
+        _entity: EntityBinding,
+        _cursor: String,
+        _limit: u32,
+    ) -> Result<ChangeBatch> {
+        Err(ConnectorError::unsupported(
+            "the hostile connector has no change feed",
+        ))
+    }
+}
+
+export!(HostileConnector);

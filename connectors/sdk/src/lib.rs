@@ -1,0 +1,136 @@
+//! Helpers for writing weir connectors.
+//!
+//! A connector crate generates the bindings of the world it implements with
+//! [`bindings!`], which reuses the types and host imports generated here, so
+//! that the helpers of this crate work with the connector's own types:
+//!
+//! ```ignore
+//! weir_sdk::bindings!("sync-connector");
+//! struct MyConnector;
+//! impl exports::weir::connector::connector::Guest for MyConnector { /* ... */ }
+//! export!(MyConnector);
+//! ```
+
+pub mod json;
+pub mod sql_util;
+
+#[doc(hidden)]
+pub mod wit {
+    wit_bindgen::generate!({
+        world: "host",
+        path: "../../wit",
+        generate_all,
+    });
+}
+
+pub use wit::weir::connector::{http, log, sql, state, types};
+pub use types::{
+    Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema, ErrorKind,
+    FieldSchema, FieldType, Operation, Page, WriteItem, Written,
+};
+
+/// Generates the bindings of a connector world, reusing this crate's types and
+/// host imports. The first argument names the world (`source-connector`,
+/// `destination-connector`, `sync-connector` or `full-connector`); the second,
+/// optional, is the path of the `wit` folder relative to the connector crate
+/// (default `../../wit`, as in the weir repository).
+#[macro_export]
+macro_rules! bindings {
+    ($world:tt) => {
+        ::weir_sdk::bindings!($world, "../../wit");
+    };
+    ($world:tt, $path:tt) => {
+        wit_bindgen::generate!({
+            world: $world,
+            path: $path,
+            with: {
+                "weir:connector/types@0.1.0": ::weir_sdk::types,
+                "weir:connector/http@0.1.0": ::weir_sdk::http,
+                "weir:connector/sql@0.1.0": ::weir_sdk::sql,
+                "weir:connector/log@0.1.0": ::weir_sdk::log,
+                "weir:connector/state@0.1.0": ::weir_sdk::state,
+            },
+        });
+    };
+}
+
+/// The result type of connector calls.
+pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
+
+impl ConnectorError {
+    /// An error of the given kind.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ConnectorError { kind, message: message.into(), retry_after_ms: None }
+    }
+    /// The configuration is wrong.
+    pub fn invalid_config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidConfig, message)
+    }
+    /// This item alone was refused.
+    pub fn rejected(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Rejected, message)
+    }
+    /// A passing failure: retry later.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Transient, message)
+    }
+    /// The data does not fit the schema.
+    pub fn schema(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Schema, message)
+    }
+    /// Not supported by this connector or system.
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unsupported, message)
+    }
+    /// The record or resource does not exist.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+    /// Access was refused.
+    pub fn permission(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Permission, message)
+    }
+}
+
+impl From<sql::SqlError> for ConnectorError {
+    fn from(e: sql::SqlError) -> Self {
+        match e {
+            sql::SqlError::Denied(m) => ConnectorError::permission(m),
+            sql::SqlError::Failed(m) => ConnectorError::schema(m),
+            sql::SqlError::Timeout => ConnectorError::transient("sql statement timed out"),
+            sql::SqlError::TooManyRows(n) => {
+                ConnectorError::unsupported(format!("query returned more than {n} rows"))
+            }
+        }
+    }
+}
+
+impl From<http::HttpError> for ConnectorError {
+    fn from(e: http::HttpError) -> Self {
+        match e {
+            http::HttpError::Denied(m) => ConnectorError::permission(m),
+            http::HttpError::Timeout => ConnectorError::transient("http request timed out"),
+            http::HttpError::TooLarge => ConnectorError::rejected("http response too large"),
+            http::HttpError::Transport(m) => ConnectorError::transient(m),
+        }
+    }
+}
+
+/// Parses the system-level configuration into `T`.
+pub fn config<T: serde::de::DeserializeOwned>(ctx: &Context) -> Result<T> {
+    serde_json::from_str(&ctx.config).map_err(|e| {
+        ConnectorError::invalid_config(format!("system '{}': bad config: {e}", ctx.system))
+    })
+}
+
+/// Parses an entity's system-specific settings into `T`.
+pub fn settings<T: serde::de::DeserializeOwned>(entity: &EntityBinding) -> Result<T> {
+    serde_json::from_str(&entity.settings).map_err(|e| {
+        ConnectorError::invalid_config(format!("entity '{}': bad settings: {e}", entity.name))
+    })
+}
+
+/// Writes a log line through the host.
+pub fn log(level: log::Level, message: impl AsRef<str>) {
+    log::write(level, message.as_ref());
+}

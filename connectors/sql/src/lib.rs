@@ -1,0 +1,482 @@
+//! The `sql` connector: one table per entity, in a database the manifest grants to
+//! the system. The database is reached only through the host's `sql` import: the
+//! connector never sees a path or a connection string.
+//!
+//! System config: `{"database": "<grant name>"}`.
+//! Entity settings: `{"table": "<name>", "updated_at": "<column>"}`, both optional;
+//! the table defaults to the entity name, and an updated-at column enables
+//! incremental changes.
+
+// The bindings reuse the SDK's types and host imports. (`weir_sdk::bindings!` cannot
+// be used: wit-bindgen rejects the `$crate` paths that macro passes in `with`.)
+weir_sdk::bindings!("sync-connector");
+
+mod cursor;
+mod schema;
+mod statements;
+mod write;
+
+use exports::weir::connector::connector::{self, Description};
+use exports::weir::connector::{destination, source};
+use serde::Deserialize;
+use weir_sdk::json;
+use weir_sdk::sql::{self, Dialect, Rows, Statement, Value};
+use weir_sdk::sql_util::{row_to_record, to_id, to_json, to_sql};
+use weir_sdk::{
+    Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema, FieldSchema,
+    FieldType, Operation, Page, Result, WriteItem, Written,
+};
+
+use cursor::{ChangeCursor, ReadCursor};
+use schema::Column;
+
+/// The JSON Schema of the system configuration.
+const CONFIG_SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","properties":{"database":{"type":"string","minLength":1,"description":"the name of a database the manifest grants to this system"}},"required":["database"],"additionalProperties":false}"#;
+
+/// The system-level configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// The name under which the manifest grants the database.
+    database: String,
+}
+
+/// The settings of one entity.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// The table; the entity name by default.
+    table: Option<String>,
+    /// The column holding each row's last-update time, if any.
+    updated_at: Option<String>,
+}
+
+/// A granted database and its dialect.
+struct Database {
+    system: String,
+    name: String,
+    dialect: Dialect,
+}
+
+/// The table bound to one entity.
+struct Table {
+    entity: String,
+    name: String,
+    pk: String,
+    updated_at: Option<String>,
+}
+
+impl Database {
+    /// Reads the system configuration and asks the host for the database's dialect.
+    fn open(ctx: &Context) -> Result<Self> {
+        let config: Config = weir_sdk::config(ctx)?;
+        if config.database.trim().is_empty() {
+            return Err(ConnectorError::invalid_config(format!(
+                "system '{}': setting 'database' is empty",
+                ctx.system
+            )));
+        }
+        let dialect = sql::dialect_of(&config.database).map_err(|e| {
+            prefixed(
+                e.into(),
+                &format!("system '{}': database '{}'", ctx.system, config.database),
+            )
+        })?;
+        Ok(Database {
+            system: ctx.system.clone(),
+            name: config.database,
+            dialect,
+        })
+    }
+
+    /// Runs a query for an entity; errors name the entity and the database.
+    fn query(&self, entity: &str, sql: String, params: Vec<Value>) -> Result<Rows> {
+        sql::query(&self.name, &Statement { sql, params }).map_err(|e| {
+            prefixed(
+                e.into(),
+                &format!("entity '{entity}': database '{}'", self.name),
+            )
+        })
+    }
+
+    /// Runs a batch of statements in one transaction for an entity.
+    fn batch(
+        &self,
+        entity: &str,
+        statements: &[Statement],
+    ) -> Result<Vec<std::result::Result<Rows, String>>> {
+        sql::batch(&self.name, statements).map_err(|e| {
+            prefixed(
+                e.into(),
+                &format!("entity '{entity}': database '{}'", self.name),
+            )
+        })
+    }
+
+    /// The columns of an entity's table; a schema error if the table does not exist.
+    fn columns(&self, table: &Table) -> Result<Vec<Column>> {
+        let sql = statements::columns(self.dialect).to_string();
+        let rows = self.query(&table.entity, sql, vec![Value::Text(table.name.clone())])?;
+        let columns = schema::parse_columns(&rows);
+        if columns.is_empty() {
+            return Err(ConnectorError::schema(format!(
+                "entity '{}': table '{}' not found in database '{}'",
+                table.entity, table.name, self.name
+            )));
+        }
+        Ok(columns)
+    }
+}
+
+impl Table {
+    /// Reads an entity's settings.
+    fn of(entity: &EntityBinding) -> Result<Self> {
+        let settings = entity_settings(entity)?;
+        let name = settings.table.unwrap_or_else(|| entity.name.clone());
+        if name.trim().is_empty() {
+            return Err(bad_setting(&entity.name, "table"));
+        }
+        if settings
+            .updated_at
+            .as_deref()
+            .is_some_and(|u| u.trim().is_empty())
+        {
+            return Err(bad_setting(&entity.name, "updated_at"));
+        }
+        if entity.primary_key.trim().is_empty() {
+            return Err(ConnectorError::invalid_config(format!(
+                "entity '{}': the primary key is empty",
+                entity.name
+            )));
+        }
+        Ok(Table {
+            entity: entity.name.clone(),
+            name,
+            pk: entity.primary_key.clone(),
+            updated_at: settings.updated_at,
+        })
+    }
+
+    /// Checks that the primary-key and updated-at columns exist.
+    fn verify(&self, db: &Database, columns: &[Column]) -> Result<()> {
+        let wanted = std::iter::once(("primary key", &self.pk))
+            .chain(self.updated_at.as_ref().map(|u| ("updated_at column", u)));
+        for (role, column) in wanted {
+            if schema::find(columns, column).is_none() {
+                return Err(ConnectorError::schema(format!(
+                    "entity '{}': {role} '{column}' is not a column of table '{}' in database '{}'",
+                    self.entity, self.name, db.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The updated-at column, or an `unsupported` error naming the entity.
+    fn change_column(&self) -> Result<&str> {
+        self.updated_at.as_deref().ok_or_else(|| {
+            ConnectorError::unsupported(format!(
+                "entity '{}': no 'updated_at' column is configured for table '{}', so it has no change feed",
+                self.entity, self.name
+            ))
+        })
+    }
+
+    /// The entity schema built from the table's columns.
+    fn schema(&self, columns: &[Column]) -> EntitySchema {
+        let fields = columns
+            .iter()
+            .map(|c| FieldSchema {
+                name: c.name.clone(),
+                kind: c.field_type(),
+                required: c.not_null || c.name == self.pk,
+            })
+            .collect();
+        EntitySchema {
+            name: self.entity.clone(),
+            primary_key: self.pk.clone(),
+            fields,
+            incremental: self.updated_at.is_some(),
+        }
+    }
+
+    /// Turns the rows of a `SELECT *` into changes (upserts of whole rows).
+    fn changes(&self, rows: &Rows) -> Result<Vec<Change>> {
+        if rows.rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key_at = self.column_index(rows, &self.pk)?;
+        let version_at = match &self.updated_at {
+            Some(u) => Some(self.column_index(rows, u)?),
+            None => None,
+        };
+        Ok(rows
+            .rows
+            .iter()
+            .map(|row| self.change(&rows.columns, row, key_at, version_at))
+            .collect())
+    }
+
+    /// One row as a change.
+    fn change(
+        &self,
+        columns: &[String],
+        row: &[Value],
+        key_at: usize,
+        version_at: Option<usize>,
+    ) -> Change {
+        let text_at = |i: usize| row.get(i).filter(|v| !matches!(v, Value::Null)).map(to_id);
+        Change {
+            entity: self.entity.clone(),
+            id: text_at(key_at).unwrap_or_default(),
+            op: Operation::Upsert,
+            data: Some(json::to_text(&row_to_record(columns, row))),
+            previous: None,
+            version: version_at.and_then(text_at),
+            actor: None,
+        }
+    }
+
+    /// The position of a column in a result; a schema error if it is missing.
+    fn column_index(&self, rows: &Rows, column: &str) -> Result<usize> {
+        rows.columns
+            .iter()
+            .position(|c| c == column)
+            .ok_or_else(|| {
+                ConnectorError::schema(format!(
+                    "entity '{}': column '{column}' is missing from the rows of table '{}'",
+                    self.entity, self.name
+                ))
+            })
+    }
+}
+
+/// Reads an entity's settings; blank or null settings mean the defaults.
+fn entity_settings(entity: &EntityBinding) -> Result<Settings> {
+    match entity.settings.trim() {
+        "" | "null" => Ok(Settings::default()),
+        _ => weir_sdk::settings(entity),
+    }
+}
+
+/// An error for an empty setting of an entity.
+fn bad_setting(entity: &str, key: &str) -> ConnectorError {
+    ConnectorError::invalid_config(format!("entity '{entity}': setting '{key}' is empty"))
+}
+
+/// Prefixes an error's message with what it concerns.
+fn prefixed(mut err: ConnectorError, what: &str) -> ConnectorError {
+    err.message = format!("{what}: {}", err.message);
+    err
+}
+
+/// The page size to ask for: at least one row, so that a full page always moves forward.
+fn page_limit(limit: u32) -> usize {
+    limit.max(1) as usize
+}
+
+/// The value at a column of a row, as JSON (null when absent).
+fn json_at(row: &[Value], index: usize) -> serde_json::Value {
+    row.get(index)
+        .map(to_json)
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The `sql` connector.
+struct SqlConnector;
+
+impl connector::Guest for SqlConnector {
+    fn describe() -> Description {
+        Description {
+            name: "sql".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            summary: "tables of a SQLite or PostgreSQL database granted by the manifest"
+                .to_string(),
+            config_schema: CONFIG_SCHEMA.to_string(),
+        }
+    }
+
+    fn check(ctx: Context, entities: Vec<EntityBinding>) -> Result<Vec<EntitySchema>> {
+        let db = Database::open(&ctx)?;
+        sql::query(
+            &db.name,
+            &Statement {
+                sql: "SELECT 1".to_string(),
+                params: Vec::new(),
+            },
+        )
+        .map_err(|e| {
+            prefixed(
+                e.into(),
+                &format!("system '{}': database '{}'", db.system, db.name),
+            )
+        })?;
+        entities
+            .iter()
+            .map(|entity| {
+                let table = Table::of(entity)?;
+                let columns = db.columns(&table)?;
+                table.verify(&db, &columns)?;
+                Ok(table.schema(&columns))
+            })
+            .collect()
+    }
+}
+
+impl source::Guest for SqlConnector {
+    fn read(
+        ctx: Context,
+        entity: EntityBinding,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page> {
+        let db = Database::open(&ctx)?;
+        let table = Table::of(&entity)?;
+        let limit = page_limit(limit);
+        let (sql, mut params) = match cursor {
+            None => (
+                statements::read_page(db.dialect, &table.name, &table.pk, false),
+                Vec::new(),
+            ),
+            Some(text) => {
+                let at: ReadCursor = cursor::decode(&text, &table.entity)?;
+                (
+                    statements::read_page(db.dialect, &table.name, &table.pk, true),
+                    vec![to_sql(&at.after)],
+                )
+            }
+        };
+        params.push(Value::Integer(limit as i64));
+        let rows = db.query(&table.entity, sql, params)?;
+        let items = table.changes(&rows)?;
+        let next = match rows.rows.last() {
+            Some(last) if rows.rows.len() >= limit => {
+                let key_at = table.column_index(&rows, &table.pk)?;
+                Some(cursor::encode(&ReadCursor {
+                    after: json_at(last, key_at),
+                }))
+            }
+            _ => None,
+        };
+        Ok(Page { items, next })
+    }
+
+    fn checkpoint(ctx: Context, entity: EntityBinding) -> Result<String> {
+        let table = Table::of(&entity)?;
+        let updated_at = table.change_column()?;
+        let db = Database::open(&ctx)?;
+        let sql = statements::checkpoint(&table.name, &table.pk, updated_at);
+        let rows = db.query(&table.entity, sql, Vec::new())?;
+        let at = match rows.rows.first() {
+            Some(row) => ChangeCursor {
+                ts: json_at(row, 0),
+                id: json_at(row, 1),
+            },
+            None => ChangeCursor {
+                ts: serde_json::Value::Null,
+                id: serde_json::Value::Null,
+            },
+        };
+        Ok(cursor::encode(&at))
+    }
+
+    /// Rows whose (updated-at, primary key) comes after the cursor, oldest first.
+    /// Deleted rows leave no trace in the table, so deletes are never reported here:
+    /// the host finds them with full reads.
+    fn changes(
+        ctx: Context,
+        entity: EntityBinding,
+        cursor: String,
+        limit: u32,
+    ) -> Result<ChangeBatch> {
+        let table = Table::of(&entity)?;
+        let updated_at = table.change_column()?;
+        let at: ChangeCursor = cursor::decode(&cursor, &table.entity)?;
+        let db = Database::open(&ctx)?;
+        let limit = page_limit(limit);
+        let (sql, mut params) = if at.ts.is_null() {
+            (
+                statements::changes(db.dialect, &table.name, &table.pk, updated_at, false),
+                Vec::new(),
+            )
+        } else {
+            let sql = statements::changes(db.dialect, &table.name, &table.pk, updated_at, true);
+            (sql, vec![to_sql(&at.ts), to_sql(&at.id)])
+        };
+        params.push(Value::Integer(limit as i64));
+        let rows = db.query(&table.entity, sql, params)?;
+        let items = table.changes(&rows)?;
+        let next = match rows.rows.last() {
+            Some(last) => {
+                let ts = json_at(last, table.column_index(&rows, updated_at)?);
+                let id = json_at(last, table.column_index(&rows, &table.pk)?);
+                cursor::encode(&ChangeCursor { ts, id })
+            }
+            None => cursor,
+        };
+        Ok(ChangeBatch {
+            items,
+            cursor: next,
+            more: rows.rows.len() >= limit,
+        })
+    }
+}
+
+impl destination::Guest for SqlConnector {
+    /// Writes the whole batch with one `batch` call: one statement per item, each in
+    /// its own savepoint, so that a refused item is undone alone.
+    fn write(
+        ctx: Context,
+        entity: EntityBinding,
+        items: Vec<WriteItem>,
+    ) -> Result<Vec<Result<Written>>> {
+        let db = Database::open(&ctx)?;
+        let table = Table::of(&entity)?;
+        let columns = db.columns(&table)?;
+        table.verify(&db, &columns)?;
+        let integer_key =
+            schema::find(&columns, &table.pk).is_some_and(|c| c.field_type() == FieldType::Integer);
+        let target = write::Target {
+            dialect: db.dialect,
+            entity: &table.entity,
+            table: &table.name,
+            pk: &table.pk,
+            updated_at: table.updated_at.as_deref(),
+            integer_key,
+        };
+
+        let mut statements = Vec::new();
+        let plans: Vec<Result<write::Action>> = items
+            .iter()
+            .map(|item| {
+                target.plan(item).map(|(statement, action)| {
+                    statements.push(statement);
+                    action
+                })
+            })
+            .collect();
+        let results = if statements.is_empty() {
+            Vec::new()
+        } else {
+            db.batch(&table.entity, &statements)?
+        };
+
+        // The statements' outcomes come in the order of the planned items.
+        let mut results = results.into_iter();
+        Ok(plans
+            .into_iter()
+            .map(|plan| {
+                let action = plan?;
+                let result = results.next().ok_or_else(|| {
+                    ConnectorError::transient(format!(
+                        "entity '{}': database '{}' returned fewer outcomes than statements",
+                        table.entity, db.name
+                    ))
+                })?;
+                target.outcome(&action, result)
+            })
+            .collect())
+    }
+}
+
+export!(SqlConnector);

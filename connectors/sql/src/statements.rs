@@ -1,0 +1,218 @@
+//! The SQL text the connector sends, built for one dialect. Pure functions only:
+//! values travel as positional parameters, identifiers are always quoted.
+
+use weir_sdk::sql::Dialect;
+use weir_sdk::sql_util::quote_ident;
+
+/// The positional placeholder number `n` (1-based) of a dialect: `?n` or `$n`.
+pub fn placeholder(dialect: Dialect, n: usize) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("?{n}"),
+        Dialect::Postgres => format!("${n}"),
+    }
+}
+
+/// Lists the columns of the table named by parameter 1, one row per column:
+/// name, declared type, not-null flag (0/1), primary-key flag (0 when unknown).
+pub fn columns(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => r#"SELECT name, type, "notnull", pk FROM pragma_table_info(?1)"#,
+        Dialect::Postgres => {
+            "SELECT column_name, data_type, \
+             CASE WHEN is_nullable = 'NO' THEN 1 ELSE 0 END AS notnull, 0 AS pk \
+             FROM information_schema.columns \
+             WHERE table_name = $1 AND table_schema = current_schema() \
+             ORDER BY ordinal_position"
+        }
+    }
+}
+
+/// One page of a keyset-paginated snapshot, ordered by the primary key.
+/// With `after`, parameter 1 is the last key of the previous page and parameter 2
+/// the limit; without it, parameter 1 is the limit.
+pub fn read_page(dialect: Dialect, table: &str, pk: &str, after: bool) -> String {
+    let (t, k) = (quote_ident(table), quote_ident(pk));
+    if after {
+        format!(
+            "SELECT * FROM {t} WHERE {k} > {} ORDER BY {k} LIMIT {}",
+            placeholder(dialect, 1),
+            placeholder(dialect, 2)
+        )
+    } else {
+        format!(
+            "SELECT * FROM {t} WHERE {k} IS NOT NULL ORDER BY {k} LIMIT {}",
+            placeholder(dialect, 1)
+        )
+    }
+}
+
+/// The newest (updated-at, primary key) pair of the table, if any row has an updated-at.
+pub fn checkpoint(table: &str, pk: &str, updated_at: &str) -> String {
+    let (t, k, u) = (quote_ident(table), quote_ident(pk), quote_ident(updated_at));
+    format!("SELECT {u}, {k} FROM {t} WHERE {u} IS NOT NULL ORDER BY {u} DESC, {k} DESC LIMIT 1")
+}
+
+/// Rows changed after a (updated-at, primary key) position, oldest first.
+/// With `after`, parameters 1 and 2 are the position and 3 the limit; without it
+/// (no position yet), parameter 1 is the limit.
+pub fn changes(dialect: Dialect, table: &str, pk: &str, updated_at: &str, after: bool) -> String {
+    let (t, k, u) = (quote_ident(table), quote_ident(pk), quote_ident(updated_at));
+    if after {
+        format!(
+            "SELECT * FROM {t} WHERE ({u}, {k}) > ({}, {}) ORDER BY {u}, {k} LIMIT {}",
+            placeholder(dialect, 1),
+            placeholder(dialect, 2),
+            placeholder(dialect, 3)
+        )
+    } else {
+        format!(
+            "SELECT * FROM {t} WHERE {u} IS NOT NULL ORDER BY {u}, {k} LIMIT {}",
+            placeholder(dialect, 1)
+        )
+    }
+}
+
+/// The `RETURNING` clause giving back the primary key and, if configured, the updated-at.
+fn returning(pk: &str, updated_at: Option<&str>) -> String {
+    match updated_at {
+        Some(u) => format!(" RETURNING {}, {}", quote_ident(pk), quote_ident(u)),
+        None => format!(" RETURNING {}", quote_ident(pk)),
+    }
+}
+
+/// Creates a row; the database assigns the primary key unless `columns` holds it.
+/// Parameters 1..=n are the values of `columns`, in order.
+pub fn insert(
+    dialect: Dialect,
+    table: &str,
+    pk: &str,
+    updated_at: Option<&str>,
+    columns: &[&str],
+) -> String {
+    let t = quote_ident(table);
+    let ret = returning(pk, updated_at);
+    if columns.is_empty() {
+        return format!("INSERT INTO {t} DEFAULT VALUES{ret}");
+    }
+    let names = columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let values = (1..=columns.len())
+        .map(|n| placeholder(dialect, n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("INSERT INTO {t} ({names}) VALUES ({values}){ret}")
+}
+
+/// Creates the row with a given primary key, or updates the columns given if it exists.
+/// Parameter 1 is the key, parameters 2..=n+1 the values of `columns` (which must not
+/// hold the key). With no columns the update is a no-op that still returns the row.
+pub fn upsert(
+    dialect: Dialect,
+    table: &str,
+    pk: &str,
+    updated_at: Option<&str>,
+    columns: &[&str],
+) -> String {
+    let (t, k) = (quote_ident(table), quote_ident(pk));
+    let names: Vec<String> = std::iter::once(k.clone())
+        .chain(columns.iter().map(|c| quote_ident(c)))
+        .collect();
+    let values = (1..=names.len())
+        .map(|n| placeholder(dialect, n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let updates = if columns.is_empty() {
+        format!("{k} = excluded.{k}")
+    } else {
+        names[1..]
+            .iter()
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "INSERT INTO {t} ({}) VALUES ({values}) ON CONFLICT ({k}) DO UPDATE SET {updates}{}",
+        names.join(", "),
+        returning(pk, updated_at)
+    )
+}
+
+/// Deletes the row whose primary key is parameter 1.
+pub fn delete(dialect: Dialect, table: &str, pk: &str) -> String {
+    format!(
+        "DELETE FROM {} WHERE {} = {}",
+        quote_ident(table),
+        quote_ident(pk),
+        placeholder(dialect, 1)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_follow_the_dialect() {
+        assert_eq!(placeholder(Dialect::Sqlite, 3), "?3");
+        assert_eq!(placeholder(Dialect::Postgres, 3), "$3");
+    }
+
+    #[test]
+    fn read_pages_use_keyset_pagination() {
+        assert_eq!(
+            read_page(Dialect::Sqlite, "people", "id", false),
+            r#"SELECT * FROM "people" WHERE "id" IS NOT NULL ORDER BY "id" LIMIT ?1"#
+        );
+        assert_eq!(
+            read_page(Dialect::Postgres, "people", "id", true),
+            r#"SELECT * FROM "people" WHERE "id" > $1 ORDER BY "id" LIMIT $2"#
+        );
+    }
+
+    #[test]
+    fn changes_compare_row_values() {
+        assert_eq!(
+            changes(Dialect::Sqlite, "t", "id", "updated", true),
+            r#"SELECT * FROM "t" WHERE ("updated", "id") > (?1, ?2) ORDER BY "updated", "id" LIMIT ?3"#
+        );
+        assert_eq!(
+            checkpoint("t", "id", "updated"),
+            r#"SELECT "updated", "id" FROM "t" WHERE "updated" IS NOT NULL ORDER BY "updated" DESC, "id" DESC LIMIT 1"#
+        );
+    }
+
+    #[test]
+    fn inserts_return_the_key_and_version() {
+        assert_eq!(
+            insert(Dialect::Sqlite, "t", "id", Some("u"), &["a", "b"]),
+            r#"INSERT INTO "t" ("a", "b") VALUES (?1, ?2) RETURNING "id", "u""#
+        );
+        assert_eq!(
+            insert(Dialect::Postgres, "t", "id", None, &[]),
+            r#"INSERT INTO "t" DEFAULT VALUES RETURNING "id""#
+        );
+    }
+
+    #[test]
+    fn upserts_update_only_given_columns() {
+        assert_eq!(
+            upsert(Dialect::Sqlite, "t", "id", None, &["a", "b"]),
+            r#"INSERT INTO "t" ("id", "a", "b") VALUES (?1, ?2, ?3) ON CONFLICT ("id") DO UPDATE SET "a" = excluded."a", "b" = excluded."b" RETURNING "id""#
+        );
+        assert_eq!(
+            upsert(Dialect::Postgres, "t", "id", Some("u"), &[]),
+            r#"INSERT INTO "t" ("id") VALUES ($1) ON CONFLICT ("id") DO UPDATE SET "id" = excluded."id" RETURNING "id", "u""#
+        );
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(
+            delete(Dialect::Sqlite, "we\"ird", "id"),
+            r#"DELETE FROM "we""ird" WHERE "id" = ?1"#
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! The command line. No business logic here: parse, call the library, print.
+//!
+//! Exit codes: 0 success; 1 the command ran but something failed (a system
+//! failed during a sync, a check found a problem); 2 bad usage, a bad manifest
+//! or an error that stopped the command before it did anything.
+
+use crate::engine::{self, SyncOptions};
+use crate::manifest::{Manifest, ManifestErrors};
+use crate::runtime::{types::EntityBinding, Runtime};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Keeps systems in agreement: sandboxed WebAssembly connectors, one central store.
+#[derive(Parser, Debug)]
+#[command(name = "weir", version, about)]
+pub struct Cli {
+    /// The manifest.
+    #[arg(short, long, global = true, default_value = "weir.toml", env = "WEIR_MANIFEST")]
+    pub manifest: PathBuf,
+    /// Where compiled connectors are cached (default: $XDG_CACHE_HOME/weir or ~/.cache/weir).
+    #[arg(long, global = true, env = "WEIR_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate the manifest, then describe and check every system's connector.
+    Check,
+    /// Run one full sync pass from every readable system to every writable one.
+    Sync {
+        /// Records per page read and per batch written.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        batch_size: u32,
+        /// No progress bar.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// List each system's connector: what it exports and its version.
+    Connectors,
+    /// Show the latest runs and how many records each system holds links for.
+    Status,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(m) = e.downcast_ref::<ManifestErrors>() {
+                eprintln!("error: {m}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn cache_dir(cli: &Cli) -> Option<PathBuf> {
+    cli.cache_dir.clone().or_else(|| {
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("weir").join("components"))
+    })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let manifest = Manifest::load(&cli.manifest)?;
+    let runtime = Runtime::new(cache_dir(&cli)).context("starting the WebAssembly runtime")?;
+    match cli.command {
+        Command::Check => check(&manifest, &runtime).await,
+        Command::Sync { batch_size, quiet } => {
+            let progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let report = engine::sync(&manifest, &runtime, &SyncOptions { batch_size, progress }).await?;
+            let c = report.counts;
+            println!(
+                "run {}: {} read, {} written, {} unchanged, {} failed",
+                report.run_id, c.read, c.written, c.skipped, c.failed
+            );
+            for f in &report.failures {
+                eprintln!("error: {f}");
+            }
+            if c.failed > 0 {
+                eprintln!("{} record(s) went to the dead letters: see `weir status`", c.failed);
+            }
+            Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Connectors => connectors(&manifest, &runtime).await,
+        Command::Status => status(&manifest),
+    }
+}
+
+async fn check(manifest: &Manifest, runtime: &Runtime) -> anyhow::Result<ExitCode> {
+    println!("manifest {}: ok ({} entities, {} systems)", manifest.file.display(), manifest.entities.len(), manifest.systems.len());
+    let mut problems = 0;
+    for system in &manifest.systems {
+        let connector = match runtime.load(&system.connector) {
+            Ok(c) => c,
+            Err(e) => {
+                problems += 1;
+                println!("system {}: {e}", system.name);
+                continue;
+            }
+        };
+        let exports = connector.exports();
+        for b in &system.entities {
+            if b.direction.reads() && !exports.source {
+                problems += 1;
+                println!("system {}: entity {} is read (direction = {:?}) but the connector does not export 'source'; set direction = \"write\"", system.name, b.name, b.direction);
+            }
+            if b.direction.writes() && !exports.destination {
+                problems += 1;
+                println!("system {}: entity {} is written (direction = {:?}) but the connector does not export 'destination'; set direction = \"read\"", system.name, b.name, b.direction);
+            }
+        }
+        let mut instance = match runtime.instantiate(&connector, system, &manifest.store).await {
+            Ok(i) => i,
+            Err(e) => {
+                problems += 1;
+                println!("{e}");
+                continue;
+            }
+        };
+        let bindings: Vec<EntityBinding> = system
+            .entities
+            .iter()
+            .map(|e| EntityBinding { name: e.name.clone(), primary_key: e.primary_key.clone(), settings: e.settings.to_string() })
+            .collect();
+        let described = instance.describe().await;
+        match (described, instance.check(&bindings).await) {
+            (Ok(d), Ok(schemas)) => {
+                println!("system {}: ok ({} {}; exports {exports})", system.name, d.name, d.version);
+                for s in schemas {
+                    let fields: Vec<&str> = s.fields.iter().map(|f| f.name.as_str()).collect();
+                    println!("  {}: key {}, {} fields ({}){}", s.name, s.primary_key, fields.len(), fields.join(", "), if s.incremental { ", incremental" } else { "" });
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                problems += 1;
+                println!("{e}");
+            }
+        }
+    }
+    if problems > 0 {
+        println!("{problems} problem(s) found");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn connectors(manifest: &Manifest, runtime: &Runtime) -> anyhow::Result<ExitCode> {
+    let mut code = ExitCode::SUCCESS;
+    for system in &manifest.systems {
+        let connector = match runtime.load(&system.connector) {
+            Ok(c) => c,
+            Err(e) => {
+                println!("{}: {e}", system.name);
+                code = ExitCode::from(1);
+                continue;
+            }
+        };
+        let described = match runtime.instantiate(&connector, system, &manifest.store).await {
+            Ok(mut i) => i.describe().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match described {
+            Ok(d) => println!(
+                "{}: {} {} [{}] exports {} ({})\n  {}",
+                system.name,
+                d.name,
+                d.version,
+                connector.hash(),
+                connector.exports(),
+                system.connector.display(),
+                d.summary
+            ),
+            Err(e) => {
+                println!("{}: exports {} ({}); describe failed: {e}", system.name, connector.exports(), system.connector.display());
+                code = ExitCode::from(1);
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn status(manifest: &Manifest) -> anyhow::Result<ExitCode> {
+    let store = crate::store::Store::open(&manifest.store)?;
+    println!("store {} (schema {})", store.path().display(), store.schema_version()?);
+    for system in &manifest.systems {
+        for e in &system.entities {
+            println!("  {} {}: {} linked records", system.name, e.name, store.count_links(&e.name, &system.name)?);
+        }
+    }
+    let runs = store.runs(5)?;
+    if runs.is_empty() {
+        println!("no runs yet");
+    }
+    for r in runs {
+        let c = r.counts;
+        println!(
+            "run {} {} {}: {} read, {} written, {} unchanged, {} failed{}",
+            r.id,
+            r.started_at,
+            r.status,
+            c.read,
+            c.written,
+            c.skipped,
+            c.failed,
+            r.error.map(|e| format!(" ({e})")).unwrap_or_default()
+        );
+    }
+    let letters = store.dead_letters(10)?;
+    if !letters.is_empty() {
+        println!("latest dead letters:");
+        for d in letters {
+            println!("  #{} {} {} {} {}: {}", d.id, d.created_at, d.system, d.entity, d.local_id.unwrap_or_default(), d.reason);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,9 @@
+//! weir: keeps systems in agreement through sandboxed WebAssembly connectors
+//! and a central SQLite store. See ARCHITECTURE.md for the map.
+
+pub mod cli;
+pub mod engine;
+pub mod manifest;
+pub mod mapping;
+pub mod runtime;
+pub mod store;

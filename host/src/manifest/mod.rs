@@ -1,0 +1,470 @@
+//! The manifest (`weir.toml`): systems, entities, grants and limits.
+//!
+//! Parsing is strict (`deny_unknown_fields` everywhere) and every error names
+//! the file, the line and the key, says what is wrong and how to fix it. After
+//! [`Manifest::load`] returns, every path is absolute, every `${VAR}` secret is
+//! resolved and every entity of every system has a primary key.
+
+mod error;
+mod secrets;
+
+pub use error::{ManifestError, ManifestErrors};
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A validated manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The manifest file.
+    pub file: PathBuf,
+    /// The central store's SQLite file.
+    pub store: PathBuf,
+    /// Canonical entities, in declaration order (the sync order).
+    pub entities: Vec<Entity>,
+    /// Systems, in declaration order.
+    pub systems: Vec<System>,
+}
+
+/// A canonical entity.
+#[derive(Debug, Clone)]
+pub struct Entity {
+    /// Its name, for example `contacts`.
+    pub name: String,
+    /// The default primary-key field of every system.
+    pub primary_key: Option<String>,
+}
+
+/// Which way records of one entity flow for one system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// weir reads from the system only.
+    Read,
+    /// weir writes to the system only.
+    Write,
+    /// Both.
+    Both,
+}
+
+impl Direction {
+    /// Whether weir reads this entity from the system.
+    pub fn reads(self) -> bool {
+        matches!(self, Direction::Read | Direction::Both)
+    }
+    /// Whether weir writes this entity to the system.
+    pub fn writes(self) -> bool {
+        matches!(self, Direction::Write | Direction::Both)
+    }
+}
+
+/// One system: a connector component and what it may reach.
+#[derive(Debug, Clone)]
+pub struct System {
+    /// Its name in the manifest.
+    pub name: String,
+    /// The connector component (`.wasm`).
+    pub connector: PathBuf,
+    /// The `config` table as a JSON object, secrets resolved.
+    pub config: serde_json::Value,
+    /// Granted databases: grant name → database.
+    pub databases: BTreeMap<String, Database>,
+    /// Granted directories: guest name → host directory.
+    pub directories: BTreeMap<String, PathBuf>,
+    /// Host names the connector may send HTTP requests to.
+    pub allowed_hosts: Vec<String>,
+    /// Whether HTTP requests may go to loopback and private addresses.
+    pub allow_private_network: bool,
+    /// Credentials the host injects into HTTP requests: name → (header, value).
+    pub credentials: BTreeMap<String, Credential>,
+    /// Resource limits.
+    pub limits: Limits,
+    /// The entities this system holds, in the order of the manifest's entities.
+    pub entities: Vec<SystemEntity>,
+}
+
+/// A granted database.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+}
+
+/// A credential the host adds to outgoing requests.
+#[derive(Clone)]
+pub struct Credential {
+    /// The header to set, for example `Authorization`.
+    pub header: String,
+    /// The header value (a secret).
+    pub value: String,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential").field("header", &self.header).field("value", &"<redacted>").finish()
+    }
+}
+
+/// Resource limits of one system's connector.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Linear memory cap.
+    pub memory_bytes: usize,
+    /// Time limit of one call into the connector (CPU in the guest and waits in host calls alike).
+    pub call_timeout: Duration,
+    /// Time limit of one HTTP request.
+    pub http_timeout: Duration,
+    /// Largest HTTP response body accepted.
+    pub http_max_response_bytes: usize,
+    /// Largest number of rows one SQL query may return.
+    pub sql_max_rows: u32,
+    /// Time limit of one SQL statement.
+    pub sql_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// 256 MiB of memory, 30 s per call, 30 s and 16 MiB per HTTP request,
+    /// 100 000 rows and 30 s per SQL statement.
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 256 << 20,
+            call_timeout: Duration::from_secs(30),
+            http_timeout: Duration::from_secs(30),
+            http_max_response_bytes: 16 << 20,
+            sql_max_rows: 100_000,
+            sql_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// An entity as bound to one system.
+#[derive(Debug, Clone)]
+pub struct SystemEntity {
+    /// The canonical entity's name.
+    pub name: String,
+    /// Which way records flow.
+    pub direction: Direction,
+    /// The system's primary-key field.
+    pub primary_key: String,
+    /// Field renames: system field → canonical field.
+    pub rename: BTreeMap<String, String>,
+    /// Fields of this system that are not synced at all (neither read nor written),
+    /// such as a column the system maintains itself.
+    pub ignore: Vec<String>,
+    /// Connector-specific settings (a JSON object).
+    pub settings: serde_json::Value,
+}
+
+impl System {
+    /// The binding of `entity` to this system, if it holds it.
+    pub fn entity(&self, entity: &str) -> Option<&SystemEntity> {
+        self.entities.iter().find(|e| e.name == entity)
+    }
+}
+
+impl Manifest {
+    /// Reads, parses and validates a manifest file.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ManifestErrors::one(ManifestError::new(path, None, "", format!("cannot read the manifest: {e}"))
+                .hint("pass the path of an existing weir.toml with --manifest"))
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates manifest text; `path` names the file in errors and
+    /// anchors relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestErrors> {
+        let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let raw: raw::Manifest = toml::from_str(text).map_err(|e| ManifestErrors::one(ManifestError::from_toml(&file, text, &e)))?;
+        let mut v = Validator { file: &file, text, errors: Vec::new(), locator: error::Locator::new(text) };
+        let manifest = v.manifest(raw);
+        if v.errors.is_empty() {
+            Ok(manifest)
+        } else {
+            Err(ManifestErrors(v.errors))
+        }
+    }
+
+    /// The directory of the manifest file; relative paths are resolved against it.
+    pub fn dir(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("."))
+    }
+
+    /// A system by name.
+    pub fn system(&self, name: &str) -> Option<&System> {
+        self.systems.iter().find(|s| s.name == name)
+    }
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+    #[allow(dead_code)]
+    text: &'a str,
+    errors: Vec<ManifestError>,
+    locator: error::Locator,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, key: &[&str], message: impl Into<String>, hint: impl Into<String>) {
+        let line = self.locator.line_of(key);
+        self.errors.push(ManifestError::new(self.file, line, &key.join("."), message).hint(hint));
+    }
+
+    fn base(&self) -> PathBuf {
+        self.file.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+
+    fn secret(&mut self, key: &[&str], value: &str) -> String {
+        match secrets::expand(value, &self.base()) {
+            Ok(v) => v,
+            Err(e) => {
+                let hint = e.hint();
+                self.error(key, e.to_string(), hint);
+                String::new()
+            }
+        }
+    }
+
+    fn manifest(&mut self, raw: raw::Manifest) -> Manifest {
+        let base = self.base();
+        let store = base.join(raw.store.map(|s| s.path).unwrap_or_else(|| PathBuf::from("weir.db")));
+        if raw.entities.is_empty() {
+            self.error(&["entities"], "the manifest declares no entity", "add an [entities.NAME] table, for example [entities.contacts] with primary_key = \"id\"");
+        }
+        if raw.systems.is_empty() {
+            self.error(&["systems"], "the manifest declares no system", "add a [systems.NAME] table with a connector");
+        }
+        let entities: Vec<Entity> = raw
+            .entities
+            .iter()
+            .map(|(name, e)| Entity { name: name.clone(), primary_key: e.primary_key.clone() })
+            .collect();
+        let systems = raw.systems.into_iter().map(|(name, s)| self.system(&name, s, &entities)).collect();
+        Manifest { file: self.file.to_path_buf(), store, entities, systems }
+    }
+
+    fn system(&mut self, name: &str, raw: raw::System, entities: &[Entity]) -> System {
+        let base = self.base();
+        let connector = base.join(&raw.connector);
+        if !connector.is_file() {
+            self.error(
+                &["systems", name, "connector"],
+                format!("connector file '{}' not found", raw.connector.display()),
+                "build the connector (see README) or correct the path; relative paths start at the manifest's folder",
+            );
+        }
+        let config = self.config(&["systems", name, "config"], raw.config.unwrap_or_else(|| toml::Value::Table(Default::default())));
+        let mut databases = BTreeMap::new();
+        for (grant, db) in raw.databases {
+            let value = self.secret(&["systems", name, "databases", &grant], &db);
+            let path = base.join(value.strip_prefix("sqlite:").unwrap_or(&value));
+            databases.insert(grant, Database::Sqlite(path));
+        }
+        let mut directories = BTreeMap::new();
+        for (grant, dir) in raw.directories {
+            let path = base.join(&dir);
+            if !path.is_dir() {
+                self.error(
+                    &["systems", name, "directories", &grant],
+                    format!("directory '{}' does not exist", dir.display()),
+                    "create it or correct the path; relative paths start at the manifest's folder",
+                );
+            }
+            if grant.is_empty() || grant.contains(['/', '\\']) || grant == "." || grant == ".." {
+                self.error(&["systems", name, "directories", &grant], format!("'{grant}' is not a valid grant name"), "use a plain name such as \"data\": the connector sees the directory as /data");
+            }
+            directories.insert(grant, path);
+        }
+        let mut credentials = BTreeMap::new();
+        for (cred, c) in raw.credentials {
+            let value = self.secret(&["systems", name, "credentials", &cred, "value"], &c.value);
+            credentials.insert(cred, Credential { header: c.header, value });
+        }
+        let limits = self.limits(name, raw.limits.unwrap_or_default());
+        let mut bound = Vec::new();
+        for entity_name in raw.entities.keys() {
+            if !entities.iter().any(|x| &x.name == entity_name) {
+                self.error(
+                    &["systems", name, "entities", entity_name],
+                    format!("entity '{entity_name}' is not declared"),
+                    format!("declare it with [entities.{entity_name}] or correct the name"),
+                );
+            }
+        }
+        for entity in entities {
+            let Some(e) = raw.entities.get(&entity.name) else { continue };
+            let primary_key = match e.primary_key.clone().or_else(|| entity.primary_key.clone()) {
+                Some(pk) if !pk.is_empty() => pk,
+                _ => {
+                    self.error(
+                        &["systems", name, "entities", &entity.name],
+                        format!("entity '{}' has no primary key for system '{name}'", entity.name),
+                        format!("set primary_key = \"id\" (the field that identifies a record) under [entities.{}] or [systems.{name}.entities.{}]", entity.name, entity.name),
+                    );
+                    String::new()
+                }
+            };
+            let settings = self.config(&["systems", name, "entities", &entity.name, "settings"], e.settings.clone().unwrap_or_else(|| toml::Value::Table(Default::default())));
+            let mut seen = BTreeMap::new();
+            for (from, to) in &e.rename {
+                if let Some(prev) = seen.insert(to.clone(), from.clone()) {
+                    self.error(
+                        &["systems", name, "entities", &entity.name, "rename"],
+                        format!("fields '{prev}' and '{from}' are both renamed to '{to}'"),
+                        "give each field its own canonical name",
+                    );
+                }
+            }
+            bound.push(SystemEntity {
+                name: entity.name.clone(),
+                direction: e.direction.unwrap_or(Direction::Both),
+                primary_key,
+                rename: e.rename.clone(),
+                ignore: e.ignore.clone(),
+                settings,
+            });
+        }
+        System {
+            name: name.to_string(),
+            connector,
+            config,
+            databases,
+            directories,
+            allowed_hosts: raw.allowed_hosts,
+            allow_private_network: raw.allow_private_network,
+            credentials,
+            limits,
+            entities: bound,
+        }
+    }
+
+    fn limits(&mut self, system: &str, raw: raw::Limits) -> Limits {
+        let d = Limits::default();
+        let mut positive = |key: &str, v: Option<u64>| -> Option<u64> {
+            match v {
+                Some(0) => {
+                    self.error(&["systems", system, "limits", key], format!("{key} must be greater than 0"), "remove the key to use the default, or give a positive number");
+                    None
+                }
+                other => other,
+            }
+        };
+        Limits {
+            memory_bytes: positive("memory_mib", raw.memory_mib).map_or(d.memory_bytes, |m| (m as usize) << 20),
+            call_timeout: positive("call_timeout_secs", raw.call_timeout_secs).map_or(d.call_timeout, Duration::from_secs),
+            http_timeout: positive("http_timeout_secs", raw.http_timeout_secs).map_or(d.http_timeout, Duration::from_secs),
+            http_max_response_bytes: positive("http_max_response_mib", raw.http_max_response_mib).map_or(d.http_max_response_bytes, |m| (m as usize) << 20),
+            sql_max_rows: positive("sql_max_rows", raw.sql_max_rows.map(u64::from)).map_or(d.sql_max_rows, |n| n as u32),
+            sql_timeout: positive("sql_timeout_secs", raw.sql_timeout_secs).map_or(d.sql_timeout, Duration::from_secs),
+        }
+    }
+
+    /// Converts a free-form TOML table to JSON, resolving `${VAR}` secrets in strings.
+    fn config(&mut self, key: &[&str], value: toml::Value) -> serde_json::Value {
+        use serde_json::Value as J;
+        match value {
+            toml::Value::String(s) => J::String(self.secret(key, &s)),
+            toml::Value::Integer(i) => J::from(i),
+            toml::Value::Float(f) => serde_json::Number::from_f64(f).map_or(J::Null, J::Number),
+            toml::Value::Boolean(b) => J::Bool(b),
+            toml::Value::Datetime(d) => J::String(d.to_string()),
+            toml::Value::Array(a) => J::Array(a.into_iter().map(|v| self.config(key, v)).collect()),
+            toml::Value::Table(t) => J::Object(
+                t.into_iter()
+                    .map(|(k, v)| {
+                        let mut path: Vec<&str> = key.to_vec();
+                        path.push(&k);
+                        let v = self.config(&path, v);
+                        (k, v)
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// The manifest as written, before validation.
+mod raw {
+    use super::Direction;
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Manifest {
+        pub store: Option<Store>,
+        #[serde(default)]
+        pub entities: indexmap::IndexMap<String, Entity>,
+        #[serde(default)]
+        pub systems: indexmap::IndexMap<String, System>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Store {
+        pub path: PathBuf,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Entity {
+        pub primary_key: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct System {
+        pub connector: PathBuf,
+        pub config: Option<toml::Value>,
+        #[serde(default)]
+        pub databases: BTreeMap<String, String>,
+        #[serde(default)]
+        pub directories: BTreeMap<String, PathBuf>,
+        #[serde(default)]
+        pub allowed_hosts: Vec<String>,
+        #[serde(default)]
+        pub allow_private_network: bool,
+        #[serde(default)]
+        pub credentials: BTreeMap<String, Credential>,
+        pub limits: Option<Limits>,
+        #[serde(default)]
+        pub entities: BTreeMap<String, SystemEntity>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Credential {
+        pub header: String,
+        pub value: String,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Limits {
+        pub memory_mib: Option<u64>,
+        pub call_timeout_secs: Option<u64>,
+        pub http_timeout_secs: Option<u64>,
+        pub http_max_response_mib: Option<u64>,
+        pub sql_max_rows: Option<u32>,
+        pub sql_timeout_secs: Option<u64>,
+    }
+
+    #[derive(Deserialize, Clone)]
+    #[serde(deny_unknown_fields)]
+    pub struct SystemEntity {
+        pub direction: Option<Direction>,
+        pub primary_key: Option<String>,
+        #[serde(default)]
+        pub rename: BTreeMap<String, String>,
+        #[serde(default)]
+        pub ignore: Vec<String>,
+        pub settings: Option<toml::Value>,
+    }
+}
+
+#[cfg(test)]
+mod tests;

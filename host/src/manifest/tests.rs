@@ -1,0 +1,63 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Manifest, ManifestErrors> {
+    Manifest::parse(Path::new("weir.toml"), text)
+}
+
+fn first_error(text: &str) -> ManifestError {
+    parse(text).expect_err("manifest should be rejected").0.remove(0)
+}
+
+#[test]
+fn unknown_key_names_line_and_key() {
+    let e = first_error("[entities.contacts]\nprimary_key = \"id\"\nprimery = 1\n");
+    assert_eq!(e.line, Some(3));
+    assert!(e.message.contains("unknown field `primery`"), "{e}");
+    assert!(e.to_string().contains("to fix:"), "{e}");
+}
+
+#[test]
+fn malformed_toml_names_line() {
+    let e = first_error("[entities.contacts]\nprimary_key = \"id\n");
+    assert_eq!(e.line, Some(2), "{e}");
+}
+
+#[test]
+fn missing_connector_and_primary_key_are_both_reported() {
+    let errs = parse(
+        "[entities.contacts]\n\n[systems.a]\nconnector = \"nope.wasm\"\n[systems.a.entities.contacts]\ndirection = \"read\"\n",
+    )
+    .unwrap_err();
+    let text = errs.to_string();
+    assert_eq!(errs.0.len(), 2, "{text}");
+    assert!(text.contains("weir.toml:4: systems.a.connector: connector file 'nope.wasm' not found"), "{text}");
+    assert!(text.contains("has no primary key for system 'a'"), "{text}");
+    assert_eq!(errs.0[1].line, Some(5), "{text}");
+}
+
+#[test]
+fn unset_secret_is_named_without_value() {
+    let e = first_error(
+        "[entities.contacts]\nprimary_key = \"id\"\n[systems.a]\nconnector = \"Cargo.toml\"\nconfig = { token = \"${WEIR_TEST_UNSET_VARIABLE}\" }\n",
+    );
+    assert_eq!(e.key, "systems.a.config.token");
+    assert_eq!(e.line, Some(5));
+    assert!(e.message.contains("'WEIR_TEST_UNSET_VARIABLE' is not set"), "{e}");
+}
+
+#[test]
+fn valid_manifest_keeps_entity_order_and_defaults() {
+    let m = parse(
+        "[entities.contacts]\nprimary_key = \"id\"\n[entities.orders]\nprimary_key = \"order_id\"\n\
+         [systems.a]\nconnector = \"Cargo.toml\"\n[systems.a.entities.orders]\n[systems.a.entities.contacts]\ndirection = \"read\"\nrename = { fname = \"first_name\" }\n",
+    )
+    .unwrap();
+    assert_eq!(m.entities.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["contacts", "orders"]);
+    let a = m.system("a").unwrap();
+    assert_eq!(a.entities[0].name, "contacts");
+    assert_eq!(a.entities[0].direction, Direction::Read);
+    assert_eq!(a.entities[1].primary_key, "order_id");
+    assert_eq!(a.entities[1].direction, Direction::Both);
+    assert_eq!(a.limits.memory_bytes, 256 << 20);
+    assert!(m.store.ends_with("weir.db"));
+}

@@ -1,0 +1,237 @@
+//! The `http` import: outgoing requests, checked against the manifest.
+//!
+//! Defaults: only hosts listed in `allowed_hosts` (exact names, or `*.example.com`
+//! for subdomains); every address a name resolves to must be public — loopback,
+//! private, link-local (cloud metadata included), shared, unspecified and
+//! multicast addresses are refused unless `allow_private_network = true`; the
+//! check runs inside the resolver, on every connection, so a name cannot be
+//! re-pointed after the check; redirects are not followed (the connector sees
+//! the 3xx and may send a new, checked request); bodies are capped at
+//! `http_max_response_mib` and requests at `http_timeout_secs`.
+
+use super::bindings::weir::connector::http::{Host, HttpError, Request, Response};
+use super::HostState;
+use crate::manifest::System;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+/// One HTTP client per policy (private networks allowed or not), shared by all systems.
+#[derive(Default)]
+pub(super) struct Clients {
+    clients: Mutex<HashMap<bool, reqwest::Client>>,
+}
+
+impl Clients {
+    pub(super) fn for_system(&self, system: &System) -> SystemClient {
+        let allow_private = system.allow_private_network;
+        let client = self
+            .clients
+            .lock()
+            .expect("http clients lock")
+            .entry(allow_private)
+            .or_insert_with(|| {
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .dns_resolver(Arc::new(CheckedResolver { allow_private }))
+                    .build()
+                    .expect("http client with default TLS settings")
+            })
+            .clone();
+        SystemClient { client }
+    }
+}
+
+pub(super) struct SystemClient {
+    client: reqwest::Client,
+}
+
+/// Resolves names and refuses non-public addresses.
+struct CheckedResolver {
+    allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some(bad) = addrs.iter().find(|a| !allow_private && !is_public(a.ip())) {
+                return Err(format!("'{host}' resolves to non-public address {} (set allow_private_network = true to allow)", bad.ip()).into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Whether an address is on the public internet.
+pub(super) fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10, shared address space
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24, protocol assignments
+                || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18.0.0/15, benchmarking
+                || o[0] >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] == 0x2001 && s[1] == 0x0db8)) // documentation
+        }
+    }
+}
+
+/// Whether `host` matches an `allowed_hosts` entry.
+fn host_allowed(allowed: &[String], host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    allowed.iter().any(|a| {
+        let a = a.to_ascii_lowercase();
+        match a.strip_prefix("*.") {
+            Some(suffix) => host.len() > suffix.len() && host.ends_with(suffix) && host.as_bytes()[host.len() - suffix.len() - 1] == b'.',
+            None => host == a,
+        }
+    })
+}
+
+impl HostState {
+    /// Checks a request against the manifest; the error says which rule refused it.
+    fn check_request(&self, url: &reqwest::Url) -> Result<(), String> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("http request to '{url}' denied: only http and https are allowed"));
+        }
+        let Some(host) = url.host_str() else {
+            return Err(format!("http request to '{url}' denied: the URL has no host"));
+        };
+        if !host_allowed(&self.system.allowed_hosts, host) {
+            return Err(format!(
+                "http request to '{host}' denied: the host is not in allowed_hosts of system '{}'",
+                self.system.name
+            ));
+        }
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = literal.parse::<IpAddr>() {
+            if !self.system.allow_private_network && !is_public(ip) {
+                return Err(format!("http request to '{host}' denied: non-public address (set allow_private_network = true to allow)"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Host for HostState {
+    async fn send(&mut self, req: Request) -> wasmtime::Result<Result<Response, HttpError>> {
+        let url = match reqwest::Url::parse(&req.url) {
+            Ok(u) => u,
+            Err(e) => return Ok(Err(HttpError::Denied(format!("bad URL '{}': {e}", req.url)))),
+        };
+        if let Err(message) = self.check_request(&url) {
+            return Ok(Err(HttpError::Denied(self.deny(message))));
+        }
+        let Ok(method) = reqwest::Method::from_bytes(req.method.as_bytes()) else {
+            return Ok(Err(HttpError::Denied(format!("bad HTTP method '{}'", req.method))));
+        };
+        let mut builder = self.http.client.request(method, url).timeout(self.system.limits.http_timeout);
+        for (k, v) in &req.headers {
+            builder = builder.header(k, v);
+        }
+        if let Some(name) = &req.credential {
+            match self.system.credentials.get(name) {
+                Some(c) => builder = builder.header(&c.header, &c.value),
+                None => {
+                    let message = format!("credential '{name}' is not declared for system '{}'", self.system.name);
+                    return Ok(Err(HttpError::Denied(self.deny(message))));
+                }
+            }
+        }
+        if let Some(body) = req.body {
+            builder = builder.body(body);
+        }
+        let cap = self.system.limits.http_max_response_bytes;
+        let fut = async {
+            let mut resp = builder.send().await?;
+            let status = resp.status().as_u16();
+            let headers = resp
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .collect();
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await? {
+                if body.len() + chunk.len() > cap {
+                    return Ok(Err(HttpError::TooLarge));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok::<_, reqwest::Error>(Ok(Response { status, headers, body }))
+        };
+        Ok(match tokio::time::timeout(self.system.limits.http_timeout, fut).await {
+            Err(_) => Err(HttpError::Timeout),
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) if e.is_timeout() => Err(HttpError::Timeout),
+            Ok(Err(e)) => {
+                // Name resolution refusals come back as connect errors; report them as denials.
+                let text = error_chain(&e);
+                if text.contains("non-public address") {
+                    Err(HttpError::Denied(self.deny(format!("http request denied: {text}"))))
+                } else {
+                    Err(HttpError::Transport(text))
+                }
+            }
+        })
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_and_private_addresses() {
+        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1"] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip} should not be public");
+        }
+        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip} should be public");
+        }
+    }
+
+    #[test]
+    fn allow_list_matching() {
+        let allowed = vec!["api.example.com".to_string(), "*.shop.test".to_string()];
+        assert!(host_allowed(&allowed, "api.example.com"));
+        assert!(host_allowed(&allowed, "API.example.com."));
+        assert!(host_allowed(&allowed, "eu.shop.test"));
+        assert!(!host_allowed(&allowed, "shop.test"));
+        assert!(!host_allowed(&allowed, "evilshop.test"));
+        assert!(!host_allowed(&allowed, "example.com"));
+        assert!(!host_allowed(&allowed, "api.example.com.evil.net"));
+    }
+}

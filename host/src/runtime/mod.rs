@@ -1,0 +1,520 @@
+//! The sandbox: compiles, caches and runs connector components.
+//!
+//! *Architecture invariant:* this is the only module that imports wasmtime.
+//! The rest of the host sees [`Runtime`], [`Connector`] (a component loaded
+//! once) and [`Instance`] (a fresh store for one run of one system) and the
+//! plain data types of the WIT world re-exported in [`types`].
+//!
+//! Defaults, per call into a connector: the epoch deadline and a wall-clock
+//! timeout are both reset to the system's `call_timeout` (30 s) before every
+//! call; linear memory is capped at `memory_mib` (256 MiB); the WASI context
+//! has no environment variables, no arguments, no stdio, no sockets and no
+//! preopened directory except those the manifest grants. After a trap or a
+//! timeout the instance is dropped and refuses further calls.
+
+mod bindings;
+mod http;
+mod sql;
+
+use crate::manifest::{Limits, System};
+use bindings::exports::weir::connector as ex;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
+use wasmtime::{Config, Engine, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+/// The plain data types of the connector world.
+pub mod types {
+    pub use super::bindings::exports::weir::connector::connector::Description;
+    pub use super::bindings::weir::connector::types::*;
+}
+use types::{ConnectorError, Context, EntityBinding, EntitySchema, Page, WriteItem, Written};
+
+/// How often the epoch advances; the unit of CPU deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// A failure of a call into a connector.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The connector answered with an error.
+    #[error("system '{system}': {kind:?} error: {message}", kind = .error.kind, message = .error.message)]
+    Connector {
+        /// The system.
+        system: String,
+        /// What the connector said.
+        error: ConnectorError,
+    },
+    /// The call ran past the system's time limit and was stopped.
+    #[error("system '{system}': connector stopped: exceeded its time limit of {limit:?} per call (limits.call_timeout_secs)")]
+    Timeout {
+        /// The system.
+        system: String,
+        /// The limit.
+        limit: Duration,
+    },
+    /// The connector tried to use more memory than allowed and was stopped.
+    #[error("system '{system}': connector stopped: exceeded its memory limit of {} MiB (limits.memory_mib)", .limit >> 20)]
+    Memory {
+        /// The system.
+        system: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The connector crashed (a trap: a bug in the connector).
+    #[error("system '{system}': connector crashed: {message}")]
+    Trap {
+        /// The system.
+        system: String,
+        /// The trap and its backtrace.
+        message: String,
+    },
+    /// The connector does not export the interface needed.
+    #[error("system '{system}': connector does not export the '{interface}' interface")]
+    Unsupported {
+        /// The system.
+        system: String,
+        /// The interface, for example `source`.
+        interface: &'static str,
+    },
+    /// An earlier call failed hard and the instance was dropped.
+    #[error("system '{system}': connector was stopped after an earlier failure")]
+    Stopped {
+        /// The system.
+        system: String,
+    },
+}
+
+impl CallError {
+    /// Whether the connector itself was stopped (trap, timeout, memory).
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, CallError::Connector { .. } | CallError::Unsupported { .. })
+    }
+}
+
+/// Why the runtime failed to load a component.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read connector '{path}': {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid component or does not fit the connector world.
+    #[error("connector '{path}' is not a usable weir connector: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (compile or link error chain).
+        message: String,
+    },
+}
+
+/// What a component exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exports {
+    /// `source`: read and changes.
+    pub source: bool,
+    /// `destination`: write.
+    pub destination: bool,
+    /// `webhook`: handle.
+    pub webhook: bool,
+}
+
+impl std::fmt::Display for Exports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names = vec!["connector"];
+        for (on, name) in [(self.source, "source"), (self.destination, "destination"), (self.webhook, "webhook")] {
+            if on {
+                names.push(name);
+            }
+        }
+        f.write_str(&names.join(", "))
+    }
+}
+
+/// The engine, linker and component cache shared by every system.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache_dir: Option<PathBuf>,
+    loaded: Mutex<HashMap<[u8; 32], Arc<Connector>>>,
+    http: http::Clients,
+    ticker: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Runtime {
+    /// Creates the runtime. Compiled components are cached in `cache_dir`
+    /// (by content hash) when one is given.
+    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Runtime> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::FullConnector::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |h| h)?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new().name("weir-epoch".into()).spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?
+        };
+        Ok(Runtime {
+            engine,
+            linker,
+            cache_dir,
+            loaded: Mutex::new(HashMap::new()),
+            http: http::Clients::default(),
+            ticker: Some(ticker),
+            stop,
+        })
+    }
+
+    /// Loads a component: from memory if loaded before, else from the compile
+    /// cache, else by compiling it (and filling the cache).
+    pub fn load(&self, path: &Path) -> Result<Arc<Connector>, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+        let hash: [u8; 32] = Sha256::digest(&bytes).into();
+        if let Some(c) = self.loaded.lock().expect("component cache lock").get(&hash) {
+            return Ok(c.clone());
+        }
+        let invalid = |e: wasmtime::Error| LoadError::Invalid { path: path.to_path_buf(), message: format!("{e:#}") };
+        let component = self.compile_cached(&bytes, &hash).map_err(invalid)?;
+        let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
+        let guests = Guests::new(&pre).map_err(invalid)?;
+        let connector = Arc::new(Connector { pre, guests, hash: hex::encode(&hash[..8]) });
+        self.loaded.lock().expect("component cache lock").insert(hash, connector.clone());
+        Ok(connector)
+    }
+
+    fn compile_cached(&self, bytes: &[u8], hash: &[u8; 32]) -> wasmtime::Result<Component> {
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(&self.engine, bytes);
+        };
+        let file = dir.join(format!("{}.cwasm", hex::encode(hash)));
+        if file.is_file() {
+            // SAFETY: the cache directory is written only by this runtime, with
+            // artifacts it compiled itself; wasmtime also checks that the
+            // artifact matches this engine's version and configuration.
+            #[allow(unsafe_code)]
+            match unsafe { Component::deserialize_file(&self.engine, &file) } {
+                Ok(c) => return Ok(c),
+                Err(e) => tracing::debug!(file = %file.display(), "recompiling stale cached component: {e:#}"),
+            }
+        }
+        let artifact = self.engine.precompile_component(bytes)?;
+        if std::fs::create_dir_all(dir).is_ok() {
+            let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+            if std::fs::write(&tmp, &artifact).is_ok() {
+                let _ = std::fs::rename(&tmp, &file);
+            }
+        }
+        // SAFETY: `artifact` was produced by this engine just now.
+        #[allow(unsafe_code)]
+        unsafe {
+            Component::deserialize(&self.engine, &artifact)
+        }
+    }
+
+    /// Starts a fresh instance of `connector` for `system`, with the system's
+    /// grants and limits. `store_path` is the central store (for `state`).
+    pub async fn instantiate(&self, connector: &Connector, system: &System, store_path: &Path) -> Result<Instance, CallError> {
+        let name = system.name.clone();
+        let trap = |e: wasmtime::Error| CallError::Trap { system: name.clone(), message: format!("{e:#}") };
+        let mut wasi = WasiCtx::builder();
+        for (guest, host) in &system.directories {
+            wasi.preopened_dir(host, format!("/{guest}"), FsPerms::ReadWrite).map_err(trap)?;
+        }
+        let state = HostState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(system.limits.memory_bytes)
+                .trap_on_grow_failure(true)
+                .instances(20)
+                .tables(20)
+                .memories(4)
+                .build(),
+            system: Arc::new(system.clone()),
+            http: self.http.for_system(system),
+            sql: sql::Connections::new(system),
+            state_path: store_path.to_path_buf(),
+            state: None,
+            deadline: Instant::now(),
+            denials: Vec::new(),
+        };
+        let mut store = wasmtime::Store::new(&self.engine, state);
+        store.limiter(|h| &mut h.limits);
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Err(LimitExceeded::Time.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+        store.data_mut().deadline = Instant::now() + system.limits.call_timeout;
+        let instance = connector.pre.instantiate_async(&mut store).await.map_err(|e| classify(&system.name, &system.limits, e))?;
+        let guests = connector.guests.load(&mut store, &instance).map_err(trap)?;
+        let config = serde_json::to_string(&system.config).unwrap_or_else(|_| "{}".into());
+        Ok(Instance { store: Some(store), guests, ctx: Context { system: system.name.clone(), config }, system: system.name.clone(), limits: system.limits })
+    }
+}
+
+/// A connector component, compiled and linked once.
+pub struct Connector {
+    pre: InstancePre<HostState>,
+    guests: Guests,
+    hash: String,
+}
+
+impl Connector {
+    /// What the component exports.
+    pub fn exports(&self) -> Exports {
+        Exports { source: self.guests.source.is_some(), destination: self.guests.destination.is_some(), webhook: self.guests.webhook.is_some() }
+    }
+    /// A short content hash identifying the component.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+}
+
+/// Export indices of the interfaces a component has, looked up once.
+#[derive(Clone)]
+struct Guests {
+    connector: ex::connector::GuestIndices,
+    source: Option<ex::source::GuestIndices>,
+    destination: Option<ex::destination::GuestIndices>,
+    webhook: Option<ex::webhook::GuestIndices>,
+}
+
+impl Guests {
+    fn new(pre: &InstancePre<HostState>) -> wasmtime::Result<Guests> {
+        Ok(Guests {
+            connector: ex::connector::GuestIndices::new(pre)?,
+            source: ex::source::GuestIndices::new(pre).ok(),
+            destination: ex::destination::GuestIndices::new(pre).ok(),
+            webhook: ex::webhook::GuestIndices::new(pre).ok(),
+        })
+    }
+
+    fn load(&self, store: &mut wasmtime::Store<HostState>, instance: &wasmtime::component::Instance) -> wasmtime::Result<Loaded> {
+        Ok(Loaded {
+            connector: self.connector.load(&mut *store, instance)?,
+            source: self.source.as_ref().map(|g| g.load(&mut *store, instance)).transpose()?,
+            destination: self.destination.as_ref().map(|g| g.load(&mut *store, instance)).transpose()?,
+            webhook: self.webhook.as_ref().map(|g| g.load(&mut *store, instance)).transpose()?,
+        })
+    }
+}
+
+struct Loaded {
+    connector: ex::connector::Guest,
+    source: Option<ex::source::Guest>,
+    destination: Option<ex::destination::Guest>,
+    #[allow(dead_code)]
+    webhook: Option<ex::webhook::Guest>,
+}
+
+/// A limit the host enforces by stopping the guest.
+#[derive(Debug, thiserror::Error)]
+enum LimitExceeded {
+    #[error("time limit exceeded")]
+    Time,
+}
+
+/// Turns an error from a call into a [`CallError`], naming the limit that stopped it.
+fn classify(system: &str, limits: &Limits, e: wasmtime::Error) -> CallError {
+    let system = system.to_string();
+    if e.downcast_ref::<LimitExceeded>().is_some() || matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
+        return CallError::Timeout { system, limit: limits.call_timeout };
+    }
+    let text = format!("{e:#}");
+    if text.contains("forcing trap when growing memory") {
+        return CallError::Memory { system, limit: limits.memory_bytes };
+    }
+    CallError::Trap { system, message: text }
+}
+
+/// One system's connector, instantiated in its own store for one run.
+pub struct Instance {
+    store: Option<wasmtime::Store<HostState>>,
+    guests: Loaded,
+    ctx: Context,
+    system: String,
+    limits: Limits,
+}
+
+impl Instance {
+    /// The system's name.
+    pub fn system(&self) -> &str {
+        &self.system
+    }
+
+    /// Policy denials (http, sql) this instance ran into, for reporting even if
+    /// the connector swallowed the error.
+    pub fn denials(&self) -> Vec<String> {
+        self.store.as_ref().map(|s| s.data().denials.clone()).unwrap_or_default()
+    }
+
+    /// Runs one call with the deadline reset and the wall-clock timeout around it.
+    async fn call<T, F>(&mut self, f: F) -> Result<T, CallError>
+    where
+        F: for<'a> FnOnce(&'a Loaded, &'a Context, &'a mut wasmtime::Store<HostState>) -> std::pin::Pin<Box<dyn std::future::Future<Output = wasmtime::Result<Result<T, ConnectorError>>> + Send + 'a>>,
+    {
+        let system = self.system.clone();
+        let Some(store) = self.store.as_mut() else {
+            return Err(CallError::Stopped { system });
+        };
+        let limit = self.limits.call_timeout;
+        store.data_mut().deadline = Instant::now() + limit;
+        store.set_epoch_deadline(1);
+        // The epoch callback stops the guest at the deadline; the timeout also
+        // covers time spent waiting in host calls. A little slack lets the
+        // callback win when both apply, for a precise message.
+        let outcome = tokio::time::timeout(limit + EPOCH_TICK * 10, f(&self.guests, &self.ctx, store)).await;
+        match outcome {
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(error))) => Err(CallError::Connector { system, error }),
+            Ok(Err(e)) => {
+                self.store = None;
+                Err(classify(&system, &self.limits, e))
+            }
+            Err(_) => {
+                self.store = None;
+                Err(CallError::Timeout { system, limit })
+            }
+        }
+    }
+
+    /// Describes the connector.
+    pub async fn describe(&mut self) -> Result<types::Description, CallError> {
+        self.call(|g, _, s| Box::pin(async move { g.connector.call_describe(s).await.map(Ok) })).await
+    }
+
+    /// Checks the connection and returns the schema of the given entities.
+    pub async fn check(&mut self, entities: &[EntityBinding]) -> Result<Vec<EntitySchema>, CallError> {
+        let entities = entities.to_vec();
+        self.call(move |g, c, s| Box::pin(async move { g.connector.call_check(s, c, &entities).await })).await
+    }
+
+    fn require<T>(&self, present: Option<&T>, interface: &'static str) -> Result<(), CallError> {
+        match present {
+            Some(_) => Ok(()),
+            None => Err(CallError::Unsupported { system: self.system.clone(), interface }),
+        }
+    }
+
+    /// Reads one page of a full snapshot.
+    pub async fn read(&mut self, entity: &EntityBinding, cursor: Option<String>, limit: u32) -> Result<Page, CallError> {
+        self.require(self.guests.source.as_ref(), "source")?;
+        let entity = entity.clone();
+        self.call(move |g, c, s| {
+            Box::pin(async move {
+                let src = g.source.as_ref().expect("checked above");
+                src.call_read(s, c, &entity, cursor.as_deref(), limit).await
+            })
+        })
+        .await
+    }
+
+    /// Writes a batch; one outcome per item.
+    pub async fn write(&mut self, entity: &EntityBinding, items: Vec<WriteItem>) -> Result<Vec<Result<Written, ConnectorError>>, CallError> {
+        self.require(self.guests.destination.as_ref(), "destination")?;
+        let entity = entity.clone();
+        self.call(move |g, c, s| {
+            Box::pin(async move {
+                let dst = g.destination.as_ref().expect("checked above");
+                dst.call_write(s, c, &entity, &items).await
+            })
+        })
+        .await
+    }
+}
+
+/// The data of one store: WASI context, limits, grants and host-side handles.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    system: Arc<System>,
+    http: http::SystemClient,
+    sql: sql::Connections,
+    state_path: PathBuf,
+    state: Option<crate::store::StateStore>,
+    deadline: Instant,
+    denials: Vec<String>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl HostState {
+    fn deny(&mut self, message: String) -> String {
+        tracing::warn!(system = %self.system.name, "denied: {message}");
+        self.denials.push(message.clone());
+        message
+    }
+
+    fn state(&mut self) -> wasmtime::Result<&crate::store::StateStore> {
+        if self.state.is_none() {
+            self.state = Some(crate::store::StateStore::open(&self.state_path, &self.system.name)?);
+        }
+        Ok(self.state.as_ref().expect("opened above"))
+    }
+}
+
+impl bindings::weir::connector::types::Host for HostState {}
+
+impl bindings::weir::connector::log::Host for HostState {
+    async fn write(&mut self, level: bindings::weir::connector::log::Level, message: String) -> wasmtime::Result<()> {
+        use bindings::weir::connector::log::Level;
+        let system = &self.system.name;
+        match level {
+            Level::Trace => tracing::trace!(system = %system, "{message}"),
+            Level::Debug => tracing::debug!(system = %system, "{message}"),
+            Level::Info => tracing::info!(system = %system, "{message}"),
+            Level::Warn => tracing::warn!(system = %system, "{message}"),
+            Level::Error => tracing::error!(system = %system, "{message}"),
+        }
+        Ok(())
+    }
+}
+
+impl bindings::weir::connector::state::Host for HostState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.state()?.get(&key)?)
+    }
+    async fn set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
+        Ok(self.state()?.set(&key, &value)?)
+    }
+    async fn remove(&mut self, key: String) -> wasmtime::Result<()> {
+        Ok(self.state()?.remove(&key)?)
+    }
+}

@@ -1,0 +1,149 @@
+//! The `sql` import: statements on databases the manifest grants, by name.
+//!
+//! Defaults: connections are opened lazily, one per grant and instance, with a
+//! 5 s busy timeout; every statement is interrupted after `sql_timeout_secs`
+//! and a query may return at most `sql_max_rows` rows. The journal mode of a
+//! user's database is left as it is.
+
+use super::bindings::weir::connector::sql::{Dialect, Host, Rows, SqlError, Statement, Value};
+use super::HostState;
+use crate::manifest::{Database, System};
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::Connection;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub(super) struct Connections {
+    grants: BTreeMap<String, Database>,
+    open: HashMap<String, Connection>,
+    timeout: Duration,
+    max_rows: u32,
+}
+
+impl Connections {
+    pub(super) fn new(system: &System) -> Self {
+        Connections {
+            grants: system.databases.clone(),
+            open: HashMap::new(),
+            timeout: system.limits.sql_timeout,
+            max_rows: system.limits.sql_max_rows,
+        }
+    }
+
+    fn connection(&mut self, db: &str) -> Result<&mut Connection, SqlError> {
+        if !self.open.contains_key(db) {
+            let Some(Database::Sqlite(path)) = self.grants.get(db) else {
+                return Err(SqlError::Denied(format!("database '{db}' is not granted")));
+            };
+            let conn = open(path).map_err(|e| SqlError::Failed(format!("cannot open database '{db}': {e}")))?;
+            self.open.insert(db.to_string(), conn);
+        }
+        let conn = self.open.get_mut(db).expect("opened above");
+        let deadline = Instant::now() + self.timeout;
+        conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
+        Ok(conn)
+    }
+}
+
+fn open(path: &PathBuf) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+fn to_sql(v: Value) -> SqlValue {
+    match v {
+        Value::Null => SqlValue::Null,
+        Value::Integer(i) => SqlValue::Integer(i),
+        Value::Real(f) => SqlValue::Real(f),
+        Value::Text(s) => SqlValue::Text(s),
+        Value::Blob(b) => SqlValue::Blob(b),
+    }
+}
+
+fn from_sql(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+fn failed(e: rusqlite::Error) -> SqlError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::OperationInterrupted => SqlError::Timeout,
+        other => SqlError::Failed(other.to_string()),
+    }
+}
+
+/// Runs one statement and collects its rows, up to `max_rows`.
+fn run(conn: &Connection, statement: Statement, max_rows: u32) -> Result<Rows, SqlError> {
+    let mut st = conn.prepare_cached(&statement.sql).map_err(failed)?;
+    let columns: Vec<String> = st.column_names().into_iter().map(String::from).collect();
+    let params: Vec<SqlValue> = statement.params.into_iter().map(to_sql).collect();
+    let mut rows = st.query(rusqlite::params_from_iter(params)).map_err(failed)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(failed)? {
+        if out.len() as u32 >= max_rows {
+            return Err(SqlError::TooManyRows(max_rows));
+        }
+        out.push((0..columns.len()).map(|i| row.get_ref(i).map(from_sql)).collect::<rusqlite::Result<Vec<_>>>().map_err(failed)?);
+    }
+    Ok(Rows { columns, rows: out })
+}
+
+impl Host for HostState {
+    async fn dialect_of(&mut self, db: String) -> wasmtime::Result<Result<Dialect, SqlError>> {
+        Ok(match self.sql.grants.get(&db) {
+            Some(Database::Sqlite(_)) => Ok(Dialect::Sqlite),
+            None => Err(self.denied_db(&db)),
+        })
+    }
+
+    async fn query(&mut self, db: String, statement: Statement) -> wasmtime::Result<Result<Rows, SqlError>> {
+        if !self.sql.grants.contains_key(&db) {
+            return Ok(Err(self.denied_db(&db)));
+        }
+        let max_rows = self.sql.max_rows;
+        Ok(self.sql.connection(&db).and_then(|conn| run(conn, statement, max_rows)))
+    }
+
+    async fn batch(&mut self, db: String, statements: Vec<Statement>) -> wasmtime::Result<Result<Vec<Result<Rows, String>>, SqlError>> {
+        if !self.sql.grants.contains_key(&db) {
+            return Ok(Err(self.denied_db(&db)));
+        }
+        let max_rows = self.sql.max_rows;
+        let conn = match self.sql.connection(&db) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok((|| {
+            let mut tx = conn.transaction().map_err(failed)?;
+            let mut outcomes = Vec::with_capacity(statements.len());
+            for statement in statements {
+                let sp = tx.savepoint().map_err(failed)?;
+                match run(&sp, statement, max_rows) {
+                    Ok(rows) => {
+                        sp.commit().map_err(failed)?;
+                        outcomes.push(Ok(rows));
+                    }
+                    Err(SqlError::Timeout) => return Err(SqlError::Timeout),
+                    Err(SqlError::Failed(m)) => outcomes.push(Err(m)),
+                    Err(e) => outcomes.push(Err(e.to_string())),
+                }
+            }
+            tx.commit().map_err(failed)?;
+            Ok(outcomes)
+        })())
+    }
+}
+
+impl HostState {
+    fn denied_db(&mut self, db: &str) -> SqlError {
+        let message = format!("database '{db}' is not granted to system '{}' (grant it under [systems.{}.databases])", self.system.name, self.system.name);
+        SqlError::Denied(self.deny(message))
+    }
+}

@@ -1,0 +1,466 @@
+//! The central store: an SQLite file holding golden records, id links with
+//! provenance hashes, cursors, runs, dead letters and connector state.
+//!
+//! *Architecture invariant:* this is the only module that issues SQL to the
+//! central store. It opens the file in WAL mode with `synchronous=NORMAL` and
+//! foreign keys on, and applies the numbered migrations in `migrations/` in
+//! order, recording the version in `PRAGMA user_version`.
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::path::{Path, PathBuf};
+
+/// The migrations, in order; migration `i` brings the schema to version `i + 1`.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+/// A content hash of a canonical record (128 bits of SHA-256).
+pub type Hash = [u8; 16];
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("central store '{path}': {source}")]
+    Sqlite {
+        /// The store file.
+        path: PathBuf,
+        /// The SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer weir.
+    #[error("central store '{path}' has schema version {found}, newer than this weir knows ({known}); upgrade weir")]
+    TooNew {
+        /// The store file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// The newest version this build knows.
+        known: i64,
+    },
+}
+
+/// Results of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A link between a golden record and one system's copy of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The golden record.
+    pub global_id: i64,
+    /// The record's id in the system.
+    pub local_id: String,
+    /// Hash of the canonical record as last read from the system.
+    pub hash_seen: Option<Hash>,
+    /// Hash of the canonical record as last written to the system.
+    pub hash_written: Option<Hash>,
+}
+
+/// Figures of one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunCounts {
+    /// Records read from sources.
+    pub read: u64,
+    /// Records written to destinations.
+    pub written: u64,
+    /// Writes skipped because the destination already holds the same content.
+    pub skipped: u64,
+    /// Writes that failed (dead letters).
+    pub failed: u64,
+}
+
+/// The central store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// Sets the pragmas every connection to the store uses.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(())
+}
+
+/// The current UTC time as RFC 3339 with milliseconds.
+pub fn now() -> String {
+    format!("{:.3}", jiff::Timestamp::now())
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Store> {
+        let err = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+        }
+        let mut conn = Connection::open(path).map_err(err)?;
+        configure(&conn).map_err(err)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(err)?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew { path: path.to_path_buf(), found: version, known });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction().map_err(err)?;
+            tx.execute_batch(sql).map_err(err)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1).map_err(err)?;
+            tx.commit().map_err(err)?;
+        }
+        Ok(Store { conn, path: path.to_path_buf() })
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Sqlite { path: self.path.clone(), source }
+    }
+
+    /// The schema version.
+    pub fn schema_version(&self) -> Result<i64> {
+        self.conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(self.err())
+    }
+
+    /// Starts a run and returns its id.
+    pub fn begin_run(&self) -> Result<i64> {
+        self.conn.execute("INSERT INTO runs (started_at) VALUES (?1)", [now()]).map_err(self.err())?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Ends a run with its figures and status (`ok`, `partial`, `failed`).
+    pub fn finish_run(&self, id: i64, status: &str, counts: RunCounts, error: Option<&str>) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET finished_at = ?2, status = ?3, records_read = ?4, records_written = ?5,
+                 records_skipped = ?6, records_failed = ?7, error = ?8 WHERE id = ?1",
+                params![id, now(), status, counts.read as i64, counts.written as i64, counts.skipped as i64, counts.failed as i64, error],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// The link of a system's record, by its local id.
+    pub fn link_by_local(&self, entity: &str, system: &str, local_id: &str) -> Result<Option<Link>> {
+        self.conn
+            .prepare_cached(
+                "SELECT global_id, local_id, hash_seen, hash_written FROM links
+                 WHERE entity = ?1 AND system = ?2 AND local_id = ?3",
+            )
+            .and_then(|mut st| st.query_row(params![entity, system, local_id], link_from_row).optional())
+            .map_err(self.err())
+    }
+
+    /// The link of a golden record in a system.
+    pub fn link_by_global(&self, system: &str, global_id: i64) -> Result<Option<Link>> {
+        self.conn
+            .prepare_cached(
+                "SELECT global_id, local_id, hash_seen, hash_written FROM links
+                 WHERE global_id = ?1 AND system = ?2",
+            )
+            .and_then(|mut st| st.query_row(params![global_id, system], link_from_row).optional())
+            .map_err(self.err())
+    }
+
+    /// Runs `f` in one transaction; it commits only if `f` succeeds.
+    pub fn transaction<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
+        let mut t = Tx { tx, path: &path };
+        let out = f(&mut t)?;
+        t.tx.commit().map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
+        Ok(out)
+    }
+
+    /// A stored cursor.
+    pub fn cursor(&self, system: &str, entity: &str, kind: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT cursor FROM cursors WHERE system = ?1 AND entity = ?2 AND kind = ?3",
+                params![system, entity, kind],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// Number of links of an entity in a system.
+    pub fn count_links(&self, entity: &str, system: &str) -> Result<u64> {
+        self.conn
+            .query_row("SELECT count(*) FROM links WHERE entity = ?1 AND system = ?2", params![entity, system], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(self.err())
+    }
+
+    /// The dead letters, newest first.
+    pub fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, system, entity, local_id, reason, created_at FROM dead_letters ORDER BY id DESC LIMIT ?1")
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([limit], |r| {
+                Ok(DeadLetter { id: r.get(0)?, system: r.get(1)?, entity: r.get(2)?, local_id: r.get(3)?, reason: r.get(4)?, created_at: r.get(5)? })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.err())?;
+        Ok(rows)
+    }
+
+    /// The latest runs, newest first.
+    pub fn runs(&self, limit: u32) -> Result<Vec<Run>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, started_at, finished_at, status, records_read, records_written, records_skipped, records_failed, error
+                 FROM runs ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([limit], |r| {
+                Ok(Run {
+                    id: r.get(0)?,
+                    started_at: r.get(1)?,
+                    finished_at: r.get(2)?,
+                    status: r.get(3)?,
+                    counts: RunCounts {
+                        read: r.get::<_, i64>(4)? as u64,
+                        written: r.get::<_, i64>(5)? as u64,
+                        skipped: r.get::<_, i64>(6)? as u64,
+                        failed: r.get::<_, i64>(7)? as u64,
+                    },
+                    error: r.get(8)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.err())?;
+        Ok(rows)
+    }
+}
+
+/// A record a system refused.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// Its id in the store.
+    pub id: i64,
+    /// The system that refused it.
+    pub system: String,
+    /// The entity.
+    pub entity: String,
+    /// The record's id in that system, if it had one.
+    pub local_id: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub created_at: String,
+}
+
+/// A recorded run.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Its id.
+    pub id: i64,
+    /// When it started.
+    pub started_at: String,
+    /// When it ended, if it did.
+    pub finished_at: Option<String>,
+    /// `running`, `ok`, `partial` or `failed`.
+    pub status: String,
+    /// Its figures.
+    pub counts: RunCounts,
+    /// The first error, if any.
+    pub error: Option<String>,
+}
+
+fn link_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
+    Ok(Link { global_id: r.get(0)?, local_id: r.get(1)?, hash_seen: hash_col(r, 2)?, hash_written: hash_col(r, 3)? })
+}
+
+fn hash_col(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<Hash>> {
+    Ok(r.get::<_, Option<Vec<u8>>>(i)?.and_then(|v| v.try_into().ok()))
+}
+
+/// A transaction on the store.
+pub struct Tx<'a> {
+    tx: Transaction<'a>,
+    path: &'a Path,
+}
+
+impl Tx<'_> {
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Sqlite { path: self.path.to_path_buf(), source }
+    }
+
+    /// Creates a golden record and returns its global id.
+    pub fn create_golden(&mut self, entity: &str, data: &str, hash: &Hash) -> Result<i64> {
+        self.tx
+            .prepare_cached("INSERT INTO golden (entity, data, hash, updated_at) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut st| st.execute(params![entity, data, &hash[..], now()]))
+            .map_err(self.err())?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Replaces a golden record's content.
+    pub fn update_golden(&mut self, global_id: i64, data: &str, hash: &Hash) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE golden SET data = ?2, hash = ?3, deleted = 0, updated_at = ?4 WHERE global_id = ?1")
+            .and_then(|mut st| st.execute(params![global_id, data, &hash[..], now()]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Records what was read from a system: creates or updates the link and its `hash_seen`.
+    pub fn record_seen(&mut self, entity: &str, system: &str, local_id: &str, global_id: i64, hash: &Hash) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO links (entity, system, local_id, global_id, hash_seen, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (entity, system, local_id) DO UPDATE SET hash_seen = excluded.hash_seen, updated_at = excluded.updated_at",
+            )
+            .and_then(|mut st| st.execute(params![entity, system, local_id, global_id, &hash[..], now()]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Records a successful write to a system: the link (with the id the system
+    /// assigned) and the hash written, which is also what the system now holds.
+    pub fn record_written(&mut self, entity: &str, system: &str, local_id: &str, global_id: i64, hash: &Hash) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO links (entity, system, local_id, global_id, hash_seen, hash_written, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)
+                 ON CONFLICT (entity, system, local_id) DO UPDATE SET
+                    global_id = excluded.global_id, hash_written = excluded.hash_written, updated_at = excluded.updated_at",
+            )
+            .and_then(|mut st| st.execute(params![entity, system, local_id, global_id, &hash[..], now()]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Stores a cursor.
+    pub fn set_cursor(&mut self, system: &str, entity: &str, kind: &str, cursor: &str) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO cursors (system, entity, kind, cursor, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (system, entity, kind) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+            )
+            .and_then(|mut st| st.execute(params![system, entity, kind, cursor, now()]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Removes a cursor.
+    pub fn clear_cursor(&mut self, system: &str, entity: &str, kind: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("DELETE FROM cursors WHERE system = ?1 AND entity = ?2 AND kind = ?3")
+            .and_then(|mut st| st.execute(params![system, entity, kind]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Adds a dead letter.
+    pub fn dead_letter(&mut self, letter: NewDeadLetter<'_>) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO dead_letters (run_id, system, entity, global_id, local_id, data, reason, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![letter.run_id, letter.system, letter.entity, letter.global_id, letter.local_id, letter.data, letter.reason, now()])
+            })
+            .map_err(self.err())?;
+        Ok(())
+    }
+}
+
+/// A dead letter to add.
+pub struct NewDeadLetter<'a> {
+    /// The run.
+    pub run_id: i64,
+    /// The system that refused the record.
+    pub system: &'a str,
+    /// The entity.
+    pub entity: &'a str,
+    /// The golden record, if known.
+    pub global_id: Option<i64>,
+    /// The record's id in the system, if it has one.
+    pub local_id: Option<&'a str>,
+    /// The record as it was to be written.
+    pub data: Option<&'a str>,
+    /// Why it was refused.
+    pub reason: &'a str,
+}
+
+/// The connector-private key/value state of one system, on its own connection
+/// to the store so that connector calls never wait for the engine's transaction.
+pub struct StateStore {
+    conn: Connection,
+    system: String,
+}
+
+impl StateStore {
+    /// Opens the state of `system` in the store at `path` (which must exist).
+    pub fn open(path: &Path, system: &str) -> rusqlite::Result<StateStore> {
+        let conn = Connection::open(path)?;
+        configure(&conn)?;
+        Ok(StateStore { conn, system: system.to_string() })
+    }
+
+    /// The value under `key`.
+    pub fn get(&self, key: &str) -> rusqlite::Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM connector_state WHERE system = ?1 AND key = ?2", params![self.system, key], |r| r.get(0))
+            .optional()
+    }
+
+    /// Sets `key`.
+    pub fn set(&self, key: &str, value: &str) -> rusqlite::Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO connector_state (system, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (system, key) DO UPDATE SET value = excluded.value",
+                params![self.system, key, value],
+            )
+            .map(|_| ())
+    }
+
+    /// Removes `key`.
+    pub fn remove(&self, key: &str) -> rusqlite::Result<()> {
+        self.conn.execute("DELETE FROM connector_state WHERE system = ?1 AND key = ?2", params![self.system, key]).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_links_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let h = [7u8; 16];
+        let gid = store
+            .transaction(|tx| {
+                let gid = tx.create_golden("contacts", "{}", &h)?;
+                tx.record_seen("contacts", "a", "1", gid, &h)?;
+                tx.record_written("contacts", "b", "99", gid, &h)?;
+                Ok(gid)
+            })
+            .unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let a = store.link_by_local("contacts", "a", "1").unwrap().unwrap();
+        assert_eq!((a.global_id, a.hash_seen, a.hash_written), (gid, Some(h), None));
+        let b = store.link_by_global("b", gid).unwrap().unwrap();
+        assert_eq!((b.local_id.as_str(), b.hash_written), ("99", Some(h)));
+        assert!(store.link_by_local("contacts", "a", "2").unwrap().is_none());
+    }
+
+}
