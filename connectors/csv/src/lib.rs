@@ -6,8 +6,7 @@
 //! Every cell is text; an empty cell reads as null. Files have no change feed: the
 //! host runs full reads.
 
-// The bindings reuse the SDK's types and host imports. (`weir_sdk::bindings!` cannot
-// be used: wit-bindgen rejects the `$crate` paths that macro passes in `with`.)
+// The bindings reuse the SDK's types and host imports.
 weir_sdk::bindings!("sync-connector");
 
 mod errors;

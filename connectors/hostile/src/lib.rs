@@ -7,12 +7,14 @@
 //! - `http`: sends a request the manifest does not allow and returns the error;
 //! - `sql`: queries a database that is not granted and returns the error;
 //! - `trap`: panics, which aborts the instance;
-//! - `ok`: returns one record, `{"id":"1","name":"ok"}`.
+//! - `ok`: returns one record, `{"id":"1","name":"ok"}`;
+//! - `probe`: returns one record describing what the sandbox lets it see:
+//!   `env` (number of environment variables), `args` (number of arguments),
+//!   `root` (whether `/` can be listed), `etc` (whether `/etc/passwd` can be read).
 //!
 //! `describe` and `check` behave normally.
 
-// The bindings reuse the SDK's types and host imports. (`weir_sdk::bindings!` cannot
-// be used: wit-bindgen rejects the `$crate` paths that macro passes in `with`.)
+// The bindings reuse the SDK's types and host imports.
 weir_sdk::bindings!("source-connector");
 
 use std::hint::black_box;
@@ -26,7 +28,7 @@ use weir_sdk::{
 };
 
 /// The JSON Schema of the system configuration.
-const CONFIG_SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","properties":{"behaviour":{"enum":["loop","memory","http","sql","trap","ok"]}},"required":["behaviour"],"additionalProperties":false}"#;
+const CONFIG_SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","properties":{"behaviour":{"enum":["loop","memory","http","sql","trap","ok","probe"]}},"required":["behaviour"],"additionalProperties":false}"#;
 
 /// What `read` does.
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -44,6 +46,8 @@ enum Behaviour {
     Trap,
     /// Returns one record.
     Ok,
+    /// Returns one record describing the sandbox.
+    Probe,
 }
 
 /// The system-level configuration.
@@ -95,6 +99,29 @@ fn forbidden_sql() -> ConnectorError {
     match sql::query("not-granted", &statement) {
         Err(e) => e.into(),
         Ok(_) => ConnectorError::unsupported("sql query on database 'not-granted' was not denied"),
+    }
+}
+
+/// The one page of the `probe` behaviour: what the sandbox lets the connector see.
+fn probe_page(entity: &EntityBinding) -> Page {
+    let record = serde_json::json!({
+        "id": "1",
+        "env": std::env::vars_os().count(),
+        "args": std::env::args_os().count(),
+        "root": std::fs::read_dir("/").is_ok(),
+        "etc": std::fs::read("/etc/passwd").is_ok(),
+    });
+    Page {
+        items: vec![Change {
+            entity: entity.name.clone(),
+            id: "1".to_string(),
+            op: Operation::Upsert,
+            data: Some(record.to_string()),
+            previous: None,
+            version: None,
+            actor: None,
+        }],
+        next: None,
     }
 }
 
@@ -160,6 +187,7 @@ impl source::Guest for HostileConnector {
             Behaviour::Sql => Err(forbidden_sql()),
             Behaviour::Trap => panic!("hostile connector panics on purpose"),
             Behaviour::Ok => Ok(ok_page(&entity)),
+            Behaviour::Probe => Ok(probe_page(&entity)),
         }
     }
 

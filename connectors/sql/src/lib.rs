@@ -7,8 +7,7 @@
 //! the table defaults to the entity name, and an updated-at column enables
 //! incremental changes.
 
-// The bindings reuse the SDK's types and host imports. (`weir_sdk::bindings!` cannot
-// be used: wit-bindgen rejects the `$crate` paths that macro passes in `with`.)
+// The bindings reuse the SDK's types and host imports.
 weir_sdk::bindings!("sync-connector");
 
 mod cursor;

@@ -238,7 +238,8 @@ fn status(manifest: &Manifest) -> anyhow::Result<ExitCode> {
     if !letters.is_empty() {
         println!("latest dead letters:");
         for d in letters {
-            println!("  #{} {} {} {} {}: {}", d.id, d.created_at, d.system, d.entity, d.local_id.unwrap_or_default(), d.reason);
+            let record = d.local_id.map(|id| format!(" record {id}")).unwrap_or_default();
+            println!("  #{} {} {}/{}{record}: {}", d.id, d.created_at, d.system, d.entity, d.reason);
         }
     }
     Ok(ExitCode::SUCCESS)

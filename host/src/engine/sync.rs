@@ -4,8 +4,8 @@
 use super::plan::{self, Accept, Write};
 use crate::manifest::{Manifest, System, SystemEntity};
 use crate::mapping::{self, Record};
-use crate::runtime::types::{EntityBinding, ErrorKind, Operation, WriteItem};
-use crate::runtime::{CallError, Instance, Runtime};
+use crate::runtime::types::{EntityBinding, Operation, WriteItem};
+use crate::runtime::{kind_name, CallError, Instance, Runtime};
 use crate::store::{NewDeadLetter, RunCounts, Store};
 use anyhow::Context as _;
 
@@ -106,7 +106,7 @@ struct Accepted {
 
 impl Engine<'_, '_> {
     fn fail(&mut self, p: usize, error: CallError) {
-        tracing::error!("{error}");
+        tracing::debug!("{error}");
         if error.is_fatal() {
             self.participants[p].instance = None;
         }
@@ -183,7 +183,7 @@ impl Engine<'_, '_> {
                     Ok(r) => mapping::to_canonical(b, r),
                     Err(reason) => {
                         failed += 1;
-                        let reason = format!("system '{system}', entity '{}', record '{}': {reason}", b.name, item.id);
+                        let reason = format!("bad record from the source: {reason}");
                         tx.dead_letter(NewDeadLetter { run_id, system, entity: &b.name, global_id: None, local_id: Some(&item.id), data: item.data.as_deref(), reason: &reason })?;
                         continue;
                     }
@@ -273,8 +273,7 @@ impl Engine<'_, '_> {
                         }
                         Err(e) => {
                             failed += 1;
-                            let kind = if e.kind == ErrorKind::Rejected { "rejected" } else { "failed" };
-                            let reason = format!("system '{name}', entity '{entity}': {kind}: {}", e.message);
+                            let reason = format!("{}: {}", kind_name(e.kind), e.message);
                             tx.dead_letter(NewDeadLetter {
                                 run_id,
                                 system: name,

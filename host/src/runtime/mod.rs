@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
 use wasmtime::{Config, Engine, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 /// The plain data types of the connector world.
@@ -34,6 +35,10 @@ pub mod types {
 }
 use types::{ConnectorError, Context, EntityBinding, EntitySchema, Page, WriteItem, Written};
 
+/// What a connector may write to its stderr in one run (a panic message fits
+/// easily); writing more traps. Connectors log through the `log` import.
+const STDERR_CAPACITY: usize = 1 << 20;
+
 /// How often the epoch advances; the unit of CPU deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -41,7 +46,7 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// The connector answered with an error.
-    #[error("system '{system}': {kind:?} error: {message}", kind = .error.kind, message = .error.message)]
+    #[error("system '{system}': {kind} error: {message}", kind = kind_name(.error.kind), message = .error.message)]
     Connector {
         /// The system.
         system: String,
@@ -86,6 +91,22 @@ pub enum CallError {
         /// The system.
         system: String,
     },
+}
+
+/// The WIT name of an error kind, for messages.
+pub fn kind_name(kind: types::ErrorKind) -> &'static str {
+    use types::ErrorKind as K;
+    match kind {
+        K::InvalidConfig => "invalid-config",
+        K::Auth => "auth",
+        K::Permission => "permission",
+        K::NotFound => "not-found",
+        K::RateLimited => "rate-limited",
+        K::Transient => "transient",
+        K::Rejected => "rejected",
+        K::Schema => "schema",
+        K::Unsupported => "unsupported",
+    }
 }
 
 impl CallError {
@@ -245,6 +266,8 @@ impl Runtime {
         let name = system.name.clone();
         let trap = |e: wasmtime::Error| CallError::Trap { system: name.clone(), message: format!("{e:#}") };
         let mut wasi = WasiCtx::builder();
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        wasi.stderr(stderr.clone());
         for (guest, host) in &system.directories {
             wasi.preopened_dir(host, format!("/{guest}"), FsPerms::ReadWrite).map_err(trap)?;
         }
@@ -277,10 +300,10 @@ impl Runtime {
         });
         store.set_epoch_deadline(1);
         store.data_mut().deadline = Instant::now() + system.limits.call_timeout;
-        let instance = connector.pre.instantiate_async(&mut store).await.map_err(|e| classify(&system.name, &system.limits, e))?;
+        let instance = connector.pre.instantiate_async(&mut store).await.map_err(|e| classify(&system.name, &system.limits, e, &stderr))?;
         let guests = connector.guests.load(&mut store, &instance).map_err(trap)?;
         let config = serde_json::to_string(&system.config).unwrap_or_else(|_| "{}".into());
-        Ok(Instance { store: Some(store), guests, ctx: Context { system: system.name.clone(), config }, system: system.name.clone(), limits: system.limits })
+        Ok(Instance { store: Some(store), guests, ctx: Context { system: system.name.clone(), config }, system: system.name.clone(), limits: system.limits, stderr })
     }
 }
 
@@ -347,7 +370,7 @@ enum LimitExceeded {
 }
 
 /// Turns an error from a call into a [`CallError`], naming the limit that stopped it.
-fn classify(system: &str, limits: &Limits, e: wasmtime::Error) -> CallError {
+fn classify(system: &str, limits: &Limits, e: wasmtime::Error, stderr: &MemoryOutputPipe) -> CallError {
     let system = system.to_string();
     if e.downcast_ref::<LimitExceeded>().is_some() || matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
         return CallError::Timeout { system, limit: limits.call_timeout };
@@ -356,7 +379,16 @@ fn classify(system: &str, limits: &Limits, e: wasmtime::Error) -> CallError {
     if text.contains("forcing trap when growing memory") {
         return CallError::Memory { system, limit: limits.memory_bytes };
     }
-    CallError::Trap { system, message: text }
+    tracing::debug!(system = %system, "connector trap: {text}");
+    let reason = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => e.root_cause().to_string(),
+    };
+    let output = String::from_utf8_lossy(&stderr.contents()).into_owned();
+    let tail: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("note: ")).collect();
+    let tail = tail[tail.len().saturating_sub(3)..].join(" / ");
+    let message = if tail.is_empty() { reason } else { format!("{reason}; connector said: {tail}") };
+    CallError::Trap { system, message }
 }
 
 /// One system's connector, instantiated in its own store for one run.
@@ -366,6 +398,7 @@ pub struct Instance {
     ctx: Context,
     system: String,
     limits: Limits,
+    stderr: MemoryOutputPipe,
 }
 
 impl Instance {
@@ -401,7 +434,7 @@ impl Instance {
             Ok(Ok(Err(error))) => Err(CallError::Connector { system, error }),
             Ok(Err(e)) => {
                 self.store = None;
-                Err(classify(&system, &self.limits, e))
+                Err(classify(&system, &self.limits, e, &self.stderr))
             }
             Err(_) => {
                 self.store = None;
