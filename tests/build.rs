@@ -7,16 +7,28 @@ use std::process::Command;
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("tests/ is inside the repository").to_path_buf();
+    let root = manifest_dir
+        .parent()
+        .expect("tests/ is inside the repository")
+        .to_path_buf();
     let connectors = root.join("connectors");
     for watched in ["Cargo.toml", "Cargo.lock", "sdk", "sql", "csv", "hostile"] {
-        println!("cargo:rerun-if-changed={}", connectors.join(watched).display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            connectors.join(watched).display()
+        );
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     let target_dir = root.join("target").join("connectors");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
         .arg(connectors.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir)
@@ -33,6 +45,9 @@ fn main() {
     }
     let out = target_dir.join("wasm32-wasip2").join("release");
     println!("cargo:rustc-env=WEIR_TEST_CONNECTORS={}", out.display());
-    println!("cargo:rustc-env=WEIR_TEST_CACHE={}", root.join("target").join("weir-test-cache").display());
+    println!(
+        "cargo:rustc-env=WEIR_TEST_CACHE={}",
+        root.join("target").join("weir-test-cache").display()
+    );
     println!("cargo:rustc-env=WEIR_TEST_ROOT={}", root.display());
 }

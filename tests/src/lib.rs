@@ -42,7 +42,11 @@ impl Run {
 
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -69,7 +73,7 @@ impl Rng {
         Rng(seed.max(1))
     }
     /// The next number.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -77,12 +81,18 @@ impl Rng {
     }
     /// One item of a slice.
     pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[(self.next() % items.len() as u64) as usize]
+        items[(self.next_u64() % items.len() as u64) as usize]
     }
 }
 
-const FIRST: &[&str] = &["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Niklaus", "Radia", "Tony"];
-const LAST: &[&str] = &["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Hamilton", "Wirth", "Perlman", "Hoare"];
+const FIRST: &[&str] = &[
+    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Niklaus",
+    "Radia", "Tony",
+];
+const LAST: &[&str] = &[
+    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Hamilton",
+    "Wirth", "Perlman", "Hoare",
+];
 
 /// Creates a CRM database with `n` generated contacts in table `contacts`
 /// (id, first_name, last_name, email, phone, updated_at kept by a trigger).
@@ -105,13 +115,24 @@ pub fn crm_db(path: &Path, n: usize) -> rusqlite::Result<()> {
     )?;
     let tx = conn.transaction()?;
     {
-        let mut st = tx.prepare("INSERT INTO contacts (first_name, last_name, email, phone) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut st = tx.prepare(
+            "INSERT INTO contacts (first_name, last_name, email, phone) VALUES (?1, ?2, ?3, ?4)",
+        )?;
         let mut rng = Rng::new(42);
         for i in 0..n {
             let first = rng.pick(FIRST);
             let last = rng.pick(LAST);
-            let email = format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase(), i);
-            let phone = if i % 7 == 0 { None } else { Some(format!("+1 555 {:04}", rng.next() % 10_000)) };
+            let email = format!(
+                "{}.{}{}@example.com",
+                first.to_lowercase(),
+                last.to_lowercase(),
+                i
+            );
+            let phone = if i % 7 == 0 {
+                None
+            } else {
+                Some(format!("+1 555 {:04}", rng.next_u64() % 10_000))
+            };
             st.execute(rusqlite::params![first, last, email, phone])?;
         }
     }
@@ -161,8 +182,13 @@ pub fn rows(path: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
 
 /// The rows of a CSV file (header first), as read by the csv crate.
 pub fn csv_rows(path: &Path) -> Vec<Vec<String>> {
-    let mut r = csv::ReaderBuilder::new().has_headers(false).from_path(path).expect("open csv");
-    r.records().map(|rec| rec.expect("csv record").iter().map(String::from).collect()).collect()
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_path(path)
+        .expect("open csv");
+    r.records()
+        .map(|rec| rec.expect("csv record").iter().map(String::from).collect())
+        .collect()
 }
 
 /// Writes a manifest file into `dir` and returns its path.

@@ -49,20 +49,35 @@ fn rejected(break_it: impl Fn(String) -> String, expect: &[&str]) {
         let run = weir(WEIR, &m, command);
         assert_eq!(run.code, 2, "{command:?}: {run:?}");
         for e in expect {
-            assert!(run.stderr.contains(e), "{command:?}: missing {e:?} in {run:?}");
+            assert!(
+                run.stderr.contains(e),
+                "{command:?}: missing {e:?} in {run:?}"
+            );
         }
         assert!(run.stderr.contains("to fix: "), "{run:?}");
         assert!(run.stdout.is_empty(), "{run:?}");
     }
     assert!(!d.join("weir.db").exists(), "no central store was created");
-    assert_eq!(std::fs::read(d.join("shop.db")).unwrap(), shop_before, "the target is untouched");
+    assert_eq!(
+        std::fs::read(d.join("shop.db")).unwrap(),
+        shop_before,
+        "the target is untouched"
+    );
 }
 
 #[test]
 fn unknown_key() {
     rejected(
-        |m| m.replace("direction = \"write\"", "direction = \"write\"\nrenames = { a = \"b\" }"),
-        &["weir.toml:20: systems.shop.entities.contacts.renames: unknown field `renames`", "remove the key or correct its spelling"],
+        |m| {
+            m.replace(
+                "direction = \"write\"",
+                "direction = \"write\"\nrenames = { a = \"b\" }",
+            )
+        },
+        &[
+            "weir.toml:20: systems.shop.entities.contacts.renames: unknown field `renames`",
+            "remove the key or correct its spelling",
+        ],
     );
 }
 
@@ -70,7 +85,10 @@ fn unknown_key() {
 fn missing_connector_file() {
     rejected(
         |m| m.replacen(&toml_path(&connector("sql")), "\"connectors/nope.wasm\"", 1),
-        &["weir.toml:5: systems.crm.connector: connector file 'connectors/nope.wasm' not found", "build the connector"],
+        &[
+            "weir.toml:5: systems.crm.connector: connector file 'connectors/nope.wasm' not found",
+            "build the connector",
+        ],
     );
 }
 
@@ -94,13 +112,19 @@ fn entity_without_primary_key() {
 fn malformed_toml() {
     rejected(
         |m| m.replace("direction = \"read\"", "direction = \"read"),
-        &["weir.toml:10: systems.crm.entities.contacts.direction: invalid basic string", "correct the TOML at that line"],
+        &[
+            "weir.toml:10: systems.crm.entities.contacts.direction: invalid basic string",
+            "correct the TOML at that line",
+        ],
     );
 }
 
 #[test]
 fn bad_direction_value() {
-    rejected(|m| m.replace("direction = \"read\"", "direction = \"sideways\""), &["weir.toml:10: systems.crm.entities.contacts.direction: unknown variant `sideways`"]);
+    rejected(
+        |m| m.replace("direction = \"read\"", "direction = \"sideways\""),
+        &["weir.toml:10: systems.crm.entities.contacts.direction: unknown variant `sideways`"],
+    );
 }
 
 #[test]
@@ -108,20 +132,33 @@ fn missing_manifest_file() {
     let dir = tempfile::tempdir().unwrap();
     let run = weir(WEIR, &dir.path().join("absent.toml"), &["check"]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stderr.contains("absent.toml: cannot read the manifest"), "{run:?}");
-    assert!(run.stderr.contains("to fix: pass the path of an existing weir.toml with --manifest"), "{run:?}");
+    assert!(
+        run.stderr.contains("absent.toml: cannot read the manifest"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .contains("to fix: pass the path of an existing weir.toml with --manifest"),
+        "{run:?}"
+    );
 }
 
 #[test]
 fn the_bundled_example_manifest_parses() {
-    let m = weir::manifest::Manifest::parse(&repo_root().join("tests/example/weir.toml"), &std::fs::read_to_string(repo_root().join("tests/example/weir.toml")).unwrap());
+    let m = weir::manifest::Manifest::parse(
+        &repo_root().join("tests/example/weir.toml"),
+        &std::fs::read_to_string(repo_root().join("tests/example/weir.toml")).unwrap(),
+    );
     // The example's data folder exists only after the example ran; everything
     // else must be valid.
     match m {
         Ok(m) => assert_eq!(m.systems.len(), 3),
         Err(errs) => {
             for e in &errs.0 {
-                assert!(e.key.starts_with("systems.files.directories"), "unexpected error in the example manifest: {e}");
+                assert!(
+                    e.key.starts_with("systems.files.directories"),
+                    "unexpected error in the example manifest: {e}"
+                );
             }
         }
     }

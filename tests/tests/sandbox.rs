@@ -65,12 +65,21 @@ direction = "read"
     for e in expected {
         assert!(run.stderr.contains(e), "missing {e:?} in {run:?}");
     }
-    assert!(run.stderr.contains("hostile connector panics on purpose"), "{run:?}");
+    assert!(
+        run.stderr.contains("hostile connector panics on purpose"),
+        "{run:?}"
+    );
     // The good systems synced completely.
     assert!(run.stdout.contains("300 read, 300 written"), "{run:?}");
     assert_eq!(
-        rows(&d.join("crm.db"), "SELECT first_name, last_name, email, phone FROM contacts"),
-        rows(&d.join("shop.db"), "SELECT fname, lname, mail, phone FROM customers")
+        rows(
+            &d.join("crm.db"),
+            "SELECT first_name, last_name, email, phone FROM contacts"
+        ),
+        rows(
+            &d.join("shop.db"),
+            "SELECT fname, lname, mail, phone FROM customers"
+        )
     );
 }
 
@@ -107,18 +116,42 @@ direction = "write"
         .env("WEIR_SECRET_THAT_MUST_NOT_LEAK", "s3cret")
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let csv = csv_rows(&d.join("out").join("contacts.csv"));
     let header = &csv[0];
     let value = |name: &str| csv[1][header.iter().position(|h| h == name).unwrap()].clone();
-    assert_eq!(value("env"), "0", "no environment variables reach the connector");
+    assert_eq!(
+        value("env"),
+        "0",
+        "no environment variables reach the connector"
+    );
     assert_eq!(value("args"), "0", "no arguments reach the connector");
     assert_eq!(value("root"), "false", "the connector cannot list /");
-    assert_eq!(value("etc"), "false", "the connector cannot read /etc/passwd");
+    assert_eq!(
+        value("etc"),
+        "false",
+        "the connector cannot read /etc/passwd"
+    );
 
     // What a component exports is read from the component itself.
     let connectors = weir(WEIR, &m, &["connectors"]);
-    assert!(connectors.stdout.contains("probe: hostile 0.1.0"), "{connectors:?}");
-    assert!(connectors.stdout.contains("exports connector, source ("), "{connectors:?}");
-    assert!(connectors.stdout.contains("files: csv 0.1.0") && connectors.stdout.contains("exports connector, source, destination ("), "{connectors:?}");
+    assert!(
+        connectors.stdout.contains("probe: hostile 0.1.0"),
+        "{connectors:?}"
+    );
+    assert!(
+        connectors.stdout.contains("exports connector, source ("),
+        "{connectors:?}"
+    );
+    assert!(
+        connectors.stdout.contains("files: csv 0.1.0")
+            && connectors
+                .stdout
+                .contains("exports connector, source, destination ("),
+        "{connectors:?}"
+    );
 }

@@ -56,22 +56,49 @@ fn ten_thousand_contacts_arrive_everywhere_and_a_second_run_writes_nothing() {
 
     let first = weir(WEIR, &m, &["sync", "--quiet"]);
     assert_eq!(first.code, 0, "{first:?}");
-    assert!(first.stdout.contains("10000 read, 20000 written, 0 unchanged, 0 failed"), "{first:?}");
+    assert!(
+        first
+            .stdout
+            .contains("10000 read, 20000 written, 0 unchanged, 0 failed"),
+        "{first:?}"
+    );
 
     // Every contact is in the shop, field by field, under the shop's names.
-    let source = rows(&d.join("crm.db"), "SELECT first_name, last_name, email, phone FROM contacts");
-    let shop = rows(&d.join("shop.db"), "SELECT fname, lname, mail, phone FROM customers");
+    let source = rows(
+        &d.join("crm.db"),
+        "SELECT first_name, last_name, email, phone FROM contacts",
+    );
+    let shop = rows(
+        &d.join("shop.db"),
+        "SELECT fname, lname, mail, phone FROM customers",
+    );
     assert_eq!(source.len(), 10_000);
     assert_eq!(source, shop);
 
     // And in the CSV file, with the canonical names and the ids the CSV connector assigned.
     let csv = csv_rows(&d.join("csv").join("contacts.csv"));
     let header = &csv[0];
-    let col = |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name} in {header:?}"));
-    let (f, l, e, p, id) = (col("first_name"), col("last_name"), col("email"), col("phone"), col("id"));
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name} in {header:?}"))
+    };
+    let (f, l, e, p, id) = (
+        col("first_name"),
+        col("last_name"),
+        col("email"),
+        col("phone"),
+        col("id"),
+    );
     let mut exported: Vec<Vec<Option<String>>> = csv[1..]
         .iter()
-        .map(|r| [f, l, e, p].iter().map(|&i| Some(r[i].clone()).filter(|s| !s.is_empty())).collect())
+        .map(|r| {
+            [f, l, e, p]
+                .iter()
+                .map(|&i| Some(r[i].clone()).filter(|s| !s.is_empty()))
+                .collect()
+        })
         .collect();
     exported.sort();
     assert_eq!(source, exported);
@@ -85,21 +112,58 @@ fn ten_thousand_contacts_arrive_everywhere_and_a_second_run_writes_nothing() {
     let csv_before = std::fs::read(d.join("csv").join("contacts.csv")).unwrap();
     let second = weir(WEIR, &m, &["sync", "--quiet"]);
     assert_eq!(second.code, 0, "{second:?}");
-    assert!(second.stdout.contains("10000 read, 0 written, 20000 unchanged, 0 failed"), "{second:?}");
-    assert_eq!(std::fs::read(d.join("csv").join("contacts.csv")).unwrap(), csv_before);
-    assert_eq!(rows(&d.join("shop.db"), "SELECT * FROM customers").len(), 10_000);
-    assert_eq!(std::fs::read(d.join("shop.db")).unwrap().len(), shop_before.len());
+    assert!(
+        second
+            .stdout
+            .contains("10000 read, 0 written, 20000 unchanged, 0 failed"),
+        "{second:?}"
+    );
+    assert_eq!(
+        std::fs::read(d.join("csv").join("contacts.csv")).unwrap(),
+        csv_before
+    );
+    assert_eq!(
+        rows(&d.join("shop.db"), "SELECT * FROM customers").len(),
+        10_000
+    );
+    assert_eq!(
+        std::fs::read(d.join("shop.db")).unwrap().len(),
+        shop_before.len()
+    );
 
     // A changed contact is the only write of the third run, to both targets.
     let conn = rusqlite::Connection::open(d.join("crm.db")).unwrap();
-    conn.execute("UPDATE contacts SET email = 'changed@example.com' WHERE id = 5000", []).unwrap();
+    conn.execute(
+        "UPDATE contacts SET email = 'changed@example.com' WHERE id = 5000",
+        [],
+    )
+    .unwrap();
     let third = weir(WEIR, &m, &["sync", "--quiet"]);
-    assert!(third.stdout.contains("10000 read, 2 written, 19998 unchanged, 0 failed"), "{third:?}");
-    assert_eq!(rows(&d.join("shop.db"), "SELECT count(*) FROM customers WHERE mail = 'changed@example.com'"), vec![vec![Some("1".to_string())]]);
-    assert_eq!(rows(&d.join("shop.db"), "SELECT count(*) FROM customers"), vec![vec![Some("10000".to_string())]]);
+    assert!(
+        third
+            .stdout
+            .contains("10000 read, 2 written, 19998 unchanged, 0 failed"),
+        "{third:?}"
+    );
+    assert_eq!(
+        rows(
+            &d.join("shop.db"),
+            "SELECT count(*) FROM customers WHERE mail = 'changed@example.com'"
+        ),
+        vec![vec![Some("1".to_string())]]
+    );
+    assert_eq!(
+        rows(&d.join("shop.db"), "SELECT count(*) FROM customers"),
+        vec![vec![Some("10000".to_string())]]
+    );
 
     let status = weir(WEIR, &m, &["status"]);
-    assert!(status.stdout.contains("shop contacts: 10000 linked records"), "{status:?}");
+    assert!(
+        status
+            .stdout
+            .contains("shop contacts: 10000 linked records"),
+        "{status:?}"
+    );
     assert!(status.stdout.contains("run 3"), "{status:?}");
 }
 
@@ -110,17 +174,40 @@ fn a_record_the_target_refuses_goes_to_dead_letters_and_the_rest_sync() {
     crm_db(&d.join("crm.db"), 50).unwrap();
     shop_db(&d.join("shop.db")).unwrap();
     // The shop already holds one of the e-mail addresses (mail is UNIQUE there).
-    let taken = rows(&d.join("crm.db"), "SELECT email FROM contacts WHERE id = 10")[0][0].clone().unwrap();
+    let taken = rows(
+        &d.join("crm.db"),
+        "SELECT email FROM contacts WHERE id = 10",
+    )[0][0]
+        .clone()
+        .unwrap();
     rusqlite::Connection::open(d.join("shop.db"))
         .unwrap()
-        .execute("INSERT INTO customers (customer_id, fname, lname, mail) VALUES (9999, 'X', 'Y', ?1)", [&taken])
+        .execute(
+            "INSERT INTO customers (customer_id, fname, lname, mail) VALUES (9999, 'X', 'Y', ?1)",
+            [&taken],
+        )
         .unwrap();
     let m = manifest(d);
     let run = weir(WEIR, &m, &["sync", "--quiet"]);
     assert_eq!(run.code, 1, "a dead letter makes the run partial: {run:?}");
-    assert!(run.stdout.contains("50 read, 99 written, 0 unchanged, 1 failed"), "{run:?}");
-    assert_eq!(rows(&d.join("shop.db"), "SELECT count(*) FROM customers"), vec![vec![Some("50".to_string())]]);
+    assert!(
+        run.stdout
+            .contains("50 read, 99 written, 0 unchanged, 1 failed"),
+        "{run:?}"
+    );
+    assert_eq!(
+        rows(&d.join("shop.db"), "SELECT count(*) FROM customers"),
+        vec![vec![Some("50".to_string())]]
+    );
     let status = weir(WEIR, &m, &["status"]);
-    assert!(status.stdout.contains(" shop/contacts: rejected: "), "{status:?}");
-    assert!(status.stdout.contains("UNIQUE constraint failed: customers.mail"), "{status:?}");
+    assert!(
+        status.stdout.contains(" shop/contacts: rejected: "),
+        "{status:?}"
+    );
+    assert!(
+        status
+            .stdout
+            .contains("UNIQUE constraint failed: customers.mail"),
+        "{status:?}"
+    );
 }

@@ -14,7 +14,9 @@ pub fn parse_record(text: &str) -> Result<Record> {
             "record body must be a JSON object, got {}",
             kind_of(&other)
         ))),
-        Err(e) => Err(ConnectorError::rejected(format!("record body is not valid JSON: {e}"))),
+        Err(e) => Err(ConnectorError::rejected(format!(
+            "record body is not valid JSON: {e}"
+        ))),
     }
 }
 

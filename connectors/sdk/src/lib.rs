@@ -4,7 +4,7 @@
 //! [`bindings!`], which reuses the types and host imports generated here, so
 //! that the helpers of this crate work with the connector's own types:
 //!
-//! ```ignore
+//! ```text
 //! weir_sdk::bindings!("sync-connector");
 //! struct MyConnector;
 //! impl exports::weir::connector::connector::Guest for MyConnector { /* ... */ }
@@ -23,11 +23,11 @@ pub mod wit {
     });
 }
 
-pub use wit::weir::connector::{http, log, sql, state, types};
 pub use types::{
     Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema, ErrorKind,
     FieldSchema, FieldType, Operation, Page, WriteItem, Written,
 };
+pub use wit::weir::connector::{http, log, sql, state, types};
 
 /// Generates the bindings of a connector world, reusing this crate's types and
 /// host imports. The first argument names the world (`source-connector`,
@@ -60,7 +60,11 @@ pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
 impl ConnectorError {
     /// An error of the given kind.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ConnectorError { kind, message: message.into(), retry_after_ms: None }
+        ConnectorError {
+            kind,
+            message: message.into(),
+            retry_after_ms: None,
+        }
     }
     /// The configuration is wrong.
     pub fn invalid_config(message: impl Into<String>) -> Self {

@@ -23,7 +23,9 @@ pub fn to_json(v: &SqlValue) -> Value {
     match v {
         SqlValue::Null => Value::Null,
         SqlValue::Integer(i) => Value::Number((*i).into()),
-        SqlValue::Real(f) => Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
+        SqlValue::Real(f) => Number::from_f64(*f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
         SqlValue::Text(s) => Value::String(s.clone()),
         SqlValue::Blob(b) => Value::String(b.iter().map(|x| format!("{x:02x}")).collect()),
     }
@@ -42,7 +44,11 @@ pub fn to_id(v: &SqlValue) -> String {
 
 /// Builds a JSON object from a row.
 pub fn row_to_record(columns: &[String], row: &[SqlValue]) -> Map<String, Value> {
-    columns.iter().zip(row).map(|(c, v)| (c.clone(), to_json(v))).collect()
+    columns
+        .iter()
+        .zip(row)
+        .map(|(c, v)| (c.clone(), to_json(v)))
+        .collect()
 }
 
 /// Quotes an identifier for SQLite and PostgreSQL alike.

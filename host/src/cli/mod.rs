@@ -17,7 +17,13 @@ use std::process::ExitCode;
 #[command(name = "weir", version, about)]
 pub struct Cli {
     /// The manifest.
-    #[arg(short, long, global = true, default_value = "weir.toml", env = "WEIR_MANIFEST")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        default_value = "weir.toml",
+        env = "WEIR_MANIFEST"
+    )]
     pub manifest: PathBuf,
     /// Where compiled connectors are cached (default: $XDG_CACHE_HOME/weir or ~/.cache/weir).
     #[arg(long, global = true, env = "WEIR_CACHE_DIR")]
@@ -53,14 +59,24 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -96,7 +112,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check => check(&manifest, &runtime).await,
         Command::Sync { batch_size, quiet } => {
             let progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
-            let report = engine::sync(&manifest, &runtime, &SyncOptions { batch_size, progress }).await?;
+            let report = engine::sync(
+                &manifest,
+                &runtime,
+                &SyncOptions {
+                    batch_size,
+                    progress,
+                },
+            )
+            .await?;
             let c = report.counts;
             println!(
                 "run {}: {} read, {} written, {} unchanged, {} failed",
@@ -106,9 +130,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("error: {f}");
             }
             if c.failed > 0 {
-                eprintln!("{} record(s) went to the dead letters: see `weir status`", c.failed);
+                eprintln!(
+                    "{} record(s) went to the dead letters: see `weir status`",
+                    c.failed
+                );
             }
-            Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Connectors => connectors(&manifest, &runtime).await,
         Command::Status => status(&manifest),
@@ -116,7 +147,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn check(manifest: &Manifest, runtime: &Runtime) -> anyhow::Result<ExitCode> {
-    println!("manifest {}: ok ({} entities, {} systems)", manifest.file.display(), manifest.entities.len(), manifest.systems.len());
+    println!(
+        "manifest {}: ok ({} entities, {} systems)",
+        manifest.file.display(),
+        manifest.entities.len(),
+        manifest.systems.len()
+    );
     let mut problems = 0;
     for system in &manifest.systems {
         let connector = match runtime.load(&system.connector) {
@@ -138,7 +174,10 @@ async fn check(manifest: &Manifest, runtime: &Runtime) -> anyhow::Result<ExitCod
                 println!("system {}: entity {} is written (direction = {:?}) but the connector does not export 'destination'; set direction = \"read\"", system.name, b.name, b.direction);
             }
         }
-        let mut instance = match runtime.instantiate(&connector, system, &manifest.store).await {
+        let mut instance = match runtime
+            .instantiate(&connector, system, &manifest.store)
+            .await
+        {
             Ok(i) => i,
             Err(e) => {
                 problems += 1;
@@ -149,15 +188,29 @@ async fn check(manifest: &Manifest, runtime: &Runtime) -> anyhow::Result<ExitCod
         let bindings: Vec<EntityBinding> = system
             .entities
             .iter()
-            .map(|e| EntityBinding { name: e.name.clone(), primary_key: e.primary_key.clone(), settings: e.settings.to_string() })
+            .map(|e| EntityBinding {
+                name: e.name.clone(),
+                primary_key: e.primary_key.clone(),
+                settings: e.settings.to_string(),
+            })
             .collect();
         let described = instance.describe().await;
         match (described, instance.check(&bindings).await) {
             (Ok(d), Ok(schemas)) => {
-                println!("system {}: ok ({} {}; exports {exports})", system.name, d.name, d.version);
+                println!(
+                    "system {}: ok ({} {}; exports {exports})",
+                    system.name, d.name, d.version
+                );
                 for s in schemas {
                     let fields: Vec<&str> = s.fields.iter().map(|f| f.name.as_str()).collect();
-                    println!("  {}: key {}, {} fields ({}){}", s.name, s.primary_key, fields.len(), fields.join(", "), if s.incremental { ", incremental" } else { "" });
+                    println!(
+                        "  {}: key {}, {} fields ({}){}",
+                        s.name,
+                        s.primary_key,
+                        fields.len(),
+                        fields.join(", "),
+                        if s.incremental { ", incremental" } else { "" }
+                    );
                 }
             }
             (Err(e), _) | (_, Err(e)) => {
@@ -184,7 +237,10 @@ async fn connectors(manifest: &Manifest, runtime: &Runtime) -> anyhow::Result<Ex
                 continue;
             }
         };
-        let described = match runtime.instantiate(&connector, system, &manifest.store).await {
+        let described = match runtime
+            .instantiate(&connector, system, &manifest.store)
+            .await
+        {
             Ok(mut i) => i.describe().await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
@@ -200,7 +256,12 @@ async fn connectors(manifest: &Manifest, runtime: &Runtime) -> anyhow::Result<Ex
                 d.summary
             ),
             Err(e) => {
-                println!("{}: exports {} ({}); describe failed: {e}", system.name, connector.exports(), system.connector.display());
+                println!(
+                    "{}: exports {} ({}); describe failed: {e}",
+                    system.name,
+                    connector.exports(),
+                    system.connector.display()
+                );
                 code = ExitCode::from(1);
             }
         }
@@ -210,10 +271,19 @@ async fn connectors(manifest: &Manifest, runtime: &Runtime) -> anyhow::Result<Ex
 
 fn status(manifest: &Manifest) -> anyhow::Result<ExitCode> {
     let store = crate::store::Store::open(&manifest.store)?;
-    println!("store {} (schema {})", store.path().display(), store.schema_version()?);
+    println!(
+        "store {} (schema {})",
+        store.path().display(),
+        store.schema_version()?
+    );
     for system in &manifest.systems {
         for e in &system.entities {
-            println!("  {} {}: {} linked records", system.name, e.name, store.count_links(&e.name, &system.name)?);
+            println!(
+                "  {} {}: {} linked records",
+                system.name,
+                e.name,
+                store.count_links(&e.name, &system.name)?
+            );
         }
     }
     let runs = store.runs(5)?;
@@ -238,8 +308,14 @@ fn status(manifest: &Manifest) -> anyhow::Result<ExitCode> {
     if !letters.is_empty() {
         println!("latest dead letters:");
         for d in letters {
-            let record = d.local_id.map(|id| format!(" record {id}")).unwrap_or_default();
-            println!("  #{} {} {}/{}{record}: {}", d.id, d.created_at, d.system, d.entity, d.reason);
+            let record = d
+                .local_id
+                .map(|id| format!(" record {id}"))
+                .unwrap_or_default();
+            println!(
+                "  #{} {} {}/{}{record}: {}",
+                d.id, d.created_at, d.system, d.entity, d.reason
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

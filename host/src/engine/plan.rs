@@ -44,8 +44,12 @@ pub fn accept(hash: &Hash, source_link: Option<&Link>) -> Accept {
 pub fn write(hash: &Hash, target_link: Option<&Link>) -> Option<Write> {
     match target_link {
         None => Some(Write::Create),
-        Some(l) if l.hash_written.as_ref() == Some(hash) || l.hash_seen.as_ref() == Some(hash) => None,
-        Some(l) => Some(Write::Update { local_id: l.local_id.clone() }),
+        Some(l) if l.hash_written.as_ref() == Some(hash) || l.hash_seen.as_ref() == Some(hash) => {
+            None
+        }
+        Some(l) => Some(Write::Update {
+            local_id: l.local_id.clone(),
+        }),
     }
 }
 
@@ -58,7 +62,12 @@ mod tests {
     const H3: Hash = [3; 16];
 
     fn link(seen: Option<Hash>, written: Option<Hash>) -> Link {
-        Link { global_id: 1, local_id: "L".into(), hash_seen: seen, hash_written: written }
+        Link {
+            global_id: 1,
+            local_id: "L".into(),
+            hash_seen: seen,
+            hash_written: written,
+        }
     }
 
     #[test]
@@ -78,7 +87,9 @@ mod tests {
 
     #[test]
     fn write_table() {
-        let upd = Some(Write::Update { local_id: "L".into() });
+        let upd = Some(Write::Update {
+            local_id: "L".into(),
+        });
         let cases: &[(Option<Link>, Option<Write>)] = &[
             (None, Some(Write::Create)),
             (Some(link(None, Some(H1))), None),

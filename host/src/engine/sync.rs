@@ -20,7 +20,10 @@ pub struct SyncOptions {
 
 impl Default for SyncOptions {
     fn default() -> Self {
-        SyncOptions { batch_size: 1000, progress: false }
+        SyncOptions {
+            batch_size: 1000,
+            progress: false,
+        }
     }
 }
 
@@ -44,7 +47,11 @@ impl SyncReport {
 
 /// The binding of a system's entity as the connector sees it.
 fn binding(e: &SystemEntity) -> EntityBinding {
-    EntityBinding { name: e.name.clone(), primary_key: e.primary_key.clone(), settings: e.settings.to_string() }
+    EntityBinding {
+        name: e.name.clone(),
+        primary_key: e.primary_key.clone(),
+        settings: e.settings.to_string(),
+    }
 }
 
 /// A system taking part in this run.
@@ -54,10 +61,18 @@ struct Participant<'m> {
 }
 
 /// Runs one sync pass over every system of the manifest.
-pub async fn sync(manifest: &Manifest, runtime: &Runtime, options: &SyncOptions) -> anyhow::Result<SyncReport> {
+pub async fn sync(
+    manifest: &Manifest,
+    runtime: &Runtime,
+    options: &SyncOptions,
+) -> anyhow::Result<SyncReport> {
     let mut store = Store::open(&manifest.store).context("opening the central store")?;
     let run_id = store.begin_run()?;
-    let mut report = SyncReport { run_id, counts: RunCounts::default(), failures: Vec::new() };
+    let mut report = SyncReport {
+        run_id,
+        counts: RunCounts::default(),
+        failures: Vec::new(),
+    };
     let mut participants = Vec::new();
     for system in &manifest.systems {
         let instance = match start(runtime, system, store.path()).await {
@@ -69,10 +84,18 @@ pub async fn sync(manifest: &Manifest, runtime: &Runtime, options: &SyncOptions)
         };
         participants.push(Participant { system, instance });
     }
-    let mut engine = Engine { store: &mut store, participants, report, run_id, options };
+    let mut engine = Engine {
+        store: &mut store,
+        participants,
+        report,
+        run_id,
+        options,
+    };
     for entity in &manifest.entities {
         for s in 0..engine.participants.len() {
-            let Some(b) = engine.participants[s].system.entity(&entity.name) else { continue };
+            let Some(b) = engine.participants[s].system.entity(&entity.name) else {
+                continue;
+            };
             if b.direction.reads() && engine.participants[s].instance.is_some() {
                 engine.sync_source(s, b).await?;
             }
@@ -80,13 +103,27 @@ pub async fn sync(manifest: &Manifest, runtime: &Runtime, options: &SyncOptions)
     }
     let Engine { report, .. } = engine;
     let status = if report.is_clean() { "ok" } else { "partial" };
-    store.finish_run(run_id, status, report.counts, report.failures.first().map(String::as_str))?;
+    store.finish_run(
+        run_id,
+        status,
+        report.counts,
+        report.failures.first().map(String::as_str),
+    )?;
     Ok(report)
 }
 
-async fn start(runtime: &Runtime, system: &System, store_path: &std::path::Path) -> Result<Instance, String> {
-    let connector = runtime.load(&system.connector).map_err(|e| format!("system '{}': {e}", system.name))?;
-    runtime.instantiate(&connector, system, store_path).await.map_err(|e| e.to_string())
+async fn start(
+    runtime: &Runtime,
+    system: &System,
+    store_path: &std::path::Path,
+) -> Result<Instance, String> {
+    let connector = runtime
+        .load(&system.connector)
+        .map_err(|e| format!("system '{}': {e}", system.name))?;
+    runtime
+        .instantiate(&connector, system, store_path)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 struct Engine<'a, 'm> {
@@ -121,9 +158,11 @@ impl Engine<'_, '_> {
         let bind = binding(b);
         let mut cursor = self.store.cursor(&system, &entity, "read")?;
         let progress = self.progress_bar(&format!("{entity} from {system}"));
-        loop {
-            let Some(instance) = self.participants[s].instance.as_mut() else { break };
-            let page = match instance.read(&bind, cursor.clone(), self.options.batch_size).await {
+        while let Some(instance) = self.participants[s].instance.as_mut() {
+            let page = match instance
+                .read(&bind, cursor.clone(), self.options.batch_size)
+                .await
+            {
                 Ok(p) => p,
                 Err(e) => {
                     self.fail(s, e);
@@ -154,8 +193,10 @@ impl Engine<'_, '_> {
         }
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg}: {human_pos} records read ({per_sec}, {elapsed})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg}: {human_pos} records read ({per_sec}, {elapsed})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
         );
         bar.set_message(label.to_string());
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
@@ -163,7 +204,12 @@ impl Engine<'_, '_> {
     }
 
     /// Maps a page to canonical records and records it in the store, in one transaction.
-    fn accept_page(&mut self, system: &str, b: &SystemEntity, items: Vec<crate::runtime::types::Change>) -> anyhow::Result<Vec<Accepted>> {
+    fn accept_page(
+        &mut self,
+        system: &str,
+        b: &SystemEntity,
+        items: Vec<crate::runtime::types::Change>,
+    ) -> anyhow::Result<Vec<Accepted>> {
         let run_id = self.run_id;
         let mut out = Vec::with_capacity(items.len());
         let mut failed = 0;
@@ -173,7 +219,11 @@ impl Engine<'_, '_> {
         }
         self.store.transaction(|tx| {
             for (item, link) in items.into_iter().zip(links) {
-                let parsed = match item.data.as_deref().map(serde_json::from_str::<serde_json::Value>) {
+                let parsed = match item
+                    .data
+                    .as_deref()
+                    .map(serde_json::from_str::<serde_json::Value>)
+                {
                     Some(Ok(serde_json::Value::Object(map))) => Ok(map),
                     Some(Ok(_)) => Err("record body is not a JSON object".to_string()),
                     Some(Err(e)) => Err(format!("record body is not valid JSON: {e}")),
@@ -184,7 +234,15 @@ impl Engine<'_, '_> {
                     Err(reason) => {
                         failed += 1;
                         let reason = format!("bad record from the source: {reason}");
-                        tx.dead_letter(NewDeadLetter { run_id, system, entity: &b.name, global_id: None, local_id: Some(&item.id), data: item.data.as_deref(), reason: &reason })?;
+                        tx.dead_letter(NewDeadLetter {
+                            run_id,
+                            system,
+                            entity: &b.name,
+                            global_id: None,
+                            local_id: Some(&item.id),
+                            data: item.data.as_deref(),
+                            reason: &reason,
+                        })?;
                         continue;
                     }
                 };
@@ -204,7 +262,11 @@ impl Engine<'_, '_> {
                     (_, Some(l)) => l.global_id,
                     (_, None) => unreachable!("accept returns New without a link"),
                 };
-                out.push(Accepted { global_id, hash, record });
+                out.push(Accepted {
+                    global_id,
+                    hash,
+                    record,
+                });
             }
             Ok(())
         })?;
@@ -213,13 +275,20 @@ impl Engine<'_, '_> {
     }
 
     /// Writes accepted records to every target of the entity except the source.
-    async fn deliver(&mut self, s: usize, entity: &str, accepted: &[Accepted]) -> anyhow::Result<()> {
+    async fn deliver(
+        &mut self,
+        s: usize,
+        entity: &str,
+        accepted: &[Accepted],
+    ) -> anyhow::Result<()> {
         for t in 0..self.participants.len() {
             if t == s || self.participants[t].instance.is_none() {
                 continue;
             }
             let target = self.participants[t].system;
-            let Some(tb) = target.entity(entity).filter(|b| b.direction.writes()) else { continue };
+            let Some(tb) = target.entity(entity).filter(|b| b.direction.writes()) else {
+                continue;
+            };
             let mut items = Vec::new();
             let mut pending = Vec::new();
             for a in accepted {
@@ -231,8 +300,14 @@ impl Engine<'_, '_> {
                             Write::Create => None,
                             Write::Update { local_id } => Some(local_id),
                         };
-                        let data = serde_json::Value::Object(mapping::from_canonical(tb, &a.record)).to_string();
-                        items.push(WriteItem { id, op: Operation::Upsert, data: Some(data) });
+                        let data =
+                            serde_json::Value::Object(mapping::from_canonical(tb, &a.record))
+                                .to_string();
+                        items.push(WriteItem {
+                            id,
+                            op: Operation::Upsert,
+                            data: Some(data),
+                        });
                         pending.push(a);
                     }
                 }
@@ -241,7 +316,10 @@ impl Engine<'_, '_> {
                 continue;
             }
             let bind = binding(tb);
-            let instance = self.participants[t].instance.as_mut().expect("checked above");
+            let instance = self.participants[t]
+                .instance
+                .as_mut()
+                .expect("checked above");
             let outcomes = match instance.write(&bind, items.clone()).await {
                 Ok(o) => o,
                 Err(e) => {
@@ -256,7 +334,11 @@ impl Engine<'_, '_> {
                     t,
                     CallError::Trap {
                         system: target.name.clone(),
-                        message: format!("connector returned {} outcomes for {} writes", outcomes.len(), items.len()),
+                        message: format!(
+                            "connector returned {} outcomes for {} writes",
+                            outcomes.len(),
+                            items.len()
+                        ),
                     },
                 );
                 continue;

@@ -19,8 +19,19 @@ pub struct ManifestError {
 }
 
 impl ManifestError {
-    pub(super) fn new(file: &Path, line: Option<usize>, key: &str, message: impl Into<String>) -> Self {
-        ManifestError { file: file.to_path_buf(), line, key: key.to_string(), message: message.into(), hint: None }
+    pub(super) fn new(
+        file: &Path,
+        line: Option<usize>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        ManifestError {
+            file: file.to_path_buf(),
+            line,
+            key: key.to_string(),
+            message: message.into(),
+            hint: None,
+        }
     }
 
     pub(super) fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -74,7 +85,11 @@ impl ManifestErrors {
 impl fmt::Display for ManifestErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        write!(f, "invalid manifest ({n} problem{})", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "invalid manifest ({n} problem{})",
+            if n == 1 { "" } else { "s" }
+        )?;
         for e in &self.0 {
             write!(f, "\n{e}")?;
         }
@@ -91,7 +106,9 @@ fn line_at(text: &str, offset: usize) -> usize {
 
 /// The dotted key written at a line (`[table]` headers included), best effort.
 fn key_at(text: &str, line: Option<usize>) -> String {
-    let Some(line) = line else { return String::new() };
+    let Some(line) = line else {
+        return String::new();
+    };
     let mut table = String::new();
     for (i, l) in text.lines().enumerate() {
         let t = l.trim();
@@ -103,7 +120,13 @@ fn key_at(text: &str, line: Option<usize>) -> String {
                 return table;
             }
             let key = t.split('=').next().unwrap_or("").trim();
-            return if table.is_empty() { key.to_string() } else if key.is_empty() { table } else { format!("{table}.{key}") };
+            return if table.is_empty() {
+                key.to_string()
+            } else if key.is_empty() {
+                table
+            } else {
+                format!("{table}.{key}")
+            };
         }
     }
     table
@@ -117,7 +140,10 @@ pub(super) struct Locator {
 
 impl Locator {
     pub(super) fn new(text: &str) -> Self {
-        Locator { doc: toml_edit::ImDocument::parse(text.to_string()).ok(), text: text.to_string() }
+        Locator {
+            doc: toml_edit::ImDocument::parse(text.to_string()).ok(),
+            text: text.to_string(),
+        }
     }
 
     /// The line of the deepest part of `key` that exists in the document.
@@ -126,8 +152,12 @@ impl Locator {
         let mut item = doc.as_item();
         let mut best = None;
         for part in key {
-            let Some(table) = item.as_table_like() else { break };
-            let Some((k, next)) = table.get_key_value(part) else { break };
+            let Some(table) = item.as_table_like() else {
+                break;
+            };
+            let Some((k, next)) = table.get_key_value(part) else {
+                break;
+            };
             best = next.span().or_else(|| k.span()).or(best);
             item = next;
         }

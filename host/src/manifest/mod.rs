@@ -103,7 +103,10 @@ pub struct Credential {
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credential").field("header", &self.header).field("value", &"<redacted>").finish()
+        f.debug_struct("Credential")
+            .field("header", &self.header)
+            .field("value", &"<redacted>")
+            .finish()
     }
 }
 
@@ -168,8 +171,10 @@ impl Manifest {
     /// Reads, parses and validates a manifest file.
     pub fn load(path: &Path) -> Result<Manifest, ManifestErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ManifestErrors::one(ManifestError::new(path, None, "", format!("cannot read the manifest: {e}"))
-                .hint("pass the path of an existing weir.toml with --manifest"))
+            ManifestErrors::one(
+                ManifestError::new(path, None, "", format!("cannot read the manifest: {e}"))
+                    .hint("pass the path of an existing weir.toml with --manifest"),
+            )
         })?;
         Self::parse(path, &text)
     }
@@ -178,8 +183,14 @@ impl Manifest {
     /// anchors relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestErrors> {
         let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let raw: raw::Manifest = toml::from_str(text).map_err(|e| ManifestErrors::one(ManifestError::from_toml(&file, text, &e)))?;
-        let mut v = Validator { file: &file, text, errors: Vec::new(), locator: error::Locator::new(text) };
+        let raw: raw::Manifest = toml::from_str(text)
+            .map_err(|e| ManifestErrors::one(ManifestError::from_toml(&file, text, &e)))?;
+        let mut v = Validator {
+            file: &file,
+            text,
+            errors: Vec::new(),
+            locator: error::Locator::new(text),
+        };
         let manifest = v.manifest(raw);
         if v.errors.is_empty() {
             Ok(manifest)
@@ -210,11 +221,15 @@ struct Validator<'a> {
 impl Validator<'_> {
     fn error(&mut self, key: &[&str], message: impl Into<String>, hint: impl Into<String>) {
         let line = self.locator.line_of(key);
-        self.errors.push(ManifestError::new(self.file, line, &key.join("."), message).hint(hint));
+        self.errors
+            .push(ManifestError::new(self.file, line, &key.join("."), message).hint(hint));
     }
 
     fn base(&self) -> PathBuf {
-        self.file.parent().map(Path::to_path_buf).unwrap_or_default()
+        self.file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 
     fn secret(&mut self, key: &[&str], value: &str) -> String {
@@ -230,20 +245,40 @@ impl Validator<'_> {
 
     fn manifest(&mut self, raw: raw::Manifest) -> Manifest {
         let base = self.base();
-        let store = base.join(raw.store.map(|s| s.path).unwrap_or_else(|| PathBuf::from("weir.db")));
+        let store = base.join(
+            raw.store
+                .map(|s| s.path)
+                .unwrap_or_else(|| PathBuf::from("weir.db")),
+        );
         if raw.entities.is_empty() {
             self.error(&["entities"], "the manifest declares no entity", "add an [entities.NAME] table, for example [entities.contacts] with primary_key = \"id\"");
         }
         if raw.systems.is_empty() {
-            self.error(&["systems"], "the manifest declares no system", "add a [systems.NAME] table with a connector");
+            self.error(
+                &["systems"],
+                "the manifest declares no system",
+                "add a [systems.NAME] table with a connector",
+            );
         }
         let entities: Vec<Entity> = raw
             .entities
             .iter()
-            .map(|(name, e)| Entity { name: name.clone(), primary_key: e.primary_key.clone() })
+            .map(|(name, e)| Entity {
+                name: name.clone(),
+                primary_key: e.primary_key.clone(),
+            })
             .collect();
-        let systems = raw.systems.into_iter().map(|(name, s)| self.system(&name, s, &entities)).collect();
-        Manifest { file: self.file.to_path_buf(), store, entities, systems }
+        let systems = raw
+            .systems
+            .into_iter()
+            .map(|(name, s)| self.system(&name, s, &entities))
+            .collect();
+        Manifest {
+            file: self.file.to_path_buf(),
+            store,
+            entities,
+            systems,
+        }
     }
 
     fn system(&mut self, name: &str, raw: raw::System, entities: &[Entity]) -> System {
@@ -256,7 +291,11 @@ impl Validator<'_> {
                 "build the connector (see README) or correct the path; relative paths start at the manifest's folder",
             );
         }
-        let config = self.config(&["systems", name, "config"], raw.config.unwrap_or_else(|| toml::Value::Table(Default::default())));
+        let config = self.config(
+            &["systems", name, "config"],
+            raw.config
+                .unwrap_or_else(|| toml::Value::Table(Default::default())),
+        );
         let mut databases = BTreeMap::new();
         for (grant, db) in raw.databases {
             let value = self.secret(&["systems", name, "databases", &grant], &db);
@@ -274,14 +313,24 @@ impl Validator<'_> {
                 );
             }
             if grant.is_empty() || grant.contains(['/', '\\']) || grant == "." || grant == ".." {
-                self.error(&["systems", name, "directories", &grant], format!("'{grant}' is not a valid grant name"), "use a plain name such as \"data\": the connector sees the directory as /data");
+                self.error(
+                    &["systems", name, "directories", &grant],
+                    format!("'{grant}' is not a valid grant name"),
+                    "use a plain name such as \"data\": the connector sees the directory as /data",
+                );
             }
             directories.insert(grant, path);
         }
         let mut credentials = BTreeMap::new();
         for (cred, c) in raw.credentials {
             let value = self.secret(&["systems", name, "credentials", &cred, "value"], &c.value);
-            credentials.insert(cred, Credential { header: c.header, value });
+            credentials.insert(
+                cred,
+                Credential {
+                    header: c.header,
+                    value,
+                },
+            );
         }
         let limits = self.limits(name, raw.limits.unwrap_or_default());
         let mut bound = Vec::new();
@@ -295,7 +344,9 @@ impl Validator<'_> {
             }
         }
         for entity in entities {
-            let Some(e) = raw.entities.get(&entity.name) else { continue };
+            let Some(e) = raw.entities.get(&entity.name) else {
+                continue;
+            };
             let primary_key = match e.primary_key.clone().or_else(|| entity.primary_key.clone()) {
                 Some(pk) if !pk.is_empty() => pk,
                 _ => {
@@ -307,7 +358,12 @@ impl Validator<'_> {
                     String::new()
                 }
             };
-            let settings = self.config(&["systems", name, "entities", &entity.name, "settings"], e.settings.clone().unwrap_or_else(|| toml::Value::Table(Default::default())));
+            let settings = self.config(
+                &["systems", name, "entities", &entity.name, "settings"],
+                e.settings
+                    .clone()
+                    .unwrap_or_else(|| toml::Value::Table(Default::default())),
+            );
             let mut seen = BTreeMap::new();
             for (from, to) in &e.rename {
                 if let Some(prev) = seen.insert(to.clone(), from.clone()) {
@@ -346,19 +402,29 @@ impl Validator<'_> {
         let mut positive = |key: &str, v: Option<u64>| -> Option<u64> {
             match v {
                 Some(0) => {
-                    self.error(&["systems", system, "limits", key], format!("{key} must be greater than 0"), "remove the key to use the default, or give a positive number");
+                    self.error(
+                        &["systems", system, "limits", key],
+                        format!("{key} must be greater than 0"),
+                        "remove the key to use the default, or give a positive number",
+                    );
                     None
                 }
                 other => other,
             }
         };
         Limits {
-            memory_bytes: positive("memory_mib", raw.memory_mib).map_or(d.memory_bytes, |m| (m as usize) << 20),
-            call_timeout: positive("call_timeout_secs", raw.call_timeout_secs).map_or(d.call_timeout, Duration::from_secs),
-            http_timeout: positive("http_timeout_secs", raw.http_timeout_secs).map_or(d.http_timeout, Duration::from_secs),
-            http_max_response_bytes: positive("http_max_response_mib", raw.http_max_response_mib).map_or(d.http_max_response_bytes, |m| (m as usize) << 20),
-            sql_max_rows: positive("sql_max_rows", raw.sql_max_rows.map(u64::from)).map_or(d.sql_max_rows, |n| n as u32),
-            sql_timeout: positive("sql_timeout_secs", raw.sql_timeout_secs).map_or(d.sql_timeout, Duration::from_secs),
+            memory_bytes: positive("memory_mib", raw.memory_mib)
+                .map_or(d.memory_bytes, |m| (m as usize) << 20),
+            call_timeout: positive("call_timeout_secs", raw.call_timeout_secs)
+                .map_or(d.call_timeout, Duration::from_secs),
+            http_timeout: positive("http_timeout_secs", raw.http_timeout_secs)
+                .map_or(d.http_timeout, Duration::from_secs),
+            http_max_response_bytes: positive("http_max_response_mib", raw.http_max_response_mib)
+                .map_or(d.http_max_response_bytes, |m| (m as usize) << 20),
+            sql_max_rows: positive("sql_max_rows", raw.sql_max_rows.map(u64::from))
+                .map_or(d.sql_max_rows, |n| n as u32),
+            sql_timeout: positive("sql_timeout_secs", raw.sql_timeout_secs)
+                .map_or(d.sql_timeout, Duration::from_secs),
         }
     }
 

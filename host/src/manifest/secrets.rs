@@ -39,10 +39,13 @@ pub(super) fn expand(value: &str, base: &Path) -> Result<String, SecretError> {
             let end = body.find('}').ok_or(SecretError::Unterminated)?;
             let name = &body[..end];
             if let Some(path) = name.strip_prefix("file:") {
-                let text = std::fs::read_to_string(base.join(path)).map_err(|e| SecretError::File(path.to_string(), e))?;
+                let text = std::fs::read_to_string(base.join(path))
+                    .map_err(|e| SecretError::File(path.to_string(), e))?;
                 out.push_str(text.trim_end_matches(['\n', '\r']));
             } else {
-                out.push_str(&std::env::var(name).map_err(|_| SecretError::Unset(name.to_string()))?);
+                out.push_str(
+                    &std::env::var(name).map_err(|_| SecretError::Unset(name.to_string()))?,
+                );
             }
             rest = &body[end + 1..];
         } else {
@@ -64,10 +67,21 @@ mod tests {
         let dir = std::env::temp_dir();
         let file = dir.join("weir-secret-test.txt");
         std::fs::write(&file, "from-file\n").unwrap();
-        assert_eq!(expand("Bearer ${WEIR_TEST_SECRET_A}", &dir).unwrap(), "Bearer s3cret");
-        assert_eq!(expand("${file:weir-secret-test.txt}", &dir).unwrap(), "from-file");
+        assert_eq!(
+            expand("Bearer ${WEIR_TEST_SECRET_A}", &dir).unwrap(),
+            "Bearer s3cret"
+        );
+        assert_eq!(
+            expand("${file:weir-secret-test.txt}", &dir).unwrap(),
+            "from-file"
+        );
         assert_eq!(expand("cost $$5 and $x", &dir).unwrap(), "cost $5 and $x");
-        assert!(matches!(expand("${WEIR_TEST_NOT_SET_EVER}", &dir), Err(SecretError::Unset(v)) if v == "WEIR_TEST_NOT_SET_EVER"));
-        assert!(matches!(expand("${oops", &dir), Err(SecretError::Unterminated)));
+        assert!(
+            matches!(expand("${WEIR_TEST_NOT_SET_EVER}", &dir), Err(SecretError::Unset(v)) if v == "WEIR_TEST_NOT_SET_EVER")
+        );
+        assert!(matches!(
+            expand("${oops", &dir),
+            Err(SecretError::Unterminated)
+        ));
     }
 }

@@ -5,7 +5,10 @@ fn parse(text: &str) -> Result<Manifest, ManifestErrors> {
 }
 
 fn first_error(text: &str) -> ManifestError {
-    parse(text).expect_err("manifest should be rejected").0.remove(0)
+    parse(text)
+        .expect_err("manifest should be rejected")
+        .0
+        .remove(0)
 }
 
 #[test]
@@ -30,7 +33,10 @@ fn missing_connector_and_primary_key_are_both_reported() {
     .unwrap_err();
     let text = errs.to_string();
     assert_eq!(errs.0.len(), 2, "{text}");
-    assert!(text.contains("weir.toml:4: systems.a.connector: connector file 'nope.wasm' not found"), "{text}");
+    assert!(
+        text.contains("weir.toml:4: systems.a.connector: connector file 'nope.wasm' not found"),
+        "{text}"
+    );
     assert!(text.contains("has no primary key for system 'a'"), "{text}");
     assert_eq!(errs.0[1].line, Some(5), "{text}");
 }
@@ -42,7 +48,10 @@ fn unset_secret_is_named_without_value() {
     );
     assert_eq!(e.key, "systems.a.config.token");
     assert_eq!(e.line, Some(5));
-    assert!(e.message.contains("'WEIR_TEST_UNSET_VARIABLE' is not set"), "{e}");
+    assert!(
+        e.message.contains("'WEIR_TEST_UNSET_VARIABLE' is not set"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -52,7 +61,13 @@ fn valid_manifest_keeps_entity_order_and_defaults() {
          [systems.a]\nconnector = \"Cargo.toml\"\n[systems.a.entities.orders]\n[systems.a.entities.contacts]\ndirection = \"read\"\nrename = { fname = \"first_name\" }\n",
     )
     .unwrap();
-    assert_eq!(m.entities.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["contacts", "orders"]);
+    assert_eq!(
+        m.entities
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>(),
+        ["contacts", "orders"]
+    );
     let a = m.system("a").unwrap();
     assert_eq!(a.entities[0].name, "contacts");
     assert_eq!(a.entities[0].direction, Direction::Read);

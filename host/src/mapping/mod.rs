@@ -16,7 +16,7 @@ pub fn to_canonical(binding: &SystemEntity, mut record: Record) -> Record {
     record.remove(&binding.primary_key);
     let mut out = Record::new();
     for (field, value) in record {
-        if binding.ignore.iter().any(|i| *i == field) {
+        if binding.ignore.contains(&field) {
             continue;
         }
         let name = binding.rename.get(&field).cloned().unwrap_or(field);
@@ -30,7 +30,12 @@ pub fn to_canonical(binding: &SystemEntity, mut record: Record) -> Record {
 pub fn from_canonical(binding: &SystemEntity, record: &Record) -> Record {
     let mut out = Record::new();
     for (field, value) in record {
-        let name = binding.rename.iter().find(|(_, canonical)| *canonical == field).map(|(system, _)| system.clone()).unwrap_or_else(|| field.clone());
+        let name = binding
+            .rename
+            .iter()
+            .find(|(_, canonical)| *canonical == field)
+            .map(|(system, _)| system.clone())
+            .unwrap_or_else(|| field.clone());
         if name == binding.primary_key || binding.ignore.contains(&name) {
             continue;
         }
@@ -60,10 +65,22 @@ fn canonical_value(v: &Value) -> String {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            let parts: Vec<String> = keys.iter().map(|k| format!("{}:{}", Value::String((*k).clone()), canonical_value(&m[*k]))).collect();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        Value::String((*k).clone()),
+                        canonical_value(&m[*k])
+                    )
+                })
+                .collect();
             format!("{{{}}}", parts.join(","))
         }
-        Value::Array(a) => format!("[{}]", a.iter().map(canonical_value).collect::<Vec<_>>().join(",")),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical_value).collect::<Vec<_>>().join(",")
+        ),
         other => other.to_string(),
     }
 }
@@ -79,7 +96,9 @@ mod tests {
             name: "contacts".into(),
             direction: Direction::Both,
             primary_key: "id".into(),
-            rename: [("fname".to_string(), "first_name".to_string())].into_iter().collect(),
+            rename: [("fname".to_string(), "first_name".to_string())]
+                .into_iter()
+                .collect(),
             ignore: vec!["modified".into()],
             settings: json!({}),
         }
@@ -92,12 +111,21 @@ mod tests {
     #[test]
     fn renames_strips_key_and_ignored_fields_both_ways() {
         let b = binding();
-        let canonical = to_canonical(&b, rec(json!({"id": 7, "fname": "Ada", "email": "a@x", "modified": "t"})));
-        assert_eq!(Value::Object(canonical.clone()), json!({"first_name": "Ada", "email": "a@x"}));
+        let canonical = to_canonical(
+            &b,
+            rec(json!({"id": 7, "fname": "Ada", "email": "a@x", "modified": "t"})),
+        );
+        assert_eq!(
+            Value::Object(canonical.clone()),
+            json!({"first_name": "Ada", "email": "a@x"})
+        );
         let back = from_canonical(&b, &canonical);
         assert_eq!(Value::Object(back), json!({"fname": "Ada", "email": "a@x"}));
         let with_foreign = rec(json!({"first_name": "Ada", "modified": "x", "id": 3}));
-        assert_eq!(Value::Object(from_canonical(&b, &with_foreign)), json!({"fname": "Ada"}));
+        assert_eq!(
+            Value::Object(from_canonical(&b, &with_foreign)),
+            json!({"fname": "Ada"})
+        );
     }
 
     #[test]
@@ -107,7 +135,10 @@ mod tests {
         b.insert("b".into(), json!({"x": [1, 2], "y": 1}));
         b.insert("a".into(), json!(1));
         assert_eq!(hash(&a), hash(&b));
-        assert_ne!(hash(&a), hash(&rec(json!({"a": 2, "b": {"y": 1, "x": [1, 2]}}))));
+        assert_ne!(
+            hash(&a),
+            hash(&rec(json!({"a": 2, "b": {"y": 1, "x": [1, 2]}})))
+        );
         assert_ne!(hash(&rec(json!({"a": "1"}))), hash(&rec(json!({"a": 1}))));
     }
 }

@@ -56,7 +56,8 @@ impl reqwest::dns::Resolve for CheckedResolver {
         let allow_private = self.allow_private;
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if let Some(bad) = addrs.iter().find(|a| !allow_private && !is_public(a.ip())) {
                 return Err(format!("'{host}' resolves to non-public address {} (set allow_private_network = true to allow)", bad.ip()).into());
             }
@@ -104,7 +105,11 @@ fn host_allowed(allowed: &[String], host: &str) -> bool {
     allowed.iter().any(|a| {
         let a = a.to_ascii_lowercase();
         match a.strip_prefix("*.") {
-            Some(suffix) => host.len() > suffix.len() && host.ends_with(suffix) && host.as_bytes()[host.len() - suffix.len() - 1] == b'.',
+            Some(suffix) => {
+                host.len() > suffix.len()
+                    && host.ends_with(suffix)
+                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+            }
             None => host == a,
         }
     })
@@ -114,10 +119,14 @@ impl HostState {
     /// Checks a request against the manifest; the error says which rule refused it.
     fn check_request(&self, url: &reqwest::Url) -> Result<(), String> {
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("http request to '{url}' denied: only http and https are allowed"));
+            return Err(format!(
+                "http request to '{url}' denied: only http and https are allowed"
+            ));
         }
         let Some(host) = url.host_str() else {
-            return Err(format!("http request to '{url}' denied: the URL has no host"));
+            return Err(format!(
+                "http request to '{url}' denied: the URL has no host"
+            ));
         };
         if !host_allowed(&self.system.allowed_hosts, host) {
             return Err(format!(
@@ -139,15 +148,27 @@ impl Host for HostState {
     async fn send(&mut self, req: Request) -> wasmtime::Result<Result<Response, HttpError>> {
         let url = match reqwest::Url::parse(&req.url) {
             Ok(u) => u,
-            Err(e) => return Ok(Err(HttpError::Denied(format!("bad URL '{}': {e}", req.url)))),
+            Err(e) => {
+                return Ok(Err(HttpError::Denied(format!(
+                    "bad URL '{}': {e}",
+                    req.url
+                ))))
+            }
         };
         if let Err(message) = self.check_request(&url) {
             return Ok(Err(HttpError::Denied(self.deny(message))));
         }
         let Ok(method) = reqwest::Method::from_bytes(req.method.as_bytes()) else {
-            return Ok(Err(HttpError::Denied(format!("bad HTTP method '{}'", req.method))));
+            return Ok(Err(HttpError::Denied(format!(
+                "bad HTTP method '{}'",
+                req.method
+            ))));
         };
-        let mut builder = self.http.client.request(method, url).timeout(self.system.limits.http_timeout);
+        let mut builder = self
+            .http
+            .client
+            .request(method, url)
+            .timeout(self.system.limits.http_timeout);
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
         }
@@ -155,7 +176,10 @@ impl Host for HostState {
             match self.system.credentials.get(name) {
                 Some(c) => builder = builder.header(&c.header, &c.value),
                 None => {
-                    let message = format!("credential '{name}' is not declared for system '{}'", self.system.name);
+                    let message = format!(
+                        "credential '{name}' is not declared for system '{}'",
+                        self.system.name
+                    );
                     return Ok(Err(HttpError::Denied(self.deny(message))));
                 }
             }
@@ -170,7 +194,12 @@ impl Host for HostState {
             let headers = resp
                 .headers()
                 .iter()
-                .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect();
             let mut body = Vec::new();
             while let Some(chunk) = resp.chunk().await? {
@@ -179,22 +208,30 @@ impl Host for HostState {
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok::<_, reqwest::Error>(Ok(Response { status, headers, body }))
+            Ok::<_, reqwest::Error>(Ok(Response {
+                status,
+                headers,
+                body,
+            }))
         };
-        Ok(match tokio::time::timeout(self.system.limits.http_timeout, fut).await {
-            Err(_) => Err(HttpError::Timeout),
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) if e.is_timeout() => Err(HttpError::Timeout),
-            Ok(Err(e)) => {
-                // Name resolution refusals come back as connect errors; report them as denials.
-                let text = error_chain(&e);
-                if text.contains("non-public address") {
-                    Err(HttpError::Denied(self.deny(format!("http request denied: {text}"))))
-                } else {
-                    Err(HttpError::Transport(text))
+        Ok(
+            match tokio::time::timeout(self.system.limits.http_timeout, fut).await {
+                Err(_) => Err(HttpError::Timeout),
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) if e.is_timeout() => Err(HttpError::Timeout),
+                Ok(Err(e)) => {
+                    // Name resolution refusals come back as connect errors; report them as denials.
+                    let text = error_chain(&e);
+                    if text.contains("non-public address") {
+                        Err(HttpError::Denied(
+                            self.deny(format!("http request denied: {text}")),
+                        ))
+                    } else {
+                        Err(HttpError::Transport(text))
+                    }
                 }
-            }
-        })
+            },
+        )
     }
 }
 
@@ -215,7 +252,19 @@ mod tests {
 
     #[test]
     fn public_and_private_addresses() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip} should not be public");
         }
         for ip in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {

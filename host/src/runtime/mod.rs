@@ -112,7 +112,10 @@ pub fn kind_name(kind: types::ErrorKind) -> &'static str {
 impl CallError {
     /// Whether the connector itself was stopped (trap, timeout, memory).
     pub fn is_fatal(&self) -> bool {
-        !matches!(self, CallError::Connector { .. } | CallError::Unsupported { .. })
+        !matches!(
+            self,
+            CallError::Connector { .. } | CallError::Unsupported { .. }
+        )
     }
 }
 
@@ -152,7 +155,11 @@ pub struct Exports {
 impl std::fmt::Display for Exports {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut names = vec!["connector"];
-        for (on, name) in [(self.source, "source"), (self.destination, "destination"), (self.webhook, "webhook")] {
+        for (on, name) in [
+            (self.source, "source"),
+            (self.destination, "destination"),
+            (self.webhook, "webhook"),
+        ] {
             if on {
                 names.push(name);
             }
@@ -191,17 +198,22 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        bindings::FullConnector::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |h| h)?;
+        bindings::FullConnector::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |h| h,
+        )?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let ticker = {
             let engine = engine.clone();
             let stop = stop.clone();
-            std::thread::Builder::new().name("weir-epoch".into()).spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })?
+            std::thread::Builder::new()
+                .name("weir-epoch".into())
+                .spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })?
         };
         Ok(Runtime {
             engine,
@@ -217,17 +229,30 @@ impl Runtime {
     /// Loads a component: from memory if loaded before, else from the compile
     /// cache, else by compiling it (and filling the cache).
     pub fn load(&self, path: &Path) -> Result<Arc<Connector>, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let hash: [u8; 32] = Sha256::digest(&bytes).into();
         if let Some(c) = self.loaded.lock().expect("component cache lock").get(&hash) {
             return Ok(c.clone());
         }
-        let invalid = |e: wasmtime::Error| LoadError::Invalid { path: path.to_path_buf(), message: format!("{e:#}") };
+        let invalid = |e: wasmtime::Error| LoadError::Invalid {
+            path: path.to_path_buf(),
+            message: format!("{e:#}"),
+        };
         let component = self.compile_cached(&bytes, &hash).map_err(invalid)?;
         let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
         let guests = Guests::new(&pre).map_err(invalid)?;
-        let connector = Arc::new(Connector { pre, guests, hash: hex::encode(&hash[..8]) });
-        self.loaded.lock().expect("component cache lock").insert(hash, connector.clone());
+        let connector = Arc::new(Connector {
+            pre,
+            guests,
+            hash: hex::encode(&hash[..8]),
+        });
+        self.loaded
+            .lock()
+            .expect("component cache lock")
+            .insert(hash, connector.clone());
         Ok(connector)
     }
 
@@ -243,7 +268,9 @@ impl Runtime {
             #[allow(unsafe_code)]
             match unsafe { Component::deserialize_file(&self.engine, &file) } {
                 Ok(c) => return Ok(c),
-                Err(e) => tracing::debug!(file = %file.display(), "recompiling stale cached component: {e:#}"),
+                Err(e) => {
+                    tracing::debug!(file = %file.display(), "recompiling stale cached component: {e:#}")
+                }
             }
         }
         let artifact = self.engine.precompile_component(bytes)?;
@@ -262,14 +289,23 @@ impl Runtime {
 
     /// Starts a fresh instance of `connector` for `system`, with the system's
     /// grants and limits. `store_path` is the central store (for `state`).
-    pub async fn instantiate(&self, connector: &Connector, system: &System, store_path: &Path) -> Result<Instance, CallError> {
+    pub async fn instantiate(
+        &self,
+        connector: &Connector,
+        system: &System,
+        store_path: &Path,
+    ) -> Result<Instance, CallError> {
         let name = system.name.clone();
-        let trap = |e: wasmtime::Error| CallError::Trap { system: name.clone(), message: format!("{e:#}") };
+        let trap = |e: wasmtime::Error| CallError::Trap {
+            system: name.clone(),
+            message: format!("{e:#}"),
+        };
         let mut wasi = WasiCtx::builder();
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         wasi.stderr(stderr.clone());
         for (guest, host) in &system.directories {
-            wasi.preopened_dir(host, format!("/{guest}"), FsPerms::ReadWrite).map_err(trap)?;
+            wasi.preopened_dir(host, format!("/{guest}"), FsPerms::ReadWrite)
+                .map_err(trap)?;
         }
         let state = HostState {
             wasi: wasi.build(),
@@ -300,10 +336,24 @@ impl Runtime {
         });
         store.set_epoch_deadline(1);
         store.data_mut().deadline = Instant::now() + system.limits.call_timeout;
-        let instance = connector.pre.instantiate_async(&mut store).await.map_err(|e| classify(&system.name, &system.limits, e, &stderr))?;
+        let instance = connector
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| classify(&system.name, &system.limits, e, &stderr))?;
         let guests = connector.guests.load(&mut store, &instance).map_err(trap)?;
         let config = serde_json::to_string(&system.config).unwrap_or_else(|_| "{}".into());
-        Ok(Instance { store: Some(store), guests, ctx: Context { system: system.name.clone(), config }, system: system.name.clone(), limits: system.limits, stderr })
+        Ok(Instance {
+            store: Some(store),
+            guests,
+            ctx: Context {
+                system: system.name.clone(),
+                config,
+            },
+            system: system.name.clone(),
+            limits: system.limits,
+            stderr,
+        })
     }
 }
 
@@ -317,7 +367,11 @@ pub struct Connector {
 impl Connector {
     /// What the component exports.
     pub fn exports(&self) -> Exports {
-        Exports { source: self.guests.source.is_some(), destination: self.guests.destination.is_some(), webhook: self.guests.webhook.is_some() }
+        Exports {
+            source: self.guests.source.is_some(),
+            destination: self.guests.destination.is_some(),
+            webhook: self.guests.webhook.is_some(),
+        }
     }
     /// A short content hash identifying the component.
     pub fn hash(&self) -> &str {
@@ -344,12 +398,28 @@ impl Guests {
         })
     }
 
-    fn load(&self, store: &mut wasmtime::Store<HostState>, instance: &wasmtime::component::Instance) -> wasmtime::Result<Loaded> {
+    fn load(
+        &self,
+        store: &mut wasmtime::Store<HostState>,
+        instance: &wasmtime::component::Instance,
+    ) -> wasmtime::Result<Loaded> {
         Ok(Loaded {
             connector: self.connector.load(&mut *store, instance)?,
-            source: self.source.as_ref().map(|g| g.load(&mut *store, instance)).transpose()?,
-            destination: self.destination.as_ref().map(|g| g.load(&mut *store, instance)).transpose()?,
-            webhook: self.webhook.as_ref().map(|g| g.load(&mut *store, instance)).transpose()?,
+            source: self
+                .source
+                .as_ref()
+                .map(|g| g.load(&mut *store, instance))
+                .transpose()?,
+            destination: self
+                .destination
+                .as_ref()
+                .map(|g| g.load(&mut *store, instance))
+                .transpose()?,
+            webhook: self
+                .webhook
+                .as_ref()
+                .map(|g| g.load(&mut *store, instance))
+                .transpose()?,
         })
     }
 }
@@ -370,14 +440,30 @@ enum LimitExceeded {
 }
 
 /// Turns an error from a call into a [`CallError`], naming the limit that stopped it.
-fn classify(system: &str, limits: &Limits, e: wasmtime::Error, stderr: &MemoryOutputPipe) -> CallError {
+fn classify(
+    system: &str,
+    limits: &Limits,
+    e: wasmtime::Error,
+    stderr: &MemoryOutputPipe,
+) -> CallError {
     let system = system.to_string();
-    if e.downcast_ref::<LimitExceeded>().is_some() || matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
-        return CallError::Timeout { system, limit: limits.call_timeout };
+    if e.downcast_ref::<LimitExceeded>().is_some()
+        || matches!(
+            e.downcast_ref::<wasmtime::Trap>(),
+            Some(wasmtime::Trap::Interrupt)
+        )
+    {
+        return CallError::Timeout {
+            system,
+            limit: limits.call_timeout,
+        };
     }
     let text = format!("{e:#}");
     if text.contains("forcing trap when growing memory") {
-        return CallError::Memory { system, limit: limits.memory_bytes };
+        return CallError::Memory {
+            system,
+            limit: limits.memory_bytes,
+        };
     }
     tracing::debug!(system = %system, "connector trap: {text}");
     let reason = match e.downcast_ref::<wasmtime::Trap>() {
@@ -385,9 +471,16 @@ fn classify(system: &str, limits: &Limits, e: wasmtime::Error, stderr: &MemoryOu
         None => e.root_cause().to_string(),
     };
     let output = String::from_utf8_lossy(&stderr.contents()).into_owned();
-    let tail: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("note: ")).collect();
+    let tail: Vec<&str> = output
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("note: "))
+        .collect();
     let tail = tail[tail.len().saturating_sub(3)..].join(" / ");
-    let message = if tail.is_empty() { reason } else { format!("{reason}; connector said: {tail}") };
+    let message = if tail.is_empty() {
+        reason
+    } else {
+        format!("{reason}; connector said: {tail}")
+    };
     CallError::Trap { system, message }
 }
 
@@ -410,13 +503,26 @@ impl Instance {
     /// Policy denials (http, sql) this instance ran into, for reporting even if
     /// the connector swallowed the error.
     pub fn denials(&self) -> Vec<String> {
-        self.store.as_ref().map(|s| s.data().denials.clone()).unwrap_or_default()
+        self.store
+            .as_ref()
+            .map(|s| s.data().denials.clone())
+            .unwrap_or_default()
     }
 
     /// Runs one call with the deadline reset and the wall-clock timeout around it.
     async fn call<T, F>(&mut self, f: F) -> Result<T, CallError>
     where
-        F: for<'a> FnOnce(&'a Loaded, &'a Context, &'a mut wasmtime::Store<HostState>) -> std::pin::Pin<Box<dyn std::future::Future<Output = wasmtime::Result<Result<T, ConnectorError>>> + Send + 'a>>,
+        F: for<'a> FnOnce(
+            &'a Loaded,
+            &'a Context,
+            &'a mut wasmtime::Store<HostState>,
+        ) -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = wasmtime::Result<Result<T, ConnectorError>>>
+                    + Send
+                    + 'a,
+            >,
+        >,
     {
         let system = self.system.clone();
         let Some(store) = self.store.as_mut() else {
@@ -428,7 +534,8 @@ impl Instance {
         // The epoch callback stops the guest at the deadline; the timeout also
         // covers time spent waiting in host calls. A little slack lets the
         // callback win when both apply, for a precise message.
-        let outcome = tokio::time::timeout(limit + EPOCH_TICK * 10, f(&self.guests, &self.ctx, store)).await;
+        let outcome =
+            tokio::time::timeout(limit + EPOCH_TICK * 10, f(&self.guests, &self.ctx, store)).await;
         match outcome {
             Ok(Ok(Ok(v))) => Ok(v),
             Ok(Ok(Err(error))) => Err(CallError::Connector { system, error }),
@@ -445,24 +552,39 @@ impl Instance {
 
     /// Describes the connector.
     pub async fn describe(&mut self) -> Result<types::Description, CallError> {
-        self.call(|g, _, s| Box::pin(async move { g.connector.call_describe(s).await.map(Ok) })).await
+        self.call(|g, _, s| Box::pin(async move { g.connector.call_describe(s).await.map(Ok) }))
+            .await
     }
 
     /// Checks the connection and returns the schema of the given entities.
-    pub async fn check(&mut self, entities: &[EntityBinding]) -> Result<Vec<EntitySchema>, CallError> {
+    pub async fn check(
+        &mut self,
+        entities: &[EntityBinding],
+    ) -> Result<Vec<EntitySchema>, CallError> {
         let entities = entities.to_vec();
-        self.call(move |g, c, s| Box::pin(async move { g.connector.call_check(s, c, &entities).await })).await
+        self.call(move |g, c, s| {
+            Box::pin(async move { g.connector.call_check(s, c, &entities).await })
+        })
+        .await
     }
 
     fn require<T>(&self, present: Option<&T>, interface: &'static str) -> Result<(), CallError> {
         match present {
             Some(_) => Ok(()),
-            None => Err(CallError::Unsupported { system: self.system.clone(), interface }),
+            None => Err(CallError::Unsupported {
+                system: self.system.clone(),
+                interface,
+            }),
         }
     }
 
     /// Reads one page of a full snapshot.
-    pub async fn read(&mut self, entity: &EntityBinding, cursor: Option<String>, limit: u32) -> Result<Page, CallError> {
+    pub async fn read(
+        &mut self,
+        entity: &EntityBinding,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page, CallError> {
         self.require(self.guests.source.as_ref(), "source")?;
         let entity = entity.clone();
         self.call(move |g, c, s| {
@@ -475,7 +597,11 @@ impl Instance {
     }
 
     /// Writes a batch; one outcome per item.
-    pub async fn write(&mut self, entity: &EntityBinding, items: Vec<WriteItem>) -> Result<Vec<Result<Written, ConnectorError>>, CallError> {
+    pub async fn write(
+        &mut self,
+        entity: &EntityBinding,
+        items: Vec<WriteItem>,
+    ) -> Result<Vec<Result<Written, ConnectorError>>, CallError> {
         self.require(self.guests.destination.as_ref(), "destination")?;
         let entity = entity.clone();
         self.call(move |g, c, s| {
@@ -504,7 +630,10 @@ pub struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -517,7 +646,10 @@ impl HostState {
 
     fn state(&mut self) -> wasmtime::Result<&crate::store::StateStore> {
         if self.state.is_none() {
-            self.state = Some(crate::store::StateStore::open(&self.state_path, &self.system.name)?);
+            self.state = Some(crate::store::StateStore::open(
+                &self.state_path,
+                &self.system.name,
+            )?);
         }
         Ok(self.state.as_ref().expect("opened above"))
     }
@@ -526,7 +658,11 @@ impl HostState {
 impl bindings::weir::connector::types::Host for HostState {}
 
 impl bindings::weir::connector::log::Host for HostState {
-    async fn write(&mut self, level: bindings::weir::connector::log::Level, message: String) -> wasmtime::Result<()> {
+    async fn write(
+        &mut self,
+        level: bindings::weir::connector::log::Level,
+        message: String,
+    ) -> wasmtime::Result<()> {
         use bindings::weir::connector::log::Level;
         let system = &self.system.name;
         match level {

@@ -36,7 +36,8 @@ impl Connections {
             let Some(Database::Sqlite(path)) = self.grants.get(db) else {
                 return Err(SqlError::Denied(format!("database '{db}' is not granted")));
             };
-            let conn = open(path).map_err(|e| SqlError::Failed(format!("cannot open database '{db}': {e}")))?;
+            let conn = open(path)
+                .map_err(|e| SqlError::Failed(format!("cannot open database '{db}': {e}")))?;
             self.open.insert(db.to_string(), conn);
         }
         let conn = self.open.get_mut(db).expect("opened above");
@@ -74,7 +75,11 @@ fn from_sql(v: ValueRef<'_>) -> Value {
 
 fn failed(e: rusqlite::Error) -> SqlError {
     match e {
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::OperationInterrupted => SqlError::Timeout,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::OperationInterrupted =>
+        {
+            SqlError::Timeout
+        }
         other => SqlError::Failed(other.to_string()),
     }
 }
@@ -84,13 +89,20 @@ fn run(conn: &Connection, statement: Statement, max_rows: u32) -> Result<Rows, S
     let mut st = conn.prepare_cached(&statement.sql).map_err(failed)?;
     let columns: Vec<String> = st.column_names().into_iter().map(String::from).collect();
     let params: Vec<SqlValue> = statement.params.into_iter().map(to_sql).collect();
-    let mut rows = st.query(rusqlite::params_from_iter(params)).map_err(failed)?;
+    let mut rows = st
+        .query(rusqlite::params_from_iter(params))
+        .map_err(failed)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(failed)? {
         if out.len() as u32 >= max_rows {
             return Err(SqlError::TooManyRows(max_rows));
         }
-        out.push((0..columns.len()).map(|i| row.get_ref(i).map(from_sql)).collect::<rusqlite::Result<Vec<_>>>().map_err(failed)?);
+        out.push(
+            (0..columns.len())
+                .map(|i| row.get_ref(i).map(from_sql))
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(failed)?,
+        );
     }
     Ok(Rows { columns, rows: out })
 }
@@ -103,15 +115,26 @@ impl Host for HostState {
         })
     }
 
-    async fn query(&mut self, db: String, statement: Statement) -> wasmtime::Result<Result<Rows, SqlError>> {
+    async fn query(
+        &mut self,
+        db: String,
+        statement: Statement,
+    ) -> wasmtime::Result<Result<Rows, SqlError>> {
         if !self.sql.grants.contains_key(&db) {
             return Ok(Err(self.denied_db(&db)));
         }
         let max_rows = self.sql.max_rows;
-        Ok(self.sql.connection(&db).and_then(|conn| run(conn, statement, max_rows)))
+        Ok(self
+            .sql
+            .connection(&db)
+            .and_then(|conn| run(conn, statement, max_rows)))
     }
 
-    async fn batch(&mut self, db: String, statements: Vec<Statement>) -> wasmtime::Result<Result<Vec<Result<Rows, String>>, SqlError>> {
+    async fn batch(
+        &mut self,
+        db: String,
+        statements: Vec<Statement>,
+    ) -> wasmtime::Result<Result<Vec<Result<Rows, String>>, SqlError>> {
         if !self.sql.grants.contains_key(&db) {
             return Ok(Err(self.denied_db(&db)));
         }
@@ -143,7 +166,10 @@ impl Host for HostState {
 
 impl HostState {
     fn denied_db(&mut self, db: &str) -> SqlError {
-        let message = format!("database '{db}' is not granted to system '{}' (grant it under [systems.{}.databases])", self.system.name, self.system.name);
+        let message = format!(
+            "database '{db}' is not granted to system '{}' (grant it under [systems.{}.databases])",
+            self.system.name, self.system.name
+        );
         SqlError::Denied(self.deny(message))
     }
 }

@@ -91,7 +91,10 @@ pub fn now() -> String {
 impl Store {
     /// Opens (creating if needed) the store at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Store> {
-        let err = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
+        let err = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 let _ = std::fs::create_dir_all(dir);
@@ -99,18 +102,28 @@ impl Store {
         }
         let mut conn = Connection::open(path).map_err(err)?;
         configure(&conn).map_err(err)?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(err)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(err)?;
         let known = MIGRATIONS.len() as i64;
         if version > known {
-            return Err(StoreError::TooNew { path: path.to_path_buf(), found: version, known });
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+                known,
+            });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = conn.transaction().map_err(err)?;
             tx.execute_batch(sql).map_err(err)?;
-            tx.pragma_update(None, "user_version", i as i64 + 1).map_err(err)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)
+                .map_err(err)?;
             tx.commit().map_err(err)?;
         }
-        Ok(Store { conn, path: path.to_path_buf() })
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The store file.
@@ -119,22 +132,35 @@ impl Store {
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Sqlite { path: self.path.clone(), source }
+        move |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// The schema version.
     pub fn schema_version(&self) -> Result<i64> {
-        self.conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(self.err())
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(self.err())
     }
 
     /// Starts a run and returns its id.
     pub fn begin_run(&self) -> Result<i64> {
-        self.conn.execute("INSERT INTO runs (started_at) VALUES (?1)", [now()]).map_err(self.err())?;
+        self.conn
+            .execute("INSERT INTO runs (started_at) VALUES (?1)", [now()])
+            .map_err(self.err())?;
         Ok(self.conn.last_insert_rowid())
     }
 
     /// Ends a run with its figures and status (`ok`, `partial`, `failed`).
-    pub fn finish_run(&self, id: i64, status: &str, counts: RunCounts, error: Option<&str>) -> Result<()> {
+    pub fn finish_run(
+        &self,
+        id: i64,
+        status: &str,
+        counts: RunCounts,
+        error: Option<&str>,
+    ) -> Result<()> {
         self.conn
             .execute(
                 "UPDATE runs SET finished_at = ?2, status = ?3, records_read = ?4, records_written = ?5,
@@ -146,13 +172,21 @@ impl Store {
     }
 
     /// The link of a system's record, by its local id.
-    pub fn link_by_local(&self, entity: &str, system: &str, local_id: &str) -> Result<Option<Link>> {
+    pub fn link_by_local(
+        &self,
+        entity: &str,
+        system: &str,
+        local_id: &str,
+    ) -> Result<Option<Link>> {
         self.conn
             .prepare_cached(
                 "SELECT global_id, local_id, hash_seen, hash_written FROM links
                  WHERE entity = ?1 AND system = ?2 AND local_id = ?3",
             )
-            .and_then(|mut st| st.query_row(params![entity, system, local_id], link_from_row).optional())
+            .and_then(|mut st| {
+                st.query_row(params![entity, system, local_id], link_from_row)
+                    .optional()
+            })
             .map_err(self.err())
     }
 
@@ -163,17 +197,29 @@ impl Store {
                 "SELECT global_id, local_id, hash_seen, hash_written FROM links
                  WHERE global_id = ?1 AND system = ?2",
             )
-            .and_then(|mut st| st.query_row(params![global_id, system], link_from_row).optional())
+            .and_then(|mut st| {
+                st.query_row(params![global_id, system], link_from_row)
+                    .optional()
+            })
             .map_err(self.err())
     }
 
     /// Runs `f` in one transaction; it commits only if `f` succeeds.
     pub fn transaction<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            })?;
         let mut t = Tx { tx, path: &path };
         let out = f(&mut t)?;
-        t.tx.commit().map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
+        t.tx.commit().map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
         Ok(out)
     }
 
@@ -192,7 +238,11 @@ impl Store {
     /// Number of links of an entity in a system.
     pub fn count_links(&self, entity: &str, system: &str) -> Result<u64> {
         self.conn
-            .query_row("SELECT count(*) FROM links WHERE entity = ?1 AND system = ?2", params![entity, system], |r| r.get::<_, i64>(0))
+            .query_row(
+                "SELECT count(*) FROM links WHERE entity = ?1 AND system = ?2",
+                params![entity, system],
+                |r| r.get::<_, i64>(0),
+            )
             .map(|n| n as u64)
             .map_err(self.err())
     }
@@ -205,7 +255,14 @@ impl Store {
             .map_err(self.err())?;
         let rows = st
             .query_map([limit], |r| {
-                Ok(DeadLetter { id: r.get(0)?, system: r.get(1)?, entity: r.get(2)?, local_id: r.get(3)?, reason: r.get(4)?, created_at: r.get(5)? })
+                Ok(DeadLetter {
+                    id: r.get(0)?,
+                    system: r.get(1)?,
+                    entity: r.get(2)?,
+                    local_id: r.get(3)?,
+                    reason: r.get(4)?,
+                    created_at: r.get(5)?,
+                })
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(self.err())?;
@@ -278,11 +335,17 @@ pub struct Run {
 }
 
 fn link_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
-    Ok(Link { global_id: r.get(0)?, local_id: r.get(1)?, hash_seen: hash_col(r, 2)?, hash_written: hash_col(r, 3)? })
+    Ok(Link {
+        global_id: r.get(0)?,
+        local_id: r.get(1)?,
+        hash_seen: hash_col(r, 2)?,
+        hash_written: hash_col(r, 3)?,
+    })
 }
 
 fn hash_col(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<Hash>> {
-    Ok(r.get::<_, Option<Vec<u8>>>(i)?.and_then(|v| v.try_into().ok()))
+    Ok(r.get::<_, Option<Vec<u8>>>(i)?
+        .and_then(|v| v.try_into().ok()))
 }
 
 /// A transaction on the store.
@@ -293,13 +356,18 @@ pub struct Tx<'a> {
 
 impl Tx<'_> {
     fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Sqlite { path: self.path.to_path_buf(), source }
+        move |source| StoreError::Sqlite {
+            path: self.path.to_path_buf(),
+            source,
+        }
     }
 
     /// Creates a golden record and returns its global id.
     pub fn create_golden(&mut self, entity: &str, data: &str, hash: &Hash) -> Result<i64> {
         self.tx
-            .prepare_cached("INSERT INTO golden (entity, data, hash, updated_at) VALUES (?1, ?2, ?3, ?4)")
+            .prepare_cached(
+                "INSERT INTO golden (entity, data, hash, updated_at) VALUES (?1, ?2, ?3, ?4)",
+            )
             .and_then(|mut st| st.execute(params![entity, data, &hash[..], now()]))
             .map_err(self.err())?;
         Ok(self.tx.last_insert_rowid())
@@ -315,7 +383,14 @@ impl Tx<'_> {
     }
 
     /// Records what was read from a system: creates or updates the link and its `hash_seen`.
-    pub fn record_seen(&mut self, entity: &str, system: &str, local_id: &str, global_id: i64, hash: &Hash) -> Result<()> {
+    pub fn record_seen(
+        &mut self,
+        entity: &str,
+        system: &str,
+        local_id: &str,
+        global_id: i64,
+        hash: &Hash,
+    ) -> Result<()> {
         self.tx
             .prepare_cached(
                 "INSERT INTO links (entity, system, local_id, global_id, hash_seen, updated_at)
@@ -329,7 +404,14 @@ impl Tx<'_> {
 
     /// Records a successful write to a system: the link (with the id the system
     /// assigned) and the hash written, which is also what the system now holds.
-    pub fn record_written(&mut self, entity: &str, system: &str, local_id: &str, global_id: i64, hash: &Hash) -> Result<()> {
+    pub fn record_written(
+        &mut self,
+        entity: &str,
+        system: &str,
+        local_id: &str,
+        global_id: i64,
+        hash: &Hash,
+    ) -> Result<()> {
         self.tx
             .prepare_cached(
                 "INSERT INTO links (entity, system, local_id, global_id, hash_seen, hash_written, updated_at)
@@ -343,7 +425,13 @@ impl Tx<'_> {
     }
 
     /// Stores a cursor.
-    pub fn set_cursor(&mut self, system: &str, entity: &str, kind: &str, cursor: &str) -> Result<()> {
+    pub fn set_cursor(
+        &mut self,
+        system: &str,
+        entity: &str,
+        kind: &str,
+        cursor: &str,
+    ) -> Result<()> {
         self.tx
             .prepare_cached(
                 "INSERT INTO cursors (system, entity, kind, cursor, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -408,13 +496,20 @@ impl StateStore {
     pub fn open(path: &Path, system: &str) -> rusqlite::Result<StateStore> {
         let conn = Connection::open(path)?;
         configure(&conn)?;
-        Ok(StateStore { conn, system: system.to_string() })
+        Ok(StateStore {
+            conn,
+            system: system.to_string(),
+        })
     }
 
     /// The value under `key`.
     pub fn get(&self, key: &str) -> rusqlite::Result<Option<String>> {
         self.conn
-            .query_row("SELECT value FROM connector_state WHERE system = ?1 AND key = ?2", params![self.system, key], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM connector_state WHERE system = ?1 AND key = ?2",
+                params![self.system, key],
+                |r| r.get(0),
+            )
             .optional()
     }
 
@@ -431,7 +526,12 @@ impl StateStore {
 
     /// Removes `key`.
     pub fn remove(&self, key: &str) -> rusqlite::Result<()> {
-        self.conn.execute("DELETE FROM connector_state WHERE system = ?1 AND key = ?2", params![self.system, key]).map(|_| ())
+        self.conn
+            .execute(
+                "DELETE FROM connector_state WHERE system = ?1 AND key = ?2",
+                params![self.system, key],
+            )
+            .map(|_| ())
     }
 }
 
@@ -457,10 +557,12 @@ mod tests {
         drop(store);
         let store = Store::open(&path).unwrap();
         let a = store.link_by_local("contacts", "a", "1").unwrap().unwrap();
-        assert_eq!((a.global_id, a.hash_seen, a.hash_written), (gid, Some(h), None));
+        assert_eq!(
+            (a.global_id, a.hash_seen, a.hash_written),
+            (gid, Some(h), None)
+        );
         let b = store.link_by_global("b", gid).unwrap().unwrap();
         assert_eq!((b.local_id.as_str(), b.hash_written), ("99", Some(h)));
         assert!(store.link_by_local("contacts", "a", "2").unwrap().is_none());
     }
-
 }
