@@ -88,6 +88,9 @@ fn a_connector_sees_no_environment_and_no_undeclared_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::create_dir_all(d.join("out")).unwrap();
+    // A live TCP port the connector tries to reach directly (sockets are off).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
     let m = write_manifest(
         d,
         &format!(
@@ -96,7 +99,7 @@ fn a_connector_sees_no_environment_and_no_undeclared_files() {
 primary_key = "id"
 [systems.probe]
 connector = {hostile}
-config = {{ behaviour = "probe" }}
+config = {{ behaviour = "probe", port = {port} }}
 [systems.probe.entities.contacts]
 direction = "read"
 [systems.files]
@@ -154,4 +157,141 @@ direction = "write"
                 .contains("exports connector, source, destination ("),
         "{connectors:?}"
     );
+}
+
+/// A tiny HTTP server on 127.0.0.1: answers `authorized` when the request
+/// carries `Authorization: Bearer s3cret-token`, else `anonymous`.
+fn http_server() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&request).to_lowercase();
+            let body = if text.contains("authorization: bearer s3cret-token") {
+                "authorized"
+            } else {
+                "anonymous"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+fn fetch_manifest(
+    d: &std::path::Path,
+    host: &str,
+    port: u16,
+    allow_private: bool,
+) -> std::path::PathBuf {
+    std::fs::create_dir_all(d.join("out")).unwrap();
+    write_manifest(
+        d,
+        &format!(
+            r#"
+[entities.answers]
+primary_key = "id"
+[systems.fetch]
+connector = {hostile}
+config = {{ behaviour = "fetch", url = "http://{host}:{port}/ping", credential = "api" }}
+allowed_hosts = ["{host}"]
+allow_private_network = {allow_private}
+credentials = {{ api = {{ header = "Authorization", value = "Bearer ${{WEIR_TEST_API_TOKEN}}" }} }}
+[systems.fetch.entities.answers]
+direction = "read"
+[systems.files]
+connector = {csv}
+config = {{ directory = "out" }}
+directories = {{ out = "out" }}
+[systems.files.entities.answers]
+direction = "write"
+"#,
+            hostile = toml_path(&connector("hostile")),
+            csv = toml_path(&connector("csv")),
+        ),
+    )
+}
+
+fn sync_with_token(m: &std::path::Path) -> Run {
+    let out = std::process::Command::new(WEIR)
+        .args(["--manifest", m.to_str().unwrap(), "sync", "--quiet"])
+        .env("WEIR_CACHE_DIR", env!("WEIR_TEST_CACHE"))
+        .env("WEIR_TEST_API_TOKEN", "s3cret-token")
+        .env("WEIR_LOG", "debug")
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+#[test]
+fn http_reaches_private_addresses_only_when_allowed_and_the_host_injects_credentials() {
+    let port = http_server();
+
+    // A name that resolves to loopback is refused, though the host is allowed.
+    let dir = tempfile::tempdir().unwrap();
+    let run = sync_with_token(&fetch_manifest(dir.path(), "localhost", port, false));
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("system 'fetch': permission error: http request denied"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .contains("'localhost' resolves to non-public address"),
+        "{run:?}"
+    );
+
+    // So is a literal private address.
+    let dir = tempfile::tempdir().unwrap();
+    let run = sync_with_token(&fetch_manifest(dir.path(), "127.0.0.1", port, false));
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("http request to '127.0.0.1' denied: non-public address"),
+        "{run:?}"
+    );
+
+    // Allowed: the request goes through and carries the credential, which the
+    // connector never saw and which appears in no output and no stored byte.
+    let dir = tempfile::tempdir().unwrap();
+    let run = sync_with_token(&fetch_manifest(dir.path(), "localhost", port, true));
+    assert_eq!(run.code, 0, "{run:?}");
+    let csv = csv_rows(&dir.path().join("out").join("answers.csv"));
+    let col = |name: &str| csv[0].iter().position(|h| h == name).unwrap();
+    assert_eq!(csv[1][col("status")], "200");
+    assert_eq!(csv[1][col("body")], "authorized");
+    assert!(
+        !run.stdout.contains("s3cret") && !run.stderr.contains("s3cret"),
+        "{run:?}"
+    );
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(6).any(|w| w == b"s3cret"),
+                "secret found in {}",
+                path.display()
+            );
+        }
+    }
 }

@@ -10,7 +10,10 @@
 //! - `ok`: returns one record, `{"id":"1","name":"ok"}`;
 //! - `probe`: returns one record describing what the sandbox lets it see:
 //!   `env` (number of environment variables), `args` (number of arguments),
-//!   `root` (whether `/` can be listed), `etc` (whether `/etc/passwd` can be read).
+//!   `root` (whether `/` can be listed), `etc` (whether `/etc/passwd` can be read),
+//!   `tcp` (whether a direct TCP connection to 127.0.0.1:`port` succeeded);
+//! - `fetch`: sends a GET to `url` through the `http` import (with `credential`)
+//!   and returns `{"id":"1","status":..,"body":..}`.
 //!
 //! `describe` and `check` behave normally.
 
@@ -28,7 +31,7 @@ use weir_sdk::{
 };
 
 /// The JSON Schema of the system configuration.
-const CONFIG_SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","properties":{"behaviour":{"enum":["loop","memory","http","sql","trap","ok","probe"]}},"required":["behaviour"],"additionalProperties":false}"#;
+const CONFIG_SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","properties":{"behaviour":{"enum":["loop","memory","http","sql","trap","ok","probe","fetch"]},"port":{"type":"integer"},"url":{"type":"string"},"credential":{"type":"string"}},"required":["behaviour"],"additionalProperties":false}"#;
 
 /// What `read` does.
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -48,6 +51,8 @@ enum Behaviour {
     Ok,
     /// Returns one record describing the sandbox.
     Probe,
+    /// Sends a GET to `url` (with `credential`, if set) and returns the answer as a record.
+    Fetch,
 }
 
 /// The system-level configuration.
@@ -56,6 +61,12 @@ enum Behaviour {
 struct Config {
     /// What `read` does.
     behaviour: Behaviour,
+    /// `probe`: a TCP port on 127.0.0.1 to try to connect to directly.
+    port: Option<u16>,
+    /// `fetch`: the URL to request.
+    url: Option<String>,
+    /// `fetch`: the credential to ask the host to add.
+    credential: Option<String>,
 }
 
 /// Spins forever; `black_box` keeps the optimizer from removing the loop.
@@ -103,8 +114,12 @@ fn forbidden_sql() -> ConnectorError {
 }
 
 /// The one page of the `probe` behaviour: what the sandbox lets the connector see.
-fn probe_page(entity: &EntityBinding) -> Page {
+fn probe_page(entity: &EntityBinding, config: &Config) -> Page {
+    let tcp = config
+        .port
+        .map(|port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     let record = serde_json::json!({
+        "tcp": tcp,
         "id": "1",
         "env": std::env::vars_os().count(),
         "args": std::env::args_os().count(),
@@ -123,6 +138,39 @@ fn probe_page(entity: &EntityBinding) -> Page {
         }],
         next: None,
     }
+}
+
+/// The page of the `fetch` behaviour: one record with the response's status and body.
+fn fetch(entity: &EntityBinding, config: &Config) -> Result<Page> {
+    let url = config
+        .url
+        .clone()
+        .ok_or_else(|| ConnectorError::invalid_config("behaviour 'fetch' needs 'url'"))?;
+    let request = http::Request {
+        method: "GET".to_string(),
+        url,
+        headers: Vec::new(),
+        body: None,
+        credential: config.credential.clone(),
+    };
+    let response = http::send(&request)?;
+    let record = serde_json::json!({
+        "id": "1",
+        "status": response.status,
+        "body": String::from_utf8_lossy(&response.body),
+    });
+    Ok(Page {
+        items: vec![Change {
+            entity: entity.name.clone(),
+            id: "1".to_string(),
+            op: Operation::Upsert,
+            data: Some(record.to_string()),
+            previous: None,
+            version: None,
+            actor: None,
+        }],
+        next: None,
+    })
 }
 
 /// The one page of the `ok` behaviour.
@@ -187,7 +235,8 @@ impl source::Guest for HostileConnector {
             Behaviour::Sql => Err(forbidden_sql()),
             Behaviour::Trap => panic!("hostile connector panics on purpose"),
             Behaviour::Ok => Ok(ok_page(&entity)),
-            Behaviour::Probe => Ok(probe_page(&entity)),
+            Behaviour::Probe => Ok(probe_page(&entity, &config)),
+            Behaviour::Fetch => fetch(&entity, &config),
         }
     }
 

@@ -17,10 +17,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return one(n.parse()?);
         }
     }
-    let counts: Vec<String> = if args.is_empty() { vec!["100000".into(), "1000000".into()] } else { args };
-    println!("{:>9}  {:>10}  {:>12}  {:>10}  {:>12}  {:>9}  {:>12}", "records", "1st pass s", "1st rec/s", "2nd pass s", "2nd rec/s", "peak RSS", "store bytes");
+    let counts: Vec<String> = if args.is_empty() {
+        vec!["100000".into(), "1000000".into()]
+    } else {
+        args
+    };
+    println!(
+        "{:>9}  {:>10}  {:>12}  {:>10}  {:>12}  {:>9}  {:>12}",
+        "records", "1st pass s", "1st rec/s", "2nd pass s", "2nd rec/s", "peak RSS", "store bytes"
+    );
     for n in counts {
-        let status = Command::new(std::env::current_exe()?).args(["--one", &n]).status()?;
+        let status = Command::new(std::env::current_exe()?)
+            .args(["--one", &n])
+            .status()?;
         if !status.success() {
             return Err(format!("benchmark of {n} records failed").into());
         }
@@ -60,11 +69,18 @@ settings = {{ table = "customers" }}
         ),
     );
     let manifest = weir::manifest::Manifest::load(&manifest).map_err(|e| e.to_string())?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let runtime = weir::runtime::Runtime::new(Some(d.join("cache")))?;
-    let options = weir::engine::SyncOptions { batch_size: 1000, progress: false };
+    let options = weir::engine::SyncOptions {
+        batch_size: 1000,
+        progress: false,
+    };
     // Compile the component outside the measured passes.
-    runtime.load(&weir_tests::connector("sql")).map_err(|e| e.to_string())?;
+    runtime
+        .load(&weir_tests::connector("sql"))
+        .map_err(|e| e.to_string())?;
     let mut passes = Vec::new();
     for _ in 0..2 {
         let start = Instant::now();
@@ -75,7 +91,10 @@ settings = {{ table = "customers" }}
         }
         passes.push((secs, report.counts));
     }
-    assert_eq!(passes[0].1.written, n as u64, "first pass writes everything");
+    assert_eq!(
+        passes[0].1.written, n as u64,
+        "first pass writes everything"
+    );
     assert_eq!(passes[1].1.written, 0, "second pass writes nothing");
     println!(
         "{:>9}  {:>10.2}  {:>12.0}  {:>10.2}  {:>12.0}  {:>6} MiB  {:>12}",
@@ -94,11 +113,20 @@ settings = {{ table = "customers" }}
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 /// Bytes of the central store, WAL included.
 fn store_size(path: &Path) -> u64 {
-    ["", "-wal"].iter().filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", path.display())).ok()).map(|m| m.len()).sum()
+    ["", "-wal"]
+        .iter()
+        .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", path.display())).ok())
+        .map(|m| m.len())
+        .sum()
 }
