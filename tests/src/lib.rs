@@ -202,3 +202,18 @@ pub fn write_manifest(dir: &Path, text: &str) -> PathBuf {
 pub fn toml_path(p: &Path) -> String {
     format!("{:?}", p.display().to_string())
 }
+
+/// Runs weir like [`weir`], with extra environment variables (for example the
+/// fault-injection switches). A run killed by a signal has code -1.
+pub fn weir_env(bin: &str, manifest: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
+    let out = Command::new(bin)
+        .arg("--manifest")
+        .arg(manifest)
+        .args(args)
+        .env("WEIR_CACHE_DIR", env!("WEIR_TEST_CACHE"))
+        .env_remove("WEIR_LOG")
+        .envs(envs.iter().copied())
+        .output()
+        .expect("running weir");
+    Run::from(out)
+}

@@ -57,9 +57,9 @@ fn ten_thousand_contacts_arrive_everywhere_and_a_second_run_writes_nothing() {
     let first = weir(WEIR, &m, &["sync", "--quiet"]);
     assert_eq!(first.code, 0, "{first:?}");
     assert!(
-        first
-            .stdout
-            .contains("10000 read, 20000 written, 0 unchanged, 0 failed"),
+        first.stdout.contains(
+            "10000 read, 20000 written, 0 deleted, 0 unchanged, 0 echoes, 0 conflicts, 0 failed"
+        ),
         "{first:?}"
     );
 
@@ -107,15 +107,16 @@ fn ten_thousand_contacts_arrive_everywhere_and_a_second_run_writes_nothing() {
     ids.dedup();
     assert_eq!(ids.len(), 10_000, "csv ids are unique");
 
-    // Nothing changed: the second run reads everything and writes nothing.
+    // Nothing changed: the second run asks the CRM for its changes since the
+    // first run (there are none) and writes nothing.
     let shop_before = std::fs::read(d.join("shop.db")).unwrap();
     let csv_before = std::fs::read(d.join("csv").join("contacts.csv")).unwrap();
     let second = weir(WEIR, &m, &["sync", "--quiet"]);
     assert_eq!(second.code, 0, "{second:?}");
     assert!(
-        second
-            .stdout
-            .contains("10000 read, 0 written, 20000 unchanged, 0 failed"),
+        second.stdout.contains(
+            "run 2: 0 read, 0 written, 0 deleted, 0 unchanged, 0 echoes, 0 conflicts, 0 failed"
+        ),
         "{second:?}"
     );
     assert_eq!(
@@ -131,7 +132,8 @@ fn ten_thousand_contacts_arrive_everywhere_and_a_second_run_writes_nothing() {
         shop_before.len()
     );
 
-    // A changed contact is the only write of the third run, to both targets.
+    // A changed contact is the only change the third run reads, and its only
+    // write, to both targets.
     let conn = rusqlite::Connection::open(d.join("crm.db")).unwrap();
     conn.execute(
         "UPDATE contacts SET email = 'changed@example.com' WHERE id = 5000",
@@ -140,9 +142,9 @@ fn ten_thousand_contacts_arrive_everywhere_and_a_second_run_writes_nothing() {
     .unwrap();
     let third = weir(WEIR, &m, &["sync", "--quiet"]);
     assert!(
-        third
-            .stdout
-            .contains("10000 read, 2 written, 19998 unchanged, 0 failed"),
+        third.stdout.contains(
+            "run 3: 1 read, 2 written, 0 deleted, 0 unchanged, 0 echoes, 0 conflicts, 0 failed"
+        ),
         "{third:?}"
     );
     assert_eq!(
@@ -191,8 +193,9 @@ fn a_record_the_target_refuses_goes_to_dead_letters_and_the_rest_sync() {
     let run = weir(WEIR, &m, &["sync", "--quiet"]);
     assert_eq!(run.code, 1, "a dead letter makes the run partial: {run:?}");
     assert!(
-        run.stdout
-            .contains("50 read, 99 written, 0 unchanged, 1 failed"),
+        run.stdout.contains(
+            "50 read, 99 written, 0 deleted, 0 unchanged, 0 echoes, 0 conflicts, 1 failed"
+        ),
         "{run:?}"
     );
     assert_eq!(

@@ -46,11 +46,61 @@ pub enum Command {
         /// No progress bar.
         #[arg(short, long)]
         quiet: bool,
+        /// Read every source in full (RESYNC) instead of only its changes;
+        /// full reads also find records deleted at a source.
+        #[arg(long)]
+        full: bool,
     },
     /// List each system's connector: what it exports and its version.
     Connectors,
-    /// Show the latest runs and how many records each system holds links for.
+    /// Show the latest runs, linked records, the outbox and dead letters.
     Status,
+    /// Show the audit log, oldest first.
+    Audit {
+        /// Only this entity.
+        #[arg(long)]
+        entity: Option<String>,
+        /// Only this system.
+        #[arg(long)]
+        system: Option<String>,
+        /// Only this golden record (global id).
+        #[arg(long)]
+        id: Option<i64>,
+        /// Only rows at or after this time (RFC 3339, for example 2026-01-31T00:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many rows (the latest).
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        /// Print the record before and after each operation too.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Show recorded conflicts with both values.
+    Conflicts {
+        /// At most this many (the latest).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print both values and the result too.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// List records that a system refused, or retry one.
+    DeadLetters {
+        /// `retry ID` queues dead letter ID for delivery again at the next sync.
+        #[command(subcommand)]
+        action: Option<DeadLetterAction>,
+    },
+}
+
+/// What to do with a dead letter.
+#[derive(Subcommand, Debug)]
+pub enum DeadLetterAction {
+    /// Queue a dead letter for delivery again; it is tried at the next sync.
+    Retry {
+        /// The dead letter's id (see `weir dead-letters`).
+        id: i64,
+    },
 }
 
 /// Runs the command line and returns the process exit code.
@@ -107,33 +157,37 @@ fn cache_dir(cli: &Cli) -> Option<PathBuf> {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let manifest = Manifest::load(&cli.manifest)?;
-    let runtime = Runtime::new(cache_dir(&cli)).context("starting the WebAssembly runtime")?;
-    match cli.command {
-        Command::Check => check(&manifest, &runtime).await,
-        Command::Sync { batch_size, quiet } => {
+    let runtime = || Runtime::new(cache_dir(&cli)).context("starting the WebAssembly runtime");
+    match &cli.command {
+        Command::Check => check(&manifest, &runtime()?).await,
+        Command::Sync {
+            batch_size,
+            quiet,
+            full,
+        } => {
             let progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
-            let report = engine::sync(
-                &manifest,
-                &runtime,
-                &SyncOptions {
-                    batch_size,
-                    progress,
-                },
-            )
-            .await?;
+            let options = SyncOptions {
+                batch_size: *batch_size,
+                progress,
+                full: *full,
+            };
+            let report = engine::sync(&manifest, &runtime()?, &options).await?;
             let c = report.counts;
             println!(
-                "run {}: {} read, {} written, {} unchanged, {} failed",
-                report.run_id, c.read, c.written, c.skipped, c.failed
+                "run {}: {} read, {} written, {} deleted, {} unchanged, {} echoes, {} conflicts, {} failed",
+                report.run_id, c.read, c.written, c.deleted, c.skipped, c.echoes, c.conflicts, c.failed
             );
             for f in &report.failures {
                 eprintln!("error: {f}");
             }
             if c.failed > 0 {
                 eprintln!(
-                    "{} record(s) went to the dead letters: see `weir status`",
+                    "{} write(s) failed: see `weir dead-letters` and `weir status`",
                     c.failed
                 );
+            }
+            if c.conflicts > 0 {
+                eprintln!("{} conflict(s) resolved: see `weir conflicts`", c.conflicts);
             }
             Ok(if report.is_clean() {
                 ExitCode::SUCCESS
@@ -141,8 +195,101 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Connectors => connectors(&manifest, &runtime).await,
+        Command::Connectors => connectors(&manifest, &runtime()?).await,
         Command::Status => status(&manifest),
+        Command::Audit {
+            entity,
+            system,
+            id,
+            since,
+            limit,
+            verbose,
+        } => {
+            let store = crate::store::Store::open(&manifest.store)?;
+            for a in store.audit(
+                entity.as_deref(),
+                system.as_deref(),
+                *id,
+                since.as_deref(),
+                *limit,
+            )? {
+                println!(
+                    "#{} {} run {} {} {} {} {} {} {}",
+                    a.id,
+                    a.at,
+                    a.run_id
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    a.system,
+                    a.entity,
+                    a.global_id
+                        .map(|g| g.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    a.local_id.as_deref().unwrap_or("-"),
+                    a.operation,
+                    a.outcome
+                );
+                if *verbose {
+                    println!(
+                        "    before: {}\n    after:  {}",
+                        a.before.as_deref().unwrap_or("-"),
+                        a.after.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Conflicts { limit, verbose } => {
+            let store = crate::store::Store::open(&manifest.store)?;
+            for c in store.conflicts(*limit)? {
+                let other = c.other_system.as_deref().unwrap_or("-");
+                println!(
+                    "#{} {} {} {}: {} vs {other}: {} wins ({})",
+                    c.id, c.at, c.entity, c.global_id, c.system, c.winner, c.policy
+                );
+                if *verbose {
+                    println!("    {}: {}", c.system, c.theirs.as_deref().unwrap_or("-"));
+                    println!("    {other}: {}", c.ours.as_deref().unwrap_or("-"));
+                    println!("    result: {}", c.result);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DeadLetters { action: None } => {
+            let store = crate::store::Store::open(&manifest.store)?;
+            for d in store.dead_letters(1000)? {
+                let record = d
+                    .local_id
+                    .map(|id| format!(" record {id}"))
+                    .unwrap_or_default();
+                println!(
+                    "#{} {} {}/{}{record}: {}",
+                    d.id, d.created_at, d.system, d.entity, d.reason
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DeadLetters {
+            action: Some(DeadLetterAction::Retry { id }),
+        } => {
+            let mut store = crate::store::Store::open(&manifest.store)?;
+            match store.retry_dead_letter(*id)? {
+                crate::store::Retry::Queued { system, entity } => {
+                    println!("dead letter #{id} queued for {system}/{entity}: it is delivered at the next `weir sync`");
+                    Ok(ExitCode::SUCCESS)
+                }
+                crate::store::Retry::FromSource { system } => {
+                    eprintln!("error: dead letter #{id} is a bad record read from system '{system}'; correct it there and it is read again at the next sync");
+                    Ok(ExitCode::from(1))
+                }
+                crate::store::Retry::Missing => {
+                    eprintln!(
+                        "error: there is no dead letter #{id}; list them with `weir dead-letters`"
+                    );
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
     }
 }
 
@@ -303,6 +450,11 @@ fn status(manifest: &Manifest) -> anyhow::Result<ExitCode> {
             c.failed,
             r.error.map(|e| format!(" ({e})")).unwrap_or_default()
         );
+    }
+    println!("outbox: {} pending", store.outbox_pending()?);
+    let parked = store.parked_count()?;
+    if parked > 0 {
+        println!("parked: {parked} change(s) waiting for a record they refer to");
     }
     let letters = store.dead_letters(10)?;
     if !letters.is_empty() {

@@ -1,19 +1,132 @@
 //! The pure part of a sync: from what a source holds and what the links say,
 //! to the operations to apply. No I/O.
 
+use crate::manifest::{ConflictPolicy, Entity};
+use crate::mapping::Record;
 use crate::store::{Hash, Link};
 
-/// What to do with a record read from a source, as far as the store goes.
+/// What to do with a record read from a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accept {
     /// First time this record is seen: create a golden record and link it.
     New,
-    /// The record changed since it was last read: update the golden record.
-    Changed,
-    /// Same content as last read: nothing to record.
+    /// Same content as last read from this system: nothing to do.
     Unchanged,
-    /// Same content as weir last wrote to this system: its own echo.
+    /// Same content as weir last wrote to this system: its own echo, dropped.
     Echo,
+    /// Changed here, and the golden record already holds this content.
+    Same,
+    /// Changed here, and the golden record did not change since this system's
+    /// last sync: the change applies as it is.
+    FastForward,
+    /// Changed here while the golden record changed elsewhere: a conflict.
+    Conflict,
+}
+
+/// The golden record as `accept` needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct GoldenState {
+    /// Its content hash.
+    pub hash: Hash,
+    /// Whether it was deleted.
+    pub deleted: bool,
+}
+
+/// Decides how a source record is accepted, from its hash, the link of the
+/// source's copy and the golden record. The base of a change is what the
+/// system last held as far as weir knows: what was last read from it, or, if
+/// weir wrote to it since (a write clears `hash_seen`), what was written.
+pub fn accept(hash: &Hash, source_link: Option<&Link>, golden: Option<GoldenState>) -> Accept {
+    let Some(link) = source_link else {
+        return Accept::New;
+    };
+    if link.hash_seen.as_ref() == Some(hash) {
+        return Accept::Unchanged;
+    }
+    if link.hash_written.as_ref() == Some(hash) {
+        return Accept::Echo;
+    }
+    match golden {
+        None => Accept::FastForward,
+        Some(g) if g.deleted => Accept::FastForward,
+        Some(g) if &g.hash == hash => Accept::Same,
+        Some(g) if link.hash_seen.or(link.hash_written) == Some(g.hash) => Accept::FastForward,
+        Some(_) => Accept::Conflict,
+    }
+}
+
+/// How a conflict was resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolution {
+    /// The golden record after.
+    pub record: Record,
+    /// The system whose value won, or `merge` when fields came from both.
+    pub winner: String,
+}
+
+/// Resolves a conflict between the golden record (`ours`, last taken from
+/// `ours_origin`) and a change from `theirs_system`.
+pub fn resolve(
+    entity: &Entity,
+    ours: &Record,
+    ours_origin: Option<&str>,
+    theirs: &Record,
+    theirs_system: &str,
+) -> Resolution {
+    let rank = |s: Option<&str>| {
+        s.and_then(|s| entity.priority.iter().position(|p| p == s))
+            .unwrap_or(usize::MAX)
+    };
+    let theirs_first = rank(Some(theirs_system)) <= rank(ours_origin);
+    let by_priority = || {
+        if theirs_first {
+            Resolution {
+                record: theirs.clone(),
+                winner: theirs_system.to_string(),
+            }
+        } else {
+            Resolution {
+                record: ours.clone(),
+                winner: ours_origin.unwrap_or("golden").to_string(),
+            }
+        }
+    };
+    match entity.conflict {
+        ConflictPolicy::LastWriterWins => Resolution {
+            record: theirs.clone(),
+            winner: theirs_system.to_string(),
+        },
+        ConflictPolicy::Priority => by_priority(),
+        ConflictPolicy::FieldOwner => {
+            let unowned_theirs = entity.priority.is_empty() || theirs_first;
+            let mut record = Record::new();
+            let mut fields: Vec<&String> = ours.keys().chain(theirs.keys()).collect();
+            fields.sort();
+            fields.dedup();
+            for field in fields {
+                let take_theirs = match entity.owners.get(field) {
+                    Some(owner) => owner == theirs_system,
+                    None => unowned_theirs,
+                };
+                let value = if take_theirs {
+                    theirs.get(field)
+                } else {
+                    ours.get(field)
+                };
+                if let Some(v) = value {
+                    record.insert(field.clone(), v.clone());
+                }
+            }
+            let winner = if &record == theirs {
+                theirs_system.to_string()
+            } else if &record == ours {
+                ours_origin.unwrap_or("golden").to_string()
+            } else {
+                "merge".to_string()
+            };
+            Resolution { record, winner }
+        }
+    }
 }
 
 /// A write to one target.
@@ -26,16 +139,6 @@ pub enum Write {
         /// The record's id in the target.
         local_id: String,
     },
-}
-
-/// Decides how a source record is accepted.
-pub fn accept(hash: &Hash, source_link: Option<&Link>) -> Accept {
-    match source_link {
-        None => Accept::New,
-        Some(l) if l.hash_seen.as_ref() == Some(hash) => Accept::Unchanged,
-        Some(l) if l.hash_written.as_ref() == Some(hash) => Accept::Echo,
-        Some(_) => Accept::Changed,
-    }
 }
 
 /// Decides the write to a target: none when the target already holds this
@@ -70,18 +173,153 @@ mod tests {
         }
     }
 
+    fn g(hash: Hash) -> Option<GoldenState> {
+        Some(GoldenState {
+            hash,
+            deleted: false,
+        })
+    }
+
     #[test]
     fn accept_table() {
-        let cases: &[(Option<Link>, Accept)] = &[
-            (None, Accept::New),
-            (Some(link(Some(H1), None)), Accept::Unchanged),
-            (Some(link(Some(H1), Some(H2))), Accept::Unchanged),
-            (Some(link(Some(H2), Some(H1))), Accept::Echo),
-            (Some(link(Some(H2), Some(H3))), Accept::Changed),
-            (Some(link(None, None)), Accept::Changed),
+        let deleted = Some(GoldenState {
+            hash: H2,
+            deleted: true,
+        });
+        let cases: &[(Option<Link>, Option<GoldenState>, Accept)] = &[
+            (None, None, Accept::New),
+            (Some(link(Some(H1), None)), g(H1), Accept::Unchanged),
+            (Some(link(Some(H1), Some(H2))), g(H2), Accept::Unchanged),
+            (Some(link(Some(H2), Some(H1))), g(H1), Accept::Echo),
+            (Some(link(Some(H2), None)), g(H2), Accept::FastForward),
+            (Some(link(Some(H2), Some(H3))), g(H1), Accept::Same),
+            (Some(link(Some(H2), None)), g(H3), Accept::Conflict),
+            (Some(link(Some(H2), None)), deleted, Accept::FastForward),
+            (Some(link(None, None)), g(H3), Accept::Conflict),
+            (Some(link(Some(H2), None)), None, Accept::FastForward),
+            (Some(link(None, Some(H2))), g(H2), Accept::FastForward),
+            (Some(link(None, Some(H2))), g(H3), Accept::Conflict),
         ];
-        for (l, want) in cases {
-            assert_eq!(accept(&H1, l.as_ref()), *want, "link {l:?}");
+        for (l, golden, want) in cases {
+            assert_eq!(
+                accept(&H1, l.as_ref(), *golden),
+                *want,
+                "link {l:?}, golden {golden:?}"
+            );
+        }
+    }
+
+    fn entity(policy: ConflictPolicy, priority: &[&str], owners: &[(&str, &str)]) -> Entity {
+        Entity {
+            name: "contacts".into(),
+            primary_key: Some("id".into()),
+            conflict: policy,
+            priority: priority.iter().map(|s| s.to_string()).collect(),
+            owners: owners
+                .iter()
+                .map(|(f, s)| (f.to_string(), s.to_string()))
+                .collect(),
+            references: Default::default(),
+        }
+    }
+
+    fn rec(v: serde_json::Value) -> Record {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn resolve_table() {
+        let ours = rec(serde_json::json!({"email": "a@x", "phone": "1"}));
+        let theirs = rec(serde_json::json!({"email": "b@x", "phone": "2"}));
+        let prio = entity(ConflictPolicy::Priority, &["a", "b", "c"], &[]);
+        let lww = entity(ConflictPolicy::LastWriterWins, &[], &[]);
+        let owner = entity(ConflictPolicy::FieldOwner, &[], &[("email", "a")]);
+        let owner_prio = entity(ConflictPolicy::FieldOwner, &["c", "b"], &[("email", "b")]);
+        let cases: &[(&Entity, Option<&str>, &str, serde_json::Value, &str)] = &[
+            (
+                &prio,
+                Some("a"),
+                "b",
+                serde_json::json!({"email": "a@x", "phone": "1"}),
+                "a",
+            ),
+            (
+                &prio,
+                Some("b"),
+                "a",
+                serde_json::json!({"email": "b@x", "phone": "2"}),
+                "a",
+            ),
+            (
+                &prio,
+                Some("c"),
+                "b",
+                serde_json::json!({"email": "b@x", "phone": "2"}),
+                "b",
+            ),
+            (
+                &prio,
+                Some("x"),
+                "c",
+                serde_json::json!({"email": "b@x", "phone": "2"}),
+                "c",
+            ),
+            (
+                &prio,
+                Some("b"),
+                "b",
+                serde_json::json!({"email": "b@x", "phone": "2"}),
+                "b",
+            ),
+            (
+                &lww,
+                Some("a"),
+                "b",
+                serde_json::json!({"email": "b@x", "phone": "2"}),
+                "b",
+            ),
+            (
+                &owner,
+                Some("a"),
+                "b",
+                serde_json::json!({"email": "a@x", "phone": "2"}),
+                "merge",
+            ),
+            (
+                &owner,
+                Some("b"),
+                "a",
+                serde_json::json!({"email": "b@x", "phone": "2"}),
+                "a",
+            ),
+            (
+                &owner_prio,
+                Some("c"),
+                "b",
+                serde_json::json!({"email": "b@x", "phone": "1"}),
+                "merge",
+            ),
+            (
+                &owner_prio,
+                Some("b"),
+                "c",
+                serde_json::json!({"email": "a@x", "phone": "2"}),
+                "merge",
+            ),
+        ];
+        for (entity, origin, system, want, winner) in cases {
+            let r = resolve(entity, &ours, *origin, &theirs, system);
+            assert_eq!(
+                serde_json::Value::Object(r.record),
+                *want,
+                "{:?} {origin:?} vs {system}",
+                entity.conflict
+            );
+            assert_eq!(
+                r.winner, *winner,
+                "{:?} {origin:?} vs {system}",
+                entity.conflict
+            );
         }
     }
 

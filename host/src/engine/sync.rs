@@ -1,13 +1,23 @@
-//! One sync pass: every readable system's full snapshot, entity by entity in
-//! manifest order, to every writable system.
+//! One sync pass: intake from every readable system (RESYNC or CHANGE), then
+//! delivery of the outbox to every writable system, entity by entity in
+//! manifest order.
+//!
+//! Intake of a page is one store transaction: golden records, links, outbox
+//! rows for each target and audit rows commit together with the source's
+//! cursor, so a crash loses nothing and repeats nothing that was committed.
+//! Delivery reads the outbox after that; a delivered row is removed in the
+//! same transaction that records the target's link.
 
-use super::plan::{self, Accept, Write};
-use crate::manifest::{Manifest, System, SystemEntity};
+use super::plan::{self, Accept, GoldenState, Write};
+use crate::manifest::{Entity, Manifest, OnDelete, System, SystemEntity};
 use crate::mapping::{self, Record};
-use crate::runtime::types::{EntityBinding, Operation, WriteItem};
+use crate::runtime::types::{Change, EntityBinding, ErrorKind, Operation, WriteItem};
 use crate::runtime::{kind_name, CallError, Instance, Runtime};
-use crate::store::{NewDeadLetter, RunCounts, Store};
+use crate::store::{
+    self, NewAudit, NewConflict, NewDeadLetter, OutboxOp, OutboxRow, RunCounts, Store, Tx,
+};
 use anyhow::Context as _;
+use serde_json::Value;
 
 /// How a sync runs.
 #[derive(Debug, Clone)]
@@ -16,6 +26,9 @@ pub struct SyncOptions {
     pub batch_size: u32,
     /// Show a progress bar on the terminal.
     pub progress: bool,
+    /// Read every source in full (RESYNC), even where a change cursor exists.
+    /// Full reads also find records deleted at a source.
+    pub full: bool,
 }
 
 impl Default for SyncOptions {
@@ -23,6 +36,7 @@ impl Default for SyncOptions {
         SyncOptions {
             batch_size: 1000,
             progress: false,
+            full: false,
         }
     }
 }
@@ -46,7 +60,7 @@ impl SyncReport {
 }
 
 /// The binding of a system's entity as the connector sees it.
-fn binding(e: &SystemEntity) -> EntityBinding {
+pub fn binding(e: &SystemEntity) -> EntityBinding {
     EntityBinding {
         name: e.name.clone(),
         primary_key: e.primary_key.clone(),
@@ -58,6 +72,27 @@ fn binding(e: &SystemEntity) -> EntityBinding {
 struct Participant<'m> {
     system: &'m System,
     instance: Option<Instance>,
+}
+
+/// The state of an interrupted full read, kept as the `read` cursor.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ReadState {
+    /// The cursor of the next page.
+    next: String,
+    /// The change cursor taken before the snapshot started.
+    checkpoint: Option<String>,
+}
+
+/// Where a source's cursor goes after a page commits.
+enum CursorUpdate {
+    /// Nowhere (parked changes retried).
+    None,
+    /// A full read continues at this state.
+    Reading(String),
+    /// A full read ended: the change cursor is set (or kept unset).
+    ReadDone(Option<String>),
+    /// A change batch: the new change cursor.
+    Changes(String),
 }
 
 /// Runs one sync pass over every system of the manifest.
@@ -85,11 +120,14 @@ pub async fn sync(
         participants.push(Participant { system, instance });
     }
     let mut engine = Engine {
+        manifest,
         store: &mut store,
         participants,
         report,
         run_id,
         options,
+        faults: Faults::from_env(),
+        parked: Default::default(),
     };
     for entity in &manifest.entities {
         for s in 0..engine.participants.len() {
@@ -97,7 +135,18 @@ pub async fn sync(
                 continue;
             };
             if b.direction.reads() && engine.participants[s].instance.is_some() {
-                engine.sync_source(s, b).await?;
+                engine.intake(s, entity, b).await?;
+            }
+        }
+    }
+    let due = store::now();
+    for entity in &manifest.entities {
+        for t in 0..engine.participants.len() {
+            let Some(b) = engine.participants[t].system.entity(&entity.name) else {
+                continue;
+            };
+            if b.direction.writes() && engine.participants[t].instance.is_some() {
+                engine.dispatch(t, entity, b, &due).await?;
             }
         }
     }
@@ -126,19 +175,58 @@ async fn start(
         .map_err(|e| e.to_string())
 }
 
+/// Test hooks that kill the process at chosen points (crash-safety tests).
+/// Set by `WEIR_FAULT_KILL_AFTER_PAGES` and `WEIR_FAULT_KILL_AFTER_DELIVERIES`.
+struct Faults {
+    pages_left: Option<u64>,
+    deliveries_left: Option<u64>,
+}
+
+impl Faults {
+    fn from_env() -> Faults {
+        let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+        Faults {
+            pages_left: var("WEIR_FAULT_KILL_AFTER_PAGES"),
+            deliveries_left: var("WEIR_FAULT_KILL_AFTER_DELIVERIES"),
+        }
+    }
+
+    fn count(left: &mut Option<u64>, n: u64) {
+        if let Some(l) = left {
+            *l = l.saturating_sub(n);
+            if *l == 0 {
+                kill_self();
+            }
+        }
+    }
+}
+
+/// Ends the process the way `kill -9` does: no destructor, no flush.
+fn kill_self() -> ! {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &std::process::id().to_string()])
+        .status();
+    std::process::abort();
+}
+
 struct Engine<'a, 'm> {
+    manifest: &'m Manifest,
     store: &'a mut Store,
     participants: Vec<Participant<'m>>,
     report: SyncReport,
     run_id: i64,
     options: &'a SyncOptions,
+    faults: Faults,
+    /// Parked changes of the system and entity being read: local id → change.
+    parked: std::collections::HashMap<String, String>,
 }
 
-/// A source record, accepted into the store.
-struct Accepted {
-    global_id: i64,
-    hash: crate::store::Hash,
-    record: Record,
+/// What one accepted page changed in the run's figures.
+#[derive(Default)]
+struct PageCounts {
+    echoes: u64,
+    conflicts: u64,
+    failed: u64,
 }
 
 impl Engine<'_, '_> {
@@ -150,40 +238,182 @@ impl Engine<'_, '_> {
         self.report.failures.push(error.to_string());
     }
 
-    /// Reads a full snapshot of one entity from one source, page by page, and
-    /// writes each page to the targets before reading the next.
-    async fn sync_source(&mut self, s: usize, b: &SystemEntity) -> anyhow::Result<()> {
+    /// Systems that receive writes of an entity.
+    fn targets(&self, entity: &str) -> Vec<String> {
+        self.participants
+            .iter()
+            .filter(|p| {
+                p.system
+                    .entity(entity)
+                    .is_some_and(|b| b.direction.writes())
+            })
+            .map(|p| p.system.name.clone())
+            .collect()
+    }
+
+    /// Reads one entity from one source: a full snapshot (RESYNC) the first
+    /// time, after an interrupted snapshot, or with `--full`; otherwise the
+    /// changes since the stored cursor.
+    async fn intake(&mut self, s: usize, entity: &Entity, b: &SystemEntity) -> anyhow::Result<()> {
         let system = self.participants[s].system.name.clone();
-        let entity = b.name.clone();
         let bind = binding(b);
-        let mut cursor = self.store.cursor(&system, &entity, "read")?;
-        let progress = self.progress_bar(&format!("{entity} from {system}"));
+        let changes = self.store.cursor(&system, &entity.name, "changes")?;
+        let reading: Option<ReadState> = self
+            .store
+            .cursor(&system, &entity.name, "read")?
+            .and_then(|c| serde_json::from_str(&c).ok());
+        let progress = self.progress_bar(&format!("{} from {system}", entity.name));
+        self.parked = self
+            .store
+            .parked(&system, &entity.name)?
+            .into_iter()
+            .collect();
+        if !self.parked.is_empty() {
+            let items = self
+                .parked
+                .iter()
+                .map(|(id, change)| unpark(&entity.name, id, change))
+                .collect();
+            self.accept(s, entity, b, items, CursorUpdate::None)?;
+        }
+        match (changes, reading) {
+            (Some(cursor), None) if !self.options.full => {
+                self.read_changes(s, entity, b, &bind, cursor, &progress)
+                    .await?
+            }
+            (_, reading) => {
+                self.read_full(s, entity, b, &bind, reading, &progress)
+                    .await?
+            }
+        }
+        progress.finish_and_clear();
+        Ok(())
+    }
+
+    async fn read_full(
+        &mut self,
+        s: usize,
+        entity: &Entity,
+        b: &SystemEntity,
+        bind: &EntityBinding,
+        resume: Option<ReadState>,
+        progress: &indicatif::ProgressBar,
+    ) -> anyhow::Result<()> {
+        let system = self.participants[s].system.name.clone();
+        // Deletes are found by what a complete snapshot lacks; a resumed
+        // snapshot did not see its first pages, so it finds none.
+        let (mut cursor, checkpoint, mut known) = match resume {
+            Some(r) => (Some(r.next), r.checkpoint, None),
+            None => {
+                let instance = self.participants[s]
+                    .instance
+                    .as_mut()
+                    .expect("checked by the caller");
+                let checkpoint = match instance.checkpoint(bind).await {
+                    Ok(c) => Some(c),
+                    Err(CallError::Connector { error, .. })
+                        if error.kind == ErrorKind::Unsupported =>
+                    {
+                        None
+                    }
+                    Err(CallError::Unsupported { .. }) => None,
+                    Err(e) => {
+                        self.fail(s, e);
+                        return Ok(());
+                    }
+                };
+                (
+                    None,
+                    checkpoint,
+                    Some(self.store.local_ids(&entity.name, &system)?),
+                )
+            }
+        };
         while let Some(instance) = self.participants[s].instance.as_mut() {
             let page = match instance
-                .read(&bind, cursor.clone(), self.options.batch_size)
+                .read(bind, cursor.clone(), self.options.batch_size)
                 .await
             {
                 Ok(p) => p,
                 Err(e) => {
                     self.fail(s, e);
-                    break;
+                    return Ok(());
                 }
             };
             self.report.counts.read += page.items.len() as u64;
             progress.inc(page.items.len() as u64);
-            let accepted = self.accept_page(&system, b, page.items)?;
-            self.deliver(s, &entity, &accepted).await?;
-            let next = page.next;
-            self.store.transaction(|tx| match &next {
-                Some(c) => tx.set_cursor(&system, &entity, "read", c),
-                None => tx.clear_cursor(&system, &entity, "read"),
-            })?;
-            match next {
+            if let Some(known) = known.as_mut() {
+                for item in &page.items {
+                    known.remove(&item.id);
+                }
+            }
+            let update = match &page.next {
+                Some(next) => CursorUpdate::Reading(serde_json::to_string(&ReadState {
+                    next: next.clone(),
+                    checkpoint: checkpoint.clone(),
+                })?),
+                None => CursorUpdate::ReadDone(checkpoint.clone()),
+            };
+            let mut items = page.items;
+            if page.next.is_none() {
+                // The snapshot is complete: what it lacks was deleted at the source.
+                for id in known.take().unwrap_or_default() {
+                    items.push(Change {
+                        entity: entity.name.clone(),
+                        id,
+                        op: Operation::Delete,
+                        data: None,
+                        previous: None,
+                        version: None,
+                        actor: None,
+                    });
+                }
+            }
+            self.accept(s, entity, b, items, update)?;
+            Faults::count(&mut self.faults.pages_left, 1);
+            match page.next {
                 Some(c) => cursor = Some(c),
                 None => break,
             }
         }
-        progress.finish_and_clear();
+        Ok(())
+    }
+
+    async fn read_changes(
+        &mut self,
+        s: usize,
+        entity: &Entity,
+        b: &SystemEntity,
+        bind: &EntityBinding,
+        mut cursor: String,
+        progress: &indicatif::ProgressBar,
+    ) -> anyhow::Result<()> {
+        while let Some(instance) = self.participants[s].instance.as_mut() {
+            let batch = match instance
+                .changes(bind, cursor.clone(), self.options.batch_size)
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    self.fail(s, e);
+                    return Ok(());
+                }
+            };
+            self.report.counts.read += batch.items.len() as u64;
+            progress.inc(batch.items.len() as u64);
+            self.accept(
+                s,
+                entity,
+                b,
+                batch.items,
+                CursorUpdate::Changes(batch.cursor.clone()),
+            )?;
+            Faults::count(&mut self.faults.pages_left, 1);
+            cursor = batch.cursor;
+            if !batch.more {
+                break;
+            }
+        }
         Ok(())
     }
 
@@ -203,176 +433,670 @@ impl Engine<'_, '_> {
         bar
     }
 
-    /// Maps a page to canonical records and records it in the store, in one transaction.
-    fn accept_page(
-        &mut self,
-        system: &str,
-        b: &SystemEntity,
-        items: Vec<crate::runtime::types::Change>,
-    ) -> anyhow::Result<Vec<Accepted>> {
-        let run_id = self.run_id;
-        let mut out = Vec::with_capacity(items.len());
-        let mut failed = 0;
-        let mut links = Vec::with_capacity(items.len());
-        for item in &items {
-            links.push(self.store.link_by_local(&b.name, system, &item.id)?);
-        }
-        self.store.transaction(|tx| {
-            for (item, link) in items.into_iter().zip(links) {
-                let parsed = match item
-                    .data
-                    .as_deref()
-                    .map(serde_json::from_str::<serde_json::Value>)
-                {
-                    Some(Ok(serde_json::Value::Object(map))) => Ok(map),
-                    Some(Ok(_)) => Err("record body is not a JSON object".to_string()),
-                    Some(Err(e)) => Err(format!("record body is not valid JSON: {e}")),
-                    None => Err("upsert without a record body".to_string()),
-                };
-                let record = match parsed {
-                    Ok(r) => mapping::to_canonical(b, r),
-                    Err(reason) => {
-                        failed += 1;
-                        let reason = format!("bad record from the source: {reason}");
-                        tx.dead_letter(NewDeadLetter {
-                            run_id,
-                            system,
-                            entity: &b.name,
-                            global_id: None,
-                            local_id: Some(&item.id),
-                            data: item.data.as_deref(),
-                            reason: &reason,
-                        })?;
-                        continue;
-                    }
-                };
-                let hash = mapping::hash(&record);
-                let text = serde_json::Value::Object(record.clone()).to_string();
-                let global_id = match (plan::accept(&hash, link.as_ref()), &link) {
-                    (Accept::New, _) => {
-                        let gid = tx.create_golden(&b.name, &text, &hash)?;
-                        tx.record_seen(&b.name, system, &item.id, gid, &hash)?;
-                        gid
-                    }
-                    (Accept::Changed | Accept::Echo, Some(l)) => {
-                        tx.update_golden(l.global_id, &text, &hash)?;
-                        tx.record_seen(&b.name, system, &item.id, l.global_id, &hash)?;
-                        l.global_id
-                    }
-                    (_, Some(l)) => l.global_id,
-                    (_, None) => unreachable!("accept returns New without a link"),
-                };
-                out.push(Accepted {
-                    global_id,
-                    hash,
-                    record,
-                });
-            }
-            Ok(())
-        })?;
-        self.report.counts.failed += failed;
-        Ok(out)
-    }
-
-    /// Writes accepted records to every target of the entity except the source.
-    async fn deliver(
+    /// Accepts a page of changes from a source, in one transaction: golden
+    /// records, links, conflicts, outbox rows, audit rows and the cursor.
+    fn accept(
         &mut self,
         s: usize,
-        entity: &str,
-        accepted: &[Accepted],
+        entity: &Entity,
+        b: &SystemEntity,
+        items: Vec<Change>,
+        cursor: CursorUpdate,
     ) -> anyhow::Result<()> {
-        for t in 0..self.participants.len() {
-            if t == s || self.participants[t].instance.is_none() {
-                continue;
+        let system = self.participants[s].system.name.clone();
+        let targets = self.targets(&entity.name);
+        let run_id = self.run_id;
+        let parked = &mut self.parked;
+        let counts = self.store.transaction(|tx| {
+            let mut counts = PageCounts::default();
+            for item in items {
+                if parked.remove(&item.id).is_some() {
+                    tx.unpark(&system, &entity.name, &item.id)?;
+                }
+                let ctx = AcceptCtx {
+                    tx: &mut *tx,
+                    run_id,
+                    system: &system,
+                    entity,
+                    binding: b,
+                    targets: &targets,
+                };
+                ctx.accept_one(item, &mut counts)?;
             }
-            let target = self.participants[t].system;
-            let Some(tb) = target.entity(entity).filter(|b| b.direction.writes()) else {
-                continue;
-            };
-            let mut items = Vec::new();
-            let mut pending = Vec::new();
-            for a in accepted {
-                let link = self.store.link_by_global(&target.name, a.global_id)?;
-                match plan::write(&a.hash, link.as_ref()) {
-                    None => self.report.counts.skipped += 1,
-                    Some(w) => {
-                        let id = match w {
-                            Write::Create => None,
-                            Write::Update { local_id } => Some(local_id),
-                        };
-                        let data =
-                            serde_json::Value::Object(mapping::from_canonical(tb, &a.record))
-                                .to_string();
-                        items.push(WriteItem {
-                            id,
-                            op: Operation::Upsert,
-                            data: Some(data),
-                        });
-                        pending.push(a);
+            match &cursor {
+                CursorUpdate::None => {}
+                CursorUpdate::Reading(state) => {
+                    tx.set_cursor(&system, &entity.name, "read", state)?
+                }
+                CursorUpdate::ReadDone(checkpoint) => {
+                    tx.clear_cursor(&system, &entity.name, "read")?;
+                    if let Some(c) = checkpoint {
+                        tx.set_cursor(&system, &entity.name, "changes", c)?;
                     }
                 }
+                CursorUpdate::Changes(c) => tx.set_cursor(&system, &entity.name, "changes", c)?,
             }
-            if items.is_empty() {
+            Ok(counts)
+        })?;
+        self.report.counts.echoes += counts.echoes;
+        self.report.counts.conflicts += counts.conflicts;
+        self.report.counts.failed += counts.failed;
+        Ok(())
+    }
+
+    /// Delivers the due outbox rows of one entity to one target, in batches.
+    async fn dispatch(
+        &mut self,
+        t: usize,
+        entity: &Entity,
+        tb: &SystemEntity,
+        due: &str,
+    ) -> anyhow::Result<()> {
+        let target = self.participants[t].system.name.clone();
+        let bind = binding(tb);
+        let mut after = 0;
+        loop {
+            let rows = self.store.outbox_due(
+                &target,
+                &entity.name,
+                due,
+                after,
+                self.options.batch_size,
+            )?;
+            let Some(last) = rows.last() else { break };
+            after = last.id;
+            let planned = self.plan_deliveries(&target, entity, tb, rows)?;
+            if planned.is_empty() {
                 continue;
             }
-            let bind = binding(tb);
-            let instance = self.participants[t]
-                .instance
-                .as_mut()
-                .expect("checked above");
-            let outcomes = match instance.write(&bind, items.clone()).await {
-                Ok(o) => o,
+            let items: Vec<WriteItem> = planned.iter().map(|p| p.item.clone()).collect();
+            let Some(instance) = self.participants[t].instance.as_mut() else {
+                break;
+            };
+            let outcomes = match instance.write(&bind, items).await {
+                Ok(o) if o.len() == planned.len() => o,
+                Ok(o) => {
+                    let message = format!(
+                        "connector returned {} outcomes for {} writes",
+                        o.len(),
+                        planned.len()
+                    );
+                    self.postpone(&planned, &message)?;
+                    self.fail(
+                        t,
+                        CallError::Trap {
+                            system: target.clone(),
+                            message,
+                        },
+                    );
+                    break;
+                }
                 Err(e) => {
-                    self.report.counts.failed += items.len() as u64;
+                    self.postpone(&planned, &e.to_string())?;
+                    self.report.counts.failed += planned.len() as u64;
+                    let fatal = e.is_fatal();
                     self.fail(t, e);
+                    if fatal {
+                        break;
+                    }
                     continue;
                 }
             };
-            if outcomes.len() != items.len() {
-                self.report.counts.failed += items.len() as u64;
-                self.fail(
-                    t,
-                    CallError::Trap {
-                        system: target.name.clone(),
-                        message: format!(
-                            "connector returned {} outcomes for {} writes",
-                            outcomes.len(),
-                            items.len()
-                        ),
-                    },
-                );
-                continue;
-            }
-            let (run_id, name) = (self.run_id, target.name.as_str());
-            let mut written = 0;
-            let mut failed = 0;
-            self.store.transaction(|tx| {
-                for ((a, item), outcome) in pending.iter().zip(&items).zip(outcomes) {
-                    match outcome {
-                        Ok(w) => {
-                            written += 1;
-                            tx.record_written(entity, name, &w.id, a.global_id, &a.hash)?;
-                        }
-                        Err(e) => {
-                            failed += 1;
-                            let reason = format!("{}: {}", kind_name(e.kind), e.message);
-                            tx.dead_letter(NewDeadLetter {
-                                run_id,
-                                system: name,
-                                entity,
-                                global_id: Some(a.global_id),
-                                local_id: item.id.as_deref(),
-                                data: item.data.as_deref(),
-                                reason: &reason,
-                            })?;
-                        }
-                    }
-                }
-                Ok(())
-            })?;
-            self.report.counts.written += written;
-            self.report.counts.failed += failed;
+            let done = self.record_deliveries(&target, &entity.name, planned, outcomes)?;
+            Faults::count(&mut self.faults.deliveries_left, done);
         }
         Ok(())
+    }
+
+    /// Turns outbox rows into writes. Rows with nothing to write are completed,
+    /// rows whose references have not reached the target wait, in the same transaction.
+    fn plan_deliveries(
+        &mut self,
+        target: &str,
+        entity: &Entity,
+        tb: &SystemEntity,
+        rows: Vec<OutboxRow>,
+    ) -> anyhow::Result<Vec<Planned>> {
+        let manifest = self.manifest;
+        let mut skipped = 0;
+        let planned = self.store.transaction(|tx| {
+            let mut planned = Vec::new();
+            for row in rows {
+                let Some(golden) = tx.golden(row.global_id)? else {
+                    tx.outbox_done(row.id)?;
+                    continue;
+                };
+                let link = tx.link_by_global(target, row.global_id)?;
+                let op = if golden.deleted {
+                    OutboxOp::Delete
+                } else {
+                    row.op
+                };
+                match op {
+                    OutboxOp::Upsert => {
+                        let Some(w) = plan::write(&golden.hash, link.as_ref()) else {
+                            skipped += 1;
+                            tx.outbox_done(row.id)?;
+                            continue;
+                        };
+                        let canonical: Record =
+                            serde_json::from_str(&golden.data).unwrap_or_default();
+                        let record =
+                            match references_to_local(tx, manifest, entity, target, canonical)? {
+                                Ok(r) => r,
+                                Err(waiting) => {
+                                    tx.outbox_retry(row.id, &store::now(), &waiting, false)?;
+                                    continue;
+                                }
+                            };
+                        let data = Value::Object(mapping::from_canonical(tb, &record)).to_string();
+                        let (id, kind) = match w {
+                            Write::Create => (None, Kind::Create),
+                            Write::Update { local_id } => (Some(local_id), Kind::Update),
+                        };
+                        planned.push(Planned {
+                            row,
+                            hash: golden.hash,
+                            kind,
+                            item: WriteItem {
+                                id,
+                                op: Operation::Upsert,
+                                data: Some(data),
+                            },
+                        });
+                    }
+                    OutboxOp::Delete => {
+                        let Some(link) = link else {
+                            tx.outbox_done(row.id)?;
+                            continue;
+                        };
+                        let item = match (tb.on_delete, &tb.soft_delete_field) {
+                            (OnDelete::Delete, _) => WriteItem {
+                                id: Some(link.local_id),
+                                op: Operation::Delete,
+                                data: None,
+                            },
+                            (OnDelete::Soft, Some(field)) => {
+                                let data = serde_json::json!({ field.as_str(): true }).to_string();
+                                WriteItem {
+                                    id: Some(link.local_id),
+                                    op: Operation::Upsert,
+                                    data: Some(data),
+                                }
+                            }
+                            _ => {
+                                tx.outbox_done(row.id)?;
+                                continue;
+                            }
+                        };
+                        let kind = if item.op == Operation::Delete {
+                            Kind::Delete
+                        } else {
+                            Kind::SoftDelete
+                        };
+                        planned.push(Planned {
+                            row,
+                            hash: golden.hash,
+                            kind,
+                            item,
+                        });
+                    }
+                }
+            }
+            Ok(planned)
+        })?;
+        self.report.counts.skipped += skipped;
+        Ok(planned)
+    }
+
+    /// Puts planned rows back for a later attempt, with backoff.
+    fn postpone(&mut self, planned: &[Planned], error: &str) -> anyhow::Result<()> {
+        self.store.transaction(|tx| {
+            for p in planned {
+                tx.outbox_retry(p.row.id, &backoff(p.row.attempts, None), error, true)?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Records the outcome of each write: links and outbox for successes,
+    /// retries for passing failures, dead letters for refusals. Returns the
+    /// number of outbox rows completed.
+    fn record_deliveries(
+        &mut self,
+        target: &str,
+        entity: &str,
+        planned: Vec<Planned>,
+        outcomes: Vec<
+            Result<crate::runtime::types::Written, crate::runtime::types::ConnectorError>,
+        >,
+    ) -> anyhow::Result<u64> {
+        let run_id = self.run_id;
+        let (mut written, mut deleted, mut failed, mut done) = (0, 0, 0, 0);
+        self.store.transaction(|tx| {
+            for (p, outcome) in planned.into_iter().zip(outcomes) {
+                let gid = p.row.global_id;
+                let data = p.item.data.as_deref();
+                match outcome {
+                    Ok(w) => {
+                        match p.kind {
+                            Kind::Create | Kind::Update => {
+                                tx.record_written(entity, target, &w.id, gid, &p.hash)?;
+                                written += 1;
+                            }
+                            Kind::Delete => {
+                                tx.unlink(target, gid)?;
+                                deleted += 1;
+                            }
+                            Kind::SoftDelete => deleted += 1,
+                        }
+                        tx.outbox_done(p.row.id)?;
+                        done += 1;
+                        let audit = NewAudit {
+                            run_id,
+                            system: target,
+                            entity,
+                            global_id: Some(gid),
+                            local_id: Some(&w.id),
+                            actor: None,
+                            operation: p.kind.operation(),
+                            before: None,
+                            after: data,
+                            outcome: "ok",
+                        };
+                        tx.audit(audit)?;
+                    }
+                    Err(e) if matches!(e.kind, ErrorKind::Transient | ErrorKind::RateLimited) => {
+                        failed += 1;
+                        let reason = format!("{}: {}", kind_name(e.kind), e.message);
+                        tx.outbox_retry(
+                            p.row.id,
+                            &backoff(p.row.attempts, e.retry_after_ms),
+                            &reason,
+                            true,
+                        )?;
+                        let audit = NewAudit {
+                            run_id,
+                            system: target,
+                            entity,
+                            global_id: Some(gid),
+                            local_id: p.item.id.as_deref(),
+                            actor: None,
+                            operation: p.kind.operation(),
+                            before: None,
+                            after: data,
+                            outcome: "failed",
+                        };
+                        tx.audit(audit)?;
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        let reason = format!("{}: {}", kind_name(e.kind), e.message);
+                        tx.dead_letter(NewDeadLetter {
+                            run_id,
+                            system: target,
+                            entity,
+                            global_id: Some(gid),
+                            local_id: p.item.id.as_deref(),
+                            data,
+                            reason: &reason,
+                        })?;
+                        tx.outbox_done(p.row.id)?;
+                        done += 1;
+                        let audit = NewAudit {
+                            run_id,
+                            system: target,
+                            entity,
+                            global_id: Some(gid),
+                            local_id: p.item.id.as_deref(),
+                            actor: None,
+                            operation: p.kind.operation(),
+                            before: None,
+                            after: data,
+                            outcome: "rejected",
+                        };
+                        tx.audit(audit)?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        self.report.counts.written += written;
+        self.report.counts.deleted += deleted;
+        self.report.counts.failed += failed;
+        Ok(done)
+    }
+}
+
+/// A write planned from an outbox row.
+struct Planned {
+    row: OutboxRow,
+    hash: store::Hash,
+    kind: Kind,
+    item: WriteItem,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Create,
+    Update,
+    Delete,
+    SoftDelete,
+}
+
+impl Kind {
+    fn operation(self) -> &'static str {
+        match self {
+            Kind::Create => "write:create",
+            Kind::Update | Kind::SoftDelete => "write:update",
+            Kind::Delete => "write:delete",
+        }
+    }
+}
+
+/// When to try a failed delivery again: what the system asked for, else
+/// exponential backoff from 1 s, capped at one hour.
+fn backoff(attempts: u32, retry_after_ms: Option<u64>) -> String {
+    let ms = retry_after_ms
+        .unwrap_or_else(|| 1000u64.saturating_mul(1 << attempts.min(12)).min(3_600_000));
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(ms as i64);
+    format!("{at:.3}")
+}
+
+/// Translates reference fields of a canonical record (global ids) into the
+/// target's local ids. `Err` names the referenced record that has not reached
+/// the target yet.
+fn references_to_local(
+    tx: &Tx<'_>,
+    _manifest: &Manifest,
+    entity: &Entity,
+    target: &str,
+    mut record: Record,
+) -> store::Result<Result<Record, String>> {
+    for (field, ref_entity) in &entity.references {
+        let Some(value) = record.get(field) else {
+            continue;
+        };
+        let Some(gid) = value.as_i64() else { continue };
+        match tx.link_by_global(target, gid)? {
+            Some(link) => {
+                record.insert(field.clone(), id_value(&link.local_id));
+            }
+            None => {
+                return Ok(Err(format!(
+                    "waiting for {ref_entity} record {gid} to reach {target}"
+                )))
+            }
+        }
+    }
+    Ok(Ok(record))
+}
+
+/// A parked change, back as a change.
+fn unpark(entity: &str, id: &str, change: &str) -> Change {
+    let v: Value = serde_json::from_str(change).unwrap_or_default();
+    Change {
+        entity: entity.to_string(),
+        id: id.to_string(),
+        op: Operation::Upsert,
+        data: v.get("data").and_then(Value::as_str).map(String::from),
+        previous: None,
+        version: None,
+        actor: v.get("actor").and_then(Value::as_str).map(String::from),
+    }
+}
+
+/// A local id as a JSON value: a number when it is one.
+fn id_value(id: &str) -> Value {
+    id.parse::<i64>()
+        .map(Value::from)
+        .unwrap_or_else(|_| Value::String(id.to_string()))
+}
+
+/// Everything `accept_one` needs, inside the page's transaction.
+struct AcceptCtx<'t, 'c, 'x> {
+    tx: &'t mut Tx<'x>,
+    run_id: i64,
+    system: &'c str,
+    entity: &'c Entity,
+    binding: &'c SystemEntity,
+    targets: &'c [String],
+}
+
+impl AcceptCtx<'_, '_, '_> {
+    fn audit(
+        &mut self,
+        gid: Option<i64>,
+        item: &Change,
+        operation: &str,
+        before: Option<&str>,
+        after: Option<&str>,
+        outcome: &str,
+    ) -> store::Result<()> {
+        self.tx.audit(NewAudit {
+            run_id: self.run_id,
+            system: self.system,
+            entity: &self.entity.name,
+            global_id: gid,
+            local_id: Some(&item.id),
+            actor: item.actor.as_deref(),
+            operation,
+            before,
+            after,
+            outcome,
+        })
+    }
+
+    fn dead_letter(&mut self, item: &Change, reason: &str) -> store::Result<()> {
+        self.tx.dead_letter(NewDeadLetter {
+            run_id: self.run_id,
+            system: self.system,
+            entity: &self.entity.name,
+            global_id: None,
+            local_id: Some(&item.id),
+            data: item.data.as_deref(),
+            reason,
+        })
+    }
+
+    /// Queues `op` of a golden record for every target but `except`.
+    fn fan_out(&mut self, gid: i64, op: OutboxOp, except: Option<&str>) -> store::Result<()> {
+        for t in self.targets {
+            if Some(t.as_str()) != except {
+                self.tx.enqueue(t, &self.entity.name, gid, op)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn accept_one(mut self, item: Change, counts: &mut PageCounts) -> store::Result<()> {
+        if item.op == Operation::Delete {
+            return self.accept_delete(item);
+        }
+        let parsed = match item.data.as_deref().map(serde_json::from_str::<Value>) {
+            Some(Ok(Value::Object(map))) => Ok(map),
+            Some(Ok(_)) => Err("record body is not a JSON object".to_string()),
+            Some(Err(e)) => Err(format!("record body is not valid JSON: {e}")),
+            None => Err("upsert without a record body".to_string()),
+        };
+        let record = match parsed.map(|r| mapping::to_canonical(self.binding, r)) {
+            Ok(r) => r,
+            Err(reason) => {
+                counts.failed += 1;
+                return self.dead_letter(&item, &format!("bad record from the source: {reason}"));
+            }
+        };
+        let record = match self.references_to_global(record)? {
+            Ok(r) => r,
+            Err(reason) => {
+                // Waits until the record it refers to has been read.
+                let change =
+                    serde_json::json!({ "data": item.data, "actor": item.actor }).to_string();
+                return self
+                    .tx
+                    .park(self.system, &self.entity.name, &item.id, &change, &reason);
+            }
+        };
+        let hash = mapping::hash(&record);
+        let text = Value::Object(record.clone()).to_string();
+        let link = self
+            .tx
+            .link_by_local(&self.entity.name, self.system, &item.id)?;
+        let golden = match &link {
+            Some(l) => self.tx.golden(l.global_id)?,
+            None => None,
+        };
+        let state = golden.as_ref().map(|g| GoldenState {
+            hash: g.hash,
+            deleted: g.deleted,
+        });
+        let system = self.system;
+        match (plan::accept(&hash, link.as_ref(), state), link, golden) {
+            (Accept::New, _, _) => {
+                let gid = self
+                    .tx
+                    .create_golden(&self.entity.name, &text, &hash, system)?;
+                self.tx
+                    .record_seen(&self.entity.name, system, &item.id, gid, &hash)?;
+                self.fan_out(gid, OutboxOp::Upsert, Some(system))?;
+                self.audit(Some(gid), &item, "read:create", None, Some(&text), "ok")
+            }
+            (Accept::Unchanged, _, _) => Ok(()),
+            (Accept::Echo, Some(l), _) => {
+                counts.echoes += 1;
+                self.tx
+                    .record_seen(&self.entity.name, system, &item.id, l.global_id, &hash)?;
+                self.audit(
+                    Some(l.global_id),
+                    &item,
+                    "read:update",
+                    None,
+                    Some(&text),
+                    "echo",
+                )
+            }
+            (Accept::Same, Some(l), _) => {
+                self.tx
+                    .record_seen(&self.entity.name, system, &item.id, l.global_id, &hash)
+            }
+            (Accept::FastForward, Some(l), golden) => {
+                self.tx.update_golden(l.global_id, &text, &hash, system)?;
+                self.tx
+                    .record_seen(&self.entity.name, system, &item.id, l.global_id, &hash)?;
+                self.fan_out(l.global_id, OutboxOp::Upsert, Some(system))?;
+                let before = golden.map(|g| g.data);
+                self.audit(
+                    Some(l.global_id),
+                    &item,
+                    "read:update",
+                    before.as_deref(),
+                    Some(&text),
+                    "ok",
+                )
+            }
+            (Accept::Conflict, Some(l), Some(golden)) => {
+                counts.conflicts += 1;
+                let ours: Record = serde_json::from_str(&golden.data).unwrap_or_default();
+                let resolution = plan::resolve(
+                    self.entity,
+                    &ours,
+                    golden.origin.as_deref(),
+                    &record,
+                    system,
+                );
+                let result = Value::Object(resolution.record.clone()).to_string();
+                self.tx.conflict(NewConflict {
+                    run_id: self.run_id,
+                    entity: &self.entity.name,
+                    global_id: l.global_id,
+                    system,
+                    other_system: golden.origin.as_deref(),
+                    ours: &golden.data,
+                    theirs: &text,
+                    result: &result,
+                    winner: &resolution.winner,
+                    policy: self.entity.conflict.name(),
+                })?;
+                tracing::warn!(entity = %self.entity.name, global_id = l.global_id, "conflict: {system} vs {}: {} wins", golden.origin.as_deref().unwrap_or("?"), resolution.winner);
+                if resolution.record != ours {
+                    let new_hash = mapping::hash(&resolution.record);
+                    let origin = if resolution.winner == system || resolution.winner == "merge" {
+                        system
+                    } else {
+                        golden.origin.as_deref().unwrap_or(system)
+                    };
+                    self.tx
+                        .update_golden(l.global_id, &result, &new_hash, origin)?;
+                }
+                self.tx
+                    .record_seen(&self.entity.name, system, &item.id, l.global_id, &hash)?;
+                // Every target, the arriving system included, gets the outcome;
+                // delivery skips those that already hold it.
+                self.fan_out(l.global_id, OutboxOp::Upsert, None)?;
+                self.audit(
+                    Some(l.global_id),
+                    &item,
+                    "read:update",
+                    Some(&golden.data),
+                    Some(&text),
+                    "conflict",
+                )
+            }
+            (accept, link, golden) => unreachable!(
+                "accept {accept:?} with link {link:?} and golden {:?}",
+                golden.map(|g| g.global_id)
+            ),
+        }
+    }
+
+    fn accept_delete(&mut self, item: Change) -> store::Result<()> {
+        let Some(link) = self
+            .tx
+            .link_by_local(&self.entity.name, self.system, &item.id)?
+        else {
+            return Ok(());
+        };
+        let gid = link.global_id;
+        let before = self.tx.golden(gid)?.map(|g| g.data);
+        self.tx.unlink(self.system, gid)?;
+        self.tx.delete_golden(gid, self.system)?;
+        self.fan_out(gid, OutboxOp::Delete, Some(self.system))?;
+        self.audit(
+            Some(gid),
+            &item,
+            "read:delete",
+            before.as_deref(),
+            None,
+            "ok",
+        )
+    }
+
+    /// Translates reference fields from the source's local ids to global ids.
+    fn references_to_global(
+        &mut self,
+        mut record: Record,
+    ) -> store::Result<Result<Record, String>> {
+        for (field, ref_entity) in &self.entity.references {
+            let Some(value) = record.get(field) else {
+                continue;
+            };
+            if value.is_null() {
+                continue;
+            }
+            let local = mapping::id_text(value);
+            match self.tx.link_by_local(ref_entity, self.system, &local)? {
+                Some(link) => {
+                    record.insert(field.clone(), Value::from(link.global_id));
+                }
+                None => {
+                    return Ok(Err(format!(
+                        "field '{field}' refers to {ref_entity} record '{local}', which weir has not read from system '{}'",
+                        self.system
+                    )))
+                }
+            }
+        }
+        Ok(Ok(record))
     }
 }

@@ -35,6 +35,51 @@ pub struct Entity {
     pub name: String,
     /// The default primary-key field of every system.
     pub primary_key: Option<String>,
+    /// How concurrent edits of one record in several systems are resolved.
+    pub conflict: ConflictPolicy,
+    /// Systems by priority, highest first (for `priority`, and for fields
+    /// without an owner under `field-owner`).
+    pub priority: Vec<String>,
+    /// Field → the system that owns it (for `field-owner`).
+    pub owners: BTreeMap<String, String>,
+    /// Canonical field → the entity it refers to; values are translated
+    /// through the id links of that entity.
+    pub references: BTreeMap<String, String>,
+}
+
+/// How concurrent edits are resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictPolicy {
+    /// The change from the system higher in `priority` wins.
+    Priority,
+    /// The change that arrives last wins (the default).
+    LastWriterWins,
+    /// Each field takes the value of its owner system (`owners`).
+    FieldOwner,
+}
+
+impl ConflictPolicy {
+    /// The manifest's name of the policy.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConflictPolicy::Priority => "priority",
+            ConflictPolicy::LastWriterWins => "last-writer-wins",
+            ConflictPolicy::FieldOwner => "field-owner",
+        }
+    }
+}
+
+/// What a target does when a record is deleted at its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDelete {
+    /// Delete it too (the default).
+    Delete,
+    /// Keep it and set `soft_delete_field` to true.
+    Soft,
+    /// Keep it unchanged.
+    Ignore,
 }
 
 /// Which way records of one entity flow for one system.
@@ -158,6 +203,10 @@ pub struct SystemEntity {
     pub ignore: Vec<String>,
     /// Connector-specific settings (a JSON object).
     pub settings: serde_json::Value,
+    /// What to do here when the record is deleted at its source.
+    pub on_delete: OnDelete,
+    /// The field set to true by a soft delete.
+    pub soft_delete_field: Option<String>,
 }
 
 impl System {
@@ -202,6 +251,11 @@ impl Manifest {
     /// The directory of the manifest file; relative paths are resolved against it.
     pub fn dir(&self) -> &Path {
         self.file.parent().unwrap_or(Path::new("."))
+    }
+
+    /// An entity by name.
+    pub fn entity(&self, name: &str) -> Option<&Entity> {
+        self.entities.iter().find(|e| e.name == name)
     }
 
     /// A system by name.
@@ -260,14 +314,69 @@ impl Validator<'_> {
                 "add a [systems.NAME] table with a connector",
             );
         }
-        let entities: Vec<Entity> = raw
-            .entities
-            .iter()
-            .map(|(name, e)| Entity {
+        let system_names: Vec<&String> = raw.systems.keys().collect();
+        let mut entities: Vec<Entity> = Vec::new();
+        for (name, e) in &raw.entities {
+            for s in &e.priority {
+                if !system_names.contains(&s) {
+                    self.error(
+                        &["entities", name, "priority"],
+                        format!("system '{s}' is not declared"),
+                        "list systems declared under [systems.NAME]",
+                    );
+                }
+            }
+            for (field, s) in &e.owners {
+                if !system_names.contains(&s) {
+                    self.error(
+                        &["entities", name, "owners", field],
+                        format!("system '{s}' is not declared"),
+                        "name a system declared under [systems.NAME]",
+                    );
+                }
+            }
+            for (field, target) in &e.references {
+                if !entities.iter().any(|x| &x.name == target) {
+                    let hint = if raw.entities.contains_key(target) {
+                        format!("declare [entities.{target}] before [entities.{name}]: entities sync in declaration order")
+                    } else {
+                        format!("declare [entities.{target}] or correct the name")
+                    };
+                    self.error(
+                        &["entities", name, "references", field],
+                        format!("entity '{target}' is not declared before '{name}'"),
+                        hint,
+                    );
+                }
+            }
+            let conflict = match e.conflict {
+                Some(c) => c,
+                None if !e.priority.is_empty() => ConflictPolicy::Priority,
+                None => ConflictPolicy::LastWriterWins,
+            };
+            if conflict == ConflictPolicy::Priority && e.priority.is_empty() {
+                self.error(
+                    &["entities", name, "conflict"],
+                    "conflict = \"priority\" needs a priority list",
+                    "add priority = [\"system-a\", \"system-b\"] (highest first)",
+                );
+            }
+            if conflict == ConflictPolicy::FieldOwner && e.owners.is_empty() {
+                self.error(
+                    &["entities", name, "conflict"],
+                    "conflict = \"field-owner\" needs owners",
+                    "add owners = { field = \"system\" }",
+                );
+            }
+            entities.push(Entity {
                 name: name.clone(),
                 primary_key: e.primary_key.clone(),
-            })
-            .collect();
+                conflict,
+                priority: e.priority.clone(),
+                owners: e.owners.clone(),
+                references: e.references.clone(),
+            });
+        }
         let systems = raw
             .systems
             .into_iter()
@@ -374,7 +483,17 @@ impl Validator<'_> {
                     );
                 }
             }
+            let on_delete = e.on_delete.unwrap_or(OnDelete::Delete);
+            if on_delete == OnDelete::Soft && e.soft_delete_field.is_none() {
+                self.error(
+                    &["systems", name, "entities", &entity.name, "on_delete"],
+                    "on_delete = \"soft\" needs soft_delete_field",
+                    "add soft_delete_field = \"deleted\" (the field set to true)",
+                );
+            }
             bound.push(SystemEntity {
+                on_delete,
+                soft_delete_field: e.soft_delete_field.clone(),
                 name: entity.name.clone(),
                 direction: e.direction.unwrap_or(Direction::Both),
                 primary_key,
@@ -479,6 +598,13 @@ mod raw {
     #[serde(deny_unknown_fields)]
     pub struct Entity {
         pub primary_key: Option<String>,
+        pub conflict: Option<super::ConflictPolicy>,
+        #[serde(default)]
+        pub priority: Vec<String>,
+        #[serde(default)]
+        pub owners: BTreeMap<String, String>,
+        #[serde(default)]
+        pub references: BTreeMap<String, String>,
     }
 
     #[derive(Deserialize)]
@@ -529,6 +655,8 @@ mod raw {
         #[serde(default)]
         pub ignore: Vec<String>,
         pub settings: Option<toml::Value>,
+        pub on_delete: Option<super::OnDelete>,
+        pub soft_delete_field: Option<String>,
     }
 }
 

@@ -44,6 +44,14 @@ pub fn from_canonical(binding: &SystemEntity, record: &Record) -> Record {
     out
 }
 
+/// The text form of an id value: strings as they are, anything else as JSON.
+pub fn id_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// The content hash of a canonical record, independent of key order.
 pub fn hash(record: &Record) -> [u8; 16] {
     let mut keys: Vec<&String> = record.keys().collect();
@@ -101,6 +109,8 @@ mod tests {
                 .collect(),
             ignore: vec!["modified".into()],
             settings: json!({}),
+            on_delete: crate::manifest::OnDelete::Delete,
+            soft_delete_field: None,
         }
     }
 

@@ -596,6 +596,37 @@ impl Instance {
         .await
     }
 
+    /// The change cursor of "now", taken before a full snapshot.
+    pub async fn checkpoint(&mut self, entity: &EntityBinding) -> Result<String, CallError> {
+        self.require(self.guests.source.as_ref(), "source")?;
+        let entity = entity.clone();
+        self.call(move |g, c, s| {
+            Box::pin(async move {
+                let src = g.source.as_ref().expect("checked above");
+                src.call_checkpoint(s, c, &entity).await
+            })
+        })
+        .await
+    }
+
+    /// Changes since a cursor.
+    pub async fn changes(
+        &mut self,
+        entity: &EntityBinding,
+        cursor: String,
+        limit: u32,
+    ) -> Result<types::ChangeBatch, CallError> {
+        self.require(self.guests.source.as_ref(), "source")?;
+        let entity = entity.clone();
+        self.call(move |g, c, s| {
+            Box::pin(async move {
+                let src = g.source.as_ref().expect("checked above");
+                src.call_changes(s, c, &entity, &cursor, limit).await
+            })
+        })
+        .await
+    }
+
     /// Writes a batch; one outcome per item.
     pub async fn write(
         &mut self,

@@ -6,11 +6,19 @@
 //! foreign keys on, and applies the numbered migrations in `migrations/` in
 //! order, recording the version in `PRAGMA user_version`.
 
+mod records;
+
+pub use records::{
+    AuditEntry, Conflict, Golden, NewAudit, NewConflict, OutboxOp, OutboxRow, Retry,
+};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::path::{Path, PathBuf};
 
 /// The migrations, in order; migration `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_outbox_audit_conflicts.sql"),
+];
 
 /// A content hash of a canonical record (128 bits of SHA-256).
 pub type Hash = [u8; 16];
@@ -66,6 +74,12 @@ pub struct RunCounts {
     pub skipped: u64,
     /// Writes that failed (dead letters).
     pub failed: u64,
+    /// Deletes delivered to destinations.
+    pub deleted: u64,
+    /// Changes recognised as weir's own writes coming back, and dropped.
+    pub echoes: u64,
+    /// Concurrent edits detected and resolved.
+    pub conflicts: u64,
 }
 
 /// The central store.
@@ -161,11 +175,25 @@ impl Store {
         counts: RunCounts,
         error: Option<&str>,
     ) -> Result<()> {
+        let c = counts;
         self.conn
             .execute(
                 "UPDATE runs SET finished_at = ?2, status = ?3, records_read = ?4, records_written = ?5,
-                 records_skipped = ?6, records_failed = ?7, error = ?8 WHERE id = ?1",
-                params![id, now(), status, counts.read as i64, counts.written as i64, counts.skipped as i64, counts.failed as i64, error],
+                 records_skipped = ?6, records_failed = ?7, error = ?8, records_deleted = ?9, echoes = ?10,
+                 conflicts = ?11 WHERE id = ?1",
+                params![
+                    id,
+                    now(),
+                    status,
+                    c.read as i64,
+                    c.written as i64,
+                    c.skipped as i64,
+                    c.failed as i64,
+                    error,
+                    c.deleted as i64,
+                    c.echoes as i64,
+                    c.conflicts as i64
+                ],
             )
             .map_err(self.err())?;
         Ok(())
@@ -274,7 +302,8 @@ impl Store {
         let mut st = self
             .conn
             .prepare(
-                "SELECT id, started_at, finished_at, status, records_read, records_written, records_skipped, records_failed, error
+                "SELECT id, started_at, finished_at, status, records_read, records_written, records_skipped, records_failed, error,
+                        records_deleted, echoes, conflicts
                  FROM runs ORDER BY id DESC LIMIT ?1",
             )
             .map_err(self.err())?;
@@ -290,6 +319,9 @@ impl Store {
                         written: r.get::<_, i64>(5)? as u64,
                         skipped: r.get::<_, i64>(6)? as u64,
                         failed: r.get::<_, i64>(7)? as u64,
+                        deleted: r.get::<_, i64>(9)? as u64,
+                        echoes: r.get::<_, i64>(10)? as u64,
+                        conflicts: r.get::<_, i64>(11)? as u64,
                     },
                     error: r.get(8)?,
                 })
@@ -334,7 +366,7 @@ pub struct Run {
     pub error: Option<String>,
 }
 
-fn link_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
+pub(crate) fn link_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
     Ok(Link {
         global_id: r.get(0)?,
         local_id: r.get(1)?,
@@ -343,7 +375,7 @@ fn link_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Link> {
     })
 }
 
-fn hash_col(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<Hash>> {
+pub(crate) fn hash_col(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<Hash>> {
     Ok(r.get::<_, Option<Vec<u8>>>(i)?
         .and_then(|v| v.try_into().ok()))
 }
@@ -354,7 +386,11 @@ pub struct Tx<'a> {
     path: &'a Path,
 }
 
-impl Tx<'_> {
+impl<'a> Tx<'a> {
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.tx
+    }
+
     fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         move |source| StoreError::Sqlite {
             path: self.path.to_path_buf(),
@@ -363,21 +399,33 @@ impl Tx<'_> {
     }
 
     /// Creates a golden record and returns its global id.
-    pub fn create_golden(&mut self, entity: &str, data: &str, hash: &Hash) -> Result<i64> {
+    pub fn create_golden(
+        &mut self,
+        entity: &str,
+        data: &str,
+        hash: &Hash,
+        origin: &str,
+    ) -> Result<i64> {
         self.tx
-            .prepare_cached(
-                "INSERT INTO golden (entity, data, hash, updated_at) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut st| st.execute(params![entity, data, &hash[..], now()]))
+            .prepare_cached("INSERT INTO golden (entity, data, hash, updated_at, origin) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .and_then(|mut st| st.execute(params![entity, data, &hash[..], now(), origin]))
             .map_err(self.err())?;
         Ok(self.tx.last_insert_rowid())
     }
 
-    /// Replaces a golden record's content.
-    pub fn update_golden(&mut self, global_id: i64, data: &str, hash: &Hash) -> Result<()> {
+    /// Replaces a golden record's content (and revives it if it was deleted).
+    pub fn update_golden(
+        &mut self,
+        global_id: i64,
+        data: &str,
+        hash: &Hash,
+        origin: &str,
+    ) -> Result<()> {
         self.tx
-            .prepare_cached("UPDATE golden SET data = ?2, hash = ?3, deleted = 0, updated_at = ?4 WHERE global_id = ?1")
-            .and_then(|mut st| st.execute(params![global_id, data, &hash[..], now()]))
+            .prepare_cached(
+                "UPDATE golden SET data = ?2, hash = ?3, deleted = 0, updated_at = ?4, origin = ?5 WHERE global_id = ?1",
+            )
+            .and_then(|mut st| st.execute(params![global_id, data, &hash[..], now(), origin]))
             .map_err(self.err())?;
         Ok(())
     }
@@ -403,7 +451,8 @@ impl Tx<'_> {
     }
 
     /// Records a successful write to a system: the link (with the id the system
-    /// assigned) and the hash written, which is also what the system now holds.
+    /// assigned) and the hash written. `hash_seen` is cleared: the system now
+    /// holds what was written, and reading it back is an echo.
     pub fn record_written(
         &mut self,
         entity: &str,
@@ -415,9 +464,10 @@ impl Tx<'_> {
         self.tx
             .prepare_cached(
                 "INSERT INTO links (entity, system, local_id, global_id, hash_seen, hash_written, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)
+                 VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6)
                  ON CONFLICT (entity, system, local_id) DO UPDATE SET
-                    global_id = excluded.global_id, hash_written = excluded.hash_written, updated_at = excluded.updated_at",
+                    global_id = excluded.global_id, hash_seen = NULL, hash_written = excluded.hash_written,
+                    updated_at = excluded.updated_at",
             )
             .and_then(|mut st| st.execute(params![entity, system, local_id, global_id, &hash[..], now()]))
             .map_err(self.err())?;
@@ -548,7 +598,7 @@ mod tests {
         let h = [7u8; 16];
         let gid = store
             .transaction(|tx| {
-                let gid = tx.create_golden("contacts", "{}", &h)?;
+                let gid = tx.create_golden("contacts", "{}", &h, "a")?;
                 tx.record_seen("contacts", "a", "1", gid, &h)?;
                 tx.record_written("contacts", "b", "99", gid, &h)?;
                 Ok(gid)
@@ -562,7 +612,10 @@ mod tests {
             (gid, Some(h), None)
         );
         let b = store.link_by_global("b", gid).unwrap().unwrap();
-        assert_eq!((b.local_id.as_str(), b.hash_written), ("99", Some(h)));
+        assert_eq!(
+            (b.local_id.as_str(), b.hash_seen, b.hash_written),
+            ("99", None, Some(h))
+        );
         assert!(store.link_by_local("contacts", "a", "2").unwrap().is_none());
     }
 }

@@ -1,0 +1,559 @@
+//! Golden records, links, the outbox, the audit log and conflicts: the
+//! operations of the engine inside one transaction, and the queries of the CLI.
+
+use super::{hash_col, link_from_row, now, Hash, Link, Result, Store, Tx};
+use rusqlite::{params, OptionalExtension};
+use std::collections::HashSet;
+
+/// A golden record.
+#[derive(Debug, Clone)]
+pub struct Golden {
+    /// Its global id.
+    pub global_id: i64,
+    /// The entity.
+    pub entity: String,
+    /// The canonical record, JSON.
+    pub data: String,
+    /// Its content hash.
+    pub hash: Hash,
+    /// Whether it was deleted.
+    pub deleted: bool,
+    /// The system whose change it last took.
+    pub origin: Option<String>,
+}
+
+/// What an outbox row delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxOp {
+    /// The golden record's current content.
+    Upsert,
+    /// Its deletion.
+    Delete,
+}
+
+impl OutboxOp {
+    fn as_str(self) -> &'static str {
+        match self {
+            OutboxOp::Upsert => "upsert",
+            OutboxOp::Delete => "delete",
+        }
+    }
+}
+
+/// A pending delivery.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    /// The row id.
+    pub id: i64,
+    /// The golden record.
+    pub global_id: i64,
+    /// What to deliver.
+    pub op: OutboxOp,
+    /// Failed attempts so far.
+    pub attempts: u32,
+}
+
+/// An audit row to append.
+pub struct NewAudit<'a> {
+    /// The run.
+    pub run_id: i64,
+    /// The system read from or written to.
+    pub system: &'a str,
+    /// The entity.
+    pub entity: &'a str,
+    /// The golden record, if known.
+    pub global_id: Option<i64>,
+    /// The record's id in the system, if known.
+    pub local_id: Option<&'a str>,
+    /// Who made the change, where the system says.
+    pub actor: Option<&'a str>,
+    /// `read:create`, `read:update`, `read:delete`, `write:create`, `write:update`, `write:delete`.
+    pub operation: &'a str,
+    /// The record before (canonical JSON), if known.
+    pub before: Option<&'a str>,
+    /// The record after (canonical JSON for reads, the system's JSON for writes).
+    pub after: Option<&'a str>,
+    /// `ok`, `echo`, `conflict`, `rejected`, `failed`.
+    pub outcome: &'a str,
+}
+
+/// An audit row.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    /// Row id.
+    pub id: i64,
+    /// When.
+    pub at: String,
+    /// The run.
+    pub run_id: Option<i64>,
+    /// The system.
+    pub system: String,
+    /// The entity.
+    pub entity: String,
+    /// The golden record.
+    pub global_id: Option<i64>,
+    /// The record's id in the system.
+    pub local_id: Option<String>,
+    /// Who, where known.
+    pub actor: Option<String>,
+    /// The operation.
+    pub operation: String,
+    /// Before.
+    pub before: Option<String>,
+    /// After.
+    pub after: Option<String>,
+    /// The outcome.
+    pub outcome: String,
+}
+
+/// A conflict to record.
+pub struct NewConflict<'a> {
+    /// The run.
+    pub run_id: i64,
+    /// The entity.
+    pub entity: &'a str,
+    /// The golden record.
+    pub global_id: i64,
+    /// The system whose change arrived.
+    pub system: &'a str,
+    /// The system the golden value came from.
+    pub other_system: Option<&'a str>,
+    /// The golden record before.
+    pub ours: &'a str,
+    /// The arriving change.
+    pub theirs: &'a str,
+    /// The golden record after.
+    pub result: &'a str,
+    /// Who won (`merge` for field ownership).
+    pub winner: &'a str,
+    /// The policy applied.
+    pub policy: &'a str,
+}
+
+/// A recorded conflict.
+#[derive(Debug, Clone)]
+pub struct Conflict {
+    /// Row id.
+    pub id: i64,
+    /// When.
+    pub at: String,
+    /// The entity.
+    pub entity: String,
+    /// The golden record.
+    pub global_id: i64,
+    /// The system whose change arrived.
+    pub system: String,
+    /// The system the golden value came from.
+    pub other_system: Option<String>,
+    /// The golden record before.
+    pub ours: Option<String>,
+    /// The arriving change.
+    pub theirs: Option<String>,
+    /// The golden record after.
+    pub result: String,
+    /// Who won.
+    pub winner: String,
+    /// The policy.
+    pub policy: String,
+}
+
+impl Tx<'_> {
+    /// The link of a system's record, by its local id.
+    pub fn link_by_local(
+        &self,
+        entity: &str,
+        system: &str,
+        local_id: &str,
+    ) -> Result<Option<Link>> {
+        self.conn()
+            .prepare_cached(
+                "SELECT global_id, local_id, hash_seen, hash_written FROM links
+                 WHERE entity = ?1 AND system = ?2 AND local_id = ?3",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![entity, system, local_id], link_from_row)
+                    .optional()
+            })
+            .map_err(self.err())
+    }
+
+    /// The link of a golden record in a system.
+    pub fn link_by_global(&self, system: &str, global_id: i64) -> Result<Option<Link>> {
+        self.conn()
+            .prepare_cached(
+                "SELECT global_id, local_id, hash_seen, hash_written FROM links
+                 WHERE global_id = ?1 AND system = ?2",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![global_id, system], link_from_row)
+                    .optional()
+            })
+            .map_err(self.err())
+    }
+
+    /// A golden record.
+    pub fn golden(&self, global_id: i64) -> Result<Option<Golden>> {
+        self.conn()
+            .prepare_cached("SELECT global_id, entity, data, hash, deleted, origin FROM golden WHERE global_id = ?1")
+            .and_then(|mut st| {
+                st.query_row([global_id], |r| {
+                    Ok(Golden {
+                        global_id: r.get(0)?,
+                        entity: r.get(1)?,
+                        data: r.get(2)?,
+                        hash: hash_col(r, 3)?.unwrap_or_default(),
+                        deleted: r.get(4)?,
+                        origin: r.get(5)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(self.err())
+    }
+
+    /// Marks a golden record deleted.
+    pub fn delete_golden(&mut self, global_id: i64, origin: &str) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "UPDATE golden SET deleted = 1, updated_at = ?2, origin = ?3 WHERE global_id = ?1",
+            )
+            .and_then(|mut st| st.execute(params![global_id, now(), origin]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Removes the link of a system's record (it was deleted there).
+    pub fn unlink(&mut self, system: &str, global_id: i64) -> Result<()> {
+        self.conn()
+            .prepare_cached("DELETE FROM links WHERE global_id = ?1 AND system = ?2")
+            .and_then(|mut st| st.execute(params![global_id, system]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Queues a delivery. A pending row for the same target and record is
+    /// replaced, so several changes become one write (change compression).
+    pub fn enqueue(
+        &mut self,
+        target: &str,
+        entity: &str,
+        global_id: i64,
+        op: OutboxOp,
+    ) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO outbox (target, entity, global_id, op, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                 ON CONFLICT (target, global_id) DO UPDATE SET op = excluded.op, attempts = 0,
+                    next_attempt_at = excluded.next_attempt_at, last_error = NULL",
+            )
+            .and_then(|mut st| st.execute(params![target, entity, global_id, op.as_str(), now()]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Removes a delivered (or given up) outbox row.
+    pub fn outbox_done(&mut self, id: i64) -> Result<()> {
+        self.conn()
+            .prepare_cached("DELETE FROM outbox WHERE id = ?1")
+            .and_then(|mut st| st.execute([id]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Postpones an outbox row after a failed or impossible attempt.
+    pub fn outbox_retry(
+        &mut self,
+        id: i64,
+        next_attempt_at: &str,
+        error: &str,
+        count_attempt: bool,
+    ) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "UPDATE outbox SET attempts = attempts + ?4, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+            )
+            .and_then(|mut st| st.execute(params![id, next_attempt_at, error, i64::from(count_attempt)]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Appends an audit row.
+    pub fn audit(&mut self, a: NewAudit<'_>) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO audit (at, run_id, system, entity, global_id, local_id, actor, operation, before, after, outcome)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    now(),
+                    a.run_id,
+                    a.system,
+                    a.entity,
+                    a.global_id,
+                    a.local_id,
+                    a.actor,
+                    a.operation,
+                    a.before,
+                    a.after,
+                    a.outcome
+                ])
+            })
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Parks a change whose references cannot be resolved yet.
+    pub fn park(
+        &mut self,
+        system: &str,
+        entity: &str,
+        local_id: &str,
+        change: &str,
+        reason: &str,
+    ) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO parked (system, entity, local_id, change, reason, parked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (system, entity, local_id) DO UPDATE SET change = excluded.change, reason = excluded.reason",
+            )
+            .and_then(|mut st| st.execute(params![system, entity, local_id, change, reason, now()]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Removes a parked change.
+    pub fn unpark(&mut self, system: &str, entity: &str, local_id: &str) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "DELETE FROM parked WHERE system = ?1 AND entity = ?2 AND local_id = ?3",
+            )
+            .and_then(|mut st| st.execute(params![system, entity, local_id]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Records a conflict.
+    pub fn conflict(&mut self, c: NewConflict<'_>) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO conflicts (at, run_id, entity, global_id, system, other_system, ours, theirs, result, winner, policy)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    now(),
+                    c.run_id,
+                    c.entity,
+                    c.global_id,
+                    c.system,
+                    c.other_system,
+                    c.ours,
+                    c.theirs,
+                    c.result,
+                    c.winner,
+                    c.policy
+                ])
+            })
+            .map_err(self.err())?;
+        Ok(())
+    }
+}
+
+/// What retrying a dead letter did.
+#[derive(Debug)]
+pub enum Retry {
+    /// Queued for delivery to `system` again.
+    Queued {
+        /// The target.
+        system: String,
+        /// The entity.
+        entity: String,
+    },
+    /// The dead letter is a bad source record: nothing to deliver.
+    FromSource {
+        /// The source system.
+        system: String,
+    },
+    /// No such dead letter.
+    Missing,
+}
+
+impl Store {
+    /// Queues a dead letter's record for delivery again and removes the dead letter.
+    pub fn retry_dead_letter(&mut self, id: i64) -> Result<Retry> {
+        self.transaction(|tx| {
+            let row: Option<(String, String, Option<i64>)> = tx
+                .conn()
+                .query_row(
+                    "SELECT system, entity, global_id FROM dead_letters WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(tx.err())?;
+            let Some((system, entity, global_id)) = row else {
+                return Ok(Retry::Missing);
+            };
+            let Some(gid) = global_id else {
+                return Ok(Retry::FromSource { system });
+            };
+            tx.enqueue(&system, &entity, gid, OutboxOp::Upsert)?;
+            tx.conn()
+                .execute("DELETE FROM dead_letters WHERE id = ?1", [id])
+                .map_err(tx.err())?;
+            Ok(Retry::Queued { system, entity })
+        })
+    }
+
+    /// The local ids of every linked record of an entity in a system.
+    pub fn local_ids(&self, entity: &str, system: &str) -> Result<HashSet<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT local_id FROM links WHERE entity = ?1 AND system = ?2")
+            .map_err(self.err())?;
+        let ids = st
+            .query_map(params![entity, system], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<HashSet<_>>>())
+            .map_err(self.err())?;
+        Ok(ids)
+    }
+
+    /// Outbox rows for a target and entity that are due at `due` (RFC 3339),
+    /// with an id above `after`, oldest first.
+    pub fn outbox_due(
+        &self,
+        target: &str,
+        entity: &str,
+        due: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT id, global_id, op, attempts FROM outbox
+                 WHERE target = ?1 AND entity = ?2 AND next_attempt_at <= ?3 AND id > ?4 ORDER BY id LIMIT ?5",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map(params![target, entity, due, after, limit], |r| {
+                let op: String = r.get(2)?;
+                Ok(OutboxRow {
+                    id: r.get(0)?,
+                    global_id: r.get(1)?,
+                    op: if op == "delete" {
+                        OutboxOp::Delete
+                    } else {
+                        OutboxOp::Upsert
+                    },
+                    attempts: r.get(3)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.err())?;
+        Ok(rows)
+    }
+
+    /// Parked changes of a system and entity: (local id, change JSON).
+    pub fn parked(&self, system: &str, entity: &str) -> Result<Vec<(String, String)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT local_id, change FROM parked WHERE system = ?1 AND entity = ?2 ORDER BY parked_at")
+            .map_err(self.err())?;
+        let rows = st
+            .query_map(params![system, entity], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.err())?;
+        Ok(rows)
+    }
+
+    /// Number of parked changes.
+    pub fn parked_count(&self) -> Result<u64> {
+        self.conn
+            .query_row("SELECT count(*) FROM parked", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(self.err())
+    }
+
+    /// Number of pending outbox rows.
+    pub fn outbox_pending(&self) -> Result<u64> {
+        self.conn
+            .query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(self.err())
+    }
+
+    /// Audit rows, oldest first, optionally filtered.
+    pub fn audit(
+        &self,
+        entity: Option<&str>,
+        system: Option<&str>,
+        global_id: Option<i64>,
+        since: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, at, run_id, system, entity, global_id, local_id, actor, operation, before, after, outcome FROM (
+                    SELECT * FROM audit
+                    WHERE (?1 IS NULL OR entity = ?1) AND (?2 IS NULL OR system = ?2) AND (?3 IS NULL OR global_id = ?3)
+                      AND (?4 IS NULL OR at >= ?4)
+                    ORDER BY id DESC LIMIT ?5
+                 ) ORDER BY id",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map(params![entity, system, global_id, since, limit], |r| {
+                Ok(AuditEntry {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    run_id: r.get(2)?,
+                    system: r.get(3)?,
+                    entity: r.get(4)?,
+                    global_id: r.get(5)?,
+                    local_id: r.get(6)?,
+                    actor: r.get(7)?,
+                    operation: r.get(8)?,
+                    before: r.get(9)?,
+                    after: r.get(10)?,
+                    outcome: r.get(11)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.err())?;
+        Ok(rows)
+    }
+
+    /// Recorded conflicts, oldest first.
+    pub fn conflicts(&self, limit: u32) -> Result<Vec<Conflict>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, at, entity, global_id, system, other_system, ours, theirs, result, winner, policy FROM (
+                    SELECT * FROM conflicts ORDER BY id DESC LIMIT ?1
+                 ) ORDER BY id",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([limit], |r| {
+                Ok(Conflict {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    entity: r.get(2)?,
+                    global_id: r.get(3)?,
+                    system: r.get(4)?,
+                    other_system: r.get(5)?,
+                    ours: r.get(6)?,
+                    theirs: r.get(7)?,
+                    result: r.get(8)?,
+                    winner: r.get(9)?,
+                    policy: r.get(10)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.err())?;
+        Ok(rows)
+    }
+}
