@@ -12,7 +12,15 @@ fn main() {
         .expect("tests/ is inside the repository")
         .to_path_buf();
     let connectors = root.join("connectors");
-    for watched in ["Cargo.toml", "Cargo.lock", "sdk", "sql", "csv", "hostile"] {
+    for watched in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "sdk",
+        "sql",
+        "csv",
+        "hostile",
+        "flaky",
+    ] {
         println!(
             "cargo:rerun-if-changed={}",
             connectors.join(watched).display()

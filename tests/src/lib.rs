@@ -53,15 +53,7 @@ impl std::fmt::Debug for Run {
 /// Runs the weir binary `bin` with `args` against `manifest`, with the
 /// compile cache shared by all tests.
 pub fn weir(bin: &str, manifest: &Path, args: &[&str]) -> Run {
-    let out = Command::new(bin)
-        .arg("--manifest")
-        .arg(manifest)
-        .args(args)
-        .env("WEIR_CACHE_DIR", env!("WEIR_TEST_CACHE"))
-        .env_remove("WEIR_LOG")
-        .output()
-        .expect("running weir");
-    Run::from(out)
+    weir_env(bin, manifest, args, &[])
 }
 
 /// Deterministic pseudo-random generator (xorshift), so tests need no crate for it.

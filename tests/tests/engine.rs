@@ -1032,7 +1032,9 @@ settings = {{ table = "purchases", updated_at = "updated_at" }}
     );
     let status = weir(WEIR, &m, &["status"]);
     assert!(
-        status.stdout.contains("parked: 1 change(s) waiting for a record they refer to"),
+        status
+            .stdout
+            .contains("parked: 1 change(s) waiting for a record they refer to"),
         "the order is parked until its contact is read: {status:?}"
     );
     pause();

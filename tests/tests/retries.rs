@@ -1,0 +1,128 @@
+//! Deliveries that fail for a while: rate limits with retry-after, passing
+//! failures with exponential backoff, and success later, through the outbox.
+
+use weir_tests::*;
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
+
+fn scalar(db: &std::path::Path, sql: &str) -> String {
+    rows(db, sql)[0][0].clone().unwrap_or_default()
+}
+
+#[test]
+fn rate_limits_and_passing_failures_are_retried_with_backoff_until_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crm_db(&d.join("crm.db"), 20).unwrap();
+    let m = write_manifest(
+        d,
+        &format!(
+            r#"
+[entities.contacts]
+primary_key = "id"
+[systems.crm]
+connector = {sql}
+config = {{ database = "crm" }}
+databases = {{ crm = "crm.db" }}
+[systems.crm.entities.contacts]
+direction = "read"
+ignore = ["updated_at"]
+settings = {{ updated_at = "updated_at" }}
+[systems.flaky]
+connector = {flaky}
+config = {{ rate_limited_calls = 1, retry_after_ms = 0, transient_calls = 1 }}
+[systems.flaky.entities.contacts]
+direction = "write"
+"#,
+            sql = toml_path(&connector("sql")),
+            flaky = toml_path(&connector("flaky")),
+        ),
+    );
+    let store = d.join("weir.db");
+
+    // Rate limited, with retry-after 0: due again at once, so the next pass tries.
+    let first = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert_eq!(first.code, 1, "{first:?}");
+    assert!(
+        first.stdout.contains(
+            "run 1: 20 read, 0 written, 0 deleted, 0 unchanged, 0 echoes, 0 conflicts, 20 failed"
+        ),
+        "{first:?}"
+    );
+    assert_eq!(scalar(&store, "SELECT count(*) FROM outbox WHERE attempts = 1 AND last_error LIKE 'rate-limited: call 1: slow down'"), "20");
+    assert_eq!(
+        scalar(&store, "SELECT count(*) FROM dead_letters"),
+        "0",
+        "passing failures are not dead letters"
+    );
+
+    // A passing failure: backed off exponentially (2 s after the second attempt).
+    let second = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert_eq!(second.code, 1, "{second:?}");
+    assert!(
+        second.stdout.contains(
+            "run 2: 0 read, 0 written, 0 deleted, 0 unchanged, 0 echoes, 0 conflicts, 20 failed"
+        ),
+        "{second:?}"
+    );
+    assert_eq!(scalar(&store, "SELECT count(*) FROM outbox WHERE attempts = 2 AND last_error LIKE 'transient: call 2: try again'"), "20");
+    let delay: f64 = scalar(
+        &store,
+        "SELECT min(julianday(o.next_attempt_at) - julianday(a.at)) * 86400 FROM outbox o
+         JOIN audit a ON a.global_id = o.global_id AND a.system = 'flaky' AND a.run_id = 2",
+    )
+    .parse()
+    .unwrap();
+    assert!(
+        (1.9..3.0).contains(&delay),
+        "second attempt backs off about 2 s, got {delay}"
+    );
+
+    // Not due yet: nothing is attempted, nothing fails.
+    let third = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert_eq!(third.code, 0, "{third:?}");
+    assert!(
+        third.stdout.contains("run 3: 0 read, 0 written"),
+        "{third:?}"
+    );
+    let status = weir(WEIR, &m, &["status"]);
+    assert!(status.stdout.contains("outbox: 20 pending"), "{status:?}");
+
+    // Once the backoff has passed (moved into the past here), every record is delivered once.
+    rusqlite::Connection::open(&store)
+        .unwrap()
+        .execute(
+            "UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00.000Z'",
+            [],
+        )
+        .unwrap();
+    let fourth = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert_eq!(fourth.code, 0, "{fourth:?}");
+    assert!(
+        fourth.stdout.contains("run 4: 0 read, 20 written"),
+        "{fourth:?}"
+    );
+    assert_eq!(scalar(&store, "SELECT count(*) FROM outbox"), "0");
+    assert_eq!(
+        scalar(
+            &store,
+            "SELECT count(*) FROM connector_state WHERE system = 'flaky' AND key LIKE 'contacts/%'"
+        ),
+        "20"
+    );
+    assert_eq!(
+        scalar(&store, "SELECT group_concat(outcome, ',') FROM (SELECT outcome FROM audit WHERE system = 'flaky' AND global_id = 1 ORDER BY id)"),
+        "failed,failed,ok"
+    );
+    let audit = weir(WEIR, &m, &["audit", "--system", "flaky", "--id", "1"]);
+    assert_eq!(audit.stdout.lines().count(), 3, "{audit:?}");
+    assert!(
+        audit
+            .stdout
+            .lines()
+            .last()
+            .unwrap()
+            .ends_with("write:create ok"),
+        "{audit:?}"
+    );
+}
