@@ -100,6 +100,7 @@ pub fn crm_db(path: &Path, n: usize) -> rusqlite::Result<()> {
              phone TEXT,
              updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
          );
+         CREATE INDEX contacts_updated_at ON contacts (updated_at, id);
          CREATE TRIGGER contacts_touch AFTER UPDATE ON contacts FOR EACH ROW WHEN NEW.updated_at = OLD.updated_at
          BEGIN
              UPDATE contacts SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = NEW.id;

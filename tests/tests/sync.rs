@@ -213,4 +213,35 @@ fn a_record_the_target_refuses_goes_to_dead_letters_and_the_rest_sync() {
             .contains("UNIQUE constraint failed: customers.mail"),
         "{status:?}"
     );
+
+    // Once the shop's conflicting row is gone, the dead letter is retried and delivered.
+    let letters = weir(WEIR, &m, &["dead-letters"]);
+    assert!(letters.stdout.starts_with("#1 "), "{letters:?}");
+    rusqlite::Connection::open(d.join("shop.db"))
+        .unwrap()
+        .execute("DELETE FROM customers WHERE customer_id = 9999", [])
+        .unwrap();
+    let retry = weir(WEIR, &m, &["dead-letters", "retry", "1"]);
+    assert_eq!(retry.code, 0, "{retry:?}");
+    assert!(
+        retry
+            .stdout
+            .contains("dead letter #1 queued for shop/contacts"),
+        "{retry:?}"
+    );
+    let again = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains(" 1 written, "), "{again:?}");
+    let landed = format!("SELECT count(*) FROM customers WHERE mail = '{taken}'");
+    assert_eq!(
+        rows(&d.join("shop.db"), &landed),
+        vec![vec![Some("1".to_string())]]
+    );
+    assert!(weir(WEIR, &m, &["dead-letters"]).stdout.is_empty());
+    let missing = weir(WEIR, &m, &["dead-letters", "retry", "1"]);
+    assert_eq!(missing.code, 1, "{missing:?}");
+    assert!(
+        missing.stderr.contains("there is no dead letter #1"),
+        "{missing:?}"
+    );
 }

@@ -967,14 +967,7 @@ impl AcceptCtx<'_, '_, '_> {
                 counts.echoes += 1;
                 self.tx
                     .record_seen(&self.entity.name, system, &item.id, l.global_id, &hash)?;
-                self.audit(
-                    Some(l.global_id),
-                    &item,
-                    "read:update",
-                    None,
-                    Some(&text),
-                    "echo",
-                )
+                self.audit(Some(l.global_id), &item, "read:update", None, None, "echo")
             }
             (Accept::Same, Some(l), _) => {
                 self.tx

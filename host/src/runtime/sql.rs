@@ -1,7 +1,7 @@
 //! The `sql` import: statements on databases the manifest grants, by name.
 //!
 //! Defaults: connections are opened lazily, one per grant and instance, with a
-//! 5 s busy timeout; every statement is interrupted after `sql_timeout_secs`
+//! 5 s busy timeout and a 16 MiB page cache; every statement is interrupted after `sql_timeout_secs`
 //! and a query may return at most `sql_max_rows` rows. The journal mode of a
 //! user's database is left as it is.
 
@@ -50,6 +50,9 @@ impl Connections {
 fn open(path: &PathBuf) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    // A 16 MiB page cache for this connection only (the file is not changed):
+    // keyset pages and upserts on large tables stay in memory.
+    conn.pragma_update(None, "cache_size", -16_384)?;
     Ok(conn)
 }
 
@@ -85,10 +88,10 @@ fn failed(e: rusqlite::Error) -> SqlError {
 }
 
 /// Runs one statement and collects its rows, up to `max_rows`.
-fn run(conn: &Connection, statement: Statement, max_rows: u32) -> Result<Rows, SqlError> {
+fn run(conn: &Connection, statement: &Statement, max_rows: u32) -> Result<Rows, SqlError> {
     let mut st = conn.prepare_cached(&statement.sql).map_err(failed)?;
     let columns: Vec<String> = st.column_names().into_iter().map(String::from).collect();
-    let params: Vec<SqlValue> = statement.params.into_iter().map(to_sql).collect();
+    let params = statement.params.iter().map(|v| to_sql(v.clone()));
     let mut rows = st
         .query(rusqlite::params_from_iter(params))
         .map_err(failed)?;
@@ -105,6 +108,51 @@ fn run(conn: &Connection, statement: Statement, max_rows: u32) -> Result<Rows, S
         );
     }
     Ok(Rows { columns, rows: out })
+}
+
+/// Runs a batch in one transaction. The fast path runs every statement
+/// plainly; if one fails, the transaction is rolled back and the batch runs
+/// again with a savepoint per statement, so that only the failing ones are undone.
+fn run_batch(
+    conn: &mut Connection,
+    statements: &[Statement],
+    max_rows: u32,
+) -> Result<Vec<Result<Rows, String>>, SqlError> {
+    {
+        let tx = conn.transaction().map_err(failed)?;
+        let mut outcomes = Vec::with_capacity(statements.len());
+        let mut clean = true;
+        for statement in statements {
+            match run(&tx, statement, max_rows) {
+                Ok(rows) => outcomes.push(Ok(rows)),
+                Err(SqlError::Timeout) => return Err(SqlError::Timeout),
+                Err(_) => {
+                    clean = false;
+                    break;
+                }
+            }
+        }
+        if clean {
+            tx.commit().map_err(failed)?;
+            return Ok(outcomes);
+        }
+    }
+    let mut tx = conn.transaction().map_err(failed)?;
+    let mut outcomes = Vec::with_capacity(statements.len());
+    for statement in statements {
+        let sp = tx.savepoint().map_err(failed)?;
+        match run(&sp, statement, max_rows) {
+            Ok(rows) => {
+                sp.commit().map_err(failed)?;
+                outcomes.push(Ok(rows));
+            }
+            Err(SqlError::Timeout) => return Err(SqlError::Timeout),
+            Err(SqlError::Failed(m)) => outcomes.push(Err(m)),
+            Err(e) => outcomes.push(Err(e.to_string())),
+        }
+    }
+    tx.commit().map_err(failed)?;
+    Ok(outcomes)
 }
 
 impl Host for HostState {
@@ -127,7 +175,7 @@ impl Host for HostState {
         Ok(self
             .sql
             .connection(&db)
-            .and_then(|conn| run(conn, statement, max_rows)))
+            .and_then(|conn| run(conn, &statement, max_rows)))
     }
 
     async fn batch(
@@ -139,28 +187,10 @@ impl Host for HostState {
             return Ok(Err(self.denied_db(&db)));
         }
         let max_rows = self.sql.max_rows;
-        let conn = match self.sql.connection(&db) {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok((|| {
-            let mut tx = conn.transaction().map_err(failed)?;
-            let mut outcomes = Vec::with_capacity(statements.len());
-            for statement in statements {
-                let sp = tx.savepoint().map_err(failed)?;
-                match run(&sp, statement, max_rows) {
-                    Ok(rows) => {
-                        sp.commit().map_err(failed)?;
-                        outcomes.push(Ok(rows));
-                    }
-                    Err(SqlError::Timeout) => return Err(SqlError::Timeout),
-                    Err(SqlError::Failed(m)) => outcomes.push(Err(m)),
-                    Err(e) => outcomes.push(Err(e.to_string())),
-                }
-            }
-            tx.commit().map_err(failed)?;
-            Ok(outcomes)
-        })())
+        Ok(self
+            .sql
+            .connection(&db)
+            .and_then(|conn| run_batch(conn, &statements, max_rows)))
     }
 }
 

@@ -67,6 +67,7 @@ fn shop_with_updated_at(path: &Path) -> rusqlite::Result<()> {
              phone TEXT,
              modified TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
          );
+         CREATE INDEX customers_modified ON customers (modified, customer_id);
          CREATE TRIGGER customers_touch AFTER UPDATE ON customers FOR EACH ROW WHEN NEW.modified = OLD.modified
          BEGIN
              UPDATE customers SET modified = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE customer_id = NEW.customer_id;
@@ -185,7 +186,7 @@ fn one(n: usize) -> Result<(), Box<dyn std::error::Error>> {
     );
     let conn = rusqlite::Connection::open(d.join("two-crm.db"))?;
     let changed = conn.execute(
-        "UPDATE contacts SET phone = '+1 555 0000' WHERE id % 100 = 0",
+        "UPDATE contacts SET phone = 'changed ' || id WHERE id % 100 = 0",
         [],
     )?;
     let r = pass(&m, "two-way 1%", false)?;
