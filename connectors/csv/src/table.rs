@@ -164,13 +164,19 @@ impl Table {
         }
     }
 
-    /// Replaces the record `id` with `fields`, or appends it. Unknown fields become
-    /// new columns, in the order they appear; the key field in the body is ignored.
+    /// Updates the record `id` with `fields` (columns not among them keep their
+    /// cells, as an SQL update would), or appends it. Unknown fields become new
+    /// columns, in the order they appear; the key field in the body is ignored.
     fn upsert(&mut self, id: &str, fields: &[(String, Value)]) {
         let pk = self.header[self.key_at].clone();
         let fields: Vec<&(String, Value)> = fields.iter().filter(|(name, _)| *name != pk).collect();
         let positions: Vec<usize> = fields.iter().map(|(name, _)| self.column(name)).collect();
         let mut cells = vec![String::new(); self.header.len()];
+        if let Some(existing) = self.index.get(id).and_then(|&at| self.rows[at].as_ref()) {
+            for (at, cell) in existing.iter().enumerate().take(cells.len()) {
+                cells[at] = String::from_utf8_lossy(cell).into_owned();
+            }
+        }
         cells[self.key_at] = id.to_string();
         for ((_, value), at) in fields.iter().zip(positions) {
             cells[at] = value_to_text(value);
@@ -338,7 +344,7 @@ mod tests {
     }
 
     #[test]
-    fn upserts_replace_rows_and_add_columns_in_order() {
+    fn upserts_update_rows_and_add_columns_in_order() {
         let (mut table, _) = load("id,name\n1,Ada\n2,Bob\n");
         table
             .apply(
@@ -360,6 +366,18 @@ mod tests {
             text(&table),
             "id,name,zeta,alpha,n\n1,Ada L,true,\"[1,2]\",\n2,Bob,,,\n9,,,1.5,\n"
         );
+    }
+
+    #[test]
+    fn an_update_keeps_the_cells_it_does_not_name() {
+        let (mut table, _) = load("id,name,ssn\n1,Ada,S1\n");
+        table
+            .apply(&upsert(Some("1"), r#"{"name":"Ada L"}"#), "people")
+            .unwrap();
+        table
+            .apply(&upsert(Some("1"), r#"{"deleted":true}"#), "people")
+            .unwrap();
+        assert_eq!(text(&table), "id,name,ssn,deleted\n1,Ada L,S1,true\n");
     }
 
     #[test]

@@ -220,6 +220,8 @@ mod tests {
                 .map(|(f, s)| (f.to_string(), s.to_string()))
                 .collect(),
             references: Default::default(),
+            rules: Default::default(),
+            sensitive: Vec::new(),
         }
     }
 

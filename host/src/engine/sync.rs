@@ -559,6 +559,8 @@ impl Engine<'_, '_> {
     ) -> anyhow::Result<Vec<Planned>> {
         let manifest = self.manifest;
         let mut skipped = 0;
+        let mut failed = 0;
+        let run_id = self.run_id;
         let planned = self.store.transaction(|tx| {
             let mut planned = Vec::new();
             for row in rows {
@@ -581,6 +583,39 @@ impl Engine<'_, '_> {
                         };
                         let canonical: Record =
                             serde_json::from_str(&golden.data).unwrap_or_default();
+                        match tb.mapping.accepts(&canonical) {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                // Filtered out: this system does not take this record.
+                                skipped += 1;
+                                tx.outbox_done(row.id)?;
+                                continue;
+                            }
+                            Err(e) => {
+                                failed += 1;
+                                reject(
+                                    tx,
+                                    run_id,
+                                    target,
+                                    &entity.name,
+                                    &row,
+                                    &format!("filter: {e}"),
+                                )?;
+                                continue;
+                            }
+                        }
+                        if let Err(v) = mapping::validate(&entity.rules, &canonical) {
+                            failed += 1;
+                            reject(
+                                tx,
+                                run_id,
+                                target,
+                                &entity.name,
+                                &row,
+                                &format!("invalid record: {v}"),
+                            )?;
+                            continue;
+                        }
                         let record =
                             match references_to_local(tx, manifest, entity, target, canonical)? {
                                 Ok(r) => r,
@@ -589,7 +624,21 @@ impl Engine<'_, '_> {
                                     continue;
                                 }
                             };
-                        let data = Value::Object(mapping::from_canonical(tb, &record)).to_string();
+                        let data = match tb.mapping.from_canonical(&record) {
+                            Ok(r) => Value::Object(r).to_string(),
+                            Err(e) => {
+                                failed += 1;
+                                reject(
+                                    tx,
+                                    run_id,
+                                    target,
+                                    &entity.name,
+                                    &row,
+                                    &format!("cannot map the record: {e}"),
+                                )?;
+                                continue;
+                            }
+                        };
                         let (id, kind) = match w {
                             Write::Create => (None, Kind::Create),
                             Write::Update { local_id } => (Some(local_id), Kind::Update),
@@ -646,6 +695,7 @@ impl Engine<'_, '_> {
             Ok(planned)
         })?;
         self.report.counts.skipped += skipped;
+        self.report.counts.failed += failed;
         Ok(planned)
     }
 
@@ -833,6 +883,27 @@ fn references_to_local(
     Ok(Ok(record))
 }
 
+/// Gives up an outbox row: a dead letter with the reason, and the row is removed.
+fn reject(
+    tx: &mut Tx<'_>,
+    run_id: i64,
+    target: &str,
+    entity: &str,
+    row: &OutboxRow,
+    reason: &str,
+) -> store::Result<()> {
+    tx.dead_letter(NewDeadLetter {
+        run_id,
+        system: target,
+        entity,
+        global_id: Some(row.global_id),
+        local_id: None,
+        data: None,
+        reason,
+    })?;
+    tx.outbox_done(row.id)
+}
+
 /// A parked change, back as a change.
 fn unpark(entity: &str, id: &str, change: &str) -> Change {
     let v: Value = serde_json::from_str(change).unwrap_or_default();
@@ -895,7 +966,11 @@ impl AcceptCtx<'_, '_, '_> {
             entity: &self.entity.name,
             global_id: None,
             local_id: Some(&item.id),
-            data: item.data.as_deref(),
+            data: item
+                .data
+                .as_deref()
+                .and_then(|d| self.binding.mapping.redact(d))
+                .as_deref(),
             reason,
         })
     }
@@ -920,11 +995,22 @@ impl AcceptCtx<'_, '_, '_> {
             Some(Err(e)) => Err(format!("record body is not valid JSON: {e}")),
             None => Err("upsert without a record body".to_string()),
         };
-        let record = match parsed.map(|r| mapping::to_canonical(self.binding, r)) {
+        let record = match parsed
+            .map_err(|reason| format!("bad record from the source: {reason}"))
+            .and_then(|r| {
+                let record = self
+                    .binding
+                    .mapping
+                    .to_canonical(r)
+                    .map_err(|e| format!("cannot map the record: {e}"))?;
+                mapping::validate(&self.entity.rules, &record)
+                    .map_err(|v| format!("invalid record: {v}"))?;
+                Ok(record)
+            }) {
             Ok(r) => r,
             Err(reason) => {
                 counts.failed += 1;
-                return self.dead_letter(&item, &format!("bad record from the source: {reason}"));
+                return self.dead_letter(&item, &reason);
             }
         };
         let record = match self.references_to_global(record)? {

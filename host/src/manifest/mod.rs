@@ -6,6 +6,7 @@
 //! resolved and every entity of every system has a primary key.
 
 mod error;
+mod fields;
 mod secrets;
 
 pub use error::{ManifestError, ManifestErrors};
@@ -45,6 +46,10 @@ pub struct Entity {
     /// Canonical field → the entity it refers to; values are translated
     /// through the id links of that entity.
     pub references: BTreeMap<String, String>,
+    /// Rules of canonical fields, checked before every write.
+    pub rules: BTreeMap<String, crate::mapping::Rules>,
+    /// Canonical fields that never leave the system they are in.
+    pub sensitive: Vec<String>,
 }
 
 /// How concurrent edits are resolved.
@@ -196,11 +201,10 @@ pub struct SystemEntity {
     pub direction: Direction,
     /// The system's primary-key field.
     pub primary_key: String,
-    /// Field renames: system field → canonical field.
-    pub rename: BTreeMap<String, String>,
-    /// Fields of this system that are not synced at all (neither read nor written),
-    /// such as a column the system maintains itself.
-    pub ignore: Vec<String>,
+    /// The mapping to and from the canonical record: renames, ignored fields,
+    /// conversions, value maps, defaults, computed fields, unmapped fields,
+    /// sensitive fields and the filter.
+    pub mapping: std::sync::Arc<crate::mapping::Mapping>,
     /// Connector-specific settings (a JSON object).
     pub settings: serde_json::Value,
     /// What to do here when the record is deleted at its source.
@@ -368,6 +372,19 @@ impl Validator<'_> {
                     "add owners = { field = \"system\" }",
                 );
             }
+            let mut rules = BTreeMap::new();
+            for (field, raw) in &e.fields {
+                match raw.build() {
+                    Ok(r) => {
+                        rules.insert(field.clone(), r);
+                    }
+                    Err(p) => self.error(
+                        &["entities", name, "fields", field, p.key],
+                        p.message,
+                        p.hint,
+                    ),
+                }
+            }
             entities.push(Entity {
                 name: name.clone(),
                 primary_key: e.primary_key.clone(),
@@ -375,6 +392,13 @@ impl Validator<'_> {
                 priority: e.priority.clone(),
                 owners: e.owners.clone(),
                 references: e.references.clone(),
+                rules,
+                sensitive: e
+                    .fields
+                    .iter()
+                    .filter(|(_, r)| r.sensitive)
+                    .map(|(f, _)| f.clone())
+                    .collect(),
             });
         }
         let systems = raw
@@ -491,15 +515,63 @@ impl Validator<'_> {
                     "add soft_delete_field = \"deleted\" (the field set to true)",
                 );
             }
+            let mut field_maps = BTreeMap::new();
+            for (field, raw) in &e.fields {
+                match raw.build() {
+                    Ok(f) => {
+                        field_maps.insert(field.clone(), f);
+                    }
+                    Err(p) => self.error(
+                        &[
+                            "systems",
+                            name,
+                            "entities",
+                            &entity.name,
+                            "fields",
+                            field,
+                            p.key,
+                        ],
+                        p.message,
+                        p.hint,
+                    ),
+                }
+            }
+            let spec = crate::mapping::MappingSpec {
+                system: name.to_string(),
+                primary_key: primary_key.clone(),
+                rename: e.rename.clone(),
+                ignore: e.ignore.clone(),
+                fields: field_maps,
+                unmapped: e.unmapped.unwrap_or_default().into(),
+                sensitive: entity.sensitive.clone(),
+                filter: e.filter.clone(),
+            };
+            let mapping = match crate::mapping::Mapping::new(spec) {
+                Ok(m) => m,
+                Err(err) => {
+                    let key = if err.field == "filter" {
+                        "filter".to_string()
+                    } else {
+                        format!("fields.{}", err.field)
+                    };
+                    let mut path = vec!["systems", name, "entities", &entity.name];
+                    path.extend(key.split('.'));
+                    self.error(
+                        &path,
+                        err.message,
+                        "see the README for template and filter syntax (minijinja)",
+                    );
+                    crate::mapping::Mapping::simple(name, &primary_key, BTreeMap::new(), Vec::new())
+                }
+            };
             bound.push(SystemEntity {
                 on_delete,
                 soft_delete_field: e.soft_delete_field.clone(),
                 name: entity.name.clone(),
                 direction: e.direction.unwrap_or(Direction::Both),
                 primary_key,
-                rename: e.rename.clone(),
-                ignore: e.ignore.clone(),
                 settings,
+                mapping: std::sync::Arc::new(mapping),
             });
         }
         System {
@@ -605,6 +677,8 @@ mod raw {
         pub owners: BTreeMap<String, String>,
         #[serde(default)]
         pub references: BTreeMap<String, String>,
+        #[serde(default)]
+        pub fields: BTreeMap<String, super::fields::RawRule>,
     }
 
     #[derive(Deserialize)]
@@ -657,6 +731,10 @@ mod raw {
         pub settings: Option<toml::Value>,
         pub on_delete: Option<super::OnDelete>,
         pub soft_delete_field: Option<String>,
+        #[serde(default)]
+        pub fields: BTreeMap<String, super::fields::RawFieldMap>,
+        pub unmapped: Option<super::fields::RawUnmapped>,
+        pub filter: Option<String>,
     }
 }
 

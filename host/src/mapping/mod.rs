@@ -1,47 +1,587 @@
-//! Mapping between a system's records and the canonical model.
+//! Mapping between a system's records and the canonical model, validation
+//! of canonical records, and filters.
 //!
 //! *Architecture invariant:* this module is pure: no I/O, no async, no clock.
+//! Everything that can be wrong in a mapping (a bad regex, template, filter or
+//! format) is found when the manifest is loaded, by [`Mapping::new`] and
+//! [`Rules`], not while syncing.
 
-use crate::manifest::SystemEntity;
+pub mod fields;
+
+pub use fields::{Case, Convert, DecimalRepr};
+
+use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::str::FromStr;
 
 /// A record body: a JSON object.
 pub type Record = Map<String, Value>;
 
-/// Turns a system's record into the canonical record: the primary key and
-/// ignored fields are removed (identity lives in the id links) and fields are
-/// renamed to their canonical names.
-pub fn to_canonical(binding: &SystemEntity, mut record: Record) -> Record {
-    record.remove(&binding.primary_key);
-    let mut out = Record::new();
-    for (field, value) in record {
-        if binding.ignore.contains(&field) {
-            continue;
-        }
-        let name = binding.rename.get(&field).cloned().unwrap_or(field);
-        out.insert(name, value);
-    }
-    out
+/// The canonical field that holds fields without correspondence kept by
+/// `unmapped = "extras"`, per system: `{"_extras": {"shop": {...}}}`.
+pub const EXTRAS: &str = "_extras";
+
+/// How one canonical field maps to one system.
+#[derive(Debug, Clone, Default)]
+pub struct FieldMap {
+    /// The system's field, or a dotted path into nested objects (`address.city`).
+    pub from: Option<String>,
+    /// Type conversion.
+    pub convert: Option<Convert>,
+    /// Text case, applied both ways.
+    pub case: Option<Case>,
+    /// Value map: (canonical value, system value).
+    pub values: Vec<(Value, Value)>,
+    /// Used when the value is missing or null.
+    pub default: Option<Value>,
+    /// A template computing the system's value from the canonical record
+    /// (written only; such a field is not read back).
+    pub compute: Option<String>,
 }
 
-/// Turns a canonical record into the record to write to a system: fields are
-/// renamed to the system's names; ignored fields and the primary key are left out.
-pub fn from_canonical(binding: &SystemEntity, record: &Record) -> Record {
-    let mut out = Record::new();
-    for (field, value) in record {
-        let name = binding
-            .rename
+/// What happens to a system's fields that have no mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unmapped {
+    /// They pass under their (renamed) name (the default).
+    #[default]
+    Keep,
+    /// They are dropped.
+    Drop,
+    /// They are kept in the canonical record under `_extras.<system>` and given
+    /// back to this system only.
+    Extras,
+}
+
+/// A mapping problem with one field of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapError {
+    /// The canonical field.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for MapError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "field '{}': {}", self.field, self.message)
+    }
+}
+
+/// The compiled mapping of one entity in one system.
+#[derive(Clone)]
+pub struct Mapping {
+    system: String,
+    primary_key: String,
+    rename: BTreeMap<String, String>,
+    ignore: Vec<String>,
+    fields: BTreeMap<String, FieldMap>,
+    unmapped: Unmapped,
+    sensitive: Vec<String>,
+    templates: minijinja::Environment<'static>,
+    filter: bool,
+}
+
+impl std::fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mapping")
+            .field("system", &self.system)
+            .field("fields", &self.fields.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The parts of a mapping, as the manifest declares them.
+pub struct MappingSpec {
+    /// The system.
+    pub system: String,
+    /// The system's primary-key field.
+    pub primary_key: String,
+    /// System field → canonical field.
+    pub rename: BTreeMap<String, String>,
+    /// System fields that are not synced.
+    pub ignore: Vec<String>,
+    /// Canonical field → its mapping.
+    pub fields: BTreeMap<String, FieldMap>,
+    /// Fields without correspondence.
+    pub unmapped: Unmapped,
+    /// Canonical fields that never leave their system.
+    pub sensitive: Vec<String>,
+    /// Only records for which this expression is true are written to the system.
+    pub filter: Option<String>,
+}
+
+/// Where a mapping is wrong, for manifest errors.
+#[derive(Debug)]
+pub struct SpecError {
+    /// The canonical field, or `filter`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Mapping {
+    /// Compiles a mapping: templates and the filter are parsed here.
+    pub fn new(spec: MappingSpec) -> Result<Mapping, SpecError> {
+        let mut templates = minijinja::Environment::new();
+        templates.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+        for (field, fm) in &spec.fields {
+            if let Some(source) = &fm.compute {
+                templates
+                    .add_template_owned(format!("compute:{field}"), source.clone())
+                    .map_err(|e| SpecError {
+                        field: field.clone(),
+                        message: format!("bad compute template: {e}"),
+                    })?;
+            }
+        }
+        if let Some(expr) = &spec.filter {
+            templates.compile_expression(expr).map_err(|e| SpecError {
+                field: "filter".into(),
+                message: format!("bad filter expression: {e}"),
+            })?;
+            templates
+                .add_template_owned("filter", format!("{{% if {expr} %}}1{{% endif %}}"))
+                .map_err(|e| SpecError {
+                    field: "filter".into(),
+                    message: format!("bad filter expression: {e}"),
+                })?;
+        }
+        Ok(Mapping {
+            system: spec.system,
+            primary_key: spec.primary_key,
+            rename: spec.rename,
+            ignore: spec.ignore,
+            fields: spec.fields,
+            unmapped: spec.unmapped,
+            sensitive: spec.sensitive,
+            filter: spec.filter.is_some(),
+            templates,
+        })
+    }
+
+    /// A mapping with renames and ignored fields only.
+    pub fn simple(
+        system: &str,
+        primary_key: &str,
+        rename: BTreeMap<String, String>,
+        ignore: Vec<String>,
+    ) -> Mapping {
+        Mapping::new(MappingSpec {
+            system: system.into(),
+            primary_key: primary_key.into(),
+            rename,
+            ignore,
+            fields: BTreeMap::new(),
+            unmapped: Unmapped::Keep,
+            sensitive: Vec::new(),
+            filter: None,
+        })
+        .expect("a mapping without templates compiles")
+    }
+
+    /// The system field a canonical field comes from.
+    fn source_of(&self, canonical: &str) -> String {
+        if let Some(from) = self.fields.get(canonical).and_then(|f| f.from.clone()) {
+            return from;
+        }
+        self.rename
             .iter()
-            .find(|(_, canonical)| *canonical == field)
-            .map(|(system, _)| system.clone())
-            .unwrap_or_else(|| field.clone());
-        if name == binding.primary_key || binding.ignore.contains(&name) {
+            .find(|(_, c)| *c == canonical)
+            .map(|(s, _)| s.clone())
+            .unwrap_or_else(|| canonical.to_string())
+    }
+
+    /// The system fields this mapping reads or writes by name (for `weir check`).
+    pub fn system_fields(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .fields
+            .keys()
+            .map(|c| self.source_of(c))
+            .map(|p| p.split('.').next().unwrap_or_default().to_string())
+            .collect();
+        out.extend(self.rename.keys().cloned());
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Turns a system's record into the canonical record: the primary key and
+    /// ignored fields are removed (identity lives in the id links), mapped
+    /// fields are converted, the rest follows `unmapped`, and sensitive fields
+    /// are dropped before anything else can see them.
+    pub fn to_canonical(&self, mut record: Record) -> Result<Record, MapError> {
+        record.remove(&self.primary_key);
+        for i in &self.ignore {
+            record.remove(i);
+        }
+        let mut out = Record::new();
+        for (canonical, fm) in &self.fields {
+            let source = self.source_of(canonical);
+            let raw = take_path(&mut record, &source);
+            if fm.compute.is_some() || self.sensitive.contains(canonical) {
+                continue;
+            }
+            let err = |message: String| MapError {
+                field: canonical.clone(),
+                message,
+            };
+            let mut v = raw.unwrap_or(Value::Null);
+            if !fm.values.is_empty() && !v.is_null() {
+                v = match fm.values.iter().find(|(_, sys)| loosely_equal(sys, &v)) {
+                    Some((c, _)) => c.clone(),
+                    None => {
+                        return Err(err(format!(
+                            "value {v} of system field '{source}' has no entry in `values`"
+                        )))
+                    }
+                };
+            }
+            if let Some(c) = &fm.convert {
+                v = c.read(v).map_err(err)?;
+            }
+            v = fields::apply_case(fm.case, v);
+            if v.is_null() {
+                if let Some(d) = &fm.default {
+                    v = d.clone();
+                }
+            }
+            out.insert(canonical.clone(), v);
+        }
+        let mut extras = Record::new();
+        for (field, value) in record {
+            let name = self
+                .rename
+                .get(&field)
+                .cloned()
+                .unwrap_or_else(|| field.clone());
+            if self.fields.contains_key(&name) || self.sensitive.contains(&name) {
+                continue;
+            }
+            match self.unmapped {
+                _ if self.rename.contains_key(&field) => {
+                    out.insert(name, value);
+                }
+                Unmapped::Keep => {
+                    out.insert(name, value);
+                }
+                Unmapped::Drop => {}
+                Unmapped::Extras => {
+                    extras.insert(field, value);
+                }
+            }
+        }
+        if !extras.is_empty() {
+            let mut bag = Record::new();
+            bag.insert(self.system.clone(), Value::Object(extras));
+            out.insert(EXTRAS.into(), Value::Object(bag));
+        }
+        Ok(out)
+    }
+
+    /// Turns a canonical record into the record to write to this system.
+    pub fn from_canonical(&self, record: &Record) -> Result<Record, MapError> {
+        let mut out = Record::new();
+        for (field, value) in record {
+            if field == EXTRAS || self.sensitive.contains(field) {
+                continue;
+            }
+            let Some(fm) = self.fields.get(field) else {
+                let name = self
+                    .rename
+                    .iter()
+                    .find(|(_, c)| *c == field)
+                    .map(|(s, _)| s.clone())
+                    .unwrap_or_else(|| field.clone());
+                if name != self.primary_key
+                    && !self.ignore.contains(&name)
+                    && (self.unmapped == Unmapped::Keep || self.rename.contains_key(&name))
+                {
+                    out.insert(name, value.clone());
+                }
+                continue;
+            };
+            if fm.compute.is_some() {
+                continue;
+            }
+            let err = |message: String| MapError {
+                field: field.clone(),
+                message,
+            };
+            let mut v = value.clone();
+            if v.is_null() {
+                if let Some(d) = &fm.default {
+                    v = d.clone();
+                }
+            }
+            v = fields::apply_case(fm.case, v);
+            if let Some(c) = &fm.convert {
+                v = c.write(v).map_err(err)?;
+            }
+            if !fm.values.is_empty() && !v.is_null() {
+                v = match fm.values.iter().find(|(c, _)| loosely_equal(c, &v)) {
+                    Some((_, sys)) => sys.clone(),
+                    None => {
+                        return Err(err(format!(
+                            "value {v} has no entry in `values` for system '{}'",
+                            self.system
+                        )))
+                    }
+                };
+            }
+            put_path(&mut out, &self.source_of(field), v);
+        }
+        for (field, fm) in &self.fields {
+            if fm.compute.is_some() {
+                let t = self
+                    .templates
+                    .get_template(&format!("compute:{field}"))
+                    .map_err(|e| MapError {
+                        field: field.clone(),
+                        message: e.to_string(),
+                    })?;
+                let text = t.render(record).map_err(|e| MapError {
+                    field: field.clone(),
+                    message: format!("compute: {e}"),
+                })?;
+                put_path(&mut out, &self.source_of(field), Value::String(text));
+            } else if !record.contains_key(field) {
+                if let Some(d) = &fm.default {
+                    put_path(&mut out, &self.source_of(field), d.clone());
+                }
+            }
+        }
+        if let Some(Value::Object(mine)) = record.get(EXTRAS).and_then(|b| b.get(&self.system)) {
+            merge(&mut out, mine);
+        }
+        Ok(out)
+    }
+
+    /// A system record's text without its sensitive fields, for dead letters;
+    /// none when it is not a JSON object (it cannot be cleaned).
+    pub fn redact(&self, text: &str) -> Option<String> {
+        let Ok(Value::Object(mut record)) = serde_json::from_str::<Value>(text) else {
+            return None;
+        };
+        for canonical in &self.sensitive {
+            take_path(&mut record, &self.source_of(canonical));
+            record.remove(canonical);
+        }
+        Some(Value::Object(record).to_string())
+    }
+
+    /// Whether a canonical record passes this system's filter (true without one).
+    pub fn accepts(&self, record: &Record) -> Result<bool, MapError> {
+        if !self.filter {
+            return Ok(true);
+        }
+        let t = self
+            .templates
+            .get_template("filter")
+            .map_err(|e| MapError {
+                field: "filter".into(),
+                message: e.to_string(),
+            })?;
+        t.render(record).map(|s| s == "1").map_err(|e| MapError {
+            field: "filter".into(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// JSON equality that also matches `1` with `"1"` (value maps written in TOML
+/// meet values read from CSV files and databases).
+fn loosely_equal(a: &Value, b: &Value) -> bool {
+    a == b || id_text(a) == id_text(b)
+}
+
+/// Adds the fields of `extra` that `into` lacks, merging nested objects.
+fn merge(into: &mut Record, extra: &Record) {
+    for (k, v) in extra {
+        match (into.get_mut(k), v) {
+            (Some(Value::Object(inner)), Value::Object(more)) => merge(inner, more),
+            (Some(_), _) => {}
+            (None, v) => {
+                into.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// Removes and returns the value at a dotted path.
+fn take_path(record: &mut Record, path: &str) -> Option<Value> {
+    if let Some(v) = record.remove(path) {
+        return Some(v);
+    }
+    let (head, rest) = path.split_once('.')?;
+    match record.get_mut(head) {
+        Some(Value::Object(inner)) => {
+            let v = take_path(inner, rest);
+            if inner.is_empty() {
+                record.remove(head);
+            }
+            v
+        }
+        _ => None,
+    }
+}
+
+/// Sets the value at a dotted path, creating objects on the way.
+fn put_path(record: &mut Record, path: &str, value: Value) {
+    match path.split_once('.') {
+        None => {
+            record.insert(path.to_string(), value);
+        }
+        Some((head, rest)) => {
+            let entry = record
+                .entry(head.to_string())
+                .or_insert_with(|| Value::Object(Record::new()));
+            if !entry.is_object() {
+                *entry = Value::Object(Record::new());
+            }
+            if let Value::Object(inner) = entry {
+                put_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// The canonical type of a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text.
+    String,
+    /// A whole number.
+    Integer,
+    /// An exact decimal, as text.
+    Decimal,
+    /// True or false.
+    Boolean,
+    /// `YYYY-MM-DD`.
+    Date,
+    /// RFC 3339.
+    Timestamp,
+}
+
+/// The rules of one canonical field, checked before every write.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    /// The type.
+    pub kind: Option<Kind>,
+    /// Must be present and not null.
+    pub required: bool,
+    /// Must look like an e-mail address.
+    pub email: bool,
+    /// Must match this regular expression.
+    pub pattern: Option<regex::Regex>,
+    /// Must be one of these.
+    pub allowed: Vec<Value>,
+    /// Lower bound.
+    pub min: Option<Decimal>,
+    /// Upper bound.
+    pub max: Option<Decimal>,
+}
+
+/// A rule a record breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The canonical field.
+    pub field: String,
+    /// The rule (`required`, `type`, `format`, `pattern`, `enum`, `min`, `max`).
+    pub rule: &'static str,
+    /// Why.
+    pub message: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "field '{}' breaks rule '{}': {}",
+            self.field, self.rule, self.message
+        )
+    }
+}
+
+/// Checks a canonical record against the rules of its entity.
+pub fn validate(rules: &BTreeMap<String, Rules>, record: &Record) -> Result<(), Violation> {
+    for (field, r) in rules {
+        let v = record.get(field).unwrap_or(&Value::Null);
+        let fail = |rule: &'static str, message: String| {
+            Err(Violation {
+                field: field.clone(),
+                rule,
+                message,
+            })
+        };
+        if v.is_null() {
+            if r.required {
+                return fail("required", "the value is missing".into());
+            }
             continue;
         }
-        out.insert(name, value.clone());
+        if let Some(kind) = r.kind {
+            let ok = match kind {
+                Kind::String => v.is_string(),
+                Kind::Integer => v.is_i64() || v.as_str().is_some_and(|s| s.parse::<i64>().is_ok()),
+                Kind::Decimal => {
+                    v.is_number() || v.as_str().is_some_and(|s| Decimal::from_str(s).is_ok())
+                }
+                Kind::Boolean => v.is_boolean(),
+                Kind::Date => v
+                    .as_str()
+                    .is_some_and(|s| s.parse::<jiff::civil::Date>().is_ok()),
+                Kind::Timestamp => v
+                    .as_str()
+                    .is_some_and(|s| s.parse::<jiff::Timestamp>().is_ok()),
+            };
+            if !ok {
+                return fail(
+                    "type",
+                    format!("{v} is not of type {}", format!("{kind:?}").to_lowercase()),
+                );
+            }
+        }
+        let text = id_text(v);
+        if r.email && !is_email(&text) {
+            return fail("format", format!("'{text}' is not an e-mail address"));
+        }
+        if let Some(p) = &r.pattern {
+            if !p.is_match(&text) {
+                return fail("pattern", format!("'{text}' does not match /{p}/"));
+            }
+        }
+        if !r.allowed.is_empty() && !r.allowed.iter().any(|a| loosely_equal(a, v)) {
+            let list: Vec<String> = r.allowed.iter().map(Value::to_string).collect();
+            return fail("enum", format!("{v} is not one of {}", list.join(", ")));
+        }
+        if r.min.is_some() || r.max.is_some() {
+            let Ok(n) = Decimal::from_str(&text).or_else(|_| Decimal::from_scientific(&text))
+            else {
+                return fail("type", format!("{v} is not a number"));
+            };
+            if let Some(min) = r.min.filter(|m| n < *m) {
+                return fail("min", format!("{n} is below {min}"));
+            }
+            if let Some(max) = r.max.filter(|m| n > *m) {
+                return fail("max", format!("{n} is above {max}"));
+            }
+        }
     }
-    out
+    Ok(())
+}
+
+/// A pragmatic e-mail check: one `@`, a non-empty local part, a dotted domain, no spaces.
+fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.contains('@')
+        && !s.chars().any(char::is_whitespace)
+        && domain.split('.').count() >= 2
+        && domain.split('.').all(|p| !p.is_empty())
 }
 
 /// The text form of an id value: strings as they are, anything else as JSON.
@@ -96,46 +636,294 @@ fn canonical_value(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Direction;
     use serde_json::json;
-
-    fn binding() -> SystemEntity {
-        SystemEntity {
-            name: "contacts".into(),
-            direction: Direction::Both,
-            primary_key: "id".into(),
-            rename: [("fname".to_string(), "first_name".to_string())]
-                .into_iter()
-                .collect(),
-            ignore: vec!["modified".into()],
-            settings: json!({}),
-            on_delete: crate::manifest::OnDelete::Delete,
-            soft_delete_field: None,
-        }
-    }
 
     fn rec(v: Value) -> Record {
         v.as_object().unwrap().clone()
     }
 
+    fn fm(f: impl FnOnce(&mut FieldMap)) -> FieldMap {
+        let mut m = FieldMap::default();
+        f(&mut m);
+        m
+    }
+
+    /// System A: a CRM with camelCase names, US dates, cents and status codes.
+    fn crm() -> Mapping {
+        let fields = BTreeMap::from([
+            (
+                "first_name".to_string(),
+                fm(|f| f.from = Some("firstName".into())),
+            ),
+            (
+                "birthday".to_string(),
+                fm(|f| {
+                    f.from = Some("dob".into());
+                    f.convert = Some(Convert::Date {
+                        format: "%m/%d/%Y".into(),
+                    });
+                }),
+            ),
+            (
+                "balance".to_string(),
+                fm(|f| {
+                    f.from = Some("balanceCents".into());
+                    f.convert = Some(Convert::Decimal {
+                        repr: DecimalRepr::Minor,
+                        scale: Some(2),
+                    });
+                }),
+            ),
+            (
+                "status".to_string(),
+                fm(|f| f.values = vec![(json!("Active"), json!(1)), (json!("Inactive"), json!(0))]),
+            ),
+            ("email".to_string(), fm(|f| f.case = Some(Case::Lower))),
+            (
+                "city".to_string(),
+                fm(|f| f.from = Some("address.city".into())),
+            ),
+            (
+                "phone".to_string(),
+                fm(|f| {
+                    f.convert = Some(Convert::Phone {
+                        country: Some("1".into()),
+                    })
+                }),
+            ),
+        ]);
+        Mapping::new(MappingSpec {
+            system: "crm".into(),
+            primary_key: "id".into(),
+            rename: BTreeMap::new(),
+            ignore: vec!["updatedAt".into()],
+            fields,
+            unmapped: Unmapped::Extras,
+            sensitive: vec!["ssn".into()],
+            filter: None,
+        })
+        .unwrap()
+    }
+
+    /// System B: a shop with snake_case names, ISO dates, decimal text, status words.
+    fn shop() -> Mapping {
+        let fields = BTreeMap::from([
+            (
+                "balance".to_string(),
+                fm(|f| {
+                    f.convert = Some(Convert::Decimal {
+                        repr: DecimalRepr::Text,
+                        scale: Some(2),
+                    })
+                }),
+            ),
+            ("country".to_string(), fm(|f| f.default = Some(json!("US")))),
+            (
+                "label".to_string(),
+                fm(|f| f.compute = Some("{{ first_name }} ({{ city }})".into())),
+            ),
+        ]);
+        Mapping::new(MappingSpec {
+            system: "shop".into(),
+            primary_key: "customer_id".into(),
+            rename: BTreeMap::from([("fname".to_string(), "first_name".to_string())]),
+            ignore: vec![],
+            fields,
+            unmapped: Unmapped::Keep,
+            sensitive: vec!["ssn".into()],
+            filter: Some("status == 'Active'".into()),
+        })
+        .unwrap()
+    }
+
     #[test]
-    fn renames_strips_key_and_ignored_fields_both_ways() {
-        let b = binding();
-        let canonical = to_canonical(
-            &b,
-            rec(json!({"id": 7, "fname": "Ada", "email": "a@x", "modified": "t"})),
-        );
+    fn crm_to_canonical_to_shop_and_back_round_trips() {
+        let a = rec(json!({
+            "id": 7, "firstName": "Ada", "dob": "12/10/1815", "balanceCents": 1250, "status": 1,
+            "email": "ada@example.com", "address": {"city": "London", "zip": "N1"}, "phone": "+44 20 7946 0958",
+            "ssn": "123-45-6789", "updatedAt": "x", "favourite": "engines"
+        }));
+        let canonical = crm().to_canonical(a.clone()).unwrap();
         assert_eq!(
             Value::Object(canonical.clone()),
-            json!({"first_name": "Ada", "email": "a@x"})
+            json!({
+                "first_name": "Ada", "birthday": "1815-12-10", "balance": "12.50", "status": "Active",
+                "email": "ada@example.com", "city": "London", "phone": "+442079460958",
+                "_extras": {"crm": {"address": {"zip": "N1"}, "favourite": "engines"}}
+            })
         );
-        let back = from_canonical(&b, &canonical);
-        assert_eq!(Value::Object(back), json!({"fname": "Ada", "email": "a@x"}));
-        let with_foreign = rec(json!({"first_name": "Ada", "modified": "x", "id": 3}));
+        let b = shop().from_canonical(&canonical).unwrap();
         assert_eq!(
-            Value::Object(from_canonical(&b, &with_foreign)),
-            json!({"fname": "Ada"})
+            Value::Object(b.clone()),
+            json!({
+                "fname": "Ada", "balance": "12.50", "country": "US", "label": "Ada (London)",
+                "birthday": "1815-12-10", "status": "Active", "email": "ada@example.com", "city": "London", "phone": "+442079460958"
+            })
         );
+        let mut from_b = shop().to_canonical(b).unwrap();
+        from_b.insert(EXTRAS.into(), canonical[EXTRAS].clone());
+        assert_eq!(
+            from_b.remove("country"),
+            Some(json!("US")),
+            "the shop's default is part of its record"
+        );
+        assert_eq!(from_b, canonical, "A → canonical → B → canonical");
+        let mut back = crm().from_canonical(&from_b).unwrap();
+        let mut original = a;
+        original.remove("id");
+        original.remove("ssn");
+        original.remove("updatedAt");
+        // Normalised on the way in: the phone is E.164 now.
+        original.insert("phone".into(), json!("+442079460958"));
+        back.remove("_extras");
+        assert_eq!(
+            Value::Object(back),
+            Value::Object(original),
+            "… → A returns the original"
+        );
+    }
+
+    #[test]
+    fn sensitive_fields_never_reach_canonical_nor_leave() {
+        let c = crm()
+            .to_canonical(rec(json!({"id": 1, "firstName": "A", "ssn": "1"})))
+            .unwrap();
+        assert!(!c.contains_key("ssn"));
+        let out = shop()
+            .from_canonical(&rec(json!({"first_name": "A", "ssn": "leak"})))
+            .unwrap();
+        assert!(!out.contains_key("ssn"));
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let e = crm()
+            .to_canonical(rec(json!({"id": 1, "status": 7})))
+            .unwrap_err();
+        assert_eq!(e.field, "status");
+        assert!(
+            e.message
+                .contains("value 7 of system field 'status' has no entry in `values`"),
+            "{e}"
+        );
+        let e = crm()
+            .to_canonical(rec(json!({"id": 1, "dob": "1815-12-10"})))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("field 'birthday': '1815-12-10' is not a date in format '%m/%d/%Y': "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unmapped_fields_can_be_dropped() {
+        let m = Mapping::new(MappingSpec {
+            system: "s".into(),
+            primary_key: "id".into(),
+            rename: BTreeMap::from([("nm".to_string(), "name".to_string())]),
+            ignore: vec![],
+            fields: BTreeMap::from([("age".to_string(), FieldMap::default())]),
+            unmapped: Unmapped::Drop,
+            sensitive: vec![],
+            filter: None,
+        })
+        .unwrap();
+        let c = m
+            .to_canonical(rec(json!({"id": 1, "nm": "A", "age": 3, "other": true})))
+            .unwrap();
+        assert_eq!(Value::Object(c), json!({"name": "A", "age": 3}));
+        let out = m
+            .from_canonical(&rec(json!({"name": "A", "age": 3, "other": true})))
+            .unwrap();
+        assert_eq!(Value::Object(out), json!({"nm": "A", "age": 3}));
+    }
+
+    #[test]
+    fn filters_and_bad_specs() {
+        let s = shop();
+        assert!(s.accepts(&rec(json!({"status": "Active"}))).unwrap());
+        assert!(!s.accepts(&rec(json!({"status": "Inactive"}))).unwrap());
+        assert!(!s.accepts(&rec(json!({}))).unwrap());
+        let bad = Mapping::new(MappingSpec {
+            system: "x".into(),
+            primary_key: "id".into(),
+            rename: BTreeMap::new(),
+            ignore: vec![],
+            fields: BTreeMap::new(),
+            unmapped: Unmapped::Keep,
+            sensitive: vec![],
+            filter: Some("status ==".into()),
+        });
+        assert_eq!(bad.unwrap_err().field, "filter");
+    }
+
+    #[test]
+    fn validation_table() {
+        let rules = BTreeMap::from([
+            (
+                "email".to_string(),
+                Rules {
+                    required: true,
+                    email: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "age".to_string(),
+                Rules {
+                    kind: Some(Kind::Integer),
+                    min: Some(Decimal::ZERO),
+                    max: Some(Decimal::from(150)),
+                    ..Default::default()
+                },
+            ),
+            (
+                "status".to_string(),
+                Rules {
+                    allowed: vec![json!("Active"), json!("Inactive")],
+                    ..Default::default()
+                },
+            ),
+            (
+                "sku".to_string(),
+                Rules {
+                    pattern: Some(regex::Regex::new("^[A-Z]{3}-[0-9]+$").unwrap()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "since".to_string(),
+                Rules {
+                    kind: Some(Kind::Date),
+                    ..Default::default()
+                },
+            ),
+        ]);
+        let ok = json!({"email": "a@b.co", "age": 30, "status": "Active", "sku": "ABC-1", "since": "2024-01-01"});
+        assert_eq!(validate(&rules, &rec(ok)), Ok(()));
+        let cases = [
+            (json!({"age": 3}), "email", "required"),
+            (json!({"email": "nope"}), "email", "format"),
+            (json!({"email": "a@b.co", "age": -1}), "age", "min"),
+            (json!({"email": "a@b.co", "age": 151}), "age", "max"),
+            (json!({"email": "a@b.co", "age": "x"}), "age", "type"),
+            (
+                json!({"email": "a@b.co", "status": "Gone"}),
+                "status",
+                "enum",
+            ),
+            (json!({"email": "a@b.co", "sku": "abc-1"}), "sku", "pattern"),
+            (
+                json!({"email": "a@b.co", "since": "01/02/2024"}),
+                "since",
+                "type",
+            ),
+        ];
+        for (record, field, rule) in cases {
+            let v = validate(&rules, &rec(record.clone())).unwrap_err();
+            assert_eq!((v.field.as_str(), v.rule), (field, rule), "{record}: {v}");
+        }
     }
 
     #[test]

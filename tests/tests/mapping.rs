@@ -1,0 +1,223 @@
+//! Mapping end to end: conversions, value maps, computed fields, defaults,
+//! filters, validation before writing, and sensitive fields that never leave
+//! their system — checked by scanning every file weir wrote.
+
+use std::path::Path;
+use weir_tests::*;
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
+
+const SECRET: &str = "SSN-SECRET-";
+
+fn setup(d: &Path) -> std::path::PathBuf {
+    let crm = rusqlite::Connection::open(d.join("crm.db")).unwrap();
+    crm.execute_batch(
+        "CREATE TABLE people (
+             id INTEGER PRIMARY KEY, firstName TEXT, lastName TEXT, dob TEXT, balance_cents INTEGER,
+             status INTEGER, email TEXT, ssn TEXT
+         );
+         INSERT INTO people VALUES (1, 'Ada', 'Lovelace', '12/10/1815', 1250, 1, 'Ada@Example.com', 'SSN-SECRET-0001');
+         INSERT INTO people VALUES (2, 'Grace', 'Hopper', '12/09/1906', 0, 1, 'grace@example.com', 'SSN-SECRET-0002');
+         INSERT INTO people VALUES (3, 'Alan', 'Turing', '06/23/1912', 99, 0, 'alan@example.com', 'SSN-SECRET-0003');
+         INSERT INTO people VALUES (4, 'Edsger', 'Dijkstra', '05/11/1930', 5, 1, 'not-an-address', 'SSN-SECRET-0004');
+         INSERT INTO people VALUES (5, 'Barbara', 'Liskov', '11/07/1939', 7, 9, 'barbara@example.com', 'SSN-SECRET-0005');",
+    )
+    .unwrap();
+    let shop = rusqlite::Connection::open(d.join("shop.db")).unwrap();
+    shop.execute_batch(
+        "CREATE TABLE customers (
+             customer_id INTEGER PRIMARY KEY, fname TEXT, lname TEXT, birthday TEXT, balance TEXT,
+             status TEXT, mail TEXT, label TEXT, country TEXT
+         );",
+    )
+    .unwrap();
+    write_manifest(
+        d,
+        &format!(
+            r#"
+[entities.contacts]
+primary_key = "id"
+[entities.contacts.fields]
+email = {{ required = true, format = "email" }}
+status = {{ enum = ["Active", "Inactive"] }}
+balance = {{ type = "decimal", min = 0 }}
+ssn = {{ sensitive = true }}
+
+[systems.crm]
+connector = {sql}
+config = {{ database = "crm" }}
+databases = {{ crm = "crm.db" }}
+[systems.crm.entities.contacts]
+direction = "read"
+settings = {{ table = "people" }}
+[systems.crm.entities.contacts.fields]
+first_name = {{ from = "firstName" }}
+last_name = {{ from = "lastName" }}
+birthday = {{ from = "dob", type = "date", format = "%m/%d/%Y" }}
+balance = {{ from = "balance_cents", type = "decimal", decimal = "minor", scale = 2 }}
+status = {{ values = {{ Active = 1, Inactive = 0 }} }}
+email = {{ case = "lower" }}
+
+[systems.shop]
+connector = {sql}
+config = {{ database = "shop" }}
+databases = {{ shop = "shop.db" }}
+[systems.shop.entities.contacts]
+direction = "write"
+primary_key = "customer_id"
+rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
+filter = "status == 'Active'"
+settings = {{ table = "customers" }}
+[systems.shop.entities.contacts.fields]
+balance = {{ type = "decimal", decimal = "text", scale = 2 }}
+label = {{ compute = "{{{{ first_name }}}} {{{{ last_name }}}} ({{{{ birthday[:4] }}}})" }}
+country = {{ default = "US" }}
+"#,
+            sql = toml_path(&connector("sql"))
+        ),
+    )
+}
+
+#[test]
+fn conversions_filters_validation_and_sensitive_fields_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = setup(d);
+    let log = std::process::Command::new(WEIR)
+        .args(["--manifest", m.to_str().unwrap(), "sync", "--quiet"])
+        .env("WEIR_CACHE_DIR", env!("WEIR_TEST_CACHE"))
+        .env("WEIR_LOG", "weir=trace")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&log.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&log.stderr).into_owned();
+    std::fs::write(d.join("sync.log"), format!("{stdout}{stderr}")).unwrap();
+    assert_eq!(
+        log.status.code(),
+        Some(1),
+        "two records are invalid: {stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains("run 1: 5 read, 2 written"),
+        "{stdout}{stderr}"
+    );
+
+    // Converted, mapped, computed and defaulted; the inactive contact is filtered out.
+    assert_eq!(
+        rows(
+            &d.join("shop.db"),
+            "SELECT fname, lname, birthday, balance, status, mail, label, country FROM customers"
+        ),
+        vec![
+            [
+                "Ada",
+                "Lovelace",
+                "1815-12-10",
+                "12.50",
+                "Active",
+                "ada@example.com",
+                "Ada Lovelace (1815)",
+                "US"
+            ]
+            .map(|s| Some(s.to_string()))
+            .to_vec(),
+            [
+                "Grace",
+                "Hopper",
+                "1906-12-09",
+                "0.00",
+                "Active",
+                "grace@example.com",
+                "Grace Hopper (1906)",
+                "US"
+            ]
+            .map(|s| Some(s.to_string()))
+            .to_vec(),
+        ]
+    );
+
+    // Invalid records are dead letters naming the field and the rule, and never reach the shop.
+    let letters = weir(WEIR, &m, &["dead-letters"]);
+    std::fs::write(d.join("dead-letters.txt"), &letters.stdout).unwrap();
+    assert!(letters.stdout.contains("crm/contacts record 4: invalid record: field 'email' breaks rule 'format': 'not-an-address' is not an e-mail address"), "{letters:?}");
+    assert!(letters.stdout.contains("crm/contacts record 5: cannot map the record: field 'status': value 9 of system field 'status' has no entry in `values`"), "{letters:?}");
+
+    // The sensitive field appears nowhere weir wrote: store, logs, audit, dead letters.
+    let audit = weir(WEIR, &m, &["audit", "--verbose"]);
+    assert!(audit.stdout.contains("read:create ok"), "{audit:?}");
+    std::fs::write(d.join("audit.txt"), &audit.stdout).unwrap();
+    let status = weir(WEIR, &m, &["status"]);
+    std::fs::write(d.join("status.txt"), &status.stdout).unwrap();
+    let mut scanned = 0;
+    for entry in std::fs::read_dir(d).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !path.is_file() || name.starts_with("crm.db") || name == "weir.toml" {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            "sensitive value found in {name}"
+        );
+        scanned += 1;
+    }
+    assert!(
+        scanned >= 6,
+        "store, its WAL, the shop, the log, the audit and dead-letter exports were scanned"
+    );
+    let store = rusqlite::Connection::open(d.join("weir.db")).unwrap();
+    let golden: String = store
+        .query_row("SELECT data FROM golden WHERE global_id = 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(!golden.contains("ssn"), "{golden}");
+}
+
+#[test]
+fn bad_mappings_are_caught_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = setup(d);
+    let text = std::fs::read_to_string(&m).unwrap();
+    let cases = [
+        (
+            "format = \"%m/%d/%Y\"",
+            "format = \"%Q\"",
+            "fields.birthday.format: bad format '%Q'",
+        ),
+        (
+            "type = \"date\", ",
+            "",
+            "fields.birthday.format: 'format' applies only to type = \"date\" or \"timestamp\"",
+        ),
+        (
+            "filter = \"status == 'Active'\"",
+            "filter = \"status ==\"",
+            "systems.shop.entities.contacts.filter: bad filter expression",
+        ),
+        (
+            "min = 0",
+            "min = \"zero\"",
+            "entities.contacts.fields.balance.min: 'zero' is not a number",
+        ),
+        (
+            "format = \"email\"",
+            "format = \"mail\"",
+            "unknown variant `mail`",
+        ),
+    ];
+    for (from, to, expect) in cases {
+        assert!(text.contains(from), "{from}");
+        std::fs::write(&m, text.replacen(from, to, 1)).unwrap();
+        let run = weir(WEIR, &m, &["check"]);
+        assert_eq!(run.code, 2, "{to}: {run:?}");
+        assert!(
+            run.stderr.contains(expect),
+            "{to}: expected {expect:?} in {run:?}"
+        );
+        assert!(run.stderr.contains("weir.toml:"), "{run:?}");
+    }
+    assert!(!d.join("weir.db").exists(), "nothing ran");
+}
