@@ -48,6 +48,8 @@ struct Settings {
     table: Option<String>,
     /// The column holding each row's last-update time, if any.
     updated_at: Option<String>,
+    /// The column naming the user who last changed each row, if any.
+    actor: Option<String>,
 }
 
 /// A granted database and its dialect.
@@ -63,6 +65,7 @@ struct Table {
     name: String,
     pk: String,
     updated_at: Option<String>,
+    actor: Option<String>,
 }
 
 impl Database {
@@ -153,6 +156,7 @@ impl Table {
             name,
             pk: entity.primary_key.clone(),
             updated_at: settings.updated_at,
+            actor: settings.actor,
         })
     }
 
@@ -209,10 +213,14 @@ impl Table {
             Some(u) => Some(self.column_index(rows, u)?),
             None => None,
         };
+        let actor_at = match &self.actor {
+            Some(a) => Some(self.column_index(rows, a)?),
+            None => None,
+        };
         Ok(rows
             .rows
             .iter()
-            .map(|row| self.change(&rows.columns, row, key_at, version_at))
+            .map(|row| self.change(&rows.columns, row, key_at, version_at, actor_at))
             .collect())
     }
 
@@ -223,6 +231,7 @@ impl Table {
         row: &[Value],
         key_at: usize,
         version_at: Option<usize>,
+        actor_at: Option<usize>,
     ) -> Change {
         let text_at = |i: usize| row.get(i).filter(|v| !matches!(v, Value::Null)).map(to_id);
         Change {
@@ -232,7 +241,7 @@ impl Table {
             data: Some(json::to_text(&row_to_record(columns, row))),
             previous: None,
             version: version_at.and_then(text_at),
-            actor: None,
+            actor: actor_at.and_then(text_at),
         }
     }
 

@@ -38,7 +38,7 @@ pub struct Cli {
 pub enum Command {
     /// Validate the manifest, then describe and check every system's connector.
     Check,
-    /// Run one full sync pass from every readable system to every writable one.
+    /// Run one sync pass: changes from every readable system, delivered to every writable one.
     Sync {
         /// Records per page read and per batch written.
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -50,6 +50,9 @@ pub enum Command {
         /// full reads also find records deleted at a source.
         #[arg(long)]
         full: bool,
+        /// Deliver deletes even beyond an entity's max_delete_percent.
+        #[arg(long)]
+        allow_deletes: bool,
     },
     /// List each system's connector: what it exports and its version.
     Connectors,
@@ -85,11 +88,32 @@ pub enum Command {
         #[arg(short, long)]
         verbose: bool,
     },
+    /// List changes held for review (per-user limits), or decide on one.
+    Held {
+        /// `approve ID` or `reject ID`.
+        #[command(subcommand)]
+        action: Option<HeldAction>,
+    },
     /// List records that a system refused, or retry one.
     DeadLetters {
         /// `retry ID` queues dead letter ID for delivery again at the next sync.
         #[command(subcommand)]
         action: Option<DeadLetterAction>,
+    },
+}
+
+/// A decision on a held change.
+#[derive(Subcommand, Debug)]
+pub enum HeldAction {
+    /// Apply the change at the next sync, past the per-user limit.
+    Approve {
+        /// The held change's id (see `weir held`).
+        id: i64,
+    },
+    /// Drop the change at the next sync; where weir can write to the system, its record is put back.
+    Reject {
+        /// The held change's id (see `weir held`).
+        id: i64,
     },
 }
 
@@ -164,12 +188,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             batch_size,
             quiet,
             full,
+            allow_deletes,
         } => {
             let progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
             let options = SyncOptions {
                 batch_size: *batch_size,
                 progress,
                 full: *full,
+                allow_deletes: *allow_deletes,
             };
             let report = engine::sync(&manifest, &runtime()?, &options).await?;
             let c = report.counts;
@@ -185,6 +211,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "{} write(s) failed: see `weir dead-letters` and `weir status`",
                     c.failed
                 );
+            }
+            if report.held > 0 {
+                eprintln!("{} change(s) held for review: see `weir held`", report.held);
             }
             if c.conflicts > 0 {
                 eprintln!("{} conflict(s) resolved: see `weir conflicts`", c.conflicts);
@@ -254,6 +283,44 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Held { action: None } => {
+            let store = crate::store::Store::open(&manifest.store)?;
+            for h in store.held(None)? {
+                println!(
+                    "#{} {} {}/{} record {} by {} [{}]: {}",
+                    h.id,
+                    h.held_at,
+                    h.system,
+                    h.entity,
+                    h.local_id,
+                    h.actor.as_deref().unwrap_or("-"),
+                    h.status,
+                    h.reason
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Held {
+            action: Some(action),
+        } => {
+            let store = crate::store::Store::open(&manifest.store)?;
+            let (id, approve) = match action {
+                HeldAction::Approve { id } => (*id, true),
+                HeldAction::Reject { id } => (*id, false),
+            };
+            if store.decide_held(id, approve)? {
+                let verb = if approve {
+                    "approved: it is applied"
+                } else {
+                    "rejected: it is dropped"
+                };
+                println!("held change #{id} {verb} at the next `weir sync`");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("error: there is no held change #{id}; list them with `weir held`");
+                Ok(ExitCode::from(1))
+            }
         }
         Command::DeadLetters { action: None } => {
             let store = crate::store::Store::open(&manifest.store)?;
@@ -452,6 +519,10 @@ fn status(manifest: &Manifest) -> anyhow::Result<ExitCode> {
         );
     }
     println!("outbox: {} pending", store.outbox_pending()?);
+    let held = store.held(None)?.len();
+    if held > 0 {
+        println!("held: {held} change(s) awaiting review (`weir held`)");
+    }
     let parked = store.parked_count()?;
     if parked > 0 {
         println!("parked: {parked} change(s) waiting for a record they refer to");

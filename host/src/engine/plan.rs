@@ -222,6 +222,8 @@ mod tests {
             references: Default::default(),
             rules: Default::default(),
             sensitive: Vec::new(),
+            max_delete_percent: None,
+            max_changes_per_user: None,
         }
     }
 

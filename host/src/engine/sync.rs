@@ -29,6 +29,8 @@ pub struct SyncOptions {
     /// Read every source in full (RESYNC), even where a change cursor exists.
     /// Full reads also find records deleted at a source.
     pub full: bool,
+    /// Deliver deletes even beyond an entity's `max_delete_percent`.
+    pub allow_deletes: bool,
 }
 
 impl Default for SyncOptions {
@@ -37,6 +39,7 @@ impl Default for SyncOptions {
             batch_size: 1000,
             progress: false,
             full: false,
+            allow_deletes: false,
         }
     }
 }
@@ -50,6 +53,8 @@ pub struct SyncReport {
     pub counts: RunCounts,
     /// Failures of whole systems or entities (the rest of the sync went on).
     pub failures: Vec<String>,
+    /// Changes held for review (per-user limits).
+    pub held: u64,
 }
 
 impl SyncReport {
@@ -107,6 +112,7 @@ pub async fn sync(
         run_id,
         counts: RunCounts::default(),
         failures: Vec::new(),
+        held: 0,
     };
     let mut participants = Vec::new();
     for system in &manifest.systems {
@@ -227,6 +233,7 @@ struct PageCounts {
     echoes: u64,
     conflicts: u64,
     failed: u64,
+    held: u64,
 }
 
 impl Engine<'_, '_> {
@@ -263,6 +270,15 @@ impl Engine<'_, '_> {
             .cursor(&system, &entity.name, "read")?
             .and_then(|c| serde_json::from_str(&c).ok());
         let progress = self.progress_bar(&format!("{} from {system}", entity.name));
+        let decided: Vec<store::Held> = self
+            .store
+            .held(Some((&system, &entity.name)))?
+            .into_iter()
+            .filter(|h| h.status != "held")
+            .collect();
+        if !decided.is_empty() {
+            self.carry_out_decisions(s, entity, b, decided)?;
+        }
         self.parked = self
             .store
             .parked(&system, &entity.name)?
@@ -433,6 +449,87 @@ impl Engine<'_, '_> {
         bar
     }
 
+    /// Carries out review decisions on held changes of one system and entity:
+    /// an approved change is accepted now, past the per-user limit; a rejected
+    /// one is dropped and, where the system can be written to, its record is
+    /// put back to the golden value.
+    fn carry_out_decisions(
+        &mut self,
+        s: usize,
+        entity: &Entity,
+        b: &SystemEntity,
+        decided: Vec<store::Held>,
+    ) -> anyhow::Result<()> {
+        let system = self.participants[s].system.name.clone();
+        let targets = self.targets(&entity.name);
+        let run_id = self.run_id;
+        let counts = self.store.transaction(|tx| {
+            let mut counts = PageCounts::default();
+            for h in decided {
+                tx.unhold(h.id)?;
+                let item = held_change(&entity.name, &h);
+                if h.status == "approved" {
+                    let ctx = AcceptCtx {
+                        tx: &mut *tx,
+                        run_id,
+                        system: &system,
+                        entity,
+                        binding: b,
+                        targets: &targets,
+                        approved: true,
+                    };
+                    ctx.accept_one(item, &mut counts)?;
+                    continue;
+                }
+                let Some(link) = tx.link_by_local(&entity.name, &system, &h.local_id)? else {
+                    continue;
+                };
+                if let Some(record) = item
+                    .data
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str::<Value>(d).ok())
+                {
+                    if let Some(Ok(canonical)) = record
+                        .as_object()
+                        .map(|r| b.mapping.to_canonical(r.clone()))
+                    {
+                        tx.record_seen(
+                            &entity.name,
+                            &system,
+                            &h.local_id,
+                            link.global_id,
+                            &mapping::hash(&canonical),
+                        )?;
+                    }
+                }
+                if targets.contains(&system) {
+                    tx.enqueue(&system, &entity.name, link.global_id, OutboxOp::Upsert)?;
+                }
+                tx.audit(NewAudit {
+                    run_id,
+                    system: &system,
+                    entity: &entity.name,
+                    global_id: Some(link.global_id),
+                    local_id: Some(&h.local_id),
+                    actor: h.actor.as_deref(),
+                    operation: if item.op == Operation::Delete {
+                        "read:delete"
+                    } else {
+                        "read:update"
+                    },
+                    before: None,
+                    after: None,
+                    outcome: "rejected",
+                })?;
+            }
+            Ok(counts)
+        })?;
+        self.report.counts.echoes += counts.echoes;
+        self.report.counts.conflicts += counts.conflicts;
+        self.report.counts.failed += counts.failed;
+        Ok(())
+    }
+
     /// Accepts a page of changes from a source, in one transaction: golden
     /// records, links, conflicts, outbox rows, audit rows and the cursor.
     fn accept(
@@ -460,6 +557,7 @@ impl Engine<'_, '_> {
                     entity,
                     binding: b,
                     targets: &targets,
+                    approved: false,
                 };
                 ctx.accept_one(item, &mut counts)?;
             }
@@ -481,6 +579,7 @@ impl Engine<'_, '_> {
         self.report.counts.echoes += counts.echoes;
         self.report.counts.conflicts += counts.conflicts;
         self.report.counts.failed += counts.failed;
+        self.report.held += counts.held;
         Ok(())
     }
 
@@ -495,6 +594,7 @@ impl Engine<'_, '_> {
         let target = self.participants[t].system.name.clone();
         let bind = binding(tb);
         let mut after = 0;
+        let hold_deletes = self.deletes_beyond_limit(&target, entity)?;
         loop {
             let rows = self.store.outbox_due(
                 &target,
@@ -505,7 +605,7 @@ impl Engine<'_, '_> {
             )?;
             let Some(last) = rows.last() else { break };
             after = last.id;
-            let planned = self.plan_deliveries(&target, entity, tb, rows)?;
+            let planned = self.plan_deliveries(&target, entity, tb, rows, hold_deletes)?;
             if planned.is_empty() {
                 continue;
             }
@@ -548,6 +648,33 @@ impl Engine<'_, '_> {
         Ok(())
     }
 
+    /// Whether the deletes pending for a target exceed the entity's
+    /// `max_delete_percent` of what the target holds; if so they are held
+    /// back (they stay in the outbox) and the run reports it.
+    fn deletes_beyond_limit(&mut self, target: &str, entity: &Entity) -> anyhow::Result<bool> {
+        let Some(limit) = entity.max_delete_percent else {
+            return Ok(false);
+        };
+        if self.options.allow_deletes {
+            return Ok(false);
+        }
+        let deletes = self.store.outbox_deletes(target, &entity.name)?;
+        let held = self.store.count_links(&entity.name, target)?;
+        if deletes == 0 || held == 0 {
+            return Ok(false);
+        }
+        let percent = deletes as f64 * 100.0 / held as f64;
+        if percent <= limit {
+            return Ok(false);
+        }
+        self.report.failures.push(format!(
+            "system '{target}': {deletes} deletes of {held} {} ({percent:.1}%) held back: over max_delete_percent = {limit}; \
+             check them with `weir sync --dry-run`, then run `weir sync --allow-deletes` to deliver them",
+            entity.name
+        ));
+        Ok(true)
+    }
+
     /// Turns outbox rows into writes. Rows with nothing to write are completed,
     /// rows whose references have not reached the target wait, in the same transaction.
     fn plan_deliveries(
@@ -556,6 +683,7 @@ impl Engine<'_, '_> {
         entity: &Entity,
         tb: &SystemEntity,
         rows: Vec<OutboxRow>,
+        hold_deletes: bool,
     ) -> anyhow::Result<Vec<Planned>> {
         let manifest = self.manifest;
         let mut skipped = 0;
@@ -654,6 +782,7 @@ impl Engine<'_, '_> {
                             },
                         });
                     }
+                    OutboxOp::Delete if hold_deletes => continue,
                     OutboxOp::Delete => {
                         let Some(link) = link else {
                             tx.outbox_done(row.id)?;
@@ -904,6 +1033,24 @@ fn reject(
     tx.outbox_done(row.id)
 }
 
+/// A held change, back as a change.
+fn held_change(entity: &str, h: &store::Held) -> Change {
+    let v: Value = serde_json::from_str(&h.change).unwrap_or_default();
+    Change {
+        entity: entity.to_string(),
+        id: h.local_id.clone(),
+        op: if v.get("op").and_then(Value::as_str) == Some("delete") {
+            Operation::Delete
+        } else {
+            Operation::Upsert
+        },
+        data: v.get("data").and_then(Value::as_str).map(String::from),
+        previous: None,
+        version: None,
+        actor: h.actor.clone(),
+    }
+}
+
 /// A parked change, back as a change.
 fn unpark(entity: &str, id: &str, change: &str) -> Change {
     let v: Value = serde_json::from_str(change).unwrap_or_default();
@@ -933,6 +1080,8 @@ struct AcceptCtx<'t, 'c, 'x> {
     entity: &'c Entity,
     binding: &'c SystemEntity,
     targets: &'c [String],
+    /// The change was approved after being held: no per-user limit applies.
+    approved: bool,
 }
 
 impl AcceptCtx<'_, '_, '_> {
@@ -987,6 +1136,14 @@ impl AcceptCtx<'_, '_, '_> {
 
     fn accept_one(mut self, item: Change, counts: &mut PageCounts) -> store::Result<()> {
         if item.op == Operation::Delete {
+            let known = self
+                .tx
+                .link_by_local(&self.entity.name, self.system, &item.id)?
+                .is_some();
+            if known && self.hold_if_over_limit(&item)? {
+                counts.held += 1;
+                return Ok(());
+            }
             return self.accept_delete(item);
         }
         let parsed = match item.data.as_deref().map(serde_json::from_str::<Value>) {
@@ -1038,7 +1195,16 @@ impl AcceptCtx<'_, '_, '_> {
             deleted: g.deleted,
         });
         let system = self.system;
-        match (plan::accept(&hash, link.as_ref(), state), link, golden) {
+        let decision = plan::accept(&hash, link.as_ref(), state);
+        if matches!(
+            decision,
+            Accept::New | Accept::FastForward | Accept::Conflict
+        ) && self.hold_if_over_limit(&item)?
+        {
+            counts.held += 1;
+            return Ok(());
+        }
+        match (decision, link, golden) {
             (Accept::New, _, _) => {
                 let gid = self
                     .tx
@@ -1129,6 +1295,49 @@ impl AcceptCtx<'_, '_, '_> {
         }
     }
 
+    /// Holds the change for review when its user is over the entity's
+    /// `max_changes_per_user`; returns whether it was held.
+    fn hold_if_over_limit(&mut self, item: &Change) -> store::Result<bool> {
+        if self.approved {
+            return Ok(false);
+        }
+        let (Some(limit), Some(actor)) = (self.entity.max_changes_per_user, item.actor.as_deref())
+        else {
+            return Ok(false);
+        };
+        let window = limit.window.as_secs();
+        let since = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(window as i64);
+        let made = self
+            .tx
+            .changes_by(&self.entity.name, actor, &format!("{since:.3}"))?;
+        if made < u64::from(limit.count) {
+            return Ok(false);
+        }
+        let reason = format!(
+            "user '{actor}' already made {made} changes to {} in the last {window} s (max_changes_per_user = {})",
+            self.entity.name, limit.count
+        );
+        let delete = item.op == Operation::Delete;
+        let data = item
+            .data
+            .as_deref()
+            .and_then(|d| self.binding.mapping.redact(d));
+        let change =
+            serde_json::json!({ "op": if delete { "delete" } else { "upsert" }, "data": data })
+                .to_string();
+        self.tx.hold(
+            self.system,
+            &self.entity.name,
+            &item.id,
+            Some(actor),
+            &change,
+            &reason,
+        )?;
+        let operation = if delete { "read:delete" } else { "read:update" };
+        self.audit(None, item, operation, None, None, "held")?;
+        Ok(true)
+    }
+
     fn accept_delete(&mut self, item: Change) -> store::Result<()> {
         let Some(link) = self
             .tx
@@ -1136,6 +1345,7 @@ impl AcceptCtx<'_, '_, '_> {
         else {
             return Ok(());
         };
+
         let gid = link.global_id;
         let before = self.tx.golden(gid)?.map(|g| g.data);
         self.tx.unlink(self.system, gid)?;

@@ -50,6 +50,20 @@ pub struct Entity {
     pub rules: BTreeMap<String, crate::mapping::Rules>,
     /// Canonical fields that never leave the system they are in.
     pub sensitive: Vec<String>,
+    /// A pass that would delete more than this share (percent) of the
+    /// entity's records in one system holds those deletes back and asks.
+    pub max_delete_percent: Option<f64>,
+    /// Changes by one user beyond `count` within `window` are held for review.
+    pub max_changes_per_user: Option<UserLimit>,
+}
+
+/// A per-user change limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UserLimit {
+    /// Changes allowed per window.
+    pub count: u32,
+    /// The window.
+    pub window: Duration,
 }
 
 /// How concurrent edits are resolved.
@@ -372,6 +386,24 @@ impl Validator<'_> {
                     "add owners = { field = \"system\" }",
                 );
             }
+            if let Some(p) = e.max_delete_percent {
+                if !(0.0..=100.0).contains(&p) {
+                    self.error(
+                        &["entities", name, "max_delete_percent"],
+                        format!("{p} is not a percentage"),
+                        "give a number from 0 to 100",
+                    );
+                }
+            }
+            if let Some(l) = e.max_changes_per_user {
+                if l.count == 0 || l.window_secs == 0 {
+                    self.error(
+                        &["entities", name, "max_changes_per_user"],
+                        "count and window_secs must be greater than 0",
+                        "for example { count = 100, window_secs = 3600 }",
+                    );
+                }
+            }
             let mut rules = BTreeMap::new();
             for (field, raw) in &e.fields {
                 match raw.build() {
@@ -399,6 +431,11 @@ impl Validator<'_> {
                     .filter(|(_, r)| r.sensitive)
                     .map(|(f, _)| f.clone())
                     .collect(),
+                max_delete_percent: e.max_delete_percent,
+                max_changes_per_user: e.max_changes_per_user.map(|l| UserLimit {
+                    count: l.count,
+                    window: Duration::from_secs(l.window_secs),
+                }),
             });
         }
         let systems = raw
@@ -679,6 +716,15 @@ mod raw {
         pub references: BTreeMap<String, String>,
         #[serde(default)]
         pub fields: BTreeMap<String, super::fields::RawRule>,
+        pub max_delete_percent: Option<f64>,
+        pub max_changes_per_user: Option<UserLimit>,
+    }
+
+    #[derive(Deserialize, Clone, Copy)]
+    #[serde(deny_unknown_fields)]
+    pub struct UserLimit {
+        pub count: u32,
+        pub window_secs: u64,
     }
 
     #[derive(Deserialize)]

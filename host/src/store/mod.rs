@@ -9,7 +9,7 @@
 mod records;
 
 pub use records::{
-    AuditEntry, Conflict, Golden, NewAudit, NewConflict, OutboxOp, OutboxRow, Retry,
+    AuditEntry, Conflict, Golden, Held, NewAudit, NewConflict, OutboxOp, OutboxRow, Retry,
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::path::{Path, PathBuf};

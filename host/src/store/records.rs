@@ -333,6 +333,49 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Changes accepted from `actor` for `entity` since `since` (RFC 3339).
+    pub fn changes_by(&self, entity: &str, actor: &str, since: &str) -> Result<u64> {
+        self.conn()
+            .prepare_cached(
+                "SELECT count(*) FROM audit WHERE entity = ?1 AND actor = ?2 AND at >= ?3
+                 AND operation LIKE 'read:%' AND outcome IN ('ok', 'conflict')",
+            )
+            .and_then(|mut st| st.query_row(params![entity, actor, since], |r| r.get::<_, i64>(0)))
+            .map(|n| n as u64)
+            .map_err(self.err())
+    }
+
+    /// Holds a change for review (a later change of the same record replaces it
+    /// and needs a new decision, unless it is the same change).
+    pub fn hold(
+        &mut self,
+        system: &str,
+        entity: &str,
+        local_id: &str,
+        actor: Option<&str>,
+        change: &str,
+        reason: &str,
+    ) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO held (system, entity, local_id, actor, change, reason, held_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (system, entity, local_id) DO UPDATE SET
+                    status = CASE WHEN held.change = excluded.change THEN held.status ELSE 'held' END,
+                    actor = excluded.actor, change = excluded.change, reason = excluded.reason, held_at = excluded.held_at",
+            )
+            .and_then(|mut st| st.execute(params![system, entity, local_id, actor, change, reason, now()]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Removes a held change.
+    pub fn unhold(&mut self, id: i64) -> Result<()> {
+        self.conn()
+            .execute("DELETE FROM held WHERE id = ?1", [id])
+            .map_err(self.err())?;
+        Ok(())
+    }
+
     /// Records a conflict.
     pub fn conflict(&mut self, c: NewConflict<'_>) -> Result<()> {
         self.conn()
@@ -358,6 +401,29 @@ impl Tx<'_> {
             .map_err(self.err())?;
         Ok(())
     }
+}
+
+/// A change held for review.
+#[derive(Debug, Clone)]
+pub struct Held {
+    /// Its id.
+    pub id: i64,
+    /// The source system.
+    pub system: String,
+    /// The entity.
+    pub entity: String,
+    /// The record's id in the source.
+    pub local_id: String,
+    /// Who made it.
+    pub actor: Option<String>,
+    /// The change, JSON.
+    pub change: String,
+    /// Why it is held.
+    pub reason: String,
+    /// `held`, `approved` or `rejected`.
+    pub status: String,
+    /// When.
+    pub held_at: String,
 }
 
 /// What retrying a dead letter did.
@@ -473,6 +539,60 @@ impl Store {
         self.conn
             .query_row("SELECT count(*) FROM parked", [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
+            .map_err(self.err())
+    }
+
+    /// Pending deletes for a target and entity.
+    pub fn outbox_deletes(&self, target: &str, entity: &str) -> Result<u64> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM outbox o JOIN golden g ON g.global_id = o.global_id
+                 WHERE o.target = ?1 AND o.entity = ?2 AND (o.op = 'delete' OR g.deleted = 1)",
+                params![target, entity],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(self.err())
+    }
+
+    /// Held changes, oldest first; only those of one system and entity when given.
+    pub fn held(&self, scope: Option<(&str, &str)>) -> Result<Vec<Held>> {
+        let (system, entity) = scope.unzip();
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, system, entity, local_id, actor, change, reason, status, held_at FROM held
+                 WHERE (?1 IS NULL OR system = ?1) AND (?2 IS NULL OR entity = ?2) ORDER BY id",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map(params![system, entity], |r| {
+                Ok(Held {
+                    id: r.get(0)?,
+                    system: r.get(1)?,
+                    entity: r.get(2)?,
+                    local_id: r.get(3)?,
+                    actor: r.get(4)?,
+                    change: r.get(5)?,
+                    reason: r.get(6)?,
+                    status: r.get(7)?,
+                    held_at: r.get(8)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.err())?;
+        Ok(rows)
+    }
+
+    /// Approves or rejects a held change; false when there is no such change.
+    pub fn decide_held(&self, id: i64, approve: bool) -> Result<bool> {
+        let status = if approve { "approved" } else { "rejected" };
+        self.conn
+            .execute(
+                "UPDATE held SET status = ?2 WHERE id = ?1",
+                params![id, status],
+            )
+            .map(|n| n > 0)
             .map_err(self.err())
     }
 

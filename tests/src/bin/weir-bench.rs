@@ -141,6 +141,7 @@ fn one(n: usize) -> Result<(), Box<dyn std::error::Error>> {
             batch_size: 1000,
             progress: false,
             full,
+            allow_deletes: false,
         };
         let start = Instant::now();
         let report = rt.block_on(weir::engine::sync(m, &runtime, &options))?;

@@ -70,3 +70,20 @@ CREATE TABLE parked (
     parked_at TEXT NOT NULL,
     PRIMARY KEY (system, entity, local_id)
 ) WITHOUT ROWID;
+
+-- Changes held for review: made by a user beyond the entity's
+-- max_changes_per_user. `weir held approve|reject ID` decides; the decision
+-- is carried out at the next intake of that system and entity.
+CREATE TABLE held (
+    id        INTEGER PRIMARY KEY,
+    system    TEXT NOT NULL,
+    entity    TEXT NOT NULL,
+    local_id  TEXT NOT NULL,
+    actor     TEXT,
+    change    TEXT NOT NULL,   -- {"op": "upsert"|"delete", "data": ..., "actor": ...}
+    reason    TEXT NOT NULL,
+    status    TEXT NOT NULL DEFAULT 'held' CHECK (status IN ('held', 'approved', 'rejected')),
+    held_at   TEXT NOT NULL
+);
+CREATE UNIQUE INDEX held_by_record ON held (system, entity, local_id);
+CREATE INDEX audit_by_actor ON audit (entity, actor, at) WHERE actor IS NOT NULL;

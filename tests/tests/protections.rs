@@ -1,0 +1,212 @@
+//! Protections end to end: per-user change limits with changes held for
+//! review, and the delete blast-radius guard.
+
+use std::path::Path;
+use weir_tests::*;
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
+
+fn count(db: &Path, sql: &str) -> i64 {
+    rows(db, sql)[0][0]
+        .as_deref()
+        .unwrap_or("0")
+        .parse()
+        .unwrap()
+}
+
+fn setup(d: &Path, entity_extra: &str) -> std::path::PathBuf {
+    let crm = rusqlite::Connection::open(d.join("crm.db")).unwrap();
+    crm.execute_batch(
+        "CREATE TABLE contacts (
+             id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, updated_by TEXT,
+             updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+         );
+         CREATE TRIGGER touch AFTER UPDATE ON contacts FOR EACH ROW WHEN NEW.updated_at = OLD.updated_at
+         BEGIN UPDATE contacts SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = NEW.id; END;",
+    )
+    .unwrap();
+    for i in 1..=20 {
+        crm.execute(
+            "INSERT INTO contacts (name, email) VALUES (?1, ?2)",
+            [format!("person {i}"), format!("p{i}@example.com")],
+        )
+        .unwrap();
+    }
+    rusqlite::Connection::open(d.join("shop.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE contacts (id INTEGER PRIMARY KEY, name TEXT, email TEXT);")
+        .unwrap();
+    write_manifest(
+        d,
+        &format!(
+            r#"
+[entities.contacts]
+primary_key = "id"
+{entity_extra}
+[systems.crm]
+connector = {sql}
+config = {{ database = "crm" }}
+databases = {{ crm = "crm.db" }}
+[systems.crm.entities.contacts]
+direction = "read"
+ignore = ["updated_at", "updated_by"]
+settings = {{ updated_at = "updated_at", actor = "updated_by" }}
+[systems.shop]
+connector = {sql}
+config = {{ database = "shop" }}
+databases = {{ shop = "shop.db" }}
+[systems.shop.entities.contacts]
+direction = "write"
+"#,
+            sql = toml_path(&connector("sql"))
+        ),
+    )
+}
+
+#[test]
+fn changes_beyond_a_users_limit_are_held_until_approved_or_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = setup(
+        d,
+        "max_changes_per_user = { count = 3, window_secs = 3600 }",
+    );
+    let first = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert!(
+        first.stdout.contains("run 1: 20 read, 20 written"),
+        "rows without a user are not limited: {first:?}"
+    );
+
+    let crm = rusqlite::Connection::open(d.join("crm.db")).unwrap();
+    crm.execute("UPDATE contacts SET email = 'mallory' || id || '@example.com', updated_by = 'mallory' WHERE id <= 5", []).unwrap();
+    crm.execute(
+        "UPDATE contacts SET name = 'renamed by alice', updated_by = 'alice' WHERE id = 10",
+        [],
+    )
+    .unwrap();
+    let second = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    assert!(
+        second.stdout.contains("run 2: 6 read, 4 written"),
+        "3 of mallory's changes and alice's: {second:?}"
+    );
+    assert!(
+        second
+            .stderr
+            .contains("2 change(s) held for review: see `weir held`"),
+        "{second:?}"
+    );
+    assert_eq!(
+        count(
+            &d.join("shop.db"),
+            "SELECT count(*) FROM contacts WHERE email LIKE 'mallory%'"
+        ),
+        3
+    );
+
+    let held = weir(WEIR, &m, &["held"]);
+    let lines: Vec<&str> = held.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{held:?}");
+    for line in &lines {
+        assert!(line.contains("crm/contacts record ") && line.contains(" by mallory [held]: user 'mallory' already made 3 changes to contacts in the last 3600 s (max_changes_per_user = 3)"), "{line}");
+    }
+    let id_of = |line: &str| {
+        line.split_whitespace()
+            .next()
+            .unwrap()
+            .trim_start_matches('#')
+            .to_string()
+    };
+    let record_of = |line: &str| {
+        line.split("record ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let (approve, reject) = (id_of(lines[0]), id_of(lines[1]));
+    let (approved_record, rejected_record) = (record_of(lines[0]), record_of(lines[1]));
+    assert!(weir(WEIR, &m, &["held", "approve", &approve])
+        .stdout
+        .contains("approved"));
+    assert!(weir(WEIR, &m, &["held", "reject", &reject])
+        .stdout
+        .contains("rejected"));
+    let missing = weir(WEIR, &m, &["held", "approve", "999"]);
+    assert_eq!(missing.code, 1, "{missing:?}");
+
+    let third = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert_eq!(third.code, 0, "{third:?}");
+    assert!(
+        third.stdout.contains("run 3: 0 read, 1 written"),
+        "only the approved change is applied: {third:?}"
+    );
+    let shop = d.join("shop.db");
+    assert_eq!(
+        rows(
+            &shop,
+            &format!("SELECT email FROM contacts WHERE id = {approved_record}")
+        )[0][0]
+            .as_deref(),
+        Some(format!("mallory{approved_record}@example.com").as_str())
+    );
+    assert_eq!(
+        rows(
+            &shop,
+            &format!("SELECT email FROM contacts WHERE id = {rejected_record}")
+        )[0][0]
+            .as_deref(),
+        Some(format!("p{rejected_record}@example.com").as_str())
+    );
+    assert!(weir(WEIR, &m, &["held"]).stdout.is_empty());
+    let audit = weir(WEIR, &m, &["audit", "--system", "crm"]);
+    assert_eq!(audit.stdout.matches(" held\n").count(), 2, "{audit:?}");
+    assert_eq!(audit.stdout.matches(" rejected\n").count(), 1, "{audit:?}");
+
+    // A full read does not bring the rejected change back for review.
+    let full = weir(WEIR, &m, &["sync", "--quiet", "--full"]);
+    assert!(
+        full.stdout.contains("run 4: 20 read, 0 written"),
+        "{full:?}"
+    );
+    assert!(!full.stderr.contains("held for review"), "{full:?}");
+}
+
+#[test]
+fn a_pass_deleting_too_much_of_an_entity_holds_its_deletes_and_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = setup(d, "max_delete_percent = 10");
+    let crm = rusqlite::Connection::open(d.join("crm.db")).unwrap();
+    let shop = d.join("shop.db");
+    assert_eq!(weir(WEIR, &m, &["sync", "--quiet"]).code, 0);
+    assert_eq!(count(&shop, "SELECT count(*) FROM contacts"), 20);
+
+    // 1 of 20 (5%) is within the limit.
+    crm.execute("DELETE FROM contacts WHERE id = 1", [])
+        .unwrap();
+    let small = weir(WEIR, &m, &["sync", "--quiet", "--full"]);
+    assert_eq!(small.code, 0, "{small:?}");
+    assert!(small.stdout.contains(" 1 deleted, "), "{small:?}");
+    assert_eq!(count(&shop, "SELECT count(*) FROM contacts"), 19);
+
+    // 5 of 19 (26%) is not: nothing is deleted, the run says why and how to go on.
+    crm.execute("DELETE FROM contacts WHERE id BETWEEN 2 AND 6", [])
+        .unwrap();
+    let big = weir(WEIR, &m, &["sync", "--quiet", "--full"]);
+    assert_eq!(big.code, 1, "{big:?}");
+    assert!(big.stdout.contains(" 0 deleted, "), "{big:?}");
+    assert!(big.stderr.contains("system 'shop': 5 deletes of 19 contacts (26.3%) held back: over max_delete_percent = 10"), "{big:?}");
+    assert!(big.stderr.contains("weir sync --allow-deletes"), "{big:?}");
+    assert_eq!(count(&shop, "SELECT count(*) FROM contacts"), 19);
+    assert!(weir(WEIR, &m, &["status"])
+        .stdout
+        .contains("outbox: 5 pending"));
+
+    let allowed = weir(WEIR, &m, &["sync", "--quiet", "--allow-deletes"]);
+    assert_eq!(allowed.code, 0, "{allowed:?}");
+    assert!(allowed.stdout.contains(" 5 deleted, "), "{allowed:?}");
+    assert_eq!(count(&shop, "SELECT count(*) FROM contacts"), 14);
+}
