@@ -53,6 +53,10 @@ pub enum Command {
         /// Deliver deletes even beyond an entity's max_delete_percent.
         #[arg(long)]
         allow_deletes: bool,
+        /// Print what would be written, per system and entity with field
+        /// differences, and write nothing (not even to the central store).
+        #[arg(long)]
+        dry_run: bool,
     },
     /// List each system's connector: what it exports and its version.
     Connectors,
@@ -189,6 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             quiet,
             full,
             allow_deletes,
+            dry_run,
         } => {
             let progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
             let options = SyncOptions {
@@ -197,6 +202,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 full: *full,
                 allow_deletes: *allow_deletes,
             };
+            if *dry_run {
+                let report = engine::dry_run(&manifest, &runtime()?, &options).await?;
+                print_plan(&report.plan);
+                for f in &report.failures {
+                    eprintln!("error: {f}");
+                }
+                return Ok(if report.failures.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
+            }
             let report = engine::sync(&manifest, &runtime()?, &options).await?;
             let c = report.counts;
             println!(
@@ -355,6 +372,53 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                     Ok(ExitCode::from(1))
                 }
+            }
+        }
+    }
+}
+
+/// Prints a dry run's plan, grouped by target and entity in delivery order.
+fn print_plan(plan: &[engine::PlanLine]) {
+    println!(
+        "dry run: nothing was written; `weir sync` would now make {} write(s)",
+        plan.len()
+    );
+    let mut groups: Vec<(&str, &str, Vec<&engine::PlanLine>)> = Vec::new();
+    for line in plan {
+        match groups
+            .iter_mut()
+            .find(|(t, e, _)| *t == line.target && *e == line.entity)
+        {
+            Some((_, _, lines)) => lines.push(line),
+            None => groups.push((&line.target, &line.entity, vec![line])),
+        }
+    }
+    for (target, entity, lines) in groups {
+        let count = |kind: &str| lines.iter().filter(|l| l.kind == kind).count();
+        println!(
+            "{target} {entity}: {} create, {} update, {} delete",
+            count("create"),
+            count("update"),
+            count("delete") + count("soft-delete")
+        );
+        for l in lines {
+            let id = l
+                .local_id
+                .as_deref()
+                .map(|i| format!(" {i}"))
+                .unwrap_or_default();
+            let fields: Vec<String> = l
+                .changes
+                .iter()
+                .map(|(field, old, new)| match old {
+                    Some(old) => format!("{field}: {old} -> {new}"),
+                    None => format!("{field} = {new}"),
+                })
+                .collect();
+            if fields.is_empty() {
+                println!("  {}{id}", l.kind);
+            } else {
+                println!("  {}{id}: {}", l.kind, fields.join(", "));
             }
         }
     }

@@ -7,4 +7,4 @@
 pub mod plan;
 mod sync;
 
-pub use sync::{sync, SyncOptions, SyncReport};
+pub use sync::{dry_run, sync, PlanLine, SyncOptions, SyncReport};

@@ -55,6 +55,8 @@ pub struct SyncReport {
     pub failures: Vec<String>,
     /// Changes held for review (per-user limits).
     pub held: u64,
+    /// For a dry run: what would be written, per target and entity in order.
+    pub plan: Vec<PlanLine>,
 }
 
 impl SyncReport {
@@ -106,6 +108,80 @@ pub async fn sync(
     runtime: &Runtime,
     options: &SyncOptions,
 ) -> anyhow::Result<SyncReport> {
+    run(manifest, runtime, options, None).await
+}
+
+/// Plans one sync pass without writing anything: the pass runs on a copy of
+/// the central store, reads the sources, and instead of writing to the
+/// targets records what it would write, with field differences against what
+/// weir last delivered. The real store and every system are left as they are.
+pub async fn dry_run(
+    manifest: &Manifest,
+    runtime: &Runtime,
+    options: &SyncOptions,
+) -> anyhow::Result<SyncReport> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("weir-dry-run-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let outcome = async {
+        let copy = dir.join("weir.db");
+        let before = if manifest.store.exists() {
+            let original = Store::open_read_only(&manifest.store)?;
+            original.copy_to(&copy)?;
+            Some(original)
+        } else {
+            None
+        };
+        let mut planned = manifest.clone();
+        planned.store = copy;
+        run(
+            &planned,
+            runtime,
+            options,
+            Some(DryRun {
+                before,
+                lines: Vec::new(),
+            }),
+        )
+        .await
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
+}
+
+/// A write a dry run would make.
+#[derive(Debug, Clone)]
+pub struct PlanLine {
+    /// The target system.
+    pub target: String,
+    /// The entity.
+    pub entity: String,
+    /// `create`, `update`, `delete` or `soft-delete`.
+    pub kind: &'static str,
+    /// The record's id in the target (none for a create).
+    pub local_id: Option<String>,
+    /// Changed fields: name, value weir last delivered (if known), new value.
+    pub changes: Vec<(String, Option<Value>, Value)>,
+}
+
+/// The state of a dry run.
+struct DryRun {
+    /// The real store, to compare against.
+    before: Option<Store>,
+    /// What would be written.
+    lines: Vec<PlanLine>,
+}
+
+async fn run(
+    manifest: &Manifest,
+    runtime: &Runtime,
+    options: &SyncOptions,
+    dry: Option<DryRun>,
+) -> anyhow::Result<SyncReport> {
     let mut store = Store::open(&manifest.store).context("opening the central store")?;
     let run_id = store.begin_run()?;
     let mut report = SyncReport {
@@ -113,6 +189,7 @@ pub async fn sync(
         counts: RunCounts::default(),
         failures: Vec::new(),
         held: 0,
+        plan: Vec::new(),
     };
     let mut participants = Vec::new();
     for system in &manifest.systems {
@@ -134,6 +211,7 @@ pub async fn sync(
         options,
         faults: Faults::from_env(),
         parked: Default::default(),
+        dry,
     };
     for entity in &manifest.entities {
         for s in 0..engine.participants.len() {
@@ -156,7 +234,12 @@ pub async fn sync(
             }
         }
     }
-    let Engine { report, .. } = engine;
+    let Engine {
+        mut report, dry, ..
+    } = engine;
+    if let Some(dry) = dry {
+        report.plan = dry.lines;
+    }
     let status = if report.is_clean() { "ok" } else { "partial" };
     store.finish_run(
         run_id,
@@ -225,6 +308,8 @@ struct Engine<'a, 'm> {
     faults: Faults,
     /// Parked changes of the system and entity being read: local id → change.
     parked: std::collections::HashMap<String, String>,
+    /// Set for a dry run.
+    dry: Option<DryRun>,
 }
 
 /// What one accepted page changed in the run's figures.
@@ -609,6 +694,13 @@ impl Engine<'_, '_> {
             if planned.is_empty() {
                 continue;
             }
+            if let Some(dry) = self.dry.as_mut() {
+                for p in &planned {
+                    dry.lines
+                        .push(plan_line(dry.before.as_ref(), &target, tb, p)?);
+                }
+                continue;
+            }
             let items: Vec<WriteItem> = planned.iter().map(|p| p.item.clone()).collect();
             let Some(instance) = self.participants[t].instance.as_mut() else {
                 break;
@@ -946,6 +1038,51 @@ impl Engine<'_, '_> {
         self.report.counts.failed += failed;
         Ok(done)
     }
+}
+
+/// Describes a planned write for a dry run, with the fields that differ from
+/// what weir last delivered of this record (the golden record before this pass).
+fn plan_line(
+    before: Option<&Store>,
+    target: &str,
+    tb: &SystemEntity,
+    p: &Planned,
+) -> anyhow::Result<PlanLine> {
+    let after: Record = p
+        .item
+        .data
+        .as_deref()
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or_default();
+    let previous: Option<Record> = match (before, p.kind) {
+        (Some(store), Kind::Update) => store
+            .golden(p.row.global_id)?
+            .and_then(|g| serde_json::from_str::<Record>(&g.data).ok())
+            .and_then(|c| tb.mapping.from_canonical(&c).ok()),
+        _ => None,
+    };
+    let mut changes: Vec<(String, Option<Value>, Value)> = after
+        .into_iter()
+        .filter(|(k, v)| previous.as_ref().and_then(|prev| prev.get(k)) != Some(v))
+        .map(|(k, v)| {
+            let old = previous.as_ref().and_then(|prev| prev.get(&k).cloned());
+            (k, old, v)
+        })
+        .collect();
+    changes.sort_by(|a, b| a.0.cmp(&b.0));
+    let kind = match p.kind {
+        Kind::Create => "create",
+        Kind::Update => "update",
+        Kind::Delete => "delete",
+        Kind::SoftDelete => "soft-delete",
+    };
+    Ok(PlanLine {
+        target: target.to_string(),
+        entity: tb.name.clone(),
+        kind,
+        local_id: p.item.id.clone(),
+        changes,
+    })
 }
 
 /// A write planned from an outbox row.

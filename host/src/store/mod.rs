@@ -144,6 +144,20 @@ impl Store {
         })
     }
 
+    /// Opens an existing store read-only, without migrating it (dry runs
+    /// compare against it).
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| StoreError::Sqlite {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
     /// The store file.
     pub fn path(&self) -> &Path {
         &self.path

@@ -157,6 +157,26 @@ pub struct Conflict {
     pub policy: String,
 }
 
+/// A golden record, on any connection.
+fn golden(conn: &rusqlite::Connection, global_id: i64) -> rusqlite::Result<Option<Golden>> {
+    conn.prepare_cached(
+        "SELECT global_id, entity, data, hash, deleted, origin FROM golden WHERE global_id = ?1",
+    )
+    .and_then(|mut st| {
+        st.query_row([global_id], |r| {
+            Ok(Golden {
+                global_id: r.get(0)?,
+                entity: r.get(1)?,
+                data: r.get(2)?,
+                hash: hash_col(r, 3)?.unwrap_or_default(),
+                deleted: r.get(4)?,
+                origin: r.get(5)?,
+            })
+        })
+        .optional()
+    })
+}
+
 impl Tx<'_> {
     /// The link of a system's record, by its local id.
     pub fn link_by_local(
@@ -193,22 +213,7 @@ impl Tx<'_> {
 
     /// A golden record.
     pub fn golden(&self, global_id: i64) -> Result<Option<Golden>> {
-        self.conn()
-            .prepare_cached("SELECT global_id, entity, data, hash, deleted, origin FROM golden WHERE global_id = ?1")
-            .and_then(|mut st| {
-                st.query_row([global_id], |r| {
-                    Ok(Golden {
-                        global_id: r.get(0)?,
-                        entity: r.get(1)?,
-                        data: r.get(2)?,
-                        hash: hash_col(r, 3)?.unwrap_or_default(),
-                        deleted: r.get(4)?,
-                        origin: r.get(5)?,
-                    })
-                })
-                .optional()
-            })
-            .map_err(self.err())
+        golden(self.conn(), global_id).map_err(self.err())
     }
 
     /// Marks a golden record deleted.
@@ -446,6 +451,19 @@ pub enum Retry {
 }
 
 impl Store {
+    /// A golden record.
+    pub fn golden(&self, global_id: i64) -> Result<Option<Golden>> {
+        golden(&self.conn, global_id).map_err(self.err())
+    }
+
+    /// Copies the whole store into a new file at `to` (for dry runs).
+    pub fn copy_to(&self, to: &std::path::Path) -> Result<()> {
+        self.conn
+            .execute("VACUUM INTO ?1", [to.to_string_lossy()])
+            .map_err(self.err())?;
+        Ok(())
+    }
+
     /// Queues a dead letter's record for delivery again and removes the dead letter.
     pub fn retry_dead_letter(&mut self, id: i64) -> Result<Retry> {
         self.transaction(|tx| {
