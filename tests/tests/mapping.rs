@@ -221,3 +221,43 @@ fn bad_mappings_are_caught_before_anything_runs() {
     }
     assert!(!d.join("weir.db").exists(), "nothing ran");
 }
+
+#[test]
+fn check_reports_mappings_that_do_not_fit_the_connector_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = setup(d);
+    let ok = weir(WEIR, &m, &["check"]);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    let text = std::fs::read_to_string(&m).unwrap();
+    let broken = text
+        .replacen(
+            "first_name = { from = \"firstName\" }",
+            "first_name = { from = \"givenName\" }",
+            1,
+        )
+        .replacen(
+            "from = \"dob\", type = \"date\"",
+            "from = \"balance_cents\", type = \"date\"",
+            1,
+        )
+        .replacen("fname = \"first_name\"", "forename = \"first_name\"", 1);
+    std::fs::write(&m, broken).unwrap();
+    let run = weir(WEIR, &m, &["check"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    for expect in [
+        "systems.crm.entities.contacts.fields.first_name: field 'givenName' is not in the system's schema (it has: id, firstName,",
+        "systems.crm.entities.contacts.fields.birthday: the conversion of 'birthday' cannot apply to field 'balance_cents' of type integer",
+        "systems.shop.entities.contacts.rename.forename: field 'forename' is not in the system's schema",
+        "3 problem(s) found",
+    ] {
+        assert!(run.stdout.contains(expect), "missing {expect:?} in {run:?}");
+    }
+    assert!(
+        run.stdout.contains("weir.toml:"),
+        "problems carry the manifest line: {run:?}"
+    );
+    assert!(
+        !d.join("weir.db").exists() || weir(WEIR, &m, &["status"]).stdout.contains("no runs yet")
+    );
+}

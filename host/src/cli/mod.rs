@@ -377,6 +377,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The mapping module's view of a connector's field type.
+fn system_kind(kind: crate::runtime::types::FieldType) -> crate::mapping::SystemKind {
+    use crate::mapping::SystemKind as K;
+    use crate::runtime::types::FieldType as F;
+    match kind {
+        F::Text => K::Text,
+        F::Integer => K::Integer,
+        F::Number => K::Number,
+        F::Decimal => K::Decimal,
+        F::Boolean => K::Boolean,
+        F::Date => K::Date,
+        F::Timestamp => K::Timestamp,
+        F::Any => K::Any,
+    }
+}
+
 /// Prints a dry run's plan, grouped by target and entity in delivery order.
 fn print_plan(plan: &[engine::PlanLine]) {
     println!(
@@ -479,6 +495,32 @@ async fn check(manifest: &Manifest, runtime: &Runtime) -> anyhow::Result<ExitCod
                     "system {}: ok ({} {}; exports {exports})",
                     system.name, d.name, d.version
                 );
+                for s in &schemas {
+                    let Some(b) = system.entity(&s.name) else {
+                        continue;
+                    };
+                    let kinds: Vec<(String, crate::mapping::SystemKind)> = s
+                        .fields
+                        .iter()
+                        .map(|f| (f.name.clone(), system_kind(f.kind)))
+                        .collect();
+                    for p in b.mapping.check_schema(&kinds) {
+                        problems += 1;
+                        let mut key =
+                            vec!["systems", system.name.as_str(), "entities", b.name.as_str()];
+                        key.extend(p.key.iter().map(String::as_str));
+                        let line = manifest
+                            .line_of(&key)
+                            .map(|l| format!(":{l}"))
+                            .unwrap_or_default();
+                        println!(
+                            "{}{line}: {}: {}",
+                            manifest.file.display(),
+                            key.join("."),
+                            p.message
+                        );
+                    }
+                }
                 for s in schemas {
                     let fields: Vec<&str> = s.fields.iter().map(|f| f.name.as_str()).collect();
                     println!(

@@ -133,13 +133,13 @@ fn key_at(text: &str, line: Option<usize>) -> String {
 }
 
 /// Finds the line of a dotted key in the manifest text.
-pub(super) struct Locator {
+pub(crate) struct Locator {
     doc: Option<toml_edit::ImDocument<String>>,
     text: String,
 }
 
 impl Locator {
-    pub(super) fn new(text: &str) -> Self {
+    pub(crate) fn new(text: &str) -> Self {
         Locator {
             doc: toml_edit::ImDocument::parse(text.to_string()).ok(),
             text: text.to_string(),
@@ -147,7 +147,7 @@ impl Locator {
     }
 
     /// The line of the deepest part of `key` that exists in the document.
-    pub(super) fn line_of(&self, key: &[&str]) -> Option<usize> {
+    pub(crate) fn line_of(&self, key: &[&str]) -> Option<usize> {
         let doc = self.doc.as_ref()?;
         let mut item = doc.as_item();
         let mut best = None;

@@ -271,6 +271,13 @@ impl Manifest {
         self.file.parent().unwrap_or(Path::new("."))
     }
 
+    /// The line of a dotted key in the manifest file, if it can be found
+    /// (for messages about the manifest found after loading it).
+    pub fn line_of(&self, key: &[&str]) -> Option<usize> {
+        let text = std::fs::read_to_string(&self.file).ok()?;
+        error::Locator::new(&text).line_of(key)
+    }
+
     /// An entity by name.
     pub fn entity(&self, name: &str) -> Option<&Entity> {
         self.entities.iter().find(|e| e.name == name)

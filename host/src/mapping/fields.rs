@@ -12,8 +12,6 @@ use std::str::FromStr;
 /// A type conversion of one field.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Convert {
-    /// None: the value passes as it is.
-    None,
     /// A calendar date written by the system in `format` (strftime syntax).
     Date {
         /// For example `%m/%d/%Y`.
@@ -69,7 +67,6 @@ impl Convert {
             return Ok(v);
         }
         match self {
-            Convert::None => Ok(v),
             Convert::Date { format } => {
                 let s = text(&v)?;
                 let d = jiff::civil::Date::strptime(format, &s)
@@ -111,7 +108,7 @@ impl Convert {
             return Ok(v);
         }
         match self {
-            Convert::None | Convert::Phone { .. } => Ok(v),
+            Convert::Phone { .. } => Ok(v),
             Convert::Date { format } => {
                 let s = text(&v)?;
                 let d: jiff::civil::Date = s
@@ -318,7 +315,6 @@ mod tests {
             (&float, json!(19.99), json!("19.99")),
             (&float, json!(3), json!("3")),
             (&phone, json!("+15550100123"), json!("+15550100123")),
-            (&Convert::None, json!({"a": 1}), json!({"a": 1})),
         ];
         for (c, system, canonical) in cases {
             assert_eq!(

@@ -390,6 +390,133 @@ impl Mapping {
     }
 }
 
+/// The type of a field as a connector's schema declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SystemKind {
+    /// Text.
+    Text,
+    /// A whole number.
+    Integer,
+    /// A floating-point number.
+    Number,
+    /// An exact decimal.
+    Decimal,
+    /// True or false.
+    Boolean,
+    /// A date.
+    Date,
+    /// A point in time.
+    Timestamp,
+    /// Anything.
+    Any,
+}
+
+/// A mapping that does not fit a system's schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaProblem {
+    /// Where in the system entity's manifest table: `["fields", F]` or `["rename", F]`.
+    pub key: Vec<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Mapping {
+    /// Checks the mapping against the system's schema (field names and
+    /// types, as its connector reports them): fields that do not exist and
+    /// conversions that cannot apply. A schema with the primary key alone is
+    /// open (a file not written yet) and not checked.
+    pub fn check_schema(&self, schema: &[(String, SystemKind)]) -> Vec<SchemaProblem> {
+        let mut problems = Vec::new();
+        if schema.len() <= 1 {
+            return problems;
+        }
+        let names: Vec<&str> = schema.iter().map(|(n, _)| n.as_str()).collect();
+        let missing = |field: &str| {
+            format!(
+                "field '{field}' is not in the system's schema (it has: {})",
+                names.join(", ")
+            )
+        };
+        for (canonical, fm) in &self.fields {
+            if fm.compute.is_some() && fm.from.is_none() && !names.contains(&canonical.as_str()) {
+                problems.push(SchemaProblem {
+                    key: vec!["fields".into(), canonical.clone()],
+                    message: missing(canonical),
+                });
+                continue;
+            }
+            let source = self.source_of(canonical);
+            let top = source.split('.').next().unwrap_or_default();
+            let Some((_, kind)) = schema.iter().find(|(n, _)| n == top) else {
+                if fm.from.is_some() || fm.convert.is_some() || fm.compute.is_some() {
+                    problems.push(SchemaProblem {
+                        key: vec!["fields".into(), canonical.clone()],
+                        message: missing(top),
+                    });
+                }
+                continue;
+            };
+            if source.contains('.') {
+                continue;
+            }
+            let fits = match &fm.convert {
+                None => true,
+                Some(Convert::Date { .. } | Convert::Timestamp { .. }) => {
+                    matches!(
+                        kind,
+                        SystemKind::Text
+                            | SystemKind::Date
+                            | SystemKind::Timestamp
+                            | SystemKind::Any
+                    )
+                }
+                Some(Convert::Decimal {
+                    repr: DecimalRepr::Minor,
+                    ..
+                }) => matches!(kind, SystemKind::Integer | SystemKind::Any),
+                Some(Convert::Decimal {
+                    repr: DecimalRepr::Number,
+                    ..
+                }) => {
+                    matches!(
+                        kind,
+                        SystemKind::Number
+                            | SystemKind::Decimal
+                            | SystemKind::Integer
+                            | SystemKind::Any
+                    )
+                }
+                Some(Convert::Decimal {
+                    repr: DecimalRepr::Text,
+                    ..
+                }) => matches!(
+                    kind,
+                    SystemKind::Text | SystemKind::Decimal | SystemKind::Any
+                ),
+                Some(Convert::Phone { .. }) => matches!(kind, SystemKind::Text | SystemKind::Any),
+            };
+            if !fits {
+                problems.push(SchemaProblem {
+                    key: vec!["fields".into(), canonical.clone()],
+                    message: format!(
+                        "the conversion of '{canonical}' cannot apply to field '{top}' of type {}",
+                        format!("{kind:?}").to_lowercase()
+                    ),
+                });
+            }
+        }
+        for field in self.rename.keys() {
+            if !names.contains(&field.as_str()) {
+                problems.push(SchemaProblem {
+                    key: vec!["rename".into(), field.clone()],
+                    message: missing(field),
+                });
+            }
+        }
+        problems
+    }
+}
+
 /// JSON equality that also matches `1` with `"1"` (value maps written in TOML
 /// meet values read from CSV files and databases).
 fn loosely_equal(a: &Value, b: &Value) -> bool {
