@@ -321,6 +321,15 @@ struct PageCounts {
     held: u64,
 }
 
+impl PageCounts {
+    fn add_to(&self, report: &mut SyncReport) {
+        report.counts.echoes += self.echoes;
+        report.counts.conflicts += self.conflicts;
+        report.counts.failed += self.failed;
+        report.held += self.held;
+    }
+}
+
 impl Engine<'_, '_> {
     fn fail(&mut self, p: usize, error: CallError) {
         tracing::debug!("{error}");
@@ -609,9 +618,7 @@ impl Engine<'_, '_> {
             }
             Ok(counts)
         })?;
-        self.report.counts.echoes += counts.echoes;
-        self.report.counts.conflicts += counts.conflicts;
-        self.report.counts.failed += counts.failed;
+        counts.add_to(&mut self.report);
         Ok(())
     }
 
@@ -661,10 +668,7 @@ impl Engine<'_, '_> {
             }
             Ok(counts)
         })?;
-        self.report.counts.echoes += counts.echoes;
-        self.report.counts.conflicts += counts.conflicts;
-        self.report.counts.failed += counts.failed;
-        self.report.held += counts.held;
+        counts.add_to(&mut self.report);
         Ok(())
     }
 

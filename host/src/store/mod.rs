@@ -217,39 +217,6 @@ impl Store {
         Ok(())
     }
 
-    /// The link of a system's record, by its local id.
-    pub fn link_by_local(
-        &self,
-        entity: &str,
-        system: &str,
-        local_id: &str,
-    ) -> Result<Option<Link>> {
-        self.conn
-            .prepare_cached(
-                "SELECT global_id, local_id, hash_seen, hash_written FROM links
-                 WHERE entity = ?1 AND system = ?2 AND local_id = ?3",
-            )
-            .and_then(|mut st| {
-                st.query_row(params![entity, system, local_id], link_from_row)
-                    .optional()
-            })
-            .map_err(self.err())
-    }
-
-    /// The link of a golden record in a system.
-    pub fn link_by_global(&self, system: &str, global_id: i64) -> Result<Option<Link>> {
-        self.conn
-            .prepare_cached(
-                "SELECT global_id, local_id, hash_seen, hash_written FROM links
-                 WHERE global_id = ?1 AND system = ?2",
-            )
-            .and_then(|mut st| {
-                st.query_row(params![global_id, system], link_from_row)
-                    .optional()
-            })
-            .map_err(self.err())
-    }
-
     /// Runs `f` in one transaction; it commits only if `f` succeeds.
     pub fn transaction<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let path = self.path.clone();
@@ -623,17 +590,22 @@ mod tests {
             })
             .unwrap();
         drop(store);
-        let store = Store::open(&path).unwrap();
-        let a = store.link_by_local("contacts", "a", "1").unwrap().unwrap();
-        assert_eq!(
-            (a.global_id, a.hash_seen, a.hash_written),
-            (gid, Some(h), None)
-        );
-        let b = store.link_by_global("b", gid).unwrap().unwrap();
-        assert_eq!(
-            (b.local_id.as_str(), b.hash_seen, b.hash_written),
-            ("99", None, Some(h))
-        );
-        assert!(store.link_by_local("contacts", "a", "2").unwrap().is_none());
+        let mut store = Store::open(&path).unwrap();
+        store
+            .transaction(|tx| {
+                let a = tx.link_by_local("contacts", "a", "1").unwrap().unwrap();
+                assert_eq!(
+                    (a.global_id, a.hash_seen, a.hash_written),
+                    (gid, Some(h), None)
+                );
+                let b = tx.link_by_global("b", gid).unwrap().unwrap();
+                assert_eq!(
+                    (b.local_id.as_str(), b.hash_seen, b.hash_written),
+                    ("99", None, Some(h))
+                );
+                assert!(tx.link_by_local("contacts", "a", "2").unwrap().is_none());
+                Ok(())
+            })
+            .unwrap();
     }
 }
