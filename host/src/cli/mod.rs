@@ -613,13 +613,16 @@ fn status(manifest: &Manifest) -> anyhow::Result<ExitCode> {
     for r in runs {
         let c = r.counts;
         println!(
-            "run {} {} {}: {} read, {} written, {} unchanged, {} failed{}",
+            "run {} {} {}: {} read, {} written, {} deleted, {} unchanged, {} echoes, {} conflicts, {} failed{}",
             r.id,
             r.started_at,
             r.status,
             c.read,
             c.written,
+            c.deleted,
             c.skipped,
+            c.echoes,
+            c.conflicts,
             c.failed,
             r.error.map(|e| format!(" ({e})")).unwrap_or_default()
         );
