@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod engine;
+pub mod intake;
 pub mod manifest;
 pub mod mapping;
 pub mod runtime;

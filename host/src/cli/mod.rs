@@ -58,6 +58,27 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Run as a service: a pass at start-up, then every interval and on demand;
+    /// serves the publish API and manual refresh (see README).
+    Run {
+        /// Address to listen on (port 0 picks a free port, printed at start).
+        #[arg(long, default_value = "127.0.0.1:8377")]
+        listen: std::net::SocketAddr,
+        /// Seconds between passes when nothing asks for one.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        interval: u64,
+        /// Records per page read and per batch written.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        batch_size: u32,
+    },
+    /// Ask a running service for a pass now, for a system (its publish_token authorises it).
+    Refresh {
+        /// The system.
+        system: String,
+        /// The service's address.
+        #[arg(long, default_value = "http://127.0.0.1:8377")]
+        daemon: String,
+    },
     /// List each system's connector: what it exports and its version.
     Connectors,
     /// Show the latest runs, linked records, the outbox and dead letters.
@@ -242,6 +263,51 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Connectors => connectors(&manifest, &runtime()?).await,
+        Command::Run {
+            listen,
+            interval,
+            batch_size,
+        } => {
+            let options = crate::intake::DaemonOptions {
+                listen: *listen,
+                interval: std::time::Duration::from_secs(*interval),
+                sync: SyncOptions {
+                    batch_size: *batch_size,
+                    ..SyncOptions::default()
+                },
+            };
+            let runtime = runtime()?;
+            crate::intake::run(manifest, runtime, options).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Refresh { system, daemon } => {
+            let Some(s) = manifest.system(system) else {
+                anyhow::bail!("no system '{system}' in {}", manifest.file.display());
+            };
+            let Some(token) = &s.publish_token else {
+                anyhow::bail!("system '{system}' has no publish_token; add one to the manifest (and restart `weir run`)");
+            };
+            let url = format!("{}/refresh/{system}", daemon.trim_end_matches('/'));
+            let resp = reqwest::Client::new()
+                .post(&url)
+                .bearer_auth(&token.0)
+                .send()
+                .await
+                .with_context(|| {
+                    format!("cannot reach the service at {daemon} (is `weir run` running?)")
+                })?;
+            if resp.status().is_success() {
+                println!("refresh of {system} requested");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                let status = resp.status();
+                eprintln!(
+                    "error: the service answered {status}: {}",
+                    resp.text().await.unwrap_or_default()
+                );
+                Ok(ExitCode::from(1))
+            }
+        }
         Command::Status => status(&manifest),
         Command::Audit {
             entity,

@@ -94,6 +94,8 @@ struct ReadState {
 enum CursorUpdate {
     /// Nowhere (parked changes retried).
     None,
+    /// Nowhere, and these inbox entries are removed.
+    Inbox(Vec<i64>),
     /// A full read continues at this state.
     Reading(String),
     /// A full read ended: the change cursor is set (or kept unset).
@@ -382,9 +384,19 @@ impl Engine<'_, '_> {
             let items = self
                 .parked
                 .iter()
-                .map(|(id, change)| unpark(&entity.name, id, change))
+                .map(|(id, change)| stored_change(&entity.name, id, change))
                 .collect();
             self.accept(s, entity, b, items, CursorUpdate::None)?;
+        }
+        let inbox = self.store.inbox(&system, &entity.name)?;
+        if !inbox.is_empty() {
+            self.report.counts.read += inbox.len() as u64;
+            let ids = inbox.iter().map(|(id, _, _)| *id).collect();
+            let items = inbox
+                .iter()
+                .map(|(_, local, change)| stored_change(&entity.name, local, change))
+                .collect();
+            self.accept(s, entity, b, items, CursorUpdate::Inbox(ids))?;
         }
         match (changes, reading) {
             (Some(cursor), None) if !self.options.full => {
@@ -655,6 +667,11 @@ impl Engine<'_, '_> {
             }
             match &cursor {
                 CursorUpdate::None => {}
+                CursorUpdate::Inbox(ids) => {
+                    for id in ids {
+                        tx.inbox_done(*id)?;
+                    }
+                }
                 CursorUpdate::Reading(state) => {
                     tx.set_cursor(&system, &entity.name, "read", state)?
                 }
@@ -1174,13 +1191,16 @@ fn reject(
     tx.outbox_done(row.id)
 }
 
-/// A held change, back as a change.
-fn held_change(entity: &str, h: &store::Held) -> Change {
-    let v: Value = serde_json::from_str(&h.change).unwrap_or_default();
+/// A change kept in the store (parked, held or in the inbox), back as a
+/// change: `{"op": "upsert"|"delete", "data": "<record JSON>", "actor": ...}`,
+/// where `op` defaults to upsert.
+fn stored_change(entity: &str, id: &str, change: &str) -> Change {
+    let v: Value = serde_json::from_str(change).unwrap_or_default();
+    let delete = v.get("op").and_then(Value::as_str) == Some("delete");
     Change {
         entity: entity.to_string(),
-        id: h.local_id.clone(),
-        op: if v.get("op").and_then(Value::as_str) == Some("delete") {
+        id: id.to_string(),
+        op: if delete {
             Operation::Delete
         } else {
             Operation::Upsert
@@ -1188,21 +1208,15 @@ fn held_change(entity: &str, h: &store::Held) -> Change {
         data: v.get("data").and_then(Value::as_str).map(String::from),
         previous: None,
         version: None,
-        actor: h.actor.clone(),
+        actor: v.get("actor").and_then(Value::as_str).map(String::from),
     }
 }
 
-/// A parked change, back as a change.
-fn unpark(entity: &str, id: &str, change: &str) -> Change {
-    let v: Value = serde_json::from_str(change).unwrap_or_default();
+/// A held change, back as a change.
+fn held_change(entity: &str, h: &store::Held) -> Change {
     Change {
-        entity: entity.to_string(),
-        id: id.to_string(),
-        op: Operation::Upsert,
-        data: v.get("data").and_then(Value::as_str).map(String::from),
-        previous: None,
-        version: None,
-        actor: v.get("actor").and_then(Value::as_str).map(String::from),
+        actor: h.actor.clone(),
+        ..stored_change(entity, &h.local_id, &h.change)
     }
 }
 

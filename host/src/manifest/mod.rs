@@ -145,6 +145,10 @@ pub struct System {
     pub credentials: BTreeMap<String, Credential>,
     /// Resource limits.
     pub limits: Limits,
+    /// The bearer token that authorises pushing changes of this system to a
+    /// running daemon (`POST /publish/{system}/{entity}`) and asking it to
+    /// refresh the system; without one, the daemon refuses both.
+    pub publish_token: Option<Secret>,
     /// The entities this system holds, in the order of the manifest's entities.
     pub entities: Vec<SystemEntity>,
 }
@@ -154,6 +158,16 @@ pub struct System {
 pub enum Database {
     /// An SQLite file.
     Sqlite(PathBuf),
+}
+
+/// A secret value whose `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// A credential the host adds to outgoing requests.
@@ -510,6 +524,10 @@ impl Validator<'_> {
             );
         }
         let limits = self.limits(name, raw.limits.unwrap_or_default());
+        let publish_token = raw
+            .publish_token
+            .as_ref()
+            .map(|t| Secret(self.secret(&["systems", name, "publish_token"], t)));
         let mut bound = Vec::new();
         for entity_name in raw.entities.keys() {
             if !entities.iter().any(|x| &x.name == entity_name) {
@@ -628,6 +646,7 @@ impl Validator<'_> {
             allow_private_network: raw.allow_private_network,
             credentials,
             limits,
+            publish_token,
             entities: bound,
         }
     }
@@ -750,6 +769,7 @@ mod raw {
         #[serde(default)]
         pub credentials: BTreeMap<String, Credential>,
         pub limits: Option<Limits>,
+        pub publish_token: Option<String>,
         #[serde(default)]
         pub entities: BTreeMap<String, SystemEntity>,
     }

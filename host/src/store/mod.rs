@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_outbox_audit_conflicts.sql"),
+    include_str!("migrations/0003_inbox.sql"),
 ];
 
 /// A content hash of a canonical record (128 bits of SHA-256).

@@ -381,6 +381,15 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Removes an inbox entry (accepted in this transaction).
+    pub fn inbox_done(&mut self, id: i64) -> Result<()> {
+        self.conn()
+            .prepare_cached("DELETE FROM inbox WHERE id = ?1")
+            .and_then(|mut st| st.execute([id]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
     /// Records a conflict.
     pub fn conflict(&mut self, c: NewConflict<'_>) -> Result<()> {
         self.conn()
@@ -612,6 +621,40 @@ impl Store {
             )
             .map(|n| n > 0)
             .map_err(self.err())
+    }
+
+    /// Adds pushed changes of one system and entity to the inbox, in one
+    /// transaction: (local id, change JSON).
+    pub fn inbox_add(
+        &mut self,
+        system: &str,
+        entity: &str,
+        changes: &[(String, String)],
+    ) -> Result<()> {
+        self.transaction(|tx| {
+            for (id, change) in changes {
+                tx.conn()
+                    .prepare_cached("INSERT INTO inbox (system, entity, local_id, change, received_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+                    .and_then(|mut st| st.execute(params![system, entity, id, change, now()]))
+                    .map_err(tx.err())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The inbox of one system and entity, oldest first: (id, local id, change JSON).
+    pub fn inbox(&self, system: &str, entity: &str) -> Result<Vec<(i64, String, String)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, local_id, change FROM inbox WHERE system = ?1 AND entity = ?2 ORDER BY id")
+            .map_err(self.err())?;
+        let rows = st
+            .query_map(params![system, entity], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.err())?;
+        Ok(rows)
     }
 
     /// Number of pending outbox rows.

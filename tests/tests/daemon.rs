@@ -1,0 +1,270 @@
+//! `weir run`: the publish API acknowledges only committed changes, manual
+//! refresh, endpoint hardening, and graceful shutdown on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use weir_tests::*;
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
+const TOKEN: &str = "publish-s3cret";
+
+/// A running `weir run` and the lines it prints.
+struct Daemon {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(manifest: &Path) -> Daemon {
+        let mut child = Command::new(WEIR)
+            .args([
+                "--manifest",
+                manifest.to_str().unwrap(),
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--interval",
+                "3600",
+            ])
+            .env("WEIR_CACHE_DIR", env!("WEIR_TEST_CACHE"))
+            .env("WEIR_TEST_PUBLISH_TOKEN", TOKEN)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the daemon prints where it listens");
+        let port = first
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|_| panic!("{first}"));
+        Daemon { child, lines, port }
+    }
+
+    /// Waits for a printed line containing `text`.
+    fn expect_line(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no line with {text:?} within 30 s"),
+            }
+        }
+    }
+
+    /// Announces a body of `len` bytes without sending it: the service must
+    /// refuse it from the length alone.
+    fn oversized(&self, path: &str, token: &str, len: usize) -> u16 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(s, "POST {path} HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {token}\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n").unwrap();
+        // The service answers without waiting for the body; read the status
+        // line, not to the end (the connection may stay open for the body).
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 512];
+        while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&out)
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn http(&self, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let auth = token
+            .map(|t| format!("authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(s, "{method} {path} HTTP/1.1\r\nhost: localhost\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+        (status, body)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn count(db: &Path, sql: &str) -> i64 {
+    rows(db, sql)[0][0]
+        .as_deref()
+        .unwrap_or("0")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn publish_refresh_hardening_and_graceful_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crm_db(&d.join("crm.db"), 10).unwrap();
+    shop_db(&d.join("shop.db")).unwrap();
+    let m = write_manifest(
+        d,
+        &format!(
+            r#"
+[entities.contacts]
+primary_key = "id"
+[systems.crm]
+connector = {sql}
+config = {{ database = "crm" }}
+databases = {{ crm = "crm.db" }}
+publish_token = "${{WEIR_TEST_PUBLISH_TOKEN}}"
+[systems.crm.entities.contacts]
+direction = "read"
+ignore = ["updated_at"]
+settings = {{ updated_at = "updated_at" }}
+[systems.shop]
+connector = {sql}
+config = {{ database = "shop" }}
+databases = {{ shop = "shop.db" }}
+[systems.shop.entities.contacts]
+direction = "write"
+primary_key = "customer_id"
+rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
+settings = {{ table = "customers" }}
+"#,
+            sql = toml_path(&connector("sql"))
+        ),
+    );
+    let daemon = Daemon::start(&m);
+    daemon.expect_line("run 1: 10 read, 10 written");
+    let shop = d.join("shop.db");
+    assert_eq!(count(&shop, "SELECT count(*) FROM customers"), 10);
+
+    // Hardening: each refusal names its reason and the service goes on.
+    assert_eq!(daemon.http("GET", "/healthz", None, "").0, 200);
+    let (status, body) = daemon.http("POST", "/publish/nowhere/contacts", Some(TOKEN), "{}");
+    assert_eq!(
+        (status, body.contains("no system 'nowhere'")),
+        (404, true),
+        "{body}"
+    );
+    let (status, body) = daemon.http("POST", "/publish/crm/orders", Some(TOKEN), "{}");
+    assert_eq!(
+        (status, body.contains("no entity 'orders'")),
+        (404, true),
+        "{body}"
+    );
+    assert_eq!(
+        daemon
+            .http("POST", "/publish/crm/contacts", Some("wrong"), "{}")
+            .0,
+        401
+    );
+    assert_eq!(
+        daemon.http("POST", "/publish/crm/contacts", None, "{}").0,
+        401
+    );
+    let (status, body) = daemon.http(
+        "POST",
+        "/publish/crm/contacts",
+        Some(TOKEN),
+        "{\"id\": 1, \"op\": \"merge\"}",
+    );
+    assert_eq!(
+        (status, body.contains("\\\"op\\\" must be")),
+        (400, true),
+        "{body}"
+    );
+    assert_eq!(
+        daemon.oversized("/publish/crm/contacts", TOKEN, 5 << 20),
+        413,
+        "bodies over 4 MiB are refused"
+    );
+
+    // A published change is acknowledged once stored, then synced by the next pass.
+    let change = r#"[{"id": "web-1", "data": {"first_name": "Radia", "last_name": "Perlman", "email": "radia@example.com", "phone": null}, "actor": "web"}]"#;
+    let (status, body) = daemon.http("POST", "/publish/crm/contacts", Some(TOKEN), change);
+    assert_eq!((status, body.as_str()), (202, r#"{"accepted":1}"#));
+    daemon.expect_line("1 read, 1 written");
+    assert_eq!(
+        count(
+            &shop,
+            "SELECT count(*) FROM customers WHERE mail = 'radia@example.com'"
+        ),
+        1
+    );
+
+    // Manual refresh: a row added to the CRM reaches the shop without waiting for the interval.
+    rusqlite::Connection::open(d.join("crm.db"))
+        .unwrap()
+        .execute("INSERT INTO contacts (first_name, last_name, email) VALUES ('Tony', 'Hoare', 'tony@example.com')", [])
+        .unwrap();
+    let refresh = Command::new(WEIR)
+        .args([
+            "--manifest",
+            m.to_str().unwrap(),
+            "refresh",
+            "crm",
+            "--daemon",
+            &format!("http://127.0.0.1:{}", daemon.port),
+        ])
+        .env("WEIR_TEST_PUBLISH_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        refresh.status.success(),
+        "{}",
+        String::from_utf8_lossy(&refresh.stderr)
+    );
+    daemon.expect_line("1 read, 1 written");
+    assert_eq!(
+        count(
+            &shop,
+            "SELECT count(*) FROM customers WHERE mail = 'tony@example.com'"
+        ),
+        1
+    );
+
+    // SIGTERM: the service stops cleanly.
+    let mut daemon = daemon;
+    let pid = daemon.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    daemon.expect_line("stopped");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = daemon.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    let _ = daemon.lines.try_recv();
+}
