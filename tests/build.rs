@@ -12,19 +12,14 @@ fn main() {
         .expect("tests/ is inside the repository")
         .to_path_buf();
     let connectors = root.join("connectors");
-    for watched in [
-        "Cargo.toml",
-        "Cargo.lock",
-        "sdk",
-        "sql",
-        "csv",
-        "hostile",
-        "flaky",
-    ] {
-        println!(
-            "cargo:rerun-if-changed={}",
-            connectors.join(watched).display()
-        );
+    // Every crate of the connectors workspace (its target folder aside).
+    for entry in std::fs::read_dir(&connectors)
+        .expect("the connectors folder")
+        .flatten()
+    {
+        if entry.file_name() != "target" {
+            println!("cargo:rerun-if-changed={}", entry.path().display());
+        }
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     let target_dir = root.join("target").join("connectors");

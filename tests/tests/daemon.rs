@@ -94,10 +94,15 @@ impl Daemon {
     }
 
     fn http(&self, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         let auth = token
             .map(|t| format!("authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
+        self.request(method, path, &auth, body)
+    }
+
+    /// Sends a request with extra header lines (each ending in CRLF).
+    fn request(&self, method: &str, path: &str, auth: &str, body: &str) -> (u16, String) {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         write!(s, "{method} {path} HTTP/1.1\r\nhost: localhost\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
@@ -267,4 +272,82 @@ settings = {{ table = "customers" }}
     };
     assert!(status.success(), "{status:?}");
     let _ = daemon.lines.try_recv();
+}
+
+#[test]
+fn webhooks_go_through_the_connector_and_are_acknowledged_once_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    shop_db(&d.join("shop.db")).unwrap();
+    let m = write_manifest(
+        d,
+        &format!(
+            r#"
+[entities.contacts]
+primary_key = "id"
+[systems.cms]
+connector = {hooks}
+config = {{ secret = "hook-s3cret" }}
+[systems.cms.entities.contacts]
+direction = "read"
+[systems.shop]
+connector = {sql}
+config = {{ database = "shop" }}
+databases = {{ shop = "shop.db" }}
+[systems.shop.entities.contacts]
+direction = "write"
+primary_key = "customer_id"
+rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
+settings = {{ table = "customers" }}
+"#,
+            hooks = toml_path(&connector("hooks")),
+            sql = toml_path(&connector("sql"))
+        ),
+    );
+    let daemon = Daemon::start(&m);
+    daemon.expect_line("run 1: 0 read, 0 written");
+    let shop = d.join("shop.db");
+    let secret = "x-sync-secret: hook-s3cret\r\n";
+    let create = r#"{"event": "contacts.items.create", "key": 7, "payload": {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com"}}"#;
+
+    // The connector refuses a request without its secret; nothing is stored.
+    let (status, body) = daemon.request("POST", "/hooks/cms", "x-sync-secret: wrong\r\n", create);
+    assert_eq!(
+        (status, body.as_str()),
+        (401, "bad or missing x-sync-secret")
+    );
+    assert_eq!(
+        daemon.request("POST", "/hooks/nowhere", secret, create).0,
+        404
+    );
+    assert_eq!(
+        daemon.request("POST", "/hooks/shop", secret, create).0,
+        404,
+        "the shop's connector takes no webhooks"
+    );
+
+    // Create, a repeated delivery, update and delete, each through a webhook.
+    let (status, body) = daemon.request("POST", "/hooks/cms/flows/sync?via=test", secret, create);
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    daemon.expect_line("1 read, 1 written");
+    assert_eq!(
+        count(
+            &shop,
+            "SELECT count(*) FROM customers WHERE mail = 'ada@example.com'"
+        ),
+        1
+    );
+    assert_eq!(daemon.request("POST", "/hooks/cms", secret, create).0, 200);
+    daemon.expect_line("1 read, 0 written");
+    let update = r#"{"event": "contacts.items.update", "keys": ["7"], "payload": {"first_name": "Ada", "last_name": "King", "email": "ada@example.com"}}"#;
+    assert_eq!(daemon.request("POST", "/hooks/cms", secret, update).0, 200);
+    daemon.expect_line("1 read, 1 written");
+    assert_eq!(
+        count(&shop, "SELECT count(*) FROM customers WHERE lname = 'King'"),
+        1
+    );
+    let delete = r#"{"event": "contacts.items.delete", "keys": ["7"], "payload": ["7"]}"#;
+    assert_eq!(daemon.request("POST", "/hooks/cms", secret, delete).0, 200);
+    daemon.expect_line("1 read, 0 written, 1 deleted");
+    assert_eq!(count(&shop, "SELECT count(*) FROM customers"), 0);
 }

@@ -457,6 +457,15 @@ impl Engine<'_, '_> {
                 .await
             {
                 Ok(p) => p,
+                // A system that cannot be listed (its changes arrive as
+                // webhooks or through the publish API): nothing to read, and
+                // no snapshot to find deletes in.
+                Err(CallError::Connector { error, .. })
+                    if error.kind == ErrorKind::Unsupported && cursor.is_none() =>
+                {
+                    tracing::debug!(system = %self.participants[s].system.name, "{}", error.message);
+                    return Ok(());
+                }
                 Err(e) => {
                     self.fail(s, e);
                     return Ok(());

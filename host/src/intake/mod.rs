@@ -47,6 +47,7 @@ const BODY_LIMIT: usize = 4 << 20;
 
 struct App {
     manifest: Manifest,
+    runtime: Arc<Runtime>,
     wake: Notify,
 }
 
@@ -64,11 +65,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let app = Arc::new(App {
         manifest,
+        runtime: Arc::new(runtime),
         wake: Notify::new(),
     });
     let router = Router::new()
         .route("/publish/{system}/{entity}", post(publish))
         .route("/refresh/{system}", post(refresh))
+        .route("/hooks/{system}", post(hook))
+        .route("/hooks/{system}/{*rest}", post(hook))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app.clone());
@@ -91,7 +95,7 @@ pub async fn run(
     });
     let mut stop = stop_rx;
     loop {
-        match engine::sync(&app.manifest, &runtime, &options.sync).await {
+        match engine::sync(&app.manifest, &app.runtime, &options.sync).await {
             Ok(r) => {
                 let c = r.counts;
                 println!(
@@ -267,10 +271,12 @@ async fn publish(
     };
     let path = app.manifest.store.clone();
     let n = changes.len();
-    let stored = tokio::task::spawn_blocking(move || {
-        Store::open(&path)?.inbox_add(&system, &entity, &changes)
-    })
-    .await;
+    let changes: Vec<(String, String, String)> = changes
+        .into_iter()
+        .map(|(id, c)| (entity.clone(), id, c))
+        .collect();
+    let stored =
+        tokio::task::spawn_blocking(move || Store::open(&path)?.inbox_add(&system, &changes)).await;
     match stored {
         Ok(Ok(())) => {
             app.wake.notify_one();
@@ -285,6 +291,125 @@ async fn publish(
             format!("not stored, retry: {e}"),
         ),
     }
+}
+
+/// `POST /hooks/{system}[/...]`: the system's connector checks the request
+/// (signature or secret) and turns it into changes through its `webhook`
+/// export; they are committed to the inbox before its reply is sent. Changes
+/// without a record body (the system sent only ids) ask for a pass instead.
+async fn hook(
+    State(app): State<Arc<App>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let rest = uri.path().strip_prefix("/hooks/").unwrap_or_default();
+    let (system, path) = rest
+        .split_once('/')
+        .map(|(s, p)| (s.to_string(), format!("/{p}")))
+        .unwrap_or((rest.to_string(), String::new()));
+    let Some(s) = app.manifest.system(&system) else {
+        return reply(
+            StatusCode::NOT_FOUND,
+            format!("no system '{system}' in the manifest"),
+        )
+        .into_response();
+    };
+    let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            return reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {} MiB", BODY_LIMIT >> 20),
+            )
+            .into_response()
+        }
+    };
+    let connector = match app.runtime.load(&s.connector) {
+        Ok(c) if c.exports().webhook => c,
+        Ok(_) => {
+            return reply(
+                StatusCode::NOT_FOUND,
+                format!("the connector of system '{system}' takes no webhooks"),
+            )
+            .into_response()
+        }
+        Err(e) => return reply(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    };
+    let mut instance = match app
+        .runtime
+        .instantiate(&connector, s, &app.manifest.store)
+        .await
+    {
+        Ok(i) => i,
+        Err(e) => return reply(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    };
+    let bindings: Vec<_> = s
+        .entities
+        .iter()
+        .filter(|b| b.direction.reads())
+        .map(engine::binding)
+        .collect();
+    let path = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let request = crate::runtime::types::Incoming {
+        method: "POST".into(),
+        path,
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+    };
+    let outcome = match instance.handle(&bindings, request).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(system = %system, "webhook refused: {e}");
+            return reply(StatusCode::BAD_REQUEST, e.to_string()).into_response();
+        }
+    };
+    let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::OK);
+    if !status.is_success() {
+        tracing::warn!(system = %system, status = status.as_u16(), "webhook refused by the connector");
+        return (status, outcome.body).into_response();
+    }
+    let readable: Vec<&str> = bindings.iter().map(|b| b.name.as_str()).collect();
+    let changes: Vec<(String, String, String)> = outcome
+        .changes
+        .into_iter()
+        .filter(|c| readable.contains(&c.entity.as_str()))
+        .filter(|c| c.op == crate::runtime::types::Operation::Delete || c.data.is_some())
+        .map(|c| {
+            let op = if c.op == crate::runtime::types::Operation::Delete {
+                "delete"
+            } else {
+                "upsert"
+            };
+            let change = json!({ "op": op, "data": c.data, "actor": c.actor }).to_string();
+            (c.entity, c.id, change)
+        })
+        .collect();
+    if !changes.is_empty() {
+        let store_path = app.manifest.store.clone();
+        let name = system.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            Store::open(&store_path)?.inbox_add(&name, &changes)
+        })
+        .await;
+        if !matches!(stored, Ok(Ok(()))) {
+            return reply(StatusCode::SERVICE_UNAVAILABLE, "not stored, retry").into_response();
+        }
+    }
+    app.wake.notify_one();
+    (status, outcome.body).into_response()
 }
 
 async fn refresh(

@@ -31,6 +31,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 /// The plain data types of the connector world.
 pub mod types {
     pub use super::bindings::exports::weir::connector::connector::Description;
+    pub use super::bindings::exports::weir::connector::webhook::{Incoming, Outcome};
     pub use super::bindings::weir::connector::types::*;
 }
 use types::{ConnectorError, Context, EntityBinding, EntitySchema, Page, WriteItem, Written};
@@ -428,7 +429,6 @@ struct Loaded {
     connector: ex::connector::Guest,
     source: Option<ex::source::Guest>,
     destination: Option<ex::destination::Guest>,
-    #[allow(dead_code)]
     webhook: Option<ex::webhook::Guest>,
 }
 
@@ -622,6 +622,23 @@ impl Instance {
             Box::pin(async move {
                 let src = g.source.as_ref().expect("checked above");
                 src.call_changes(s, c, &entity, &cursor, limit).await
+            })
+        })
+        .await
+    }
+
+    /// Hands an incoming webhook request to the connector.
+    pub async fn handle(
+        &mut self,
+        entities: &[EntityBinding],
+        request: types::Incoming,
+    ) -> Result<types::Outcome, CallError> {
+        self.require(self.guests.webhook.as_ref(), "webhook")?;
+        let entities = entities.to_vec();
+        self.call(move |g, c, s| {
+            Box::pin(async move {
+                let hook = g.webhook.as_ref().expect("checked above");
+                hook.call_handle(s, c, &entities, &request).await
             })
         })
         .await

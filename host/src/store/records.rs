@@ -623,16 +623,11 @@ impl Store {
             .map_err(self.err())
     }
 
-    /// Adds pushed changes of one system and entity to the inbox, in one
-    /// transaction: (local id, change JSON).
-    pub fn inbox_add(
-        &mut self,
-        system: &str,
-        entity: &str,
-        changes: &[(String, String)],
-    ) -> Result<()> {
+    /// Adds pushed changes of one system to the inbox, in one transaction:
+    /// (entity, local id, change JSON).
+    pub fn inbox_add(&mut self, system: &str, changes: &[(String, String, String)]) -> Result<()> {
         self.transaction(|tx| {
-            for (id, change) in changes {
+            for (entity, id, change) in changes {
                 tx.conn()
                     .prepare_cached("INSERT INTO inbox (system, entity, local_id, change, received_at) VALUES (?1, ?2, ?3, ?4, ?5)")
                     .and_then(|mut st| st.execute(params![system, entity, id, change, now()]))
