@@ -979,6 +979,20 @@ impl Engine<'_, '_> {
             for (p, outcome) in planned.into_iter().zip(outcomes) {
                 let gid = p.row.global_id;
                 let data = p.item.data.as_deref();
+                let audit = |tx: &mut Tx<'_>, local_id: Option<&str>, outcome: &str| {
+                    tx.audit(NewAudit {
+                        run_id,
+                        system: target,
+                        entity,
+                        global_id: Some(gid),
+                        local_id,
+                        actor: None,
+                        operation: p.kind.operation(),
+                        before: None,
+                        after: data,
+                        outcome,
+                    })
+                };
                 match outcome {
                     Ok(w) => {
                         match p.kind {
@@ -994,19 +1008,7 @@ impl Engine<'_, '_> {
                         }
                         tx.outbox_done(p.row.id)?;
                         done += 1;
-                        let audit = NewAudit {
-                            run_id,
-                            system: target,
-                            entity,
-                            global_id: Some(gid),
-                            local_id: Some(&w.id),
-                            actor: None,
-                            operation: p.kind.operation(),
-                            before: None,
-                            after: data,
-                            outcome: "ok",
-                        };
-                        tx.audit(audit)?;
+                        audit(tx, Some(&w.id), "ok")?;
                     }
                     Err(e) if matches!(e.kind, ErrorKind::Transient | ErrorKind::RateLimited) => {
                         failed += 1;
@@ -1017,19 +1019,7 @@ impl Engine<'_, '_> {
                             &reason,
                             true,
                         )?;
-                        let audit = NewAudit {
-                            run_id,
-                            system: target,
-                            entity,
-                            global_id: Some(gid),
-                            local_id: p.item.id.as_deref(),
-                            actor: None,
-                            operation: p.kind.operation(),
-                            before: None,
-                            after: data,
-                            outcome: "failed",
-                        };
-                        tx.audit(audit)?;
+                        audit(tx, p.item.id.as_deref(), "failed")?;
                     }
                     Err(e) => {
                         failed += 1;
@@ -1045,19 +1035,7 @@ impl Engine<'_, '_> {
                         })?;
                         tx.outbox_done(p.row.id)?;
                         done += 1;
-                        let audit = NewAudit {
-                            run_id,
-                            system: target,
-                            entity,
-                            global_id: Some(gid),
-                            local_id: p.item.id.as_deref(),
-                            actor: None,
-                            operation: p.kind.operation(),
-                            before: None,
-                            after: data,
-                            outcome: "rejected",
-                        };
-                        tx.audit(audit)?;
+                        audit(tx, p.item.id.as_deref(), "rejected")?;
                     }
                 }
             }
