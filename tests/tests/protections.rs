@@ -210,3 +210,81 @@ fn a_pass_deleting_too_much_of_an_entity_holds_its_deletes_and_asks() {
     assert!(allowed.stdout.contains(" 5 deleted, "), "{allowed:?}");
     assert_eq!(count(&shop, "SELECT count(*) FROM contacts"), 14);
 }
+
+#[test]
+fn a_batch_system_receives_compressed_changes_in_its_window_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A two-hour window that starts in two hours: never now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let minute = |offset: u64| {
+        let m = ((now / 60) + offset) % (24 * 60);
+        format!("{:02}:{:02}", m / 60, m % 60)
+    };
+    let window = format!("{}-{}", minute(120), minute(240));
+    let m = setup(d, "");
+    let mut text = std::fs::read_to_string(&m).unwrap();
+    std::fs::create_dir_all(d.join("csv")).unwrap();
+    text.push_str(&format!(
+        "[systems.files]\nconnector = {csv}\nconfig = {{ directory = \"out\" }}\ndirectories = {{ out = \"csv\" }}\n\
+         [systems.files.entities.contacts]\ndirection = \"write\"\ndeliver_between = \"{window}\"\n",
+        csv = toml_path(&connector("csv"))
+    ));
+    std::fs::write(&m, text).unwrap();
+
+    let first = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert!(
+        first.stdout.contains("run 1: 20 read, 20 written"),
+        "the shop is real time: {first:?}"
+    );
+    assert!(
+        !d.join("csv/contacts.csv").exists(),
+        "the batch system waits for its window"
+    );
+    assert!(weir(WEIR, &m, &["status"])
+        .stdout
+        .contains("outbox: 20 pending"));
+
+    // Two more changes of one record while waiting: still one pending write for it.
+    let crm = rusqlite::Connection::open(d.join("crm.db")).unwrap();
+    crm.execute(
+        "UPDATE contacts SET email = 'first@example.com' WHERE id = 1",
+        [],
+    )
+    .unwrap();
+    assert_eq!(weir(WEIR, &m, &["sync", "--quiet"]).code, 0);
+    crm.execute(
+        "UPDATE contacts SET email = 'second@example.com' WHERE id = 1",
+        [],
+    )
+    .unwrap();
+    assert_eq!(weir(WEIR, &m, &["sync", "--quiet"]).code, 0);
+    assert!(weir(WEIR, &m, &["status"])
+        .stdout
+        .contains("outbox: 20 pending"));
+
+    // The window (forced here with --now): each record written once, with its latest content.
+    let batch = weir(WEIR, &m, &["sync", "--quiet", "--now"]);
+    assert!(batch.stdout.contains(" 20 written, "), "{batch:?}");
+    let csv = csv_rows(&d.join("csv/contacts.csv"));
+    assert_eq!(csv.len(), 21);
+    assert!(csv
+        .iter()
+        .any(|r| r.contains(&"second@example.com".to_string())));
+    assert!(!csv
+        .iter()
+        .any(|r| r.contains(&"first@example.com".to_string())));
+    let audit = weir(WEIR, &m, &["audit", "--system", "files"]);
+    assert_eq!(
+        audit
+            .stdout
+            .lines()
+            .filter(|l| l.ends_with("write:create ok"))
+            .count(),
+        20,
+        "{audit:?}"
+    );
+}

@@ -53,6 +53,9 @@ pub enum Command {
         /// Deliver deletes even beyond an entity's max_delete_percent.
         #[arg(long)]
         allow_deletes: bool,
+        /// Deliver to systems with a delivery window (deliver_between) now too.
+        #[arg(long)]
+        now: bool,
         /// Print what would be written, per system and entity with field
         /// differences, and write nothing (not even to the central store).
         #[arg(long)]
@@ -214,6 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             quiet,
             full,
             allow_deletes,
+            now,
             dry_run,
         } => {
             let progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -222,6 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 progress,
                 full: *full,
                 allow_deletes: *allow_deletes,
+                deliver_now: *now,
             };
             if *dry_run {
                 let report = engine::dry_run(&manifest, &runtime()?, &options).await?;

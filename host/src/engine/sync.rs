@@ -31,6 +31,8 @@ pub struct SyncOptions {
     pub full: bool,
     /// Deliver deletes even beyond an entity's `max_delete_percent`.
     pub allow_deletes: bool,
+    /// Deliver to batch systems (`deliver_between`) outside their window too.
+    pub deliver_now: bool,
 }
 
 impl Default for SyncOptions {
@@ -40,6 +42,7 @@ impl Default for SyncOptions {
             progress: false,
             full: false,
             allow_deletes: false,
+            deliver_now: false,
         }
     }
 }
@@ -709,6 +712,14 @@ impl Engine<'_, '_> {
         let target = self.participants[t].system.name.clone();
         let bind = binding(tb);
         let mut after = 0;
+        if let Some(window) = tb.deliver_between {
+            let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+            let minute = now.hour() as u16 * 60 + now.minute() as u16;
+            if !window.contains(minute) && !self.options.deliver_now {
+                tracing::debug!(target = %target, entity = %entity.name, "outside the delivery window");
+                return Ok(());
+            }
+        }
         let hold_deletes = self.deletes_beyond_limit(&target, entity)?;
         loop {
             let rows = self.store.outbox_due(

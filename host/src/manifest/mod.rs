@@ -160,6 +160,55 @@ pub enum Database {
     Sqlite(PathBuf),
 }
 
+/// A daily window in UTC, minutes since midnight; it may wrap past midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Start, inclusive.
+    pub from: u16,
+    /// End, exclusive.
+    pub to: u16,
+}
+
+impl Window {
+    /// Parses `HH:MM-HH:MM`.
+    pub fn parse(text: &str) -> Result<Window, String> {
+        let minutes = |t: &str| -> Result<u16, String> {
+            let (h, m) = t
+                .trim()
+                .split_once(':')
+                .ok_or_else(|| format!("'{t}' is not HH:MM"))?;
+            let (h, m): (u16, u16) = (
+                h.parse().map_err(|_| format!("'{t}' is not HH:MM"))?,
+                m.parse().map_err(|_| format!("'{t}' is not HH:MM"))?,
+            );
+            if h > 23 || m > 59 {
+                return Err(format!("'{t}' is not a time of day"));
+            }
+            Ok(h * 60 + m)
+        };
+        let (a, b) = text
+            .split_once('-')
+            .ok_or_else(|| format!("'{text}' is not a window HH:MM-HH:MM"))?;
+        let w = Window {
+            from: minutes(a)?,
+            to: minutes(b)?,
+        };
+        if w.from == w.to {
+            return Err(format!("'{text}' is an empty window"));
+        }
+        Ok(w)
+    }
+
+    /// Whether a minute of the day (UTC) is inside the window.
+    pub fn contains(&self, minute: u16) -> bool {
+        if self.from < self.to {
+            (self.from..self.to).contains(&minute)
+        } else {
+            minute >= self.from || minute < self.to
+        }
+    }
+}
+
 /// A secret value whose `Debug` does not show it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub String);
@@ -239,6 +288,10 @@ pub struct SystemEntity {
     pub on_delete: OnDelete,
     /// The field set to true by a soft delete.
     pub soft_delete_field: Option<String>,
+    /// Batch delivery: writes to this system wait in the outbox (several
+    /// changes of a record become one write) until this daily UTC window;
+    /// without one, delivery is real time.
+    pub deliver_between: Option<Window>,
 }
 
 impl System {
@@ -626,9 +679,22 @@ impl Validator<'_> {
                     crate::mapping::Mapping::simple(name, &primary_key, BTreeMap::new(), Vec::new())
                 }
             };
+            let deliver_between = match e.deliver_between.as_deref().map(Window::parse) {
+                None => None,
+                Some(Ok(w)) => Some(w),
+                Some(Err(why)) => {
+                    self.error(
+                        &["systems", name, "entities", &entity.name, "deliver_between"],
+                        why,
+                        "write a daily UTC window as \"HH:MM-HH:MM\", for example \"02:00-04:00\"",
+                    );
+                    None
+                }
+            };
             bound.push(SystemEntity {
                 on_delete,
                 soft_delete_field: e.soft_delete_field.clone(),
+                deliver_between,
                 name: entity.name.clone(),
                 direction: e.direction.unwrap_or(Direction::Both),
                 primary_key,
@@ -804,6 +870,7 @@ mod raw {
         pub settings: Option<toml::Value>,
         pub on_delete: Option<super::OnDelete>,
         pub soft_delete_field: Option<String>,
+        pub deliver_between: Option<String>,
         #[serde(default)]
         pub fields: BTreeMap<String, super::fields::RawFieldMap>,
         pub unmapped: Option<super::fields::RawUnmapped>,

@@ -76,3 +76,25 @@ fn valid_manifest_keeps_entity_order_and_defaults() {
     assert_eq!(a.limits.memory_bytes, 256 << 20);
     assert!(m.store.ends_with("weir.db"));
 }
+
+#[test]
+fn delivery_windows() {
+    let night = Window::parse("22:30-02:00").unwrap();
+    assert!(
+        night.contains(23 * 60)
+            && night.contains(60)
+            && !night.contains(2 * 60)
+            && !night.contains(12 * 60)
+    );
+    let day = Window::parse("02:00-04:00").unwrap();
+    assert!(day.contains(2 * 60) && day.contains(3 * 60 + 59) && !day.contains(4 * 60));
+    assert!(Window::parse("2-4")
+        .unwrap_err()
+        .contains("'2' is not HH:MM"));
+    assert!(Window::parse("24:00-01:00")
+        .unwrap_err()
+        .contains("not a time of day"));
+    assert!(Window::parse("01:00-01:00")
+        .unwrap_err()
+        .contains("empty window"));
+}

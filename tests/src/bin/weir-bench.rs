@@ -142,6 +142,7 @@ fn one(n: usize) -> Result<(), Box<dyn std::error::Error>> {
             progress: false,
             full,
             allow_deletes: false,
+            deliver_now: false,
         };
         let start = Instant::now();
         let report = rt.block_on(weir::engine::sync(m, &runtime, &options))?;
