@@ -7,6 +7,14 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
+echo "== real systems the tests start (cached under ~/.cache/weir-e2e)"
+e2e="${WEIR_E2E_CACHE:-$HOME/.cache/weir-e2e}"
+if [ ! -f "$e2e/json-server/node_modules/json-server/lib/cli/bin.js" ]; then
+  mkdir -p "$e2e/json-server"
+  npm install --prefix "$e2e/json-server" --no-audit --no-fund --loglevel=error json-server@0.17.4
+fi
+export WEIR_JSON_SERVER="$e2e/json-server/node_modules/json-server/lib/cli/bin.js"
+
 echo "== format"
 cargo fmt --all -- --check
 (cd connectors && cargo fmt --all -- --check)

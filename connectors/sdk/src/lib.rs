@@ -11,6 +11,7 @@
 //! export!(MyConnector);
 //! ```
 
+pub mod http_util;
 pub mod json;
 pub mod sql_util;
 

@@ -1,0 +1,164 @@
+//! The generic REST connector against a real json-server: two-way sync with a
+//! SQLite database, deletes, and the id-reuse hazard.
+
+use std::path::Path;
+use weir_tests::*;
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
+
+fn count(db: &Path, sql: &str) -> i64 {
+    rows(db, sql)[0][0]
+        .as_deref()
+        .unwrap_or("0")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn json_server_and_sqlite_stay_in_agreement() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("db.json"),
+        r#"{"contacts": [
+            {"id": 1, "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com", "updatedAt": "2026-01-01T00:00:00.000Z"},
+            {"id": 2, "first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com", "updatedAt": "2026-01-01T00:00:00.000Z"},
+            {"id": 3, "first_name": "Alan", "last_name": "Turing", "email": "alan@example.com", "updatedAt": "2026-01-01T00:00:00.000Z"}
+        ]}"#,
+    )
+    .unwrap();
+    let api = JsonServer::start(d, &d.join("db.json"));
+    let db = d.join("people.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE people (id INTEGER PRIMARY KEY, first_name TEXT, last_name TEXT, email TEXT,
+                 updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
+             CREATE TRIGGER touch AFTER UPDATE ON people FOR EACH ROW WHEN NEW.updated_at = OLD.updated_at
+             BEGIN UPDATE people SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = NEW.id; END;",
+        )
+        .unwrap();
+    let m = write_manifest(
+        d,
+        &format!(
+            r#"
+[entities.contacts]
+primary_key = "id"
+[systems.api]
+connector = {rest}
+config = {{ base_url = "{url}" }}
+allowed_hosts = ["127.0.0.1"]
+allow_private_network = true
+[systems.api.entities.contacts]
+ignore = ["updatedAt"]
+settings = {{ path = "/contacts", updated_at = "updatedAt", since_param = "updatedAt_gte", change_params = "_sort=updatedAt&_order=asc" }}
+[systems.db]
+connector = {sql}
+config = {{ database = "db" }}
+databases = {{ db = "people.db" }}
+[systems.db.entities.contacts]
+ignore = ["updated_at"]
+settings = {{ table = "people", updated_at = "updated_at" }}
+"#,
+            rest = toml_path(&connector("rest")),
+            sql = toml_path(&connector("sql")),
+            url = api.url,
+        ),
+    );
+    let check = weir(WEIR, &m, &["check"]);
+    assert_eq!(check.code, 0, "{check:?}");
+    assert!(
+        check.stdout.contains("system api: ok (rest 0.1.0"),
+        "{check:?}"
+    );
+
+    // Pass 1: json-server's contacts reach SQLite.
+    let first = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM people"), 3);
+    let api_contacts = || -> Vec<(String, String)> {
+        let (_, body) = api.request("GET", "/contacts", None).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut out: Vec<(String, String)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["email"].as_str().unwrap().to_string(),
+                    c["last_name"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let db_contacts = || -> Vec<(String, String)> {
+        rows(&db, "SELECT email, last_name FROM people")
+            .into_iter()
+            .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+            .collect()
+    };
+    assert_eq!(api_contacts(), db_contacts());
+
+    // Pass 2: nothing changed, nothing written; weir's writes to SQLite come back as echoes.
+    let second = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert!(second.stdout.contains(" 0 written, "), "{second:?}");
+
+    // Both sides change: a row inserted in SQLite, a contact patched in json-server.
+    rusqlite::Connection::open(&db).unwrap().execute("INSERT INTO people (first_name, last_name, email) VALUES ('Barbara', 'Liskov', 'barbara@example.com')", []).unwrap();
+    assert_eq!(
+        api.request(
+            "PATCH",
+            "/contacts/2",
+            Some(r#"{"last_name": "Hopper-Murray"}"#)
+        )
+        .unwrap()
+        .0,
+        200
+    );
+    let third = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert_eq!(third.code, 0, "{third:?}");
+    assert!(third.stdout.contains(" 2 written, "), "{third:?}");
+    assert_eq!(api_contacts(), db_contacts());
+    assert_eq!(api_contacts().len(), 4);
+    let fourth = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert!(
+        fourth.stdout.contains(" 0 written, "),
+        "no echo writes: {fourth:?}"
+    );
+
+    // A delete in json-server is found by a full read and reaches SQLite.
+    assert_eq!(api.request("DELETE", "/contacts/3", None).unwrap().0, 200);
+    let full = weir(WEIR, &m, &["sync", "--quiet", "--full"]);
+    assert!(full.stdout.contains(" 1 deleted, "), "{full:?}");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM people WHERE email = 'alan@example.com'"
+        ),
+        0
+    );
+
+    // The id-reuse hazard: a new contact created under the deleted id is a new
+    // record, not the old one coming back.
+    let (status, _) = api.request("POST", "/contacts", Some(r#"{"id": 3, "first_name": "Edsger", "last_name": "Dijkstra", "email": "edsger@example.com", "updatedAt": "2026-02-01T00:00:00.000Z"}"#)).unwrap();
+    assert_eq!(status, 201);
+    let reused = weir(WEIR, &m, &["sync", "--quiet", "--full"]);
+    assert_eq!(reused.code, 0, "{reused:?}");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM people WHERE email = 'edsger@example.com'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM people WHERE email = 'alan@example.com'"
+        ),
+        0
+    );
+    assert_eq!(api_contacts(), db_contacts());
+}
