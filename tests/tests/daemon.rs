@@ -218,6 +218,18 @@ settings = {{ table = "customers" }}
         ),
         1
     );
+    // An idempotency key makes a retried publish a no-op.
+    let keyed = r#"{"id": "web-2", "data": {"first_name": "Ken", "last_name": "Thompson", "email": "ken@example.com", "phone": null}}"#;
+    let key = format!("authorization: Bearer {TOKEN}\r\nidempotency-key: k-1\r\n");
+    assert_eq!(
+        daemon.request("POST", "/publish/crm/contacts", &key, keyed),
+        (202, r#"{"accepted":1}"#.to_string())
+    );
+    daemon.expect_line("1 read, 1 written");
+    assert_eq!(
+        daemon.request("POST", "/publish/crm/contacts", &key, keyed),
+        (200, r#"{"accepted":0,"duplicate":true}"#.to_string())
+    );
 
     // Manual refresh: a row added to the CRM reaches the shop without waiting for the interval.
     rusqlite::Connection::open(d.join("crm.db"))
@@ -288,6 +300,7 @@ primary_key = "id"
 [systems.cms]
 connector = {hooks}
 config = {{ secret = "hook-s3cret" }}
+delivery_id_header = "X-Delivery"
 [systems.cms.entities.contacts]
 direction = "read"
 [systems.shop]
@@ -327,7 +340,8 @@ settings = {{ table = "customers" }}
     );
 
     // Create, a repeated delivery, update and delete, each through a webhook.
-    let (status, body) = daemon.request("POST", "/hooks/cms/flows/sync?via=test", secret, create);
+    let first = format!("{secret}x-delivery: d-1\r\n");
+    let (status, body) = daemon.request("POST", "/hooks/cms/flows/sync?via=test", &first, create);
     assert_eq!((status, body.as_str()), (200, "ok"));
     daemon.expect_line("1 read, 1 written");
     assert_eq!(
@@ -336,6 +350,17 @@ settings = {{ table = "customers" }}
             "SELECT count(*) FROM customers WHERE mail = 'ada@example.com'"
         ),
         1
+    );
+    // The same delivery id again is acknowledged and dropped, whatever it carries.
+    let replay = create.replace("Lovelace", "Imposter");
+    assert_eq!(daemon.request("POST", "/hooks/cms", &first, &replay).0, 200);
+    daemon.expect_line("0 read, 0 written");
+    assert_eq!(
+        count(
+            &shop,
+            "SELECT count(*) FROM customers WHERE lname = 'Imposter'"
+        ),
+        0
     );
     assert_eq!(daemon.request("POST", "/hooks/cms", secret, create).0, 200);
     daemon.expect_line("1 read, 0 written");

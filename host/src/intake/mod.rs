@@ -8,6 +8,11 @@
 //!   (`op` defaults to upsert). The reply, `202 {"accepted": N}`, is sent only
 //!   after the changes are committed to the central store's inbox, so an
 //!   acknowledged change is never lost; the next pass accepts them.
+//!   An `Idempotency-Key` header makes a repeated request a no-op (`200
+//!   {"accepted": 0, "duplicate": true}`) for 7 days.
+//! - `POST /hooks/{system}[/...]`: webhooks, through the system's connector;
+//!   the system's `delivery_id_header` (if set) names the header whose value
+//!   identifies a delivery, so a repeated delivery is not stored twice.
 //! - `POST /refresh/{system}`: manual refresh (same token); `weir refresh`.
 //! - `GET /healthz`.
 //!
@@ -275,13 +280,23 @@ async fn publish(
         .into_iter()
         .map(|(id, c)| (entity.clone(), id, c))
         .collect();
-    let stored =
-        tokio::task::spawn_blocking(move || Store::open(&path)?.inbox_add(&system, &changes)).await;
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let stored = tokio::task::spawn_blocking(move || {
+        Store::open(&path)?.inbox_add(&system, key.as_deref(), &changes)
+    })
+    .await;
     match stored {
-        Ok(Ok(())) => {
+        Ok(Ok(true)) => {
             app.wake.notify_one();
             (StatusCode::ACCEPTED, Json(json!({ "accepted": n })))
         }
+        Ok(Ok(false)) => (
+            StatusCode::OK,
+            Json(json!({ "accepted": 0, "duplicate": true })),
+        ),
         Ok(Err(e)) => reply(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not stored, retry: {e}"),
@@ -400,11 +415,19 @@ async fn hook(
     if !changes.is_empty() {
         let store_path = app.manifest.store.clone();
         let name = system.clone();
+        let delivery = s
+            .delivery_id_header
+            .as_ref()
+            .and_then(|h| headers.get(h.as_str()))
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
         let stored = tokio::task::spawn_blocking(move || {
-            Store::open(&store_path)?.inbox_add(&name, &changes)
+            Store::open(&store_path)?.inbox_add(&name, delivery.as_deref(), &changes)
         })
         .await;
-        if !matches!(stored, Ok(Ok(()))) {
+        if matches!(stored, Ok(Ok(false))) {
+            tracing::debug!(system = %system, "repeated webhook delivery ignored");
+        } else if !matches!(stored, Ok(Ok(true))) {
             return reply(StatusCode::SERVICE_UNAVAILABLE, "not stored, retry").into_response();
         }
     }

@@ -149,6 +149,9 @@ pub struct System {
     /// running daemon (`POST /publish/{system}/{entity}`) and asking it to
     /// refresh the system; without one, the daemon refuses both.
     pub publish_token: Option<Secret>,
+    /// The header of this system's webhooks that identifies a delivery
+    /// (lower case), for dropping repeated deliveries.
+    pub delivery_id_header: Option<String>,
     /// The entities this system holds, in the order of the manifest's entities.
     pub entities: Vec<SystemEntity>,
 }
@@ -713,6 +716,7 @@ impl Validator<'_> {
             credentials,
             limits,
             publish_token,
+            delivery_id_header: raw.delivery_id_header.map(|h| h.to_ascii_lowercase()),
             entities: bound,
         }
     }
@@ -836,6 +840,7 @@ mod raw {
         pub credentials: BTreeMap<String, Credential>,
         pub limits: Option<Limits>,
         pub publish_token: Option<String>,
+        pub delivery_id_header: Option<String>,
         #[serde(default)]
         pub entities: BTreeMap<String, SystemEntity>,
     }

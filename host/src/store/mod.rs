@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_outbox_audit_conflicts.sql"),
     include_str!("migrations/0003_inbox.sql"),
+    include_str!("migrations/0004_deliveries.sql"),
 ];
 
 /// A content hash of a canonical record (128 bits of SHA-256).

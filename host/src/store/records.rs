@@ -624,16 +624,33 @@ impl Store {
     }
 
     /// Adds pushed changes of one system to the inbox, in one transaction:
-    /// (entity, local id, change JSON).
-    pub fn inbox_add(&mut self, system: &str, changes: &[(String, String, String)]) -> Result<()> {
+    /// (entity, local id, change JSON). With a delivery id, a delivery already
+    /// accepted (within 7 days) is not stored again: the result is false.
+    pub fn inbox_add(
+        &mut self,
+        system: &str,
+        delivery: Option<&str>,
+        changes: &[(String, String, String)],
+    ) -> Result<bool> {
         self.transaction(|tx| {
+            if let Some(id) = delivery {
+                let week_ago = format!("{:.3}", jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 7));
+                tx.conn().execute("DELETE FROM deliveries WHERE received_at < ?1", [week_ago]).map_err(tx.err())?;
+                let fresh = tx
+                    .conn()
+                    .execute("INSERT OR IGNORE INTO deliveries (system, delivery_id, received_at) VALUES (?1, ?2, ?3)", params![system, id, now()])
+                    .map_err(tx.err())?;
+                if fresh == 0 {
+                    return Ok(false);
+                }
+            }
             for (entity, id, change) in changes {
                 tx.conn()
                     .prepare_cached("INSERT INTO inbox (system, entity, local_id, change, received_at) VALUES (?1, ?2, ?3, ?4, ?5)")
                     .and_then(|mut st| st.execute(params![system, entity, id, change, now()]))
                     .map_err(tx.err())?;
             }
-            Ok(())
+            Ok(true)
         })
     }
 
