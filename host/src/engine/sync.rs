@@ -208,7 +208,6 @@ async fn run(
         participants.push(Participant { system, instance });
     }
     let mut engine = Engine {
-        manifest,
         store: &mut store,
         participants,
         report,
@@ -304,7 +303,6 @@ fn kill_self() -> ! {
 }
 
 struct Engine<'a, 'm> {
-    manifest: &'m Manifest,
     store: &'a mut Store,
     participants: Vec<Participant<'m>>,
     report: SyncReport,
@@ -818,7 +816,6 @@ impl Engine<'_, '_> {
         rows: Vec<OutboxRow>,
         hold_deletes: bool,
     ) -> anyhow::Result<Vec<Planned>> {
-        let manifest = self.manifest;
         let mut skipped = 0;
         let mut failed = 0;
         let run_id = self.run_id;
@@ -877,14 +874,13 @@ impl Engine<'_, '_> {
                             )?;
                             continue;
                         }
-                        let record =
-                            match references_to_local(tx, manifest, entity, target, canonical)? {
-                                Ok(r) => r,
-                                Err(waiting) => {
-                                    tx.outbox_retry(row.id, &store::now(), &waiting, false)?;
-                                    continue;
-                                }
-                            };
+                        let record = match references_to_local(tx, entity, target, canonical)? {
+                            Ok(r) => r,
+                            Err(waiting) => {
+                                tx.outbox_retry(row.id, &store::now(), &waiting, false)?;
+                                continue;
+                            }
+                        };
                         let data = match tb.mapping.from_canonical(&record) {
                             Ok(r) => Value::Object(r).to_string(),
                             Err(e) => {
@@ -1144,7 +1140,6 @@ fn backoff(attempts: u32, retry_after_ms: Option<u64>) -> String {
 /// the target yet.
 fn references_to_local(
     tx: &Tx<'_>,
-    _manifest: &Manifest,
     entity: &Entity,
     target: &str,
     mut record: Record,

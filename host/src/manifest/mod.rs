@@ -324,7 +324,6 @@ impl Manifest {
             .map_err(|e| ManifestErrors::one(ManifestError::from_toml(&file, text, &e)))?;
         let mut v = Validator {
             file: &file,
-            text,
             errors: Vec::new(),
             locator: error::Locator::new(text),
         };
@@ -361,8 +360,6 @@ impl Manifest {
 
 struct Validator<'a> {
     file: &'a Path,
-    #[allow(dead_code)]
-    text: &'a str,
     errors: Vec<ManifestError>,
     locator: error::Locator,
 }

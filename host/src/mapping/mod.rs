@@ -193,20 +193,6 @@ impl Mapping {
             .unwrap_or_else(|| canonical.to_string())
     }
 
-    /// The system fields this mapping reads or writes by name (for `weir check`).
-    pub fn system_fields(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .fields
-            .keys()
-            .map(|c| self.source_of(c))
-            .map(|p| p.split('.').next().unwrap_or_default().to_string())
-            .collect();
-        out.extend(self.rename.keys().cloned());
-        out.sort();
-        out.dedup();
-        out
-    }
-
     /// Turns a system's record into the canonical record: the primary key and
     /// ignored fields are removed (identity lives in the id links), mapped
     /// fields are converted, the rest follows `unmapped`, and sensitive fields
