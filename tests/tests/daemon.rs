@@ -376,3 +376,130 @@ settings = {{ table = "customers" }}
     daemon.expect_line("1 read, 0 written, 1 deleted");
     assert_eq!(count(&shop, "SELECT count(*) FROM customers"), 0);
 }
+
+#[test]
+fn sources_are_polled_on_their_schedule_or_when_refreshed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crm_db(&d.join("crm.db"), 3).unwrap();
+    crm_db(&d.join("branch.db"), 0).unwrap();
+    shop_db(&d.join("shop.db")).unwrap();
+    let source = |name: &str, when: &str| {
+        format!(
+            r#"
+[systems.{name}]
+connector = {sql}
+config = {{ database = "{name}" }}
+databases = {{ {name} = "{name}.db" }}
+publish_token = "${{WEIR_TEST_PUBLISH_TOKEN}}"
+{when}
+[systems.{name}.entities.contacts]
+direction = "read"
+ignore = ["updated_at"]
+settings = {{ updated_at = "updated_at" }}
+"#,
+            sql = toml_path(&connector("sql"))
+        )
+    };
+    let m = write_manifest(
+        d,
+        &format!(
+            r#"
+[entities.contacts]
+primary_key = "id"
+{crm}
+{branch}
+[systems.shop]
+connector = {sql}
+config = {{ database = "shop" }}
+databases = {{ shop = "shop.db" }}
+[systems.shop.entities.contacts]
+direction = "write"
+primary_key = "customer_id"
+rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
+settings = {{ table = "customers" }}
+"#,
+            crm = source("crm", "poll_every = \"1h\""),
+            branch = source("branch", "schedule = \"*/2 * * * * *\""),
+            sql = toml_path(&connector("sql"))
+        ),
+    );
+    let daemon = Daemon::start(&m);
+    daemon.expect_line("run 1: 3 read, 3 written");
+    let shop = d.join("shop.db");
+    let insert = |db: &str, mail: &str| {
+        rusqlite::Connection::open(d.join(db))
+            .unwrap()
+            .execute(
+                "INSERT INTO contacts (first_name, last_name, email) VALUES ('New', 'Person', ?1)",
+                [mail],
+            )
+            .unwrap();
+    };
+    insert("crm.db", "crm-new@example.com");
+    insert("branch.db", "branch-new@example.com");
+
+    // The branch is polled every two seconds (cron with seconds); the CRM,
+    // polled hourly, is left alone by those passes.
+    let line = daemon.expect_line("polled: branch/contacts");
+    assert!(line.contains("1 read, 1 written"), "{line}");
+    assert!(!line.contains("crm/contacts"), "{line}");
+    let line = daemon.expect_line("polled: branch/contacts");
+    assert!(line.contains("0 read, 0 written"), "{line}");
+    assert_eq!(
+        count(
+            &shop,
+            "SELECT count(*) FROM customers WHERE mail = 'crm-new@example.com'"
+        ),
+        0
+    );
+
+    // `weir refresh crm contacts` polls that source at once.
+    let refresh = |args: &[&str]| {
+        let mut all = vec!["--manifest", m.to_str().unwrap(), "refresh"];
+        all.extend_from_slice(args);
+        let daemon_url = format!("http://127.0.0.1:{}", daemon.port);
+        all.extend_from_slice(&["--daemon", &daemon_url]);
+        Command::new(WEIR)
+            .args(&all)
+            .env("WEIR_TEST_PUBLISH_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    };
+    let out = refresh(&["crm", "contacts"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = daemon.expect_line("crm/contacts");
+    assert!(line.contains("1 read, 1 written"), "{line}");
+    assert_eq!(
+        count(
+            &shop,
+            "SELECT count(*) FROM customers WHERE mail = 'crm-new@example.com'"
+        ),
+        1
+    );
+    let out = refresh(&["crm", "orders"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not read entity 'orders'"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // `weir status` shows each source's last poll.
+    let status = weir_env(WEIR, &m, &["status"], &[("WEIR_TEST_PUBLISH_TOKEN", TOKEN)]);
+    assert!(
+        status.stdout.contains("last poll crm contacts"),
+        "{}\n{}",
+        status.stdout,
+        status.stderr
+    );
+    assert!(
+        status.stdout.contains("last poll branch contacts"),
+        "{}",
+        status.stdout
+    );
+}

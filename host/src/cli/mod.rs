@@ -61,23 +61,26 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Run as a service: a pass at start-up, then every interval and on demand;
-    /// serves the publish API and manual refresh (see README).
+    /// Run as a service: a pass at start-up, then passes as sources fall due
+    /// (poll_every, schedule, webhook health) and whenever changes are pushed;
+    /// serves webhooks, the publish API and manual refresh (see README).
     Run {
         /// Address to listen on (port 0 picks a free port, printed at start).
         #[arg(long, default_value = "127.0.0.1:8377")]
         listen: std::net::SocketAddr,
-        /// Seconds between passes when nothing asks for one.
+        /// Seconds between polls of sources that set neither poll_every nor schedule.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
         interval: u64,
         /// Records per page read and per batch written.
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         batch_size: u32,
     },
-    /// Ask a running service for a pass now, for a system (its publish_token authorises it).
+    /// Ask a running service to poll a system now (its publish_token authorises it).
     Refresh {
         /// The system.
         system: String,
+        /// Only this entity of it.
+        entity: Option<String>,
         /// The service's address.
         #[arg(long, default_value = "http://127.0.0.1:8377")]
         daemon: String,
@@ -227,6 +230,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 full: *full,
                 allow_deletes: *allow_deletes,
                 deliver_now: *now,
+                poll: None,
             };
             if *dry_run {
                 let report = engine::dry_run(&manifest, &runtime()?, &options).await?;
@@ -285,14 +289,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::intake::run(manifest, runtime, options).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Refresh { system, daemon } => {
+        Command::Refresh {
+            system,
+            entity,
+            daemon,
+        } => {
             let Some(s) = manifest.system(system) else {
                 anyhow::bail!("no system '{system}' in {}", manifest.file.display());
             };
             let Some(token) = &s.publish_token else {
                 anyhow::bail!("system '{system}' has no publish_token; add one to the manifest (and restart `weir run`)");
             };
-            let url = format!("{}/refresh/{system}", daemon.trim_end_matches('/'));
+            let mut url = format!("{}/refresh/{system}", daemon.trim_end_matches('/'));
+            if let Some(e) = entity {
+                url.push('/');
+                url.push_str(e);
+            }
             let resp = reqwest::Client::new()
                 .post(&url)
                 .bearer_auth(&token.0)
@@ -302,7 +314,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     format!("cannot reach the service at {daemon} (is `weir run` running?)")
                 })?;
             if resp.status().is_success() {
-                println!("refresh of {system} requested");
+                match entity {
+                    Some(e) => println!("refresh of {system} {e} requested"),
+                    None => println!("refresh of {system} requested"),
+                }
                 Ok(ExitCode::SUCCESS)
             } else {
                 let status = resp.status();
@@ -699,6 +714,38 @@ fn status(manifest: &Manifest) -> anyhow::Result<ExitCode> {
         );
     }
     println!("outbox: {} pending", store.outbox_pending()?);
+    let polls = store.last_polls()?;
+    for system in manifest.systems.iter().filter(|s| s.webhooks.is_some()) {
+        let health = store
+            .webhook_health()?
+            .into_iter()
+            .find(|h| h.system == system.name);
+        let last = health
+            .as_ref()
+            .and_then(|h| h.last_webhook_at.clone())
+            .unwrap_or_else(|| "never".into());
+        match health.as_ref().and_then(|h| h.degraded_since.as_ref()) {
+            None => println!("webhooks {}: healthy, last webhook {last}", system.name),
+            Some(since) => println!(
+                "webhooks {}: DEGRADED since {since} ({}), last webhook {last}; polled at its normal interval",
+                system.name,
+                health
+                    .as_ref()
+                    .and_then(|h| h.reason.as_deref())
+                    .unwrap_or("-")
+            ),
+        }
+    }
+    for p in &polls {
+        println!(
+            "last poll {} {}: {}, {} new change(s){}",
+            p.system,
+            p.entity,
+            p.at,
+            p.fresh,
+            if p.failed { ", failed" } else { "" }
+        );
+    }
     let held = store.held(None)?.len();
     if held > 0 {
         println!("held: {held} change(s) awaiting review (`weir held`)");

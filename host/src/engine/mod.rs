@@ -7,4 +7,4 @@
 pub mod plan;
 mod sync;
 
-pub use sync::{binding, dry_run, sync, PlanLine, SyncOptions, SyncReport};
+pub use sync::{binding, dry_run, sync, PlanLine, Polled, SyncOptions, SyncReport};

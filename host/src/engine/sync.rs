@@ -18,6 +18,7 @@ use crate::store::{
 };
 use anyhow::Context as _;
 use serde_json::Value;
+use std::collections::BTreeSet;
 
 /// How a sync runs.
 #[derive(Debug, Clone)]
@@ -33,6 +34,10 @@ pub struct SyncOptions {
     pub allow_deletes: bool,
     /// Deliver to batch systems (`deliver_between`) outside their window too.
     pub deliver_now: bool,
+    /// The (system, entity) pairs to poll (read or ask for changes); none
+    /// means every one. Changes already in the store (pushed, held, parked)
+    /// are taken whatever this says, and the whole outbox is delivered.
+    pub poll: Option<BTreeSet<(String, String)>>,
 }
 
 impl Default for SyncOptions {
@@ -43,6 +48,7 @@ impl Default for SyncOptions {
             full: false,
             allow_deletes: false,
             deliver_now: false,
+            poll: None,
         }
     }
 }
@@ -60,6 +66,22 @@ pub struct SyncReport {
     pub held: u64,
     /// For a dry run: what would be written, per target and entity in order.
     pub plan: Vec<PlanLine>,
+    /// The sources polled in this pass, with the number of changes each poll
+    /// brought that weir did not know yet (new content, not echoes or repeats).
+    pub polled: Vec<Polled>,
+}
+
+/// One source polled in a pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Polled {
+    /// The system.
+    pub system: String,
+    /// The entity.
+    pub entity: String,
+    /// Changes the poll found that weir did not know yet.
+    pub fresh: u64,
+    /// Whether the poll failed.
+    pub failed: bool,
 }
 
 impl SyncReport {
@@ -195,6 +217,7 @@ async fn run(
         failures: Vec::new(),
         held: 0,
         plan: Vec::new(),
+        polled: Vec::new(),
     };
     let mut participants = Vec::new();
     for system in &manifest.systems {
@@ -318,6 +341,8 @@ struct Engine<'a, 'm> {
 /// What one accepted page changed in the run's figures.
 #[derive(Default)]
 struct PageCounts {
+    /// Changes with content weir did not know yet.
+    fresh: u64,
     echoes: u64,
     conflicts: u64,
     failed: u64,
@@ -390,16 +415,19 @@ impl Engine<'_, '_> {
             self.accept(s, entity, b, items, CursorUpdate::None)?;
         }
         let inbox = self.store.inbox(&system, &entity.name)?;
+        let mut poll = self
+            .options
+            .poll
+            .as_ref()
+            .is_none_or(|p| p.contains(&(system.clone(), entity.name.clone())));
         if !inbox.is_empty() {
-            self.report.counts.read += inbox.len() as u64;
-            let ids = inbox.iter().map(|(id, _, _)| *id).collect();
-            let items = inbox
-                .iter()
-                .map(|(_, local, change)| stored_change(&entity.name, local, change))
-                .collect();
-            self.accept(s, entity, b, items, CursorUpdate::Inbox(ids))?;
+            poll |= self.take_inbox(s, entity, b, &bind, inbox).await?;
         }
-        match (changes, reading) {
+        if !poll || self.participants[s].instance.is_none() {
+            return Ok(());
+        }
+        let failures = self.report.failures.len();
+        let fresh = match (changes, reading) {
             (Some(cursor), None) if !self.options.full => {
                 self.read_changes(s, entity, b, &bind, cursor, &progress)
                     .await?
@@ -408,9 +436,90 @@ impl Engine<'_, '_> {
                 self.read_full(s, entity, b, &bind, reading, &progress)
                     .await?
             }
-        }
+        };
         progress.finish_and_clear();
+        self.report.polled.push(Polled {
+            system,
+            entity: entity.name.clone(),
+            fresh,
+            failed: self.report.failures.len() > failures,
+        });
         Ok(())
+    }
+
+    /// Accepts the changes pushed to a system's inbox (webhooks, the publish
+    /// API). A burst of changes to one record becomes its last change. An
+    /// upsert without a record body is completed by reading the record
+    /// (`lookup`); a record gone meanwhile is left to its delete. Returns
+    /// whether the source must be polled instead: its connector cannot look
+    /// records up, or the lookup failed (the entries then stay in the inbox).
+    async fn take_inbox(
+        &mut self,
+        s: usize,
+        entity: &Entity,
+        b: &SystemEntity,
+        bind: &EntityBinding,
+        inbox: Vec<(i64, String, String)>,
+    ) -> anyhow::Result<bool> {
+        let entries: Vec<i64> = inbox.iter().map(|(id, _, _)| *id).collect();
+        self.report.counts.read += inbox.len() as u64;
+        let mut last: Vec<Change> = Vec::new();
+        let mut at = std::collections::HashMap::new();
+        for (_, local, change) in &inbox {
+            let change = stored_change(&entity.name, local, change);
+            match at.get(local) {
+                Some(&i) => last[i] = change,
+                None => {
+                    at.insert(local.clone(), last.len());
+                    last.push(change);
+                }
+            }
+        }
+        let bare: Vec<String> = last
+            .iter()
+            .filter(|c| c.op == Operation::Upsert && c.data.is_none())
+            .map(|c| c.id.clone())
+            .collect();
+        let mut poll = false;
+        if !bare.is_empty() {
+            let instance = self.participants[s]
+                .instance
+                .as_mut()
+                .expect("checked by the caller");
+            if !instance.can_look_up() {
+                tracing::debug!(system = %instance.system(), entity = %entity.name, "changes without a record body: polling instead");
+                last.retain(|c| c.op == Operation::Delete || c.data.is_some());
+                poll = true;
+            } else {
+                let mut found = std::collections::HashMap::new();
+                for chunk in bare.chunks(self.options.batch_size.max(1) as usize) {
+                    match instance.lookup(bind, chunk.to_vec()).await {
+                        Ok(records) => {
+                            found.extend(records.into_iter().map(|c| (c.id.clone(), c.data)))
+                        }
+                        Err(e) => {
+                            // The entries stay in the inbox for the next pass.
+                            self.fail(s, e);
+                            return Ok(true);
+                        }
+                    }
+                }
+                last.retain_mut(|c| {
+                    if c.op == Operation::Delete || c.data.is_some() {
+                        return true;
+                    }
+                    match found.remove(&c.id).flatten() {
+                        Some(data) => {
+                            c.data = Some(data);
+                            true
+                        }
+                        None => false,
+                    }
+                });
+            }
+        }
+        self.accept(s, entity, b, last, CursorUpdate::Inbox(entries))?;
+        Ok(poll)
     }
 
     async fn read_full(
@@ -421,8 +530,9 @@ impl Engine<'_, '_> {
         bind: &EntityBinding,
         resume: Option<ReadState>,
         progress: &indicatif::ProgressBar,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<u64> {
         let system = self.participants[s].system.name.clone();
+        let mut fresh = 0;
         // Deletes are found by what a complete snapshot lacks; a resumed
         // snapshot did not see its first pages, so it finds none.
         let (mut cursor, checkpoint, mut known) = match resume {
@@ -442,7 +552,7 @@ impl Engine<'_, '_> {
                     Err(CallError::Unsupported { .. }) => None,
                     Err(e) => {
                         self.fail(s, e);
-                        return Ok(());
+                        return Ok(0);
                     }
                 };
                 (
@@ -465,11 +575,11 @@ impl Engine<'_, '_> {
                     if error.kind == ErrorKind::Unsupported && cursor.is_none() =>
                 {
                     tracing::debug!(system = %self.participants[s].system.name, "{}", error.message);
-                    return Ok(());
+                    return Ok(fresh);
                 }
                 Err(e) => {
                     self.fail(s, e);
-                    return Ok(());
+                    return Ok(fresh);
                 }
             };
             self.report.counts.read += page.items.len() as u64;
@@ -501,14 +611,14 @@ impl Engine<'_, '_> {
                     });
                 }
             }
-            self.accept(s, entity, b, items, update)?;
+            fresh += self.accept(s, entity, b, items, update)?;
             Faults::count(&mut self.faults.pages_left, 1);
             match page.next {
                 Some(c) => cursor = Some(c),
                 None => break,
             }
         }
-        Ok(())
+        Ok(fresh)
     }
 
     async fn read_changes(
@@ -519,7 +629,8 @@ impl Engine<'_, '_> {
         bind: &EntityBinding,
         mut cursor: String,
         progress: &indicatif::ProgressBar,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<u64> {
+        let mut fresh = 0;
         while let Some(instance) = self.participants[s].instance.as_mut() {
             let batch = match instance
                 .changes(bind, cursor.clone(), self.options.batch_size)
@@ -528,12 +639,12 @@ impl Engine<'_, '_> {
                 Ok(b) => b,
                 Err(e) => {
                     self.fail(s, e);
-                    return Ok(());
+                    return Ok(fresh);
                 }
             };
             self.report.counts.read += batch.items.len() as u64;
             progress.inc(batch.items.len() as u64);
-            self.accept(
+            fresh += self.accept(
                 s,
                 entity,
                 b,
@@ -546,7 +657,7 @@ impl Engine<'_, '_> {
                 break;
             }
         }
-        Ok(())
+        Ok(fresh)
     }
 
     fn progress_bar(&self, label: &str) -> indicatif::ProgressBar {
@@ -653,7 +764,7 @@ impl Engine<'_, '_> {
         b: &SystemEntity,
         items: Vec<Change>,
         cursor: CursorUpdate,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<u64> {
         let system = self.participants[s].system.name.clone();
         let targets = self.targets(&entity.name);
         let run_id = self.run_id;
@@ -696,7 +807,7 @@ impl Engine<'_, '_> {
             Ok(counts)
         })?;
         counts.add_to(&mut self.report);
-        Ok(())
+        Ok(counts.fresh)
     }
 
     /// Delivers the due outbox rows of one entity to one target, in batches.
@@ -1292,6 +1403,9 @@ impl AcceptCtx<'_, '_, '_> {
                 counts.held += 1;
                 return Ok(());
             }
+            if known {
+                counts.fresh += 1;
+            }
             return self.accept_delete(item);
         }
         let parsed = match item.data.as_deref().map(serde_json::from_str::<Value>) {
@@ -1360,6 +1474,7 @@ impl AcceptCtx<'_, '_, '_> {
                 self.tx
                     .record_seen(&self.entity.name, system, &item.id, gid, &hash)?;
                 self.fan_out(gid, OutboxOp::Upsert, Some(system))?;
+                counts.fresh += 1;
                 self.audit(Some(gid), &item, "read:create", None, Some(&text), "ok")
             }
             (Accept::Unchanged, _, _) => Ok(()),
@@ -1378,6 +1493,7 @@ impl AcceptCtx<'_, '_, '_> {
                 self.tx
                     .record_seen(&self.entity.name, system, &item.id, l.global_id, &hash)?;
                 self.fan_out(l.global_id, OutboxOp::Upsert, Some(system))?;
+                counts.fresh += 1;
                 let before = golden.map(|g| g.data);
                 self.audit(
                     Some(l.global_id),
@@ -1390,6 +1506,7 @@ impl AcceptCtx<'_, '_, '_> {
             }
             (Accept::Conflict, Some(l), Some(golden)) => {
                 counts.conflicts += 1;
+                counts.fresh += 1;
                 let ours: Record = serde_json::from_str(&golden.data).unwrap_or_default();
                 let resolution = plan::resolve(
                     self.entity,

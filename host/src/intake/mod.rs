@@ -13,26 +13,39 @@
 //! - `POST /hooks/{system}[/...]`: webhooks, through the system's connector;
 //!   the system's `delivery_id_header` (if set) names the header whose value
 //!   identifies a delivery, so a repeated delivery is not stored twice.
-//! - `POST /refresh/{system}`: manual refresh (same token); `weir refresh`.
+//! - `POST /refresh/{system}[/{entity}]`: manual refresh (same token): the
+//!   next pass polls that system (or that entity of it); `weir refresh`.
 //! - `GET /healthz`.
 //!
-//! Defaults: listen on 127.0.0.1:8377, a pass every 60 s, request bodies up to
-//! 4 MiB. Unknown system or entity → 404, bad token → 401, malformed body →
+//! Passes: one at start-up that polls every source (changes made while the
+//! service was down), then one whenever a source is due to be polled (see
+//! [`schedule`]: `poll_every`, cron `schedule`, slow reconcile polling while
+//! a system's webhooks are healthy) or something was pushed or asked for. A
+//! pass always takes what was pushed and delivers the whole outbox; it polls
+//! only the sources that are due.
+//!
+//! Defaults: listen on 127.0.0.1:8377, sources polled every 60 s (`--interval`),
+//! request bodies up to 4 MiB. Unknown system or entity → 404, bad token → 401, malformed body →
 //! 400 with the reason; none of them stops the service. SIGTERM or Ctrl-C:
 //! intake stops, the pass under way finishes, the service exits; a restart
 //! resumes from the store (inbox, outbox, cursors).
 
+pub mod schedule;
+
 use crate::engine::{self, SyncOptions};
 use crate::manifest::Manifest;
 use crate::runtime::Runtime;
-use crate::store::Store;
+use crate::store::{LastPoll, Store, WebhookHealth};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use schedule::{Health, Schedule};
 use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
@@ -41,7 +54,7 @@ use tokio::sync::{watch, Notify};
 pub struct DaemonOptions {
     /// Where to listen.
     pub listen: SocketAddr,
-    /// Time between passes when nothing asks for one.
+    /// The polling interval of sources with no `poll_every` or `schedule`.
     pub interval: Duration,
     /// How each pass runs.
     pub sync: SyncOptions,
@@ -54,6 +67,11 @@ struct App {
     manifest: Manifest,
     runtime: Arc<Runtime>,
     wake: Notify,
+    /// Sources asked for by `weir refresh`, polled by the next pass.
+    refresh: Mutex<BTreeSet<(String, String)>>,
+    /// Webhook health of the systems that send webhooks.
+    health: Mutex<BTreeMap<String, Health>>,
+    schedule: Mutex<Schedule>,
 }
 
 type Reply = (StatusCode, Json<Value>);
@@ -68,14 +86,19 @@ pub async fn run(
     runtime: Runtime,
     options: DaemonOptions,
 ) -> anyhow::Result<()> {
+    let health = load_health(&manifest)?;
     let app = Arc::new(App {
+        schedule: Mutex::new(Schedule::new(&manifest, options.interval)),
         manifest,
         runtime: Arc::new(runtime),
         wake: Notify::new(),
+        refresh: Mutex::new(BTreeSet::new()),
+        health: Mutex::new(health),
     });
     let router = Router::new()
         .route("/publish/{system}/{entity}", post(publish))
         .route("/refresh/{system}", post(refresh))
+        .route("/refresh/{system}/{entity}", post(refresh))
         .route("/hooks/{system}", post(hook))
         .route("/hooks/{system}/{*rest}", post(hook))
         .route("/healthz", get(|| async { "ok" }))
@@ -99,24 +122,83 @@ pub async fn run(
             .await
     });
     let mut stop = stop_rx;
+    let started = jiff::Timestamp::now();
+    let mut first = true;
     loop {
-        match engine::sync(&app.manifest, &app.runtime, &options.sync).await {
+        let now = jiff::Timestamp::now();
+        let poll = if first {
+            // Start-up: every source, for what changed while weir was down.
+            None
+        } else {
+            let mut due = {
+                let mut health = app.health.lock().expect("health lock");
+                for s in &app.manifest.systems {
+                    if let Some(w) = &s.webhooks {
+                        let h = health.entry(s.name.clone()).or_default();
+                        if h.check_silence(w, started, now) {
+                            tracing::warn!(system = %s.name, "webhooks degraded: {}", h.reason.as_deref().unwrap_or_default());
+                        }
+                    }
+                }
+                app.schedule
+                    .lock()
+                    .expect("schedule lock")
+                    .due(&health, now)
+            };
+            due.append(&mut app.refresh.lock().expect("refresh lock"));
+            Some(due)
+        };
+        let sync = SyncOptions {
+            poll: poll.clone(),
+            ..options.sync.clone()
+        };
+        match engine::sync(&app.manifest, &app.runtime, &sync).await {
             Ok(r) => {
                 let c = r.counts;
+                let polled: Vec<String> = r
+                    .polled
+                    .iter()
+                    .map(|p| format!("{}/{}", p.system, p.entity))
+                    .collect();
                 println!(
-                    "run {}: {} read, {} written, {} deleted, {} unchanged, {} echoes, {} conflicts, {} failed",
-                    r.run_id, c.read, c.written, c.deleted, c.skipped, c.echoes, c.conflicts, c.failed
+                    "run {}: {} read, {} written, {} deleted, {} unchanged, {} echoes, {} conflicts, {} failed; polled: {}",
+                    r.run_id, c.read, c.written, c.deleted, c.skipped, c.echoes, c.conflicts, c.failed,
+                    if polled.is_empty() { "none".to_string() } else { polled.join(", ") }
                 );
                 for f in &r.failures {
                     eprintln!("error: {f}");
                 }
+                after_pass(&app, &r.polled, first, now);
             }
             Err(e) => eprintln!("error: pass failed: {e:#}"),
+        }
+        first = false;
+        let wait = {
+            let health = app.health.lock().expect("health lock");
+            let next = app
+                .schedule
+                .lock()
+                .expect("schedule lock")
+                .next(&health, jiff::Timestamp::now());
+            next.map(|at| {
+                let left = at.duration_since(jiff::Timestamp::now());
+                Duration::try_from(left).unwrap_or(Duration::ZERO)
+            })
+        };
+        // Silence is checked at least every second while a limit is set.
+        let silence = app
+            .manifest
+            .systems
+            .iter()
+            .any(|s| s.webhooks.as_ref().is_some_and(|w| w.max_silence.is_some()));
+        let mut wait = wait.unwrap_or(Duration::from_secs(3600));
+        if silence {
+            wait = wait.min(Duration::from_secs(1));
         }
         tokio::select! {
             _ = stop.wait_for(|stop| *stop) => break,
             _ = app.wake.notified() => {}
-            _ = tokio::time::sleep(options.interval) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         if *stop.borrow() {
             break;
@@ -125,6 +207,86 @@ pub async fn run(
     server.await??;
     println!("stopped");
     Ok(())
+}
+
+/// The webhook health saved by the last run of the service.
+fn load_health(manifest: &Manifest) -> anyhow::Result<BTreeMap<String, Health>> {
+    let parse = |t: Option<String>| t.and_then(|t| t.parse().ok());
+    let store = Store::open(&manifest.store)?;
+    Ok(store
+        .webhook_health()?
+        .into_iter()
+        .filter(|h| {
+            manifest
+                .system(&h.system)
+                .is_some_and(|s| s.webhooks.is_some())
+        })
+        .map(|h| {
+            let health = Health {
+                last_webhook: parse(h.last_webhook_at),
+                degraded_since: parse(h.degraded_since),
+                reason: h.reason,
+            };
+            (h.system, health)
+        })
+        .collect())
+}
+
+/// Records the pass's polls in the schedule, judges webhook health by them
+/// (not the start-up pass: what changed while weir was down was announced
+/// to nobody), and saves both for `weir status`.
+fn after_pass(app: &App, polled: &[engine::Polled], first: bool, at: jiff::Timestamp) {
+    let mut schedule = app.schedule.lock().expect("schedule lock");
+    let mut health = app.health.lock().expect("health lock");
+    for p in polled {
+        schedule.polled(&p.system, &p.entity, at);
+        let Some(system) = app.manifest.system(&p.system) else {
+            continue;
+        };
+        if system.webhooks.is_none() || first {
+            continue;
+        }
+        let h = health.entry(p.system.clone()).or_default();
+        let was = h.healthy();
+        if h.after_poll(p.fresh, p.failed, jiff::Timestamp::now()) {
+            if was {
+                tracing::warn!(system = %p.system, "webhooks degraded: {}", h.reason.as_deref().unwrap_or_default());
+            } else {
+                tracing::info!(system = %p.system, "webhooks healthy again");
+            }
+        }
+    }
+    let text = |t: Option<jiff::Timestamp>| t.map(|t| format!("{t:.3}"));
+    let rows: Vec<WebhookHealth> = app
+        .manifest
+        .systems
+        .iter()
+        .filter(|s| s.webhooks.is_some())
+        .map(|s| {
+            let h = health.get(&s.name).cloned().unwrap_or_default();
+            WebhookHealth {
+                system: s.name.clone(),
+                last_webhook_at: text(h.last_webhook),
+                degraded_since: text(h.degraded_since),
+                reason: h.reason,
+            }
+        })
+        .collect();
+    let polls: Vec<LastPoll> = polled
+        .iter()
+        .map(|p| LastPoll {
+            system: p.system.clone(),
+            entity: p.entity.clone(),
+            at: format!("{at:.3}"),
+            fresh: p.fresh,
+            failed: p.failed,
+        })
+        .collect();
+    drop((schedule, health));
+    if let Err(e) = Store::open(&app.manifest.store).and_then(|mut s| s.save_polling(&rows, &polls))
+    {
+        tracing::warn!("cannot save polling state: {e}");
+    }
 }
 
 async fn shutdown_signal() {
@@ -311,7 +473,8 @@ async fn publish(
 /// `POST /hooks/{system}[/...]`: the system's connector checks the request
 /// (signature or secret) and turns it into changes through its `webhook`
 /// export; they are committed to the inbox before its reply is sent. Changes
-/// without a record body (the system sent only ids) ask for a pass instead.
+/// without a record body (the system sent only ids, or only the fields that
+/// changed) are completed by the pass, which reads the records.
 async fn hook(
     State(app): State<Arc<App>>,
     uri: axum::http::Uri,
@@ -396,12 +559,17 @@ async fn hook(
         tracing::warn!(system = %system, status = status.as_u16(), "webhook refused by the connector");
         return (status, outcome.body).into_response();
     }
+    app.health
+        .lock()
+        .expect("health lock")
+        .entry(system.clone())
+        .or_default()
+        .webhook(jiff::Timestamp::now());
     let readable: Vec<&str> = bindings.iter().map(|b| b.name.as_str()).collect();
     let changes: Vec<(String, String, String)> = outcome
         .changes
         .into_iter()
         .filter(|c| readable.contains(&c.entity.as_str()))
-        .filter(|c| c.op == crate::runtime::types::Operation::Delete || c.data.is_some())
         .map(|c| {
             let op = if c.op == crate::runtime::types::Operation::Delete {
                 "delete"
@@ -435,16 +603,36 @@ async fn hook(
     (status, outcome.body).into_response()
 }
 
+/// `POST /refresh/{system}[/{entity}]`: the next pass polls the system's
+/// sources (or that one entity), whatever their schedule says.
 async fn refresh(
     State(app): State<Arc<App>>,
-    Path(system): Path<String>,
+    Path(path): Path<Vec<String>>,
     headers: HeaderMap,
 ) -> Reply {
+    let system = path.first().cloned().unwrap_or_default();
+    let entity = path.get(1).cloned();
     if let Err(r) = authorise(&app, &system, &headers) {
         return r;
     }
+    let pairs = app
+        .schedule
+        .lock()
+        .expect("schedule lock")
+        .pairs_of(&system, entity.as_deref());
+    if pairs.is_empty() {
+        let what = match &entity {
+            Some(e) => format!("system '{system}' does not read entity '{e}'"),
+            None => format!("system '{system}' has no entity to read"),
+        };
+        return reply(StatusCode::NOT_FOUND, what);
+    }
+    app.refresh.lock().expect("refresh lock").extend(pairs);
     app.wake.notify_one();
-    (StatusCode::ACCEPTED, Json(json!({ "refresh": system })))
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "refresh": system, "entity": entity })),
+    )
 }
 
 #[cfg(test)]

@@ -152,8 +152,38 @@ pub struct System {
     /// The header of this system's webhooks that identifies a delivery
     /// (lower case), for dropping repeated deliveries.
     pub delivery_id_header: Option<String>,
+    /// When `weir run` polls the system's entities (each may override it).
+    pub poll: Poll,
+    /// Set when the system sends webhooks: how their health changes polling.
+    pub webhooks: Option<Webhooks>,
     /// The entities this system holds, in the order of the manifest's entities.
     pub entities: Vec<SystemEntity>,
+}
+
+/// When `weir run` polls a source.
+#[derive(Debug, Clone, Default)]
+pub enum Poll {
+    /// At the service's `--interval`.
+    #[default]
+    Default,
+    /// At this interval (`poll_every`).
+    Every(Duration),
+    /// At the times of a cron expression in UTC (`schedule`), for example
+    /// nightly; `weir refresh` still polls on demand.
+    Cron(Box<croner::Cron>),
+}
+
+/// How a system's webhooks drive polling. While they are healthy the system
+/// is polled only every `reconcile_every`; it is degraded, and polled at its
+/// normal interval, when no webhook arrived for `max_silence` or when a poll
+/// finds changes that no webhook announced. A webhook arriving after a poll
+/// that found nothing new makes it healthy again.
+#[derive(Debug, Clone)]
+pub struct Webhooks {
+    /// The slow polling interval while webhooks are healthy (default 15 min).
+    pub reconcile_every: Duration,
+    /// How long without any webhook before the system counts as degraded.
+    pub max_silence: Option<Duration>,
 }
 
 /// A granted database.
@@ -295,6 +325,8 @@ pub struct SystemEntity {
     /// changes of a record become one write) until this daily UTC window;
     /// without one, delivery is real time.
     pub deliver_between: Option<Window>,
+    /// When `weir run` polls this entity, if not as the system says.
+    pub poll: Option<Poll>,
 }
 
 impl System {
@@ -691,7 +723,13 @@ impl Validator<'_> {
                     None
                 }
             };
+            let poll = self.poll(
+                &["systems", name, "entities", &entity.name],
+                e.poll_every.as_deref(),
+                e.schedule.as_deref(),
+            );
             bound.push(SystemEntity {
+                poll,
                 on_delete,
                 soft_delete_field: e.soft_delete_field.clone(),
                 deliver_between,
@@ -702,7 +740,28 @@ impl Validator<'_> {
                 mapping: std::sync::Arc::new(mapping),
             });
         }
+        let poll = self
+            .poll(
+                &["systems", name],
+                raw.poll_every.as_deref(),
+                raw.schedule.as_deref(),
+            )
+            .unwrap_or_default();
+        let webhooks = raw.webhooks.map(|w| {
+            let key = |k| ["systems", name, "webhooks", k];
+            Webhooks {
+                reconcile_every: w
+                    .reconcile_every
+                    .and_then(|t| self.duration(&key("reconcile_every"), &t))
+                    .unwrap_or(Duration::from_secs(15 * 60)),
+                max_silence: w
+                    .max_silence
+                    .and_then(|t| self.duration(&key("max_silence"), &t)),
+            }
+        });
         System {
+            poll,
+            webhooks,
             name: name.to_string(),
             connector,
             config,
@@ -746,6 +805,58 @@ impl Validator<'_> {
                 .map_or(d.sql_max_rows, |n| n as u32),
             sql_timeout: positive("sql_timeout_secs", raw.sql_timeout_secs)
                 .map_or(d.sql_timeout, Duration::from_secs),
+        }
+    }
+
+    /// Parses a duration such as "30s", "15m" or "1h 30m".
+    fn duration(&mut self, key: &[&str], text: &str) -> Option<Duration> {
+        match text.parse::<jiff::SignedDuration>() {
+            Ok(d) if d.is_positive() => Some(d.unsigned_abs()),
+            _ => {
+                self.error(
+                    key,
+                    format!("'{text}' is not a positive duration"),
+                    "write it as \"30s\", \"15m\", \"2h\" or \"1h 30m\"",
+                );
+                None
+            }
+        }
+    }
+
+    /// The polling of a system or entity: `poll_every` or `schedule`, not both.
+    fn poll(&mut self, at: &[&str], every: Option<&str>, schedule: Option<&str>) -> Option<Poll> {
+        let key = |k: &'static str| -> Vec<&str> {
+            let mut key = at.to_vec();
+            key.push(k);
+            key
+        };
+        match (every, schedule) {
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                self.error(
+                    &key("schedule"),
+                    "both poll_every and schedule are set",
+                    "keep poll_every for polling at an interval, or schedule for polling at set times",
+                );
+                None
+            }
+            (Some(every), None) => self.duration(&key("poll_every"), every).map(Poll::Every),
+            (None, Some(cron)) => {
+                let parser = croner::parser::CronParser::builder()
+                    .seconds(croner::parser::Seconds::Optional)
+                    .build();
+                match parser.parse(cron) {
+                    Ok(c) => Some(Poll::Cron(Box::new(c))),
+                    Err(e) => {
+                        self.error(
+                            &key("schedule"),
+                            format!("'{cron}' is not a cron expression: {e}"),
+                            "write minute hour day-of-month month day-of-week in UTC, for example \"0 2 * * *\" for 02:00 every night (an optional first field gives seconds)",
+                        );
+                        None
+                    }
+                }
+            }
         }
     }
 
@@ -838,8 +949,18 @@ mod raw {
         pub limits: Option<Limits>,
         pub publish_token: Option<String>,
         pub delivery_id_header: Option<String>,
+        pub poll_every: Option<String>,
+        pub schedule: Option<String>,
+        pub webhooks: Option<Webhooks>,
         #[serde(default)]
         pub entities: BTreeMap<String, SystemEntity>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Webhooks {
+        pub reconcile_every: Option<String>,
+        pub max_silence: Option<String>,
     }
 
     #[derive(Deserialize)]
@@ -873,6 +994,8 @@ mod raw {
         pub on_delete: Option<super::OnDelete>,
         pub soft_delete_field: Option<String>,
         pub deliver_between: Option<String>,
+        pub poll_every: Option<String>,
+        pub schedule: Option<String>,
         #[serde(default)]
         pub fields: BTreeMap<String, super::fields::RawFieldMap>,
         pub unmapped: Option<super::fields::RawUnmapped>,

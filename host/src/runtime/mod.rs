@@ -34,7 +34,9 @@ pub mod types {
     pub use super::bindings::exports::weir::connector::webhook::{Incoming, Outcome};
     pub use super::bindings::weir::connector::types::*;
 }
-use types::{ConnectorError, Context, EntityBinding, EntitySchema, Page, WriteItem, Written};
+use types::{
+    Change, ConnectorError, Context, EntityBinding, EntitySchema, Page, WriteItem, Written,
+};
 
 /// What a connector may write to its stderr in one run (a panic message fits
 /// easily); writing more traps. Connectors log through the `log` import.
@@ -151,6 +153,8 @@ pub struct Exports {
     pub destination: bool,
     /// `webhook`: handle.
     pub webhook: bool,
+    /// `lookup`: records by id.
+    pub lookup: bool,
 }
 
 impl std::fmt::Display for Exports {
@@ -160,6 +164,7 @@ impl std::fmt::Display for Exports {
             (self.source, "source"),
             (self.destination, "destination"),
             (self.webhook, "webhook"),
+            (self.lookup, "lookup"),
         ] {
             if on {
                 names.push(name);
@@ -372,6 +377,7 @@ impl Connector {
             source: self.guests.source.is_some(),
             destination: self.guests.destination.is_some(),
             webhook: self.guests.webhook.is_some(),
+            lookup: self.guests.lookup.is_some(),
         }
     }
     /// A short content hash identifying the component.
@@ -387,6 +393,7 @@ struct Guests {
     source: Option<ex::source::GuestIndices>,
     destination: Option<ex::destination::GuestIndices>,
     webhook: Option<ex::webhook::GuestIndices>,
+    lookup: Option<ex::lookup::GuestIndices>,
 }
 
 impl Guests {
@@ -396,6 +403,7 @@ impl Guests {
             source: ex::source::GuestIndices::new(pre).ok(),
             destination: ex::destination::GuestIndices::new(pre).ok(),
             webhook: ex::webhook::GuestIndices::new(pre).ok(),
+            lookup: ex::lookup::GuestIndices::new(pre).ok(),
         })
     }
 
@@ -421,6 +429,11 @@ impl Guests {
                 .as_ref()
                 .map(|g| g.load(&mut *store, instance))
                 .transpose()?,
+            lookup: self
+                .lookup
+                .as_ref()
+                .map(|g| g.load(&mut *store, instance))
+                .transpose()?,
         })
     }
 }
@@ -430,6 +443,7 @@ struct Loaded {
     source: Option<ex::source::Guest>,
     destination: Option<ex::destination::Guest>,
     webhook: Option<ex::webhook::Guest>,
+    lookup: Option<ex::lookup::Guest>,
 }
 
 /// A limit the host enforces by stopping the guest.
@@ -639,6 +653,28 @@ impl Instance {
             Box::pin(async move {
                 let hook = g.webhook.as_ref().expect("checked above");
                 hook.call_handle(s, c, &entities, &request).await
+            })
+        })
+        .await
+    }
+
+    /// Whether the connector can read records by id.
+    pub fn can_look_up(&self) -> bool {
+        self.guests.lookup.is_some()
+    }
+
+    /// Reads the current records with these ids; gone records are left out.
+    pub async fn lookup(
+        &mut self,
+        entity: &EntityBinding,
+        ids: Vec<String>,
+    ) -> Result<Vec<Change>, CallError> {
+        self.require(self.guests.lookup.as_ref(), "lookup")?;
+        let entity = entity.clone();
+        self.call(move |g, c, s| {
+            Box::pin(async move {
+                let lookup = g.lookup.as_ref().expect("checked above");
+                lookup.call_get(s, c, &entity, &ids).await
             })
         })
         .await

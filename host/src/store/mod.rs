@@ -6,8 +6,10 @@
 //! foreign keys on, and applies the numbered migrations in `migrations/` in
 //! order, recording the version in `PRAGMA user_version`.
 
+mod polling;
 mod records;
 
+pub use polling::{LastPoll, WebhookHealth};
 pub use records::{
     AuditEntry, Conflict, Golden, Held, NewAudit, NewConflict, OutboxOp, OutboxRow, Retry,
 };
@@ -20,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_outbox_audit_conflicts.sql"),
     include_str!("migrations/0003_inbox.sql"),
     include_str!("migrations/0004_deliveries.sql"),
+    include_str!("migrations/0005_polling.sql"),
 ];
 
 /// A content hash of a canonical record (128 bits of SHA-256).

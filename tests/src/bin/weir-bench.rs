@@ -141,8 +141,7 @@ fn one(n: usize) -> Result<(), Box<dyn std::error::Error>> {
             batch_size: 1000,
             progress: false,
             full,
-            allow_deletes: false,
-            deliver_now: false,
+            ..SyncOptions::default()
         };
         let start = Instant::now();
         let report = rt.block_on(weir::engine::sync(m, &runtime, &options))?;
