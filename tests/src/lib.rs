@@ -1,6 +1,11 @@
 //! Helpers of the end-to-end tests: where the connectors are, how to run weir,
 //! and generators of real SQLite databases.
 
+pub mod daemon;
+pub mod directus;
+pub use daemon::Daemon;
+pub use directus::Directus;
+
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

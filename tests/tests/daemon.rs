@@ -1,122 +1,12 @@
 //! `weir run`: the publish API acknowledges only committed changes, manual
 //! refresh, endpoint hardening, and graceful shutdown on SIGTERM.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 use weir_tests::*;
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
 const TOKEN: &str = "publish-s3cret";
-
-/// A running `weir run` and the lines it prints.
-struct Daemon {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    port: u16,
-}
-
-impl Daemon {
-    fn start(manifest: &Path) -> Daemon {
-        let mut child = Command::new(WEIR)
-            .args([
-                "--manifest",
-                manifest.to_str().unwrap(),
-                "run",
-                "--listen",
-                "127.0.0.1:0",
-                "--interval",
-                "3600",
-            ])
-            .env("WEIR_CACHE_DIR", env!("WEIR_TEST_CACHE"))
-            .env("WEIR_TEST_PUBLISH_TOKEN", TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let first = lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the daemon prints where it listens");
-        let port = first
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap_or_else(|_| panic!("{first}"));
-        Daemon { child, lines, port }
-    }
-
-    /// Waits for a printed line containing `text`.
-    fn expect_line(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no line with {text:?} within 30 s"),
-            }
-        }
-    }
-
-    /// Announces a body of `len` bytes without sending it: the service must
-    /// refuse it from the length alone.
-    fn oversized(&self, path: &str, token: &str, len: usize) -> u16 {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(s, "POST {path} HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {token}\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n").unwrap();
-        // The service answers without waiting for the body; read the status
-        // line, not to the end (the connection may stay open for the body).
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut out = Vec::new();
-        let mut buf = [0u8; 512];
-        while !out.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-        String::from_utf8_lossy(&out)
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0)
-    }
-
-    fn http(&self, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-        let auth = token
-            .map(|t| format!("authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        self.request(method, path, &auth, body)
-    }
-
-    /// Sends a request with extra header lines (each ending in CRLF).
-    fn request(&self, method: &str, path: &str, auth: &str, body: &str) -> (u16, String) {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(s, "{method} {path} HTTP/1.1\r\nhost: localhost\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
-        (status, body)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
 
 fn count(db: &Path, sql: &str) -> i64 {
     rows(db, sql)[0][0]
@@ -160,7 +50,7 @@ settings = {{ table = "customers" }}
             sql = toml_path(&connector("sql"))
         ),
     );
-    let daemon = Daemon::start(&m);
+    let daemon = Daemon::start(WEIR, &m, &[("WEIR_TEST_PUBLISH_TOKEN", TOKEN)]);
     daemon.expect_line("run 1: 10 read, 10 written");
     let shop = d.join("shop.db");
     assert_eq!(count(&shop, "SELECT count(*) FROM customers"), 10);
@@ -263,27 +153,8 @@ settings = {{ table = "customers" }}
     );
 
     // SIGTERM: the service stops cleanly.
-    let mut daemon = daemon;
-    let pid = daemon.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    daemon.expect_line("stopped");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = daemon.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the service did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = daemon.terminate();
     assert!(status.success(), "{status:?}");
-    let _ = daemon.lines.try_recv();
 }
 
 #[test]
@@ -317,7 +188,7 @@ settings = {{ table = "customers" }}
             sql = toml_path(&connector("sql"))
         ),
     );
-    let daemon = Daemon::start(&m);
+    let daemon = Daemon::start(WEIR, &m, &[("WEIR_TEST_PUBLISH_TOKEN", TOKEN)]);
     daemon.expect_line("run 1: 0 read, 0 written");
     let shop = d.join("shop.db");
     let secret = "x-sync-secret: hook-s3cret\r\n";
@@ -329,6 +200,18 @@ settings = {{ table = "customers" }}
         (status, body.as_str()),
         (401, "bad or missing x-sync-secret")
     );
+    let status = weir_env(WEIR, &m, &["status"], &[("WEIR_TEST_PUBLISH_TOKEN", TOKEN)]);
+    assert!(
+        status
+            .stdout
+            .contains("webhooks cms: 1 request(s) refused, the last at "),
+        "{status:?}"
+    );
+    assert!(
+        status.stdout.contains(": 401 bad or missing x-sync-secret"),
+        "{status:?}"
+    );
+    assert!(!status.stdout.contains("hook-s3cret"), "{status:?}");
     assert_eq!(
         daemon.request("POST", "/hooks/nowhere", secret, create).0,
         404
@@ -424,7 +307,7 @@ settings = {{ table = "customers" }}
             sql = toml_path(&connector("sql"))
         ),
     );
-    let daemon = Daemon::start(&m);
+    let daemon = Daemon::start(WEIR, &m, &[("WEIR_TEST_PUBLISH_TOKEN", TOKEN)]);
     daemon.expect_line("run 1: 3 read, 3 written");
     let shop = d.join("shop.db");
     let insert = |db: &str, mail: &str| {

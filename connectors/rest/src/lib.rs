@@ -1,171 +1,130 @@
 //! A generic REST connector, configured in the manifest: a base URL, a
-//! credential the host injects, and per entity a collection path, the id
-//! field, the updated-at field and how to ask for changes since a time.
+//! credential the host injects, how collections are paged, and per entity a
+//! collection path, the change-time fields and how to ask for changes since a
+//! time. It reads, writes, reads records by id (`lookup`) and turns the
+//! system's webhooks into changes (`webhook`). Every request goes through the
+//! host's `http` import, which enforces the system's `allowed_hosts` (followed
+//! `Link` URLs included) and adds the credential.
 //!
-//! System config: `base_url` (required), `credential` (the name of a manifest
-//! credential; the host adds it), `page_param` (default `_page`),
-//! `limit_param` (default `_limit`), `envelope` (dotted path of the items
-//! array in list responses; default: the body is the array).
+//! # System config
 //!
-//! Entity settings: `path` (default `/ENTITY`), `updated_at` (field stamped by
-//! the system on every change), `since_param` (query parameter selecting
-//! records changed at or after a time, for example `updatedAt_gte`),
-//! `change_params` (extra query for change requests, for example
-//! `_sort=updatedAt&_order=asc`), `update_method` (`PATCH`, the default, or `PUT`).
+//! - `base_url` (required): the API root, `http://` or `https://`.
+//! - `credential`: the name of a manifest credential; the host adds it to
+//!   every request. Default: none.
+//! - `pagination`: how list requests are paged. Default `"page"`.
+//!   - `"page"`: `page_param` (default `"_page"`) counts pages from
+//!     `first_page` (default `1`); the listing goes on while pages are full.
+//!   - `"offset"`: `offset_param` (default `"offset"`) counts records from 0;
+//!     the listing goes on while pages are full.
+//!   - `"cursor"`: the first request has no cursor; then `cursor_param`
+//!     (default `"cursor"`) carries the value at `next_cursor` (required: the
+//!     dotted path of the next cursor in the response body, for example
+//!     `"meta.next_cursor"`); done when that is absent, null or empty.
+//!   - `"link"`: the first request asks for a page size; then the `Link`
+//!     response header's `rel="next"` URL is fetched as it is (a relative one
+//!     is resolved against the request); done when there is none.
+//! - `limit_param`: the page-size parameter of every style. Default `"_limit"`.
+//! - `page_size`: the largest page the API returns; pages ask for the smaller
+//!   of it and the host's batch size, so that a capped page is not taken for
+//!   the last one. Default: the host's batch size.
+//! - `envelope`: dotted path of the records array in list responses (for
+//!   example `"data"`). Default: the body is the array.
+//! - `item_envelope`: dotted path of the record in single-record responses
+//!   (replies to POST, PATCH and PUT, and `lookup` GETs). Default: the body is
+//!   the record.
+//! - `missing_status`: the statuses that mean "no such record" for GET,
+//!   PATCH/PUT and DELETE of one record. Default `[404]`; Directus answers
+//!   `403` for a missing item, so `[403, 404]` there (a real permission
+//!   problem then reads as a missing record).
+//! - `webhook`: how webhook requests are read (without it, webhooks are a
+//!   configuration error):
+//!   - `secret` (required): the shared secret, compared in constant time with
+//!     the header `secret_header` (default `"x-webhook-secret"`); missing or
+//!     wrong is a 401 reply without changes.
+//!   - `event`: dotted path of the event name. Default `"event"`.
+//!   - `ops`: event-name suffixes and what they do, `"upsert"` or `"delete"`;
+//!     the longest matching suffix wins; an event none matches is acknowledged
+//!     (200) without changes. Default `{create = "upsert", update = "upsert",
+//!     delete = "delete"}`; a table given replaces it.
+//!   - `collection`: dotted path of the entity name in the payload, matched
+//!     against each bound entity's name, else its `webhook_name` setting, else
+//!     its path without the leading `/` and any `items/` prefix; a name that
+//!     matches none is acknowledged without changes. Default: none, and the
+//!     single bound entity is used.
+//!   - `id`, `ids`: dotted paths of one id and of an array of ids (numbers or
+//!     strings); one of them is required, both may be given.
+//!   - `payload`: dotted path of the record fields. Default: none.
+//!   - `partial`: `true` (default): upserts carry no record and the host reads
+//!     each record through `lookup`; `false`: the record is the `payload`
+//!     object with the primary key set to the id (needs `payload`).
 //!
-//! Reads page through the collection; changes ask for records updated since
-//! the cursor (an RFC 3339 time; the boundary is inclusive, the host drops
-//! what it has already seen); writes POST, PATCH/PUT and DELETE one record
-//! each. Deletes are not visible to `changes`: full reads find them.
+//!   A body that is not JSON or lacks the event, collection, ids or payload is
+//!   a 400 reply `{"error": "..."}` naming what is missing; success is
+//!   `200 {"accepted": N}`.
+//!
+//! # Entity settings
+//!
+//! - `path`: the collection path under `base_url`. Default `"/ENTITY"`.
+//!   Records are at `{path}/{id}`.
+//! - `updated_at`: the field stamped by the system on every change, or an
+//!   array of fields whose first non-null value is the change time (Directus:
+//!   `["date_updated", "date_created"]`). It is each record's version and
+//!   moves the change cursor. Default: none (no changes).
+//! - `since_param`: a query parameter selecting records changed at or after a
+//!   time (for example `"updatedAt_gte"`).
+//! - `change_filter`: instead of `since_param`, a query template with a
+//!   `{since}` placeholder, for example
+//!   `filter={"_or":[{"date_updated":{"_gt":"{since}"}},{"date_created":{"_gt":"{since}"}}]}&sort=date_updated,id`.
+//!   Write values plain: each value is percent-encoded whole after `{since}`
+//!   is replaced; keys are kept as written.
+//! - `change_params`: extra query of change requests, encoded the same way
+//!   (for example `"_sort=updatedAt&_order=asc"`).
+//! - `deletes`: a feed of deleted records, read after the changed records of
+//!   each round: `path` (under `base_url`), `query` (a template with
+//!   `{since}`, the time of the last delete seen), `id` (dotted path of the
+//!   record id in an entry, default `"id"`), `at` (dotted path of the time of
+//!   the delete), `envelope` (dotted path of the entries array, default the
+//!   system's `envelope`). The feed is read in one request: ask for all
+//!   entries (Directus: `limit=-1`). Directus:
+//!   `{ path = "/activity", query = "filter[collection][_eq]=contacts&filter[action][_eq]=delete&filter[timestamp][_gt]={since}&limit=-1", id = "item", at = "timestamp", envelope = "data" }`.
+//! - `update_method`: `"PATCH"` (default) or `"PUT"`.
+//! - `webhook_name`: the name webhooks give this entity, when it is neither
+//!   the entity's name nor its path.
+//!
+//! # Behaviour
+//!
+//! Reads page through the collection. Changes (with `updated_at` and
+//! `since_param` or `change_filter`) ask for records changed since the cursor
+//! time and page through them; when the pages are exhausted the deletes feed
+//! is read, and the next round starts from the latest change time seen (the
+//! deletes feed from the latest delete time seen). Without a deletes feed,
+//! deletes are found by full reads. Writes POST, PATCH/PUT and DELETE one
+//! record each; a record gone at update time is created again under its id.
 
-weir_sdk::bindings!("sync-connector");
+weir_sdk::bindings!("full-connector");
 
+mod changes;
+mod client;
+mod config;
+mod pagination;
+mod paths;
+mod query;
+mod webhook;
+
+use changes::{change_time, ChangeCursor};
+use client::Collection;
+use config::{ChangedSince, Config, Settings};
 use exports::weir::connector::connector::{self, Description};
-use exports::weir::connector::{destination, source};
-use serde::{Deserialize, Serialize};
+use exports::weir::connector::webhook::{self as webhook_export, Incoming, Outcome};
+use exports::weir::connector::{destination, lookup, source};
+use pagination::Position;
 use serde_json::Value;
-use weir_sdk::http_util::{encode, send_json};
 use weir_sdk::{
     Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema, FieldSchema,
-    FieldType, Operation, Page, Result, WriteItem, Written,
+    FieldType, Page, Result, WriteItem, Written,
 };
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    base_url: String,
-    credential: Option<String>,
-    #[serde(default = "default_page")]
-    page_param: String,
-    #[serde(default = "default_limit")]
-    limit_param: String,
-    envelope: Option<String>,
-}
-
-fn default_page() -> String {
-    "_page".into()
-}
-
-fn default_limit() -> String {
-    "_limit".into()
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Settings {
-    path: Option<String>,
-    updated_at: Option<String>,
-    since_param: Option<String>,
-    change_params: Option<String>,
-    update_method: Option<String>,
-}
-
-/// The change cursor: records updated at or after `since`, from page `page`.
-#[derive(Serialize, Deserialize)]
-struct Cursor {
-    since: String,
-    page: u32,
-    /// The latest update time seen in this round of pages.
-    latest: Option<String>,
-}
-
-struct Collection {
-    config: Config,
-    settings: Settings,
-    entity: EntityBinding,
-}
-
-impl Collection {
-    fn new(ctx: &Context, entity: &EntityBinding) -> Result<Self> {
-        let config: Config = weir_sdk::config(ctx)?;
-        let settings: Settings = if entity.settings.trim() == "null" {
-            Settings::default()
-        } else {
-            weir_sdk::settings(entity)?
-        };
-        Ok(Collection {
-            config,
-            settings,
-            entity: entity.clone(),
-        })
-    }
-
-    fn url(&self, suffix: &str, query: &[(String, String)]) -> String {
-        let path = self
-            .settings
-            .path
-            .clone()
-            .unwrap_or_else(|| format!("/{}", self.entity.name));
-        let mut url = format!(
-            "{}{}{}",
-            self.config.base_url.trim_end_matches('/'),
-            path,
-            suffix
-        );
-        let q: Vec<String> = query
-            .iter()
-            .map(|(k, v)| format!("{k}={}", encode(v)))
-            .collect();
-        if !q.is_empty() {
-            url.push(if url.contains('?') { '&' } else { '?' });
-            url.push_str(&q.join("&"));
-        }
-        url
-    }
-
-    fn get_page(
-        &self,
-        mut query: Vec<(String, String)>,
-        page: u32,
-        limit: u32,
-        extra: Option<&str>,
-    ) -> Result<Vec<Value>> {
-        query.push((self.config.page_param.clone(), page.to_string()));
-        query.push((self.config.limit_param.clone(), limit.max(1).to_string()));
-        let mut url = self.url("", &query);
-        if let Some(extra) = extra.filter(|e| !e.is_empty()) {
-            url.push('&');
-            url.push_str(extra);
-        }
-        let response = send_json("GET", &url, None, self.config.credential.as_deref(), &[])?;
-        let mut items = response.body;
-        if let Some(path) = &self.config.envelope {
-            for part in path.split('.') {
-                items = items.get(part).cloned().unwrap_or(Value::Null);
-            }
-        }
-        match items {
-            Value::Array(items) => Ok(items),
-            other => Err(ConnectorError::schema(format!(
-                "GET {url}: expected an array of records, got {}",
-                weir_sdk::json::kind_of(&other)
-            ))),
-        }
-    }
-
-    fn change(&self, item: Value) -> Option<Change> {
-        let id = item
-            .get(&self.entity.primary_key)
-            .map(weir_sdk::json::value_to_text)
-            .filter(|s| !s.is_empty())?;
-        let version = self
-            .settings
-            .updated_at
-            .as_ref()
-            .and_then(|u| item.get(u))
-            .map(weir_sdk::json::value_to_text);
-        Some(Change {
-            entity: self.entity.name.clone(),
-            id,
-            op: Operation::Upsert,
-            data: Some(item.to_string()),
-            previous: None,
-            version,
-            actor: None,
-        })
-    }
-}
-
+/// Now, as the checkpoint of a change cursor (milliseconds, UTC).
 fn now() -> String {
     format!("{:.3}", jiff::Timestamp::now())
 }
@@ -178,7 +137,7 @@ impl connector::Guest for Rest {
             name: "rest".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             summary: "any REST API with JSON collections, configured in the manifest".to_string(),
-            config_schema: r#"{"type":"object","properties":{"base_url":{"type":"string"},"credential":{"type":"string"},"page_param":{"type":"string"},"limit_param":{"type":"string"},"envelope":{"type":"string"}},"required":["base_url"],"additionalProperties":false}"#.to_string(),
+            config_schema: config::CONFIG_SCHEMA.to_string(),
         }
     }
 
@@ -187,13 +146,13 @@ impl connector::Guest for Rest {
             .iter()
             .map(|e| {
                 let c = Collection::new(&ctx, e)?;
-                let first = c.get_page(Vec::new(), 1, 1, None)?;
+                let first = c.list(&[], None, 1)?;
                 let mut fields: Vec<FieldSchema> = vec![FieldSchema {
                     name: e.primary_key.clone(),
                     kind: FieldType::Any,
                     required: true,
                 }];
-                if let Some(Value::Object(record)) = first.first() {
+                if let Some(Value::Object(record)) = first.items.first() {
                     fields.extend(record.keys().filter(|k| **k != e.primary_key).map(|k| {
                         FieldSchema {
                             name: k.clone(),
@@ -206,11 +165,31 @@ impl connector::Guest for Rest {
                     name: e.name.clone(),
                     primary_key: e.primary_key.clone(),
                     fields,
-                    incremental: c.settings.since_param.is_some(),
+                    incremental: c.settings.incremental(),
                 })
             })
             .collect()
     }
+}
+
+/// The filter of change requests: records changed since the cursor time.
+fn change_filters(c: &Collection, since: &str) -> Result<Vec<String>> {
+    let mut filters = match (&c.settings.changed_since, c.settings.updated_at.is_empty()) {
+        (Some(ChangedSince::Param(param)), false) => {
+            query::pairs(&[(param.clone(), since.to_string())])
+        }
+        (Some(ChangedSince::Filter(template)), false) => query::expand(template, since),
+        _ => {
+            return Err(ConnectorError::unsupported(format!(
+                "entity '{}': set updated_at and since_param (or change_filter) for incremental changes",
+                c.entity.name
+            )))
+        }
+    };
+    if let Some(params) = &c.settings.change_params {
+        filters.extend(query::expand(params, since));
+    }
+    Ok(filters)
 }
 
 impl source::Guest for Rest {
@@ -221,34 +200,29 @@ impl source::Guest for Rest {
         limit: u32,
     ) -> Result<Page> {
         let c = Collection::new(&ctx, &entity)?;
-        let page: u32 = match cursor {
-            Some(p) => p
-                .parse()
-                .map_err(|_| ConnectorError::invalid_config(format!("bad page cursor '{p}'")))?,
-            None => 1,
-        };
-        let items = c.get_page(Vec::new(), page, limit, None)?;
-        let full = items.len() as u32 >= limit.max(1);
+        let at = cursor
+            .as_deref()
+            .map(Position::parse)
+            .transpose()
+            .map_err(|m| c.bad(m))?;
+        let listing = c.list(&[], at.as_ref(), limit)?;
         Ok(Page {
-            items: items.into_iter().filter_map(|i| c.change(i)).collect(),
-            next: full.then(|| (page + 1).to_string()),
+            items: listing
+                .items
+                .into_iter()
+                .filter_map(|i| c.change(i))
+                .collect(),
+            next: listing
+                .next
+                .map(|p| serde_json::to_string(&p).unwrap_or_default()),
         })
     }
 
     fn checkpoint(ctx: Context, entity: EntityBinding) -> Result<String> {
         let c = Collection::new(&ctx, &entity)?;
-        if c.settings.since_param.is_none() || c.settings.updated_at.is_none() {
-            return Err(ConnectorError::unsupported(format!(
-                "entity '{}': set updated_at and since_param for incremental changes",
-                entity.name
-            )));
-        }
-        Ok(serde_json::to_string(&Cursor {
-            since: now(),
-            page: 1,
-            latest: None,
-        })
-        .unwrap_or_default())
+        let now = now();
+        change_filters(&c, &now)?;
+        Ok(ChangeCursor::start(now).to_text())
     }
 
     fn changes(
@@ -258,50 +232,43 @@ impl source::Guest for Rest {
         limit: u32,
     ) -> Result<ChangeBatch> {
         let c = Collection::new(&ctx, &entity)?;
-        let (Some(since_param), Some(updated_at)) = (
-            c.settings.since_param.clone(),
-            c.settings.updated_at.clone(),
-        ) else {
-            return Err(ConnectorError::unsupported(format!(
-                "entity '{}': no since_param",
-                entity.name
-            )));
-        };
-        let mut cur: Cursor = serde_json::from_str(&cursor)
-            .map_err(|e| ConnectorError::invalid_config(format!("bad change cursor: {e}")))?;
-        let items = c.get_page(
-            vec![(since_param, cur.since.clone())],
-            cur.page,
-            limit,
-            c.settings.change_params.as_deref(),
-        )?;
-        let full = items.len() as u32 >= limit.max(1);
-        for item in &items {
-            if let Some(Value::String(t)) = item.get(&updated_at) {
-                if cur.latest.as_deref().is_none_or(|l| t.as_str() > l) {
-                    cur.latest = Some(t.clone());
-                }
+        let mut cursor = ChangeCursor::parse(&cursor).map_err(|m| c.bad(m))?;
+        let filters = change_filters(&c, &cursor.since)?;
+        let listing = c.list(&filters, cursor.next.as_ref(), limit)?;
+        for item in &listing.items {
+            if let Some(time) = change_time(item, &c.settings.updated_at) {
+                cursor.saw(&time);
             }
         }
-        let changes = items.into_iter().filter_map(|i| c.change(i)).collect();
-        let next = if full {
-            Cursor {
-                since: cur.since,
-                page: cur.page + 1,
-                latest: cur.latest,
+        let mut items: Vec<Change> = listing
+            .items
+            .into_iter()
+            .filter_map(|i| c.change(i))
+            .collect();
+        let more = listing.next.is_some();
+        let next = match listing.next {
+            Some(position) => {
+                cursor.next = Some(position);
+                cursor
             }
-        } else {
-            Cursor {
-                since: cur.latest.unwrap_or(cur.since),
-                page: 1,
-                latest: None,
+            None => {
+                if let Some(deletes) = &c.settings.deletes {
+                    items.extend(c.deleted(deletes, &mut cursor)?);
+                }
+                cursor.next_round()
             }
         };
         Ok(ChangeBatch {
-            items: changes,
-            cursor: serde_json::to_string(&next).unwrap_or_default(),
-            more: full,
+            items,
+            cursor: next.to_text(),
+            more,
         })
+    }
+}
+
+impl lookup::Guest for Rest {
+    fn get(ctx: Context, entity: EntityBinding, ids: Vec<String>) -> Result<Vec<Change>> {
+        Collection::new(&ctx, &entity)?.lookup(&ids)
     }
 }
 
@@ -312,89 +279,39 @@ impl destination::Guest for Rest {
         items: Vec<WriteItem>,
     ) -> Result<Vec<Result<Written>>> {
         let c = Collection::new(&ctx, &entity)?;
-        let credential = c.config.credential.clone();
-        let written = |body: &Value, fallback: Option<&str>| -> Result<Written> {
-            let id = body
-                .get(&entity.primary_key)
-                .map(weir_sdk::json::value_to_text)
-                .or_else(|| fallback.map(String::from));
-            let version = c
-                .settings
-                .updated_at
-                .as_ref()
-                .and_then(|u| body.get(u))
-                .map(weir_sdk::json::value_to_text);
-            id.map(|id| Written { id, version }).ok_or_else(|| {
-                ConnectorError::schema(format!(
-                    "entity '{}': the response has no '{}'",
-                    entity.name, entity.primary_key
-                ))
+        Ok(items.into_iter().map(|item| c.write(item)).collect())
+    }
+}
+
+impl webhook_export::Guest for Rest {
+    fn handle(ctx: Context, entities: Vec<EntityBinding>, request: Incoming) -> Result<Outcome> {
+        let config = Config::parse(&ctx)?;
+        let Some(hook) = &config.webhook else {
+            return Err(ConnectorError::invalid_config(format!(
+                "system '{}': webhooks need a webhook table in config, with at least secret and id or ids",
+                ctx.system
+            )));
+        };
+        let targets = entities
+            .iter()
+            .map(|e| {
+                let settings = Settings::parse(e)?;
+                Ok(webhook::Target {
+                    name: e.name.clone(),
+                    primary_key: e.primary_key.clone(),
+                    path_name: settings.path_name(),
+                    webhook_name: settings.webhook_name,
+                    updated_at: settings.updated_at,
+                })
             })
-        };
-        let one = |item: WriteItem| -> Result<Written> {
-            match (item.op, item.id) {
-                (Operation::Delete, Some(id)) => {
-                    send_json(
-                        "DELETE",
-                        &c.url(&format!("/{}", encode(&id)), &[]),
-                        None,
-                        credential.as_deref(),
-                        &[404],
-                    )?;
-                    Ok(Written { id, version: None })
-                }
-                (Operation::Delete, None) => Err(ConnectorError::rejected("a delete needs an id")),
-                (Operation::Upsert, id) => {
-                    let data: Value = match item.data.as_deref().map(serde_json::from_str::<Value>)
-                    {
-                        Some(Ok(v @ Value::Object(_))) => v,
-                        _ => {
-                            return Err(ConnectorError::rejected(
-                                "the record body is not a JSON object",
-                            ))
-                        }
-                    };
-                    if let Some(id) = id {
-                        let method = c
-                            .settings
-                            .update_method
-                            .clone()
-                            .unwrap_or_else(|| "PATCH".into());
-                        let r = send_json(
-                            &method,
-                            &c.url(&format!("/{}", encode(&id)), &[]),
-                            Some(&data),
-                            credential.as_deref(),
-                            &[404],
-                        )?;
-                        if r.status != 404 {
-                            return written(&r.body, Some(&id));
-                        }
-                        // Gone at the system: create it again under its id.
-                        let mut with_id = data;
-                        with_id[&entity.primary_key] =
-                            serde_json::from_str(&id).unwrap_or(Value::String(id.clone()));
-                        let r = send_json(
-                            "POST",
-                            &c.url("", &[]),
-                            Some(&with_id),
-                            credential.as_deref(),
-                            &[],
-                        )?;
-                        return written(&r.body, Some(&id));
-                    }
-                    let r = send_json(
-                        "POST",
-                        &c.url("", &[]),
-                        Some(&data),
-                        credential.as_deref(),
-                        &[],
-                    )?;
-                    written(&r.body, None)
-                }
-            }
-        };
-        Ok(items.into_iter().map(one).collect())
+            .collect::<Result<Vec<_>>>()?;
+        let reply = webhook::handle(hook, &targets, &request.headers, &request.body)
+            .map_err(|m| ConnectorError::invalid_config(format!("system '{}': {m}", ctx.system)))?;
+        Ok(Outcome {
+            changes: reply.changes,
+            status: reply.status,
+            body: reply.body.to_string().into_bytes(),
+        })
     }
 }
 

@@ -9,8 +9,21 @@ use serde_json::Value;
 pub struct JsonResponse {
     /// The status code.
     pub status: u16,
-    /// The parsed body (`null` when empty).
+    /// The parsed body (`null` when empty, and for an accepted error status
+    /// whose body is not JSON, such as an HTML 404 page).
     pub body: Value,
+    /// The response headers; names are lower case.
+    pub headers: Vec<(String, String)>,
+}
+
+impl JsonResponse {
+    /// The values of every header named `name` (lower case), in order.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Sends a request with an optional JSON body; the host adds `credential`.
@@ -38,16 +51,24 @@ pub fn send_json(
     if response.status >= 400 && !accept.contains(&response.status) {
         return Err(status_error(method, url, &response));
     }
-    let body = if response.body.iter().all(u8::is_ascii_whitespace) {
+    let body = if response.status == 204 || response.body.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
-        serde_json::from_slice(&response.body).map_err(|e| {
-            ConnectorError::schema(format!("{method} {url}: the response is not JSON: {e}"))
-        })?
+        match serde_json::from_slice(&response.body) {
+            Ok(body) => body,
+            // An accepted error status (a 404 the caller expects) may come with an HTML page.
+            Err(_) if response.status >= 400 => Value::Null,
+            Err(e) => {
+                return Err(ConnectorError::schema(format!(
+                    "{method} {url}: the response is not JSON: {e}"
+                )))
+            }
+        }
     };
     Ok(JsonResponse {
         status: response.status,
         body,
+        headers: response.headers,
     })
 }
 

@@ -68,6 +68,9 @@ pub enum Command {
         /// Address to listen on (port 0 picks a free port, printed at start).
         #[arg(long, default_value = "127.0.0.1:8377")]
         listen: std::net::SocketAddr,
+        /// Print only errors, not a line per pass.
+        #[arg(short, long)]
+        quiet: bool,
         /// Seconds between polls of sources that set neither poll_every nor schedule.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
         interval: u64,
@@ -274,6 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Connectors => connectors(&manifest, &runtime()?).await,
         Command::Run {
             listen,
+            quiet,
             interval,
             batch_size,
         } => {
@@ -284,6 +288,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     batch_size: *batch_size,
                     ..SyncOptions::default()
                 },
+                quiet: *quiet,
             };
             let runtime = runtime()?;
             crate::intake::run(manifest, runtime, options).await?;
@@ -715,11 +720,9 @@ fn status(manifest: &Manifest) -> anyhow::Result<ExitCode> {
     }
     println!("outbox: {} pending", store.outbox_pending()?);
     let polls = store.last_polls()?;
+    let healths = store.webhook_health()?;
     for system in manifest.systems.iter().filter(|s| s.webhooks.is_some()) {
-        let health = store
-            .webhook_health()?
-            .into_iter()
-            .find(|h| h.system == system.name);
+        let health = healths.iter().find(|h| h.system == system.name).cloned();
         let last = health
             .as_ref()
             .and_then(|h| h.last_webhook_at.clone())
@@ -735,6 +738,13 @@ fn status(manifest: &Manifest) -> anyhow::Result<ExitCode> {
                     .unwrap_or("-")
             ),
         }
+    }
+    for h in healths.iter().filter(|h| h.refused > 0) {
+        let (at, why) = h.last_refusal.clone().unwrap_or_default();
+        println!(
+            "webhooks {}: {} request(s) refused, the last at {at}: {why}",
+            h.system, h.refused
+        );
     }
     for p in &polls {
         println!(

@@ -58,6 +58,8 @@ pub struct DaemonOptions {
     pub interval: Duration,
     /// How each pass runs.
     pub sync: SyncOptions,
+    /// Print nothing but errors (no line per pass).
+    pub quiet: bool,
 }
 
 /// The largest request body accepted.
@@ -124,8 +126,12 @@ pub async fn run(
     let mut stop = stop_rx;
     let started = jiff::Timestamp::now();
     let mut first = true;
+    // Whether something asked for a pass (a change arrived, a refresh), as
+    // opposed to the timer.
+    let mut asked = true;
     loop {
         let now = jiff::Timestamp::now();
+        let mut silent = false;
         let poll = if first {
             // Start-up: every source, for what changed while weir was down.
             None
@@ -136,6 +142,7 @@ pub async fn run(
                     if let Some(w) = &s.webhooks {
                         let h = health.entry(s.name.clone()).or_default();
                         if h.check_silence(w, started, now) {
+                            silent = true;
                             tracing::warn!(system = %s.name, "webhooks degraded: {}", h.reason.as_deref().unwrap_or_default());
                         }
                     }
@@ -148,29 +155,13 @@ pub async fn run(
             due.append(&mut app.refresh.lock().expect("refresh lock"));
             Some(due)
         };
-        let sync = SyncOptions {
-            poll: poll.clone(),
-            ..options.sync.clone()
-        };
-        match engine::sync(&app.manifest, &app.runtime, &sync).await {
-            Ok(r) => {
-                let c = r.counts;
-                let polled: Vec<String> = r
-                    .polled
-                    .iter()
-                    .map(|p| format!("{}/{}", p.system, p.entity))
-                    .collect();
-                println!(
-                    "run {}: {} read, {} written, {} deleted, {} unchanged, {} echoes, {} conflicts, {} failed; polled: {}",
-                    r.run_id, c.read, c.written, c.deleted, c.skipped, c.echoes, c.conflicts, c.failed,
-                    if polled.is_empty() { "none".to_string() } else { polled.join(", ") }
-                );
-                for f in &r.failures {
-                    eprintln!("error: {f}");
-                }
-                after_pass(&app, &r.polled, first, now);
+        if !asked && poll.as_ref().is_some_and(BTreeSet::is_empty) {
+            // The timer woke the loop only to check webhook silence: no pass.
+            if silent {
+                after_pass(&app, &[], false, now);
             }
-            Err(e) => eprintln!("error: pass failed: {e:#}"),
+        } else {
+            pass(&app, &options, poll, first, now).await;
         }
         first = false;
         let wait = {
@@ -195,11 +186,11 @@ pub async fn run(
         if silence {
             wait = wait.min(Duration::from_secs(1));
         }
-        tokio::select! {
+        asked = tokio::select! {
             _ = stop.wait_for(|stop| *stop) => break,
-            _ = app.wake.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
-        }
+            _ = app.wake.notified() => true,
+            _ = tokio::time::sleep(wait) => false,
+        };
         if *stop.borrow() {
             break;
         }
@@ -207,6 +198,43 @@ pub async fn run(
     server.await??;
     println!("stopped");
     Ok(())
+}
+
+/// One pass of the service: polls `poll` (every source when none), takes
+/// the inboxes, delivers; prints its line and records its polls.
+async fn pass(
+    app: &App,
+    options: &DaemonOptions,
+    poll: Option<BTreeSet<(String, String)>>,
+    first: bool,
+    now: jiff::Timestamp,
+) {
+    let sync = SyncOptions {
+        poll,
+        ..options.sync.clone()
+    };
+    match engine::sync(&app.manifest, &app.runtime, &sync).await {
+        Ok(r) => {
+            let c = r.counts;
+            let polled: Vec<String> = r
+                .polled
+                .iter()
+                .map(|p| format!("{}/{}", p.system, p.entity))
+                .collect();
+            if !options.quiet {
+                println!(
+                    "run {}: {} read, {} written, {} deleted, {} unchanged, {} echoes, {} conflicts, {} failed; polled: {}",
+                    r.run_id, c.read, c.written, c.deleted, c.skipped, c.echoes, c.conflicts, c.failed,
+                    if polled.is_empty() { "none".to_string() } else { polled.join(", ") }
+                );
+            }
+            for f in &r.failures {
+                eprintln!("error: {f}");
+            }
+            after_pass(app, &r.polled, first, now);
+        }
+        Err(e) => eprintln!("error: pass failed: {e:#}"),
+    }
 }
 
 /// The webhook health saved by the last run of the service.
@@ -269,6 +297,8 @@ fn after_pass(app: &App, polled: &[engine::Polled], first: bool, at: jiff::Times
                 last_webhook_at: text(h.last_webhook),
                 degraded_since: text(h.degraded_since),
                 reason: h.reason,
+                refused: 0,
+                last_refusal: None,
             }
         })
         .collect();
@@ -550,13 +580,20 @@ async fn hook(
     let outcome = match instance.handle(&bindings, request).await {
         Ok(o) => o,
         Err(e) => {
-            tracing::warn!(system = %system, "webhook refused: {e}");
-            return reply(StatusCode::BAD_REQUEST, e.to_string()).into_response();
+            let why = e.to_string();
+            refused(&app, &system, StatusCode::BAD_REQUEST, &why).await;
+            return reply(StatusCode::BAD_REQUEST, why).into_response();
         }
     };
     let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::OK);
     if !status.is_success() {
-        tracing::warn!(system = %system, status = status.as_u16(), "webhook refused by the connector");
+        let why = match serde_json::from_slice::<Value>(&outcome.body) {
+            Ok(Value::Object(o)) if o.get("error").is_some_and(Value::is_string) => {
+                o["error"].as_str().unwrap_or_default().to_string()
+            }
+            _ => String::from_utf8_lossy(&outcome.body).into_owned(),
+        };
+        refused(&app, &system, status, &why).await;
         return (status, outcome.body).into_response();
     }
     app.health
@@ -601,6 +638,26 @@ async fn hook(
     }
     app.wake.notify_one();
     (status, outcome.body).into_response()
+}
+
+/// Logs and counts a refused webhook request (for `weir status`); `why` is
+/// what the connector said, cut to 200 characters.
+async fn refused(app: &App, system: &str, status: StatusCode, why: &str) {
+    tracing::warn!(system, status = status.as_u16(), "webhook refused: {why}");
+    let why: String = format!("{} {why}", status.as_u16())
+        .chars()
+        .take(200)
+        .collect();
+    let path = app.manifest.store.clone();
+    let name = system.to_string();
+    let at = format!("{:.3}", jiff::Timestamp::now());
+    let saved = tokio::task::spawn_blocking(move || {
+        Store::open(&path).and_then(|mut s| s.webhook_refused(&name, &at, &why))
+    })
+    .await;
+    if !matches!(saved, Ok(Ok(()))) {
+        tracing::warn!(system, "cannot count the refused webhook in the store");
+    }
 }
 
 /// `POST /refresh/{system}[/{entity}]`: the next pass polls the system's

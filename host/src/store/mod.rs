@@ -222,12 +222,15 @@ impl Store {
         Ok(())
     }
 
-    /// Runs `f` in one transaction; it commits only if `f` succeeds.
+    /// Runs `f` in one transaction; it commits only if `f` succeeds. The
+    /// transaction takes the write lock at once (`BEGIN IMMEDIATE`), so that
+    /// the service's request handlers and its pass wait for each other instead
+    /// of failing to upgrade a read to a write.
     pub fn transaction<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let path = self.path.clone();
         let tx = self
             .conn
-            .transaction()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|source| StoreError::Sqlite {
                 path: path.clone(),
                 source,

@@ -14,6 +14,11 @@ pub struct WebhookHealth {
     pub degraded_since: Option<String>,
     /// Why they are degraded.
     pub reason: Option<String>,
+    /// How many webhook requests were refused (bad secret or signature,
+    /// malformed body). Kept by [`Store::webhook_refused`] alone.
+    pub refused: u64,
+    /// When the last one was refused, and why.
+    pub last_refusal: Option<(String, String)>,
 }
 
 /// The last poll of one source.
@@ -65,12 +70,27 @@ impl Store {
         })
     }
 
+    /// Counts a refused webhook request of `system` at `at`, and why.
+    pub fn webhook_refused(&mut self, system: &str, at: &str, why: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO webhook_health (system, refused, last_refused_at, last_refusal)
+                 VALUES (?1, 1, ?2, ?3)
+                 ON CONFLICT (system) DO UPDATE SET refused = refused + 1,
+                    last_refused_at = excluded.last_refused_at, last_refusal = excluded.last_refusal",
+                params![system, at, why],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
     /// Webhook health of every system that has some, by system name.
     pub fn webhook_health(&self) -> Result<Vec<WebhookHealth>> {
         let mut st = self
             .conn
             .prepare(
-                "SELECT system, last_webhook_at, degraded_since, reason FROM webhook_health ORDER BY system",
+                "SELECT system, last_webhook_at, degraded_since, reason, refused, last_refused_at, last_refusal
+                 FROM webhook_health ORDER BY system",
             )
             .map_err(self.err())?;
         let rows = st
@@ -80,6 +100,11 @@ impl Store {
                     last_webhook_at: r.get(1)?,
                     degraded_since: r.get(2)?,
                     reason: r.get(3)?,
+                    refused: r.get::<_, i64>(4)? as u64,
+                    last_refusal: match (r.get(5)?, r.get(6)?) {
+                        (Some(at), Some(why)) => Some((at, why)),
+                        _ => None,
+                    },
                 })
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
