@@ -8,3 +8,4 @@ pub mod manifest;
 pub mod mapping;
 pub mod runtime;
 pub mod store;
+pub mod telemetry;

@@ -386,3 +386,160 @@ settings = {{ table = "customers" }}
         status.stdout
     );
 }
+
+/// The value of the series line `name{labels}` in Prometheus text.
+fn series(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_show_every_documented_series_after_a_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crm_db(&d.join("crm.db"), 3).unwrap();
+    shop_db(&d.join("shop.db")).unwrap();
+    let m = write_manifest(
+        d,
+        &format!(
+            r#"
+[entities.contacts]
+primary_key = "id"
+[systems.crm]
+connector = {sql}
+config = {{ database = "crm" }}
+databases = {{ crm = "crm.db" }}
+poll_every = "1h"
+[systems.crm.entities.contacts]
+direction = "read"
+ignore = ["updated_at"]
+settings = {{ updated_at = "updated_at" }}
+[systems.cms]
+connector = {hooks}
+config = {{ secret = "hook-s3cret" }}
+[systems.cms.entities.contacts]
+direction = "read"
+[systems.shop]
+connector = {sql}
+config = {{ database = "shop" }}
+databases = {{ shop = "shop.db" }}
+[systems.shop.entities.contacts]
+direction = "write"
+primary_key = "customer_id"
+rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
+settings = {{ table = "customers" }}
+"#,
+            hooks = toml_path(&connector("hooks")),
+            sql = toml_path(&connector("sql"))
+        ),
+    );
+    let daemon = Daemon::start(WEIR, &m, &[]);
+    daemon.expect_line("run 1: 3 read, 3 written");
+    let create = r#"{"event": "contacts.items.create", "key": 70, "payload": {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com"}}"#;
+    let good = "x-sync-secret: hook-s3cret\r\n";
+    assert_eq!(daemon.request("POST", "/hooks/cms", good, create).0, 200);
+    daemon.expect_line("1 read, 1 written");
+    let bad = "x-sync-secret: nope\r\n";
+    assert_eq!(daemon.request("POST", "/hooks/cms", bad, create).0, 401);
+
+    let (status, text) = daemon.http("GET", "/metrics", None, "");
+    assert_eq!(status, 200, "{text}");
+    // Every documented series is there ...
+    for (name, _) in weir::telemetry::SERIES {
+        assert!(
+            text.lines().any(|l| l.starts_with(name)),
+            "{name} is missing from /metrics:\n{text}"
+        );
+    }
+    // ... with the values of what happened.
+    let expect = |name_and_labels: &str, value: f64| {
+        assert_eq!(
+            series(&text, name_and_labels),
+            Some(value),
+            "{name_and_labels}:\n{text}"
+        );
+    };
+    let crm = r#"{system="crm",entity="contacts"}"#;
+    let cms = r#"{system="cms",entity="contacts"}"#;
+    let shop = r#"{system="shop",entity="contacts"}"#;
+    expect(&format!("weir_records_read_total{crm}"), 3.0);
+    expect(&format!("weir_records_read_total{cms}"), 1.0);
+    expect(&format!("weir_records_written_total{shop}"), 4.0);
+    expect(&format!("weir_records_deleted_total{shop}"), 0.0);
+    expect(&format!("weir_echoes_suppressed_total{crm}"), 0.0);
+    expect(&format!("weir_conflicts_total{crm}"), 0.0);
+    expect(&format!("weir_dead_letters_total{shop}"), 0.0);
+    expect(&format!("weir_delivery_retries_total{shop}"), 0.0);
+    expect(r#"weir_webhooks_received_total{system="cms"}"#, 1.0);
+    expect(r#"weir_webhooks_refused_total{system="cms"}"#, 1.0);
+    expect("weir_passes_total", 2.0);
+    expect("weir_outbox_depth", 0.0);
+    expect("weir_dead_letters", 0.0);
+    expect("weir_open_conflicts", 0.0);
+    let writes = series(
+        &text,
+        r#"weir_connector_call_duration_seconds_count{system="shop",call="write"}"#,
+    );
+    assert_eq!(writes, Some(2.0), "two delivery batches:\n{text}");
+    let lag = series(&text, &format!("weir_lag_seconds{crm}")).expect("the CRM's lag");
+    assert!((0.0..3600.0).contains(&lag), "{lag}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crm_db(&d.join("crm.db"), 2).unwrap();
+    shop_db(&d.join("shop.db")).unwrap();
+    let m = write_manifest(
+        d,
+        &format!(
+            r#"
+[entities.contacts]
+primary_key = "id"
+[systems.crm]
+connector = {sql}
+config = {{ database = "crm" }}
+databases = {{ crm = "crm.db" }}
+[systems.crm.entities.contacts]
+direction = "read"
+ignore = ["updated_at"]
+[systems.shop]
+connector = {sql}
+config = {{ database = "shop" }}
+databases = {{ shop = "shop.db" }}
+[systems.shop.entities.contacts]
+direction = "write"
+primary_key = "customer_id"
+rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
+settings = {{ table = "customers" }}
+"#,
+            sql = toml_path(&connector("sql"))
+        ),
+    );
+    let out = weir_env(
+        WEIR,
+        &m,
+        &["--log-format", "json", "sync", "--quiet"],
+        &[("WEIR_LOG", "weir=debug")],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let events: Vec<serde_json::Value> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let read = events
+        .iter()
+        .find(|e| e["message"] == "records read")
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    assert_eq!(read["level"], "DEBUG");
+    assert_eq!(read["system"], "crm");
+    assert_eq!(read["read"], 2);
+    assert!(events
+        .iter()
+        .any(|e| e["message"] == "records delivered" && e["written"] == 2));
+}

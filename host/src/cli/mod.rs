@@ -28,6 +28,15 @@ pub struct Cli {
     /// Where compiled connectors are cached (default: $XDG_CACHE_HOME/weir or ~/.cache/weir).
     #[arg(long, global = true, env = "WEIR_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// How log lines (stderr) are written: `text`, or `json` (one object per line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "WEIR_LOG_FORMAT"
+    )]
+    pub log_format: crate::telemetry::LogFormat,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -92,19 +101,22 @@ pub enum Command {
     Connectors,
     /// Show the latest runs, linked records, the outbox and dead letters.
     Status,
-    /// Show the audit log, oldest first.
+    /// Show the audit log, oldest first; `export` writes it as JSON lines.
     Audit {
+        /// `export [--output FILE]`: every matching row as one JSON object per line.
+        #[command(subcommand)]
+        action: Option<AuditAction>,
         /// Only this entity.
-        #[arg(long)]
+        #[arg(long, global = true)]
         entity: Option<String>,
         /// Only this system.
-        #[arg(long)]
+        #[arg(long, global = true)]
         system: Option<String>,
         /// Only this golden record (global id).
         #[arg(long)]
         id: Option<i64>,
         /// Only rows at or after this time (RFC 3339, for example 2026-01-31T00:00:00Z).
-        #[arg(long)]
+        #[arg(long, global = true)]
         since: Option<String>,
         /// At most this many rows (the latest).
         #[arg(long, default_value_t = 1000)]
@@ -112,6 +124,37 @@ pub enum Command {
         /// Print the record before and after each operation too.
         #[arg(short, long)]
         verbose: bool,
+    },
+    /// Undo a run: put every record it changed back as it was, in every system that takes writes.
+    Rollback {
+        /// The run to undo (see `weir runs`).
+        run: i64,
+    },
+    /// List the latest runs with their figures.
+    Runs {
+        /// At most this many (the latest).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show one record: the golden record, its id in every system and its history.
+    Records {
+        /// The entity.
+        entity: String,
+        /// The golden record's global id, or with --system that system's id of it.
+        id: String,
+        /// Read ID as this system's id of the record.
+        #[arg(long)]
+        system: Option<String>,
+    },
+    /// Copy the central store to a new file with SQLite's online backup (safe while weir runs).
+    Backup {
+        /// The backup file to write (must not exist).
+        path: PathBuf,
+    },
+    /// Replace the central store's content with a backup. Stop `weir run` first.
+    Restore {
+        /// A file written by `weir backup`.
+        path: PathBuf,
     },
     /// Show recorded conflicts with both values.
     Conflicts {
@@ -151,6 +194,17 @@ pub enum HeldAction {
     },
 }
 
+/// What to do with the audit log.
+#[derive(Subcommand, Debug)]
+pub enum AuditAction {
+    /// Write every matching row as one JSON object per line (JSONL), oldest first.
+    Export {
+        /// The file to write (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
 /// What to do with a dead letter.
 #[derive(Subcommand, Debug)]
 pub enum DeadLetterAction {
@@ -174,13 +228,7 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    crate::telemetry::init_logs(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -274,6 +322,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Command::Rollback { run } => {
+            let report =
+                engine::rollback(&manifest, &runtime()?, *run, &SyncOptions::default()).await?;
+            let c = report.counts;
+            println!(
+                "run {} (rollback of run {run}): {} record(s) put back, {} written, {} deleted, {} unchanged, {} failed",
+                report.run_id, c.read, c.written, c.deleted, c.skipped, c.failed
+            );
+            for n in &report.notes {
+                eprintln!("note: {n}");
+            }
+            for f in &report.failures {
+                eprintln!("error: {f}");
+            }
+            if c.failed > 0 {
+                eprintln!(
+                    "{} write(s) failed: see `weir dead-letters`; the rest of the rollback is done",
+                    c.failed
+                );
+            }
+            Ok(if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Connectors => connectors(&manifest, &runtime()?).await,
         Command::Run {
             listen,
@@ -335,6 +409,59 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status => status(&manifest),
         Command::Audit {
+            action: Some(AuditAction::Export { output }),
+            entity,
+            system,
+            since,
+            ..
+        } => audit_export(
+            &manifest,
+            entity.as_deref(),
+            system.as_deref(),
+            since.as_deref(),
+            output.as_deref(),
+        ),
+        Command::Runs { limit } => runs(&manifest, *limit),
+        Command::Records { entity, id, system } => {
+            records(&manifest, entity, id, system.as_deref())
+        }
+        Command::Backup { path } => {
+            if path.exists() {
+                anyhow::bail!(
+                    "'{}' exists already: give a new file name (a backup never overwrites)",
+                    path.display()
+                );
+            }
+            let store = crate::store::Store::open(&manifest.store)?;
+            let bytes = store.backup_to(path)?;
+            println!(
+                "backup: {} ({bytes} bytes) of {}",
+                path.display(),
+                manifest.store.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { path } => {
+            if !path.is_file() {
+                anyhow::bail!(
+                    "no backup at '{}': give a file written by `weir backup`",
+                    path.display()
+                );
+            }
+            let mut store = crate::store::Store::open(&manifest.store)?;
+            let version = store.restore_from(path)?;
+            drop(store);
+            // Migrates a backup taken by an older weir.
+            crate::store::Store::open(&manifest.store)?;
+            println!(
+                "restored {} from {} (schema version {version})",
+                manifest.store.display(),
+                path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            action: None,
             entity,
             system,
             id,
@@ -678,6 +805,146 @@ async fn connectors(manifest: &Manifest, runtime: &Runtime) -> anyhow::Result<Ex
         }
     }
     Ok(code)
+}
+
+/// `weir audit export`: JSON lines, to a file (written whole, then renamed
+/// into place) or to standard output.
+fn audit_export(
+    manifest: &Manifest,
+    entity: Option<&str>,
+    system: Option<&str>,
+    since: Option<&str>,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let store = crate::store::Store::open(&manifest.store)?;
+    let line = |a: &crate::store::AuditEntry| {
+        let parse = |v: &Option<String>| {
+            v.as_deref()
+                .map(|t| serde_json::from_str(t).unwrap_or(serde_json::Value::String(t.into())))
+        };
+        serde_json::json!({
+            "id": a.id, "at": a.at, "run_id": a.run_id, "system": a.system, "entity": a.entity,
+            "global_id": a.global_id, "local_id": a.local_id, "actor": a.actor,
+            "operation": a.operation, "before": parse(&a.before), "after": parse(&a.after),
+            "outcome": a.outcome,
+        })
+    };
+    let n = match output {
+        Some(path) => {
+            let partial = path.with_extension("partial");
+            let file = std::fs::File::create(&partial)
+                .with_context(|| format!("creating {}", partial.display()))?;
+            let mut out = std::io::BufWriter::new(file);
+            let n = store.each_audit(entity, system, since, |a| {
+                serde_json::to_writer(&mut out, &line(a))?;
+                out.write_all(b"\n")
+            })?;
+            out.flush()?;
+            std::fs::rename(&partial, path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            n
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let n = store.each_audit(entity, system, since, |a| {
+                serde_json::to_writer(&mut out, &line(a))?;
+                out.write_all(b"\n")
+            })?;
+            out.flush()?;
+            n
+        }
+    };
+    eprintln!("{n} audit row(s) exported");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weir runs`: the latest runs, newest first.
+fn runs(manifest: &Manifest, limit: u32) -> anyhow::Result<ExitCode> {
+    let store = crate::store::Store::open(&manifest.store)?;
+    for r in store.runs(limit)? {
+        let c = r.counts;
+        println!(
+            "run {} {} -> {} {}: {} read, {} written, {} deleted, {} unchanged, {} echoes, {} conflicts, {} failed{}",
+            r.id,
+            r.started_at,
+            r.finished_at.as_deref().unwrap_or("-"),
+            r.status,
+            c.read,
+            c.written,
+            c.deleted,
+            c.skipped,
+            c.echoes,
+            c.conflicts,
+            c.failed,
+            r.error.map(|e| format!(" ({e})")).unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weir records ENTITY ID`: the golden record, its links and its history.
+fn records(
+    manifest: &Manifest,
+    entity: &str,
+    id: &str,
+    system: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    if manifest.entity(entity).is_none() {
+        anyhow::bail!("no entity '{entity}' in the manifest: give one of its [entities] names");
+    }
+    let store = crate::store::Store::open(&manifest.store)?;
+    let global_id = match system {
+        Some(system) => match store.global_id_of(entity, system, id)? {
+            Some(g) => g,
+            None => {
+                eprintln!("error: weir knows no {entity} '{id}' in system '{system}'");
+                return Ok(ExitCode::from(1));
+            }
+        },
+        None => id.parse::<i64>().map_err(|_| {
+            anyhow::anyhow!("'{id}' is not a global id: give a number, or --system NAME to look up that system's id")
+        })?,
+    };
+    let Some(golden) = store.golden(global_id)?.filter(|g| g.entity == entity) else {
+        eprintln!("error: no {entity} with global id {global_id}");
+        return Ok(ExitCode::from(1));
+    };
+    println!(
+        "{entity} {global_id}{}{}",
+        if golden.deleted { " (deleted)" } else { "" },
+        golden
+            .origin
+            .as_deref()
+            .map(|o| format!(", last taken from {o}"))
+            .unwrap_or_default()
+    );
+    let data: serde_json::Value = serde_json::from_str(&golden.data).unwrap_or_default();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&data).unwrap_or(golden.data.clone())
+    );
+    println!("links:");
+    for l in store.links_of(global_id)? {
+        println!("  {}: {} (since {})", l.system, l.local_id, l.updated_at);
+    }
+    println!("history:");
+    for a in store.audit(Some(entity), None, Some(global_id), None, u32::MAX)? {
+        println!(
+            "  #{} {} run {} {} {} {}{}",
+            a.id,
+            a.at,
+            a.run_id
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "-".into()),
+            a.system,
+            a.operation,
+            a.outcome,
+            a.actor.map(|x| format!(" by {x}")).unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn status(manifest: &Manifest) -> anyhow::Result<ExitCode> {

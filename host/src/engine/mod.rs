@@ -7,4 +7,4 @@
 pub mod plan;
 mod sync;
 
-pub use sync::{binding, dry_run, sync, PlanLine, Polled, SyncOptions, SyncReport};
+pub use sync::{binding, dry_run, rollback, sync, PlanLine, Polled, SyncOptions, SyncReport};

@@ -69,6 +69,8 @@ pub struct SyncReport {
     /// The sources polled in this pass, with the number of changes each poll
     /// brought that weir did not know yet (new content, not echoes or repeats).
     pub polled: Vec<Polled>,
+    /// What the user should know that is not a failure.
+    pub notes: Vec<String>,
 }
 
 /// One source polled in a pass.
@@ -135,7 +137,49 @@ pub async fn sync(
     runtime: &Runtime,
     options: &SyncOptions,
 ) -> anyhow::Result<SyncReport> {
-    run(manifest, runtime, options, None).await
+    run(manifest, runtime, options, None, None).await
+}
+
+/// Rolls back run `target`: every golden record the run changed is put back
+/// as it was before the run (records the run created are deleted, records it
+/// deleted come back), and the result is delivered to every system that
+/// takes writes of the entity, the systems the changes came from included.
+/// The rollback is a run of its own, audited (`rollback:*` rows) like any.
+/// Refused when a later run changed one of those records again: roll that
+/// one back first. A system that does not take writes keeps the run's
+/// change; the report names it.
+pub async fn rollback(
+    manifest: &Manifest,
+    runtime: &Runtime,
+    target: i64,
+    options: &SyncOptions,
+) -> anyhow::Result<SyncReport> {
+    let store = Store::open(&manifest.store).context("opening the central store")?;
+    if !store.run_exists(target)? {
+        anyhow::bail!("there is no run {target}: see `weir runs`");
+    }
+    let changes = store.run_changes(target)?;
+    if changes.is_empty() {
+        anyhow::bail!("run {target} changed no record: there is nothing to roll back");
+    }
+    let mut later: BTreeSet<i64> = BTreeSet::new();
+    for c in &changes {
+        later.extend(store.later_runs(target, c.global_id)?);
+    }
+    if !later.is_empty() {
+        let runs: Vec<String> = later.iter().map(i64::to_string).collect();
+        anyhow::bail!(
+            "later runs changed records of run {target} again ({}): roll those back first, newest first",
+            runs.join(", ")
+        );
+    }
+    drop(store);
+    let options = SyncOptions {
+        deliver_now: true,
+        poll: Some(BTreeSet::new()),
+        ..options.clone()
+    };
+    run(manifest, runtime, &options, None, Some((target, changes))).await
 }
 
 /// Plans one sync pass without writing anything: the pass runs on a copy of
@@ -172,6 +216,7 @@ pub async fn dry_run(
                 before,
                 lines: Vec::new(),
             }),
+            None,
         )
         .await
     }
@@ -208,7 +253,9 @@ async fn run(
     runtime: &Runtime,
     options: &SyncOptions,
     dry: Option<DryRun>,
+    undo: Option<(i64, Vec<store::RunChange>)>,
 ) -> anyhow::Result<SyncReport> {
+    let began = std::time::Instant::now();
     let mut store = Store::open(&manifest.store).context("opening the central store")?;
     let run_id = store.begin_run()?;
     let mut report = SyncReport {
@@ -218,6 +265,7 @@ async fn run(
         held: 0,
         plan: Vec::new(),
         polled: Vec::new(),
+        notes: Vec::new(),
     };
     let mut participants = Vec::new();
     for system in &manifest.systems {
@@ -240,13 +288,17 @@ async fn run(
         parked: Default::default(),
         dry,
     };
-    for entity in &manifest.entities {
-        for s in 0..engine.participants.len() {
-            let Some(b) = engine.participants[s].system.entity(&entity.name) else {
-                continue;
-            };
-            if b.direction.reads() && engine.participants[s].instance.is_some() {
-                engine.intake(s, entity, b).await?;
+    if let Some((target, changes)) = undo {
+        engine.undo(manifest, target, &changes)?;
+    } else {
+        for entity in &manifest.entities {
+            for s in 0..engine.participants.len() {
+                let Some(b) = engine.participants[s].system.entity(&entity.name) else {
+                    continue;
+                };
+                if b.direction.reads() && engine.participants[s].instance.is_some() {
+                    engine.intake(s, entity, b).await?;
+                }
             }
         }
     }
@@ -274,7 +326,32 @@ async fn run(
         report.counts,
         report.failures.first().map(String::as_str),
     )?;
+    if let Some(days) = manifest.audit_retention_days {
+        prune_audit(&store, days);
+    }
+    crate::telemetry::events::PassFinished {
+        run_id,
+        took: began.elapsed(),
+    }
+    .emit();
     Ok(report)
+}
+
+/// Deletes audit rows older than `days` days; a failure is logged, not fatal.
+fn prune_audit(store: &Store, days: u32) {
+    let window = jiff::SignedDuration::from_hours(24 * i64::from(days));
+    let Ok(cutoff) = jiff::Timestamp::now().checked_sub(window) else {
+        return;
+    };
+    match store.prune_audit(&format!("{cutoff:.3}")) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            rows = n,
+            days,
+            "audit rows past the retention window deleted"
+        ),
+        Err(e) => tracing::warn!("cannot apply audit retention: {e}"),
+    }
 }
 
 async fn start(
@@ -359,6 +436,89 @@ impl PageCounts {
 }
 
 impl Engine<'_, '_> {
+    /// Puts back every golden record run `target` changed as it was before
+    /// it, and queues the result for every system that takes writes of the
+    /// entity, in one transaction with `rollback:*` audit rows.
+    fn undo(
+        &mut self,
+        manifest: &Manifest,
+        target: i64,
+        changes: &[store::RunChange],
+    ) -> anyhow::Result<()> {
+        let run_id = self.run_id;
+        let writers = |entity: &str| -> Vec<String> {
+            manifest
+                .systems
+                .iter()
+                .filter(|s| s.entity(entity).is_some_and(|b| b.direction.writes()))
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        let actor = format!("rollback of run {target}");
+        let mut kept = BTreeSet::new();
+        let undone = self.store.transaction(|tx| {
+            let mut undone = 0u64;
+            for c in changes {
+                let gid = c.global_id;
+                let targets = writers(&c.entity);
+                if !targets.contains(&c.system) {
+                    kept.insert((c.system.clone(), c.entity.clone()));
+                }
+                let now = tx.golden(gid)?;
+                let (operation, after) = match &c.before {
+                    None => {
+                        tx.delete_golden(gid, &c.system)?;
+                        for t in &targets {
+                            if tx.link_by_global(t, gid)?.is_some() {
+                                tx.enqueue(t, &c.entity, gid, OutboxOp::Delete)?;
+                            }
+                        }
+                        ("rollback:delete", None)
+                    }
+                    Some(before) => {
+                        let record: Record = serde_json::from_str(before).unwrap_or_default();
+                        let origin = now
+                            .as_ref()
+                            .and_then(|g| g.origin.clone())
+                            .unwrap_or_else(|| c.system.clone());
+                        tx.update_golden(gid, before, &mapping::hash(&record), &origin)?;
+                        for t in &targets {
+                            tx.enqueue(t, &c.entity, gid, OutboxOp::Upsert)?;
+                        }
+                        let op = if c.operation == "read:delete" {
+                            "rollback:restore"
+                        } else {
+                            "rollback:update"
+                        };
+                        (op, Some(before.as_str()))
+                    }
+                };
+                let current = now.filter(|g| !g.deleted).map(|g| g.data);
+                tx.audit(NewAudit {
+                    run_id,
+                    system: &c.system,
+                    entity: &c.entity,
+                    global_id: Some(gid),
+                    local_id: c.local_id.as_deref(),
+                    actor: Some(&actor),
+                    operation,
+                    before: current.as_deref(),
+                    after,
+                    outcome: "ok",
+                })?;
+                undone += 1;
+            }
+            Ok(undone)
+        })?;
+        self.report.counts.read += undone;
+        for (system, entity) in kept {
+            self.report.notes.push(format!(
+                "system '{system}' does not take writes of {entity}: its records keep the changes of run {target}"
+            ));
+        }
+        Ok(())
+    }
+
     fn fail(&mut self, p: usize, error: CallError) {
         tracing::debug!("{error}");
         if error.is_fatal() {
@@ -769,6 +929,7 @@ impl Engine<'_, '_> {
         let targets = self.targets(&entity.name);
         let run_id = self.run_id;
         let parked = &mut self.parked;
+        let read = items.len() as u64;
         let counts = self.store.transaction(|tx| {
             let mut counts = PageCounts::default();
             for item in items {
@@ -807,6 +968,14 @@ impl Engine<'_, '_> {
             Ok(counts)
         })?;
         counts.add_to(&mut self.report);
+        crate::telemetry::events::RecordsRead {
+            system: &system,
+            entity: &entity.name,
+            read,
+            echoes: counts.echoes,
+            conflicts: counts.conflicts,
+        }
+        .emit();
         Ok(counts.fresh)
     }
 
@@ -1093,6 +1262,7 @@ impl Engine<'_, '_> {
     ) -> anyhow::Result<u64> {
         let run_id = self.run_id;
         let (mut written, mut deleted, mut failed, mut done) = (0, 0, 0, 0);
+        let (mut retries, mut refused) = (0, 0);
         self.store.transaction(|tx| {
             for (p, outcome) in planned.into_iter().zip(outcomes) {
                 let gid = p.row.global_id;
@@ -1130,6 +1300,7 @@ impl Engine<'_, '_> {
                     }
                     Err(e) if matches!(e.kind, ErrorKind::Transient | ErrorKind::RateLimited) => {
                         failed += 1;
+                        retries += 1;
                         let reason = format!("{}: {}", kind_name(e.kind), e.message);
                         tx.outbox_retry(
                             p.row.id,
@@ -1141,6 +1312,7 @@ impl Engine<'_, '_> {
                     }
                     Err(e) => {
                         failed += 1;
+                        refused += 1;
                         let reason = format!("{}: {}", kind_name(e.kind), e.message);
                         tx.dead_letter(NewDeadLetter {
                             run_id,
@@ -1162,6 +1334,15 @@ impl Engine<'_, '_> {
         self.report.counts.written += written;
         self.report.counts.deleted += deleted;
         self.report.counts.failed += failed;
+        crate::telemetry::events::RecordsDelivered {
+            system: target,
+            entity,
+            written,
+            deleted,
+            retries,
+            dead_letters: refused,
+        }
+        .emit();
         Ok(done)
     }
 }

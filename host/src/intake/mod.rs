@@ -74,6 +74,33 @@ struct App {
     /// Webhook health of the systems that send webhooks.
     health: Mutex<BTreeMap<String, Health>>,
     schedule: Mutex<Schedule>,
+    /// The request handlers' connection to the store, opened on first use
+    /// (and again after an error).
+    store: Mutex<Option<Store>>,
+}
+
+impl App {
+    /// Runs `f` on the request handlers' store connection, on a blocking
+    /// thread.
+    async fn with_store<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Store) -> crate::store::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let app = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut slot = app.store.lock().unwrap_or_else(|p| p.into_inner());
+            let store = match slot.as_mut() {
+                Some(s) => s,
+                None => slot.insert(Store::open(&app.manifest.store)?),
+            };
+            let out = f(store);
+            if out.is_err() {
+                *slot = None;
+            }
+            Ok(out?)
+        })
+        .await?
+    }
 }
 
 type Reply = (StatusCode, Json<Value>);
@@ -88,6 +115,7 @@ pub async fn run(
     runtime: Runtime,
     options: DaemonOptions,
 ) -> anyhow::Result<()> {
+    crate::telemetry::install();
     let health = load_health(&manifest)?;
     let app = Arc::new(App {
         schedule: Mutex::new(Schedule::new(&manifest, options.interval)),
@@ -96,6 +124,7 @@ pub async fn run(
         wake: Notify::new(),
         refresh: Mutex::new(BTreeSet::new()),
         health: Mutex::new(health),
+        store: Mutex::new(None),
     });
     let router = Router::new()
         .route("/publish/{system}/{entity}", post(publish))
@@ -104,6 +133,7 @@ pub async fn run(
         .route("/hooks/{system}", post(hook))
         .route("/hooks/{system}/{*rest}", post(hook))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app.clone());
     let listener = tokio::net::TcpListener::bind(options.listen)
@@ -466,7 +496,6 @@ async fn publish(
         Ok(c) => c,
         Err(e) => return reply(StatusCode::BAD_REQUEST, e),
     };
-    let path = app.manifest.store.clone();
     let n = changes.len();
     let changes: Vec<(String, String, String)> = changes
         .into_iter()
@@ -476,26 +505,21 @@ async fn publish(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(String::from);
-    let stored = tokio::task::spawn_blocking(move || {
-        Store::open(&path)?.inbox_add(&system, key.as_deref(), &changes)
-    })
-    .await;
+    let stored = app
+        .with_store(move |s| s.inbox_add(&system, key.as_deref(), &changes))
+        .await;
     match stored {
-        Ok(Ok(true)) => {
+        Ok(true) => {
             app.wake.notify_one();
             (StatusCode::ACCEPTED, Json(json!({ "accepted": n })))
         }
-        Ok(Ok(false)) => (
+        Ok(false) => (
             StatusCode::OK,
             Json(json!({ "accepted": 0, "duplicate": true })),
         ),
-        Ok(Err(e)) => reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not stored, retry: {e}"),
-        ),
         Err(e) => reply(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("not stored, retry: {e}"),
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not stored, retry: {e:#}"),
         ),
     }
 }
@@ -596,6 +620,11 @@ async fn hook(
         refused(&app, &system, status, &why).await;
         return (status, outcome.body).into_response();
     }
+    crate::telemetry::events::WebhookHandled {
+        system: &system,
+        refused: None,
+    }
+    .emit();
     app.health
         .lock()
         .expect("health lock")
@@ -618,7 +647,6 @@ async fn hook(
         })
         .collect();
     if !changes.is_empty() {
-        let store_path = app.manifest.store.clone();
         let name = system.clone();
         let delivery = s
             .delivery_id_header
@@ -626,37 +654,61 @@ async fn hook(
             .and_then(|h| headers.get(h.as_str()))
             .and_then(|v| v.to_str().ok())
             .map(String::from);
-        let stored = tokio::task::spawn_blocking(move || {
-            Store::open(&store_path)?.inbox_add(&name, delivery.as_deref(), &changes)
-        })
-        .await;
-        if matches!(stored, Ok(Ok(false))) {
-            tracing::debug!(system = %system, "repeated webhook delivery ignored");
-        } else if !matches!(stored, Ok(Ok(true))) {
-            return reply(StatusCode::SERVICE_UNAVAILABLE, "not stored, retry").into_response();
+        let stored = app
+            .with_store(move |s| s.inbox_add(&name, delivery.as_deref(), &changes))
+            .await;
+        match stored {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!(system = %system, "repeated webhook delivery ignored"),
+            Err(e) => {
+                tracing::warn!(system = %system, "webhook not stored: {e:#}");
+                return reply(StatusCode::SERVICE_UNAVAILABLE, "not stored, retry").into_response();
+            }
         }
     }
     app.wake.notify_one();
     (status, outcome.body).into_response()
 }
 
-/// Logs and counts a refused webhook request (for `weir status`); `why` is
-/// what the connector said, cut to 200 characters.
-async fn refused(app: &App, system: &str, status: StatusCode, why: &str) {
-    tracing::warn!(system, status = status.as_u16(), "webhook refused: {why}");
+/// `GET /metrics`: Prometheus text (the series are listed in
+/// `telemetry::SERIES`).
+async fn metrics(State(app): State<Arc<App>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match app.with_store(|s| Ok(crate::telemetry::render(s))).await {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => reply(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")).into_response(),
+    }
+}
+
+/// Logs and counts a refused webhook request (also in the store, for `weir
+/// status`); `why` is what the connector said, cut to 200 characters.
+async fn refused(app: &Arc<App>, system: &str, status: StatusCode, why: &str) {
+    crate::telemetry::events::WebhookHandled {
+        system,
+        refused: Some((status.as_u16(), why)),
+    }
+    .emit();
     let why: String = format!("{} {why}", status.as_u16())
         .chars()
         .take(200)
         .collect();
-    let path = app.manifest.store.clone();
     let name = system.to_string();
     let at = format!("{:.3}", jiff::Timestamp::now());
-    let saved = tokio::task::spawn_blocking(move || {
-        Store::open(&path).and_then(|mut s| s.webhook_refused(&name, &at, &why))
-    })
-    .await;
-    if !matches!(saved, Ok(Ok(()))) {
-        tracing::warn!(system, "cannot count the refused webhook in the store");
+    if let Err(e) = app
+        .with_store(move |s| s.webhook_refused(&name, &at, &why))
+        .await
+    {
+        tracing::warn!(
+            system,
+            "cannot count the refused webhook in the store: {e:#}"
+        );
     }
 }
 

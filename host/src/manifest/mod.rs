@@ -23,6 +23,9 @@ pub struct Manifest {
     pub file: PathBuf,
     /// The central store's SQLite file.
     pub store: PathBuf,
+    /// How many days audit rows are kept (`[store] audit_retention_days`,
+    /// default 30); none keeps them forever (0 in the manifest).
+    pub audit_retention_days: Option<u32>,
     /// Canonical entities, in declaration order (the sync order).
     pub entities: Vec<Entity>,
     /// Systems, in declaration order.
@@ -423,11 +426,15 @@ impl Validator<'_> {
 
     fn manifest(&mut self, raw: raw::Manifest) -> Manifest {
         let base = self.base();
-        let store = base.join(
-            raw.store
-                .map(|s| s.path)
-                .unwrap_or_else(|| PathBuf::from("weir.db")),
-        );
+        let (store, audit_retention_days) = match raw.store {
+            Some(s) => (
+                s.path.unwrap_or_else(|| PathBuf::from("weir.db")),
+                s.audit_retention_days.unwrap_or(30),
+            ),
+            None => (PathBuf::from("weir.db"), 30),
+        };
+        let store = base.join(store);
+        let audit_retention_days = (audit_retention_days > 0).then_some(audit_retention_days);
         if raw.entities.is_empty() {
             self.error(&["entities"], "the manifest declares no entity", "add an [entities.NAME] table, for example [entities.contacts] with primary_key = \"id\"");
         }
@@ -552,6 +559,7 @@ impl Validator<'_> {
         Manifest {
             file: self.file.to_path_buf(),
             store,
+            audit_retention_days,
             entities,
             systems,
         }
@@ -904,7 +912,8 @@ mod raw {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct Store {
-        pub path: PathBuf,
+        pub path: Option<PathBuf>,
+        pub audit_retention_days: Option<u32>,
     }
 
     #[derive(Deserialize)]

@@ -174,12 +174,18 @@ impl std::fmt::Display for Exports {
     }
 }
 
+/// A component loaded from a file, with the file's size and modification time.
+type Stamped = (u64, std::time::SystemTime, Arc<Connector>);
+
 /// The engine, linker and component cache shared by every system.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
     loaded: Mutex<HashMap<[u8; 32], Arc<Connector>>>,
+    /// The component last loaded from each path, with the file's size and
+    /// modification time then: an unchanged file is not read and hashed again.
+    by_path: Mutex<HashMap<PathBuf, Stamped>>,
     http: http::Clients,
     ticker: Option<std::thread::JoinHandle<()>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -226,6 +232,7 @@ impl Runtime {
             linker,
             cache_dir,
             loaded: Mutex::new(HashMap::new()),
+            by_path: Mutex::new(HashMap::new()),
             http: http::Clients::default(),
             ticker: Some(ticker),
             stop,
@@ -235,10 +242,26 @@ impl Runtime {
     /// Loads a component: from memory if loaded before, else from the compile
     /// cache, else by compiling it (and filling the cache).
     pub fn load(&self, path: &Path) -> Result<Arc<Connector>, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        let read_err = |source| LoadError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let meta = std::fs::metadata(path).map_err(read_err)?;
+        let stamp = (meta.len(), meta.modified().map_err(read_err)?);
+        if let Some((len, modified, c)) = self.by_path.lock().expect("path cache lock").get(path) {
+            if (*len, *modified) == stamp {
+                return Ok(c.clone());
+            }
+        }
+        let connector = self.load_bytes(path, std::fs::read(path).map_err(read_err)?)?;
+        self.by_path
+            .lock()
+            .expect("path cache lock")
+            .insert(path.to_path_buf(), (stamp.0, stamp.1, connector.clone()));
+        Ok(connector)
+    }
+
+    fn load_bytes(&self, path: &Path, bytes: Vec<u8>) -> Result<Arc<Connector>, LoadError> {
         let hash: [u8; 32] = Sha256::digest(&bytes).into();
         if let Some(c) = self.loaded.lock().expect("component cache lock").get(&hash) {
             return Ok(c.clone());
@@ -524,7 +547,7 @@ impl Instance {
     }
 
     /// Runs one call with the deadline reset and the wall-clock timeout around it.
-    async fn call<T, F>(&mut self, f: F) -> Result<T, CallError>
+    async fn call<T, F>(&mut self, name: &'static str, f: F) -> Result<T, CallError>
     where
         F: for<'a> FnOnce(
             &'a Loaded,
@@ -548,8 +571,15 @@ impl Instance {
         // The epoch callback stops the guest at the deadline; the timeout also
         // covers time spent waiting in host calls. A little slack lets the
         // callback win when both apply, for a precise message.
+        let began = Instant::now();
         let outcome =
             tokio::time::timeout(limit + EPOCH_TICK * 10, f(&self.guests, &self.ctx, store)).await;
+        crate::telemetry::events::ConnectorCalled {
+            system: &system,
+            call: name,
+            took: began.elapsed(),
+        }
+        .emit();
         match outcome {
             Ok(Ok(Ok(v))) => Ok(v),
             Ok(Ok(Err(error))) => Err(CallError::Connector { system, error }),
@@ -566,8 +596,10 @@ impl Instance {
 
     /// Describes the connector.
     pub async fn describe(&mut self) -> Result<types::Description, CallError> {
-        self.call(|g, _, s| Box::pin(async move { g.connector.call_describe(s).await.map(Ok) }))
-            .await
+        self.call("describe", |g, _, s| {
+            Box::pin(async move { g.connector.call_describe(s).await.map(Ok) })
+        })
+        .await
     }
 
     /// Checks the connection and returns the schema of the given entities.
@@ -576,7 +608,7 @@ impl Instance {
         entities: &[EntityBinding],
     ) -> Result<Vec<EntitySchema>, CallError> {
         let entities = entities.to_vec();
-        self.call(move |g, c, s| {
+        self.call("check", move |g, c, s| {
             Box::pin(async move { g.connector.call_check(s, c, &entities).await })
         })
         .await
@@ -601,7 +633,7 @@ impl Instance {
     ) -> Result<Page, CallError> {
         self.require(self.guests.source.as_ref(), "source")?;
         let entity = entity.clone();
-        self.call(move |g, c, s| {
+        self.call("read", move |g, c, s| {
             Box::pin(async move {
                 let src = g.source.as_ref().expect("checked above");
                 src.call_read(s, c, &entity, cursor.as_deref(), limit).await
@@ -614,7 +646,7 @@ impl Instance {
     pub async fn checkpoint(&mut self, entity: &EntityBinding) -> Result<String, CallError> {
         self.require(self.guests.source.as_ref(), "source")?;
         let entity = entity.clone();
-        self.call(move |g, c, s| {
+        self.call("checkpoint", move |g, c, s| {
             Box::pin(async move {
                 let src = g.source.as_ref().expect("checked above");
                 src.call_checkpoint(s, c, &entity).await
@@ -632,7 +664,7 @@ impl Instance {
     ) -> Result<types::ChangeBatch, CallError> {
         self.require(self.guests.source.as_ref(), "source")?;
         let entity = entity.clone();
-        self.call(move |g, c, s| {
+        self.call("changes", move |g, c, s| {
             Box::pin(async move {
                 let src = g.source.as_ref().expect("checked above");
                 src.call_changes(s, c, &entity, &cursor, limit).await
@@ -649,7 +681,7 @@ impl Instance {
     ) -> Result<types::Outcome, CallError> {
         self.require(self.guests.webhook.as_ref(), "webhook")?;
         let entities = entities.to_vec();
-        self.call(move |g, c, s| {
+        self.call("handle", move |g, c, s| {
             Box::pin(async move {
                 let hook = g.webhook.as_ref().expect("checked above");
                 hook.call_handle(s, c, &entities, &request).await
@@ -671,7 +703,7 @@ impl Instance {
     ) -> Result<Vec<Change>, CallError> {
         self.require(self.guests.lookup.as_ref(), "lookup")?;
         let entity = entity.clone();
-        self.call(move |g, c, s| {
+        self.call("lookup", move |g, c, s| {
             Box::pin(async move {
                 let lookup = g.lookup.as_ref().expect("checked above");
                 lookup.call_get(s, c, &entity, &ids).await
@@ -688,7 +720,7 @@ impl Instance {
     ) -> Result<Vec<Result<Written, ConnectorError>>, CallError> {
         self.require(self.guests.destination.as_ref(), "destination")?;
         let entity = entity.clone();
-        self.call(move |g, c, s| {
+        self.call("write", move |g, c, s| {
             Box::pin(async move {
                 let dst = g.destination.as_ref().expect("checked above");
                 dst.call_write(s, c, &entity, &items).await

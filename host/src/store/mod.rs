@@ -6,15 +6,19 @@
 //! foreign keys on, and applies the numbered migrations in `migrations/` in
 //! order, recording the version in `PRAGMA user_version`.
 
+mod ops;
 mod polling;
 mod records;
 
+pub use ops::{Gauges, RecordLink, RunChange};
 pub use polling::{LastPoll, WebhookHealth};
 pub use records::{
     AuditEntry, Conflict, Golden, Held, NewAudit, NewConflict, OutboxOp, OutboxRow, Retry,
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The migrations, in order; migration `i` brings the schema to version `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -49,6 +53,23 @@ pub enum StoreError {
         found: i64,
         /// The newest version this build knows.
         known: i64,
+    },
+    /// A file given as a backup is not one.
+    #[error("'{path}' is not a weir store backup: {reason}; give a file written by `weir backup`")]
+    NotABackup {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        reason: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("'{path}': {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -91,6 +112,25 @@ pub struct RunCounts {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Taken around every write transaction of this process to this store.
+    gate: Arc<Mutex<()>>,
+}
+
+/// The write gate of the store at `path`, shared by every connection this
+/// process opens to it. Writers of one process queue here, woken the moment
+/// the lock is free, instead of in SQLite's busy handler, which polls with
+/// sleeps of up to 100 ms (the service's request handlers and its pass write
+/// concurrently). Other processes still meet at SQLite's lock.
+fn gate(path: &Path) -> Arc<Mutex<()>> {
+    static GATES: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
+    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    GATES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_default()
+        .clone()
 }
 
 /// Sets the pragmas every connection to the store uses.
@@ -145,6 +185,7 @@ impl Store {
         }
         Ok(Store {
             conn,
+            gate: gate(path),
             path: path.to_path_buf(),
         })
     }
@@ -159,6 +200,7 @@ impl Store {
             })?;
         Ok(Store {
             conn,
+            gate: gate(path),
             path: path.to_path_buf(),
         })
     }
@@ -182,8 +224,15 @@ impl Store {
             .map_err(self.err())
     }
 
+    /// Runs one autocommit write behind the write gate.
+    fn write<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let _gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        f(&self.conn).map_err(self.err())
+    }
+
     /// Starts a run and returns its id.
     pub fn begin_run(&self) -> Result<i64> {
+        let _gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
         self.conn
             .execute("INSERT INTO runs (started_at) VALUES (?1)", [now()])
             .map_err(self.err())?;
@@ -199,8 +248,8 @@ impl Store {
         error: Option<&str>,
     ) -> Result<()> {
         let c = counts;
-        self.conn
-            .execute(
+        self.write(|conn| {
+            conn.execute(
                 "UPDATE runs SET finished_at = ?2, status = ?3, records_read = ?4, records_written = ?5,
                  records_skipped = ?6, records_failed = ?7, error = ?8, records_deleted = ?9, echoes = ?10,
                  conflicts = ?11 WHERE id = ?1",
@@ -218,7 +267,7 @@ impl Store {
                     c.conflicts as i64
                 ],
             )
-            .map_err(self.err())?;
+        })?;
         Ok(())
     }
 
@@ -227,6 +276,8 @@ impl Store {
     /// the service's request handlers and its pass wait for each other instead
     /// of failing to upgrade a read to a write.
     pub fn transaction<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        let gate = self.gate.clone();
+        let _gate = gate.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.path.clone();
         let tx = self
             .conn

@@ -72,15 +72,15 @@ impl Store {
 
     /// Counts a refused webhook request of `system` at `at`, and why.
     pub fn webhook_refused(&mut self, system: &str, at: &str, why: &str) -> Result<()> {
-        self.conn
-            .execute(
+        self.write(|conn| {
+            conn.execute(
                 "INSERT INTO webhook_health (system, refused, last_refused_at, last_refusal)
                  VALUES (?1, 1, ?2, ?3)
                  ON CONFLICT (system) DO UPDATE SET refused = refused + 1,
                     last_refused_at = excluded.last_refused_at, last_refusal = excluded.last_refusal",
                 params![system, at, why],
             )
-            .map_err(self.err())?;
+        })?;
         Ok(())
     }
 

@@ -1,0 +1,349 @@
+//! Operating the store: online backups and restores, audit retention and
+//! export, and the master-data view of one record.
+
+use super::{Result, Store, StoreError, MIGRATIONS};
+use crate::store::AuditEntry;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::path::Path;
+
+/// One system's copy of a golden record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordLink {
+    /// The system.
+    pub system: String,
+    /// The record's id there.
+    pub local_id: String,
+    /// When the link last changed.
+    pub updated_at: String,
+}
+
+impl Store {
+    /// Copies the store to a new file `to` with SQLite's online backup, in
+    /// one step: a consistent snapshot, taken while other connections keep
+    /// writing (WAL). The copy is written next to `to` and renamed into place,
+    /// so `to` never holds a partial backup. Returns its size in bytes.
+    pub fn backup_to(&self, to: &Path) -> Result<u64> {
+        let err = |source| StoreError::Sqlite {
+            path: to.to_path_buf(),
+            source,
+        };
+        let partial = to.with_extension("partial");
+        let _ = std::fs::remove_file(&partial);
+        {
+            let mut dst = Connection::open(&partial).map_err(err)?;
+            let backup = rusqlite::backup::Backup::new(&self.conn, &mut dst).map_err(err)?;
+            copy_all(&backup).map_err(err)?;
+        }
+        std::fs::rename(&partial, to).map_err(|e| StoreError::Io {
+            path: to.to_path_buf(),
+            source: e,
+        })?;
+        let len = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
+        Ok(len)
+    }
+
+    /// Replaces the store's whole content with the backup at `from`, after
+    /// checking that it is an intact weir store this version can read.
+    /// Returns the backup's schema version (migrated on the next open).
+    pub fn restore_from(&mut self, from: &Path) -> Result<i64> {
+        let err = |source: rusqlite::Error| StoreError::NotABackup {
+            path: from.to_path_buf(),
+            reason: source.to_string(),
+        };
+        let src =
+            Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
+        let check: String = src
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(err)?;
+        let is_weir: bool = src
+            .query_row(
+                "SELECT count(*) = 3 FROM sqlite_master WHERE type = 'table' AND name IN ('golden', 'links', 'runs')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        let version: i64 = src
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(err)?;
+        if check != "ok" || !is_weir {
+            return Err(StoreError::NotABackup {
+                path: from.to_path_buf(),
+                reason: if check != "ok" {
+                    format!("it fails SQLite's integrity check ({check})")
+                } else {
+                    "it has no golden, links and runs tables".into()
+                },
+            });
+        }
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew {
+                path: from.to_path_buf(),
+                found: version,
+                known: MIGRATIONS.len() as i64,
+            });
+        }
+        let gate = self.gate.clone();
+        let _gate = gate.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.path.clone();
+        let into = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let backup = rusqlite::backup::Backup::new(&src, &mut self.conn).map_err(into)?;
+        copy_all(&backup).map_err(into)?;
+        Ok(version)
+    }
+
+    /// Deletes the audit rows written before `cutoff` (RFC 3339). Rows are
+    /// appended in time order, so the scan walks from the oldest row and
+    /// stops at the first one inside the window: a pass with nothing to
+    /// delete reads one row. Returns how many were deleted.
+    pub fn prune_audit(&self, cutoff: &str) -> Result<u64> {
+        self.write(|conn| {
+            let first_kept: Option<i64> = conn
+                .query_row(
+                    "SELECT id FROM audit WHERE at >= ?1 ORDER BY id LIMIT 1",
+                    [cutoff],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let n = match first_kept {
+                Some(id) => conn.execute(
+                    "DELETE FROM audit WHERE id < ?1 AND at < ?2",
+                    params![id, cutoff],
+                )?,
+                None => conn.execute("DELETE FROM audit WHERE at < ?1", [cutoff])?,
+            };
+            Ok(n as u64)
+        })
+    }
+
+    /// Calls `each` with every audit row matching the filters, oldest first,
+    /// reading in pages (memory stays flat however long the log). Returns
+    /// how many rows it passed.
+    pub fn each_audit(
+        &self,
+        entity: Option<&str>,
+        system: Option<&str>,
+        since: Option<&str>,
+        mut each: impl FnMut(&AuditEntry) -> std::io::Result<()>,
+    ) -> Result<u64> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, at, run_id, system, entity, global_id, local_id, actor, operation, before, after, outcome
+                 FROM audit
+                 WHERE id > ?1 AND (?2 IS NULL OR entity = ?2) AND (?3 IS NULL OR system = ?3)
+                   AND (?4 IS NULL OR at >= ?4)
+                 ORDER BY id LIMIT 1000",
+            )
+            .map_err(self.err())?;
+        let mut after = 0i64;
+        let mut total = 0u64;
+        loop {
+            let rows = st
+                .query_map(params![after, entity, system, since], audit_from_row)
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(self.err())?;
+            let Some(last) = rows.last() else {
+                return Ok(total);
+            };
+            after = last.id;
+            for row in &rows {
+                each(row).map_err(|source| StoreError::Io {
+                    path: self.path.clone(),
+                    source,
+                })?;
+                total += 1;
+            }
+        }
+    }
+
+    /// Every system's copy of golden record `global_id`.
+    pub fn links_of(&self, global_id: i64) -> Result<Vec<RecordLink>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT system, local_id, updated_at FROM links WHERE global_id = ?1 ORDER BY system",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([global_id], |r| {
+                Ok(RecordLink {
+                    system: r.get(0)?,
+                    local_id: r.get(1)?,
+                    updated_at: r.get(2)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.err())?;
+        Ok(rows)
+    }
+
+    /// The golden record id of `system`'s record `local_id` of `entity`.
+    pub fn global_id_of(&self, entity: &str, system: &str, local_id: &str) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT global_id FROM links WHERE entity = ?1 AND system = ?2 AND local_id = ?3",
+                params![entity, system, local_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())
+    }
+}
+
+/// Runs a backup in one step (every page at once: a consistent snapshot),
+/// retrying while the source is locked by a writer of another process.
+fn copy_all(backup: &rusqlite::backup::Backup<'_, '_>) -> rusqlite::Result<()> {
+    use rusqlite::backup::StepResult;
+    loop {
+        match backup.step(-1)? {
+            StepResult::Done => return Ok(()),
+            StepResult::Busy | StepResult::Locked => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            _ => {}
+        }
+    }
+}
+
+pub(super) fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        run_id: r.get(2)?,
+        system: r.get(3)?,
+        entity: r.get(4)?,
+        global_id: r.get(5)?,
+        local_id: r.get(6)?,
+        actor: r.get(7)?,
+        operation: r.get(8)?,
+        before: r.get(9)?,
+        after: r.get(10)?,
+        outcome: r.get(11)?,
+    })
+}
+
+/// What a run changed in one golden record, as the audit log says: its
+/// first accepted change in the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunChange {
+    /// The golden record.
+    pub global_id: i64,
+    /// Its entity.
+    pub entity: String,
+    /// The system whose change the run accepted.
+    pub system: String,
+    /// That system's id of the record.
+    pub local_id: Option<String>,
+    /// `read:create`, `read:update` or `read:delete`.
+    pub operation: String,
+    /// The golden record before the run (none when the run created it).
+    pub before: Option<String>,
+}
+
+impl Store {
+    /// The golden records run `run_id` changed, each with its state before
+    /// the run, in the order the run first changed them.
+    pub fn run_changes(&self, run_id: i64) -> Result<Vec<RunChange>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT a.global_id, a.entity, a.system, a.local_id, a.operation, a.before
+                 FROM audit a
+                 JOIN (SELECT global_id, min(id) AS first FROM audit
+                       WHERE run_id = ?1 AND operation LIKE 'read:%' AND outcome IN ('ok', 'conflict')
+                         AND global_id IS NOT NULL
+                       GROUP BY global_id) f ON a.id = f.first
+                 ORDER BY a.id",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([run_id], |r| {
+                Ok(RunChange {
+                    global_id: r.get(0)?,
+                    entity: r.get(1)?,
+                    system: r.get(2)?,
+                    local_id: r.get(3)?,
+                    operation: r.get(4)?,
+                    before: r.get(5)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.err())?;
+        Ok(rows)
+    }
+
+    /// The later runs that changed golden record `global_id` after run
+    /// `run_id` (accepted changes and rollbacks).
+    pub fn later_runs(&self, run_id: i64, global_id: i64) -> Result<Vec<i64>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT DISTINCT run_id FROM audit
+                 WHERE global_id = ?2 AND run_id > ?1
+                   AND (operation LIKE 'read:%' OR operation LIKE 'rollback:%') AND outcome IN ('ok', 'conflict')
+                 ORDER BY run_id",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map(params![run_id, global_id], |r| r.get(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<i64>>>())
+            .map_err(self.err())?;
+        Ok(rows)
+    }
+
+    /// Whether run `run_id` exists.
+    pub fn run_exists(&self, run_id: i64) -> Result<bool> {
+        self.conn
+            .query_row("SELECT count(*) FROM runs WHERE id = ?1", [run_id], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n > 0)
+            .map_err(self.err())
+    }
+}
+
+/// The store's state as `/metrics` shows it.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    /// Deliveries waiting in the outbox.
+    pub outbox: u64,
+    /// Records in the dead letters.
+    pub dead_letters: u64,
+    /// Conflicts recorded in the last 24 hours.
+    pub conflicts_24h: u64,
+    /// Each source's last poll without failure: system, entity, time.
+    pub polls: Vec<(String, String, String)>,
+}
+
+impl Store {
+    /// The figures of [`Gauges`], read now.
+    pub fn gauges(&self) -> Result<Gauges> {
+        let count = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> Result<u64> {
+            self.conn
+                .query_row(sql, p, |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(self.err())
+        };
+        let day_ago = jiff::Timestamp::now()
+            .checked_sub(jiff::SignedDuration::from_hours(24))
+            .map(|t| format!("{t:.3}"))
+            .unwrap_or_default();
+        let mut st = self
+            .conn
+            .prepare("SELECT system, entity, last_poll_at FROM polls WHERE failed = 0 ORDER BY system, entity")
+            .map_err(self.err())?;
+        let polls = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.err())?;
+        Ok(Gauges {
+            outbox: count("SELECT count(*) FROM outbox", &[])?,
+            dead_letters: count("SELECT count(*) FROM dead_letters", &[])?,
+            conflicts_24h: count("SELECT count(*) FROM conflicts WHERE at >= ?1", &[&day_ago])?,
+            polls,
+        })
+    }
+}
