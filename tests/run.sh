@@ -14,6 +14,13 @@ if [ ! -f "$e2e/json-server/node_modules/json-server/lib/cli/bin.js" ]; then
   npm install --prefix "$e2e/json-server" --no-audit --no-fund --loglevel=error json-server@0.17.4
 fi
 export WEIR_JSON_SERVER="$e2e/json-server/node_modules/json-server/lib/cli/bin.js"
+# playwright-core drives the system Chromium (Debian's chromium, installed by
+# .ci/run) in the dashboard test; it downloads no browser of its own.
+if [ ! -f "$e2e/playwright/node_modules/playwright-core/package.json" ]; then
+  mkdir -p "$e2e/playwright"
+  npm install --prefix "$e2e/playwright" --no-audit --no-fund --loglevel=error playwright-core@1.64.1
+fi
+export WEIR_PLAYWRIGHT_CORE="$e2e/playwright/node_modules/playwright-core"
 # Directus 12.4.0 and the Node 22 it needs (first time: about 3-12 min, sqlite3 compiles).
 bash tests/systems/directus-install.sh "$e2e/directus"
 export WEIR_DIRECTUS_HOME="$e2e/directus/app"

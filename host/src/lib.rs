@@ -9,3 +9,4 @@ pub mod mapping;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
+pub mod web;

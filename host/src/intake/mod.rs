@@ -30,7 +30,9 @@
 //! intake stops, the pass under way finishes, the service exits; a restart
 //! resumes from the store (inbox, outbox, cursors).
 
+mod alerts;
 pub mod schedule;
+mod ui;
 
 use crate::engine::{self, SyncOptions};
 use crate::manifest::Manifest;
@@ -134,6 +136,10 @@ pub async fn run(
         .route("/hooks/{system}/{*rest}", post(hook))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
+        .route("/ui", get(ui::overview))
+        .route("/ui/conflicts", get(ui::conflicts))
+        .route("/ui/conflicts/{id}", post(ui::decide))
+        .route("/ui/audit", get(ui::audit))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app.clone());
     let listener = tokio::net::TcpListener::bind(options.listen)
@@ -154,6 +160,8 @@ pub async fn run(
             .await
     });
     let mut stop = stop_rx;
+    let alert_store = Store::open(&app.manifest.store)?;
+    let mut alerter = alerts::Alerter::new(&app.manifest, &alert_store)?;
     let started = jiff::Timestamp::now();
     let mut first = true;
     // Whether something asked for a pass (a change arrived, a refresh), as
@@ -190,8 +198,18 @@ pub async fn run(
             if silent {
                 after_pass(&app, &[], false, now);
             }
-        } else {
-            pass(&app, &options, poll, first, now).await;
+        } else if let Some(report) = pass(&app, &options, poll, first, now).await {
+            if let Some(alerter) = alerter.as_mut() {
+                let found = problems(&app, &report);
+                let alerts = alerter.collect(
+                    &alert_store,
+                    &found.failed,
+                    &found.ok,
+                    &found.degraded,
+                    jiff::Timestamp::now(),
+                );
+                alerter.send(alerts).await;
+            }
         }
         first = false;
         let wait = {
@@ -230,6 +248,51 @@ pub async fn run(
     Ok(())
 }
 
+/// What a pass tells the alerter.
+struct Found {
+    /// Systems that failed in the pass.
+    failed: BTreeSet<String>,
+    /// Systems polled without failure.
+    ok: BTreeSet<String>,
+    /// Systems whose webhooks are degraded, with the reason.
+    degraded: BTreeMap<String, String>,
+}
+
+fn problems(app: &App, report: &engine::SyncReport) -> Found {
+    let mut failed: BTreeSet<String> = report
+        .failures
+        .iter()
+        .filter_map(|f| f.strip_prefix("system '")?.split('\'').next())
+        .map(String::from)
+        .collect();
+    failed.extend(
+        report
+            .polled
+            .iter()
+            .filter(|p| p.failed)
+            .map(|p| p.system.clone()),
+    );
+    let ok = report
+        .polled
+        .iter()
+        .filter(|p| !p.failed)
+        .map(|p| p.system.clone())
+        .collect();
+    let degraded = app
+        .health
+        .lock()
+        .expect("health lock")
+        .iter()
+        .filter(|(_, h)| !h.healthy())
+        .map(|(s, h)| (s.clone(), h.reason.clone().unwrap_or_default()))
+        .collect();
+    Found {
+        failed,
+        ok,
+        degraded,
+    }
+}
+
 /// One pass of the service: polls `poll` (every source when none), takes
 /// the inboxes, delivers; prints its line and records its polls.
 async fn pass(
@@ -238,7 +301,7 @@ async fn pass(
     poll: Option<BTreeSet<(String, String)>>,
     first: bool,
     now: jiff::Timestamp,
-) {
+) -> Option<engine::SyncReport> {
     let sync = SyncOptions {
         poll,
         ..options.sync.clone()
@@ -262,8 +325,12 @@ async fn pass(
                 eprintln!("error: {f}");
             }
             after_pass(app, &r.polled, first, now);
+            Some(r)
         }
-        Err(e) => eprintln!("error: pass failed: {e:#}"),
+        Err(e) => {
+            eprintln!("error: pass failed: {e:#}");
+            None
+        }
     }
 }
 

@@ -26,6 +26,8 @@ pub struct Manifest {
     /// How many days audit rows are kept (`[store] audit_retention_days`,
     /// default 30); none keeps them forever (0 in the manifest).
     pub audit_retention_days: Option<u32>,
+    /// Where `weir run` sends alerts (`[alerts]`), if anywhere.
+    pub alerts: Option<Alerts>,
     /// Canonical entities, in declaration order (the sync order).
     pub entities: Vec<Entity>,
     /// Systems, in declaration order.
@@ -187,6 +189,36 @@ pub struct Webhooks {
     pub reconcile_every: Duration,
     /// How long without any webhook before the system counts as degraded.
     pub max_silence: Option<Duration>,
+}
+
+/// Outgoing alerts of `weir run`: a JSON POST to `url` for new conflicts,
+/// new dead letters, a system failing for longer than `failing_for` and
+/// webhooks turning degraded; at most one per kind and system every
+/// `min_interval` (the ones held back are counted in the next).
+#[derive(Clone)]
+pub struct Alerts {
+    /// The receiver (a secret: it often carries a token).
+    pub url: String,
+    /// Extra request headers, for example `Authorization` (secrets).
+    pub headers: Vec<(String, String)>,
+    /// The least time between two alerts of one kind and system (default 10 min).
+    pub min_interval: Duration,
+    /// How long a system must fail before it is alerted (default 15 min).
+    pub failing_for: Duration,
+}
+
+impl std::fmt::Debug for Alerts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Alerts")
+            .field("url", &"<redacted>")
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("min_interval", &self.min_interval)
+            .field("failing_for", &self.failing_for)
+            .finish()
+    }
 }
 
 /// A granted database.
@@ -424,6 +456,39 @@ impl Validator<'_> {
         }
     }
 
+    fn alerts(&mut self, raw: raw::Alerts) -> Alerts {
+        let url = self.secret(&["alerts", "url"], &raw.url);
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            self.error(
+                &["alerts", "url"],
+                "the alert receiver is not an http:// or https:// URL",
+                "give the full URL of the receiver, for example \"https://hooks.example.com/weir\"",
+            );
+        }
+        let headers = raw
+            .headers
+            .into_iter()
+            .map(|(k, v)| {
+                let value = self.secret(&["alerts", "headers", &k], &v);
+                (k, value)
+            })
+            .collect();
+        let min_interval = raw
+            .min_interval
+            .and_then(|t| self.duration(&["alerts", "min_interval"], &t))
+            .unwrap_or(Duration::from_secs(600));
+        let failing_for = raw
+            .failing_for
+            .and_then(|t| self.duration(&["alerts", "failing_for"], &t))
+            .unwrap_or(Duration::from_secs(900));
+        Alerts {
+            url,
+            headers,
+            min_interval,
+            failing_for,
+        }
+    }
+
     fn manifest(&mut self, raw: raw::Manifest) -> Manifest {
         let base = self.base();
         let (store, audit_retention_days) = match raw.store {
@@ -434,6 +499,7 @@ impl Validator<'_> {
             None => (PathBuf::from("weir.db"), 30),
         };
         let store = base.join(store);
+        let alerts = raw.alerts.map(|a| self.alerts(a));
         let audit_retention_days = (audit_retention_days > 0).then_some(audit_retention_days);
         if raw.entities.is_empty() {
             self.error(&["entities"], "the manifest declares no entity", "add an [entities.NAME] table, for example [entities.contacts] with primary_key = \"id\"");
@@ -560,6 +626,7 @@ impl Validator<'_> {
             file: self.file.to_path_buf(),
             store,
             audit_retention_days,
+            alerts,
             entities,
             systems,
         }
@@ -903,6 +970,7 @@ mod raw {
     #[serde(deny_unknown_fields)]
     pub struct Manifest {
         pub store: Option<Store>,
+        pub alerts: Option<Alerts>,
         #[serde(default)]
         pub entities: indexmap::IndexMap<String, Entity>,
         #[serde(default)]
@@ -963,6 +1031,16 @@ mod raw {
         pub webhooks: Option<Webhooks>,
         #[serde(default)]
         pub entities: BTreeMap<String, SystemEntity>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Alerts {
+        pub url: String,
+        #[serde(default)]
+        pub headers: BTreeMap<String, String>,
+        pub min_interval: Option<String>,
+        pub failing_for: Option<String>,
     }
 
     #[derive(Deserialize, Default)]

@@ -347,3 +347,242 @@ impl Store {
         })
     }
 }
+
+/// One source or target of the dashboard: figures of a system's entity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Records read from it and written to it in the last hour.
+    pub last_hour: u64,
+    /// The same in the last day.
+    pub last_day: u64,
+    /// When weir last read or wrote a record of it.
+    pub last_at: Option<String>,
+    /// Records it refused (dead letters).
+    pub dead_letters: u64,
+    /// Its changes held for review.
+    pub held: u64,
+}
+
+impl Store {
+    /// The activity of `system`'s `entity`.
+    pub fn activity(&self, system: &str, entity: &str) -> Result<Activity> {
+        let ago = |hours: i64| {
+            jiff::Timestamp::now()
+                .checked_sub(jiff::SignedDuration::from_hours(hours))
+                .map(|t| format!("{t:.3}"))
+                .unwrap_or_default()
+        };
+        let (hour, day) = (ago(1), ago(24));
+        let (last_hour, last_day, last_at): (i64, i64, Option<String>) = self
+            .conn
+            .query_row(
+                "SELECT count(*) FILTER (WHERE at >= ?3), count(*), max(at) FROM audit
+                 WHERE system = ?1 AND entity = ?2 AND at >= ?4 AND outcome = 'ok'
+                   AND (operation LIKE 'read:%' OR operation LIKE 'write:%')",
+                params![system, entity, hour, day],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(self.err())?;
+        let count = |sql: &str| -> Result<u64> {
+            self.conn
+                .query_row(sql, params![system, entity], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(self.err())
+        };
+        Ok(Activity {
+            last_hour: last_hour as u64,
+            last_day: last_day as u64,
+            last_at,
+            dead_letters: count(
+                "SELECT count(*) FROM dead_letters WHERE system = ?1 AND entity = ?2",
+            )?,
+            held: count("SELECT count(*) FROM held WHERE system = ?1 AND entity = ?2")?,
+        })
+    }
+
+    /// Conflicts of `entity` nobody decided on yet.
+    pub fn open_conflicts(&self, entity: &str) -> Result<u64> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM conflicts WHERE entity = ?1 AND decision IS NULL",
+                [entity],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(self.err())
+    }
+
+    /// Records a person's decision on conflict `id`: `result` keeps what the
+    /// policy chose; `ours` or `theirs` makes that value the golden record
+    /// and queues it for every system in `writers`. Returns false when there
+    /// is no such open conflict (none, or decided already).
+    pub fn decide_conflict(&mut self, id: i64, choice: &str, writers: &[String]) -> Result<bool> {
+        self.transaction(|tx| {
+            struct Open {
+                entity: String,
+                gid: i64,
+                ours: Option<String>,
+                theirs: Option<String>,
+                system: String,
+            }
+            let row = tx
+                .conn()
+                .query_row(
+                    "SELECT entity, global_id, ours, theirs, system FROM conflicts
+                     WHERE id = ?1 AND decision IS NULL",
+                    [id],
+                    |r| {
+                        Ok(Open {
+                            entity: r.get(0)?,
+                            gid: r.get(1)?,
+                            ours: r.get(2)?,
+                            theirs: r.get(3)?,
+                            system: r.get(4)?,
+                        })
+                    },
+                )
+                .optional()
+                .map_err(tx.err())?;
+            let Some(Open {
+                entity,
+                gid,
+                ours,
+                theirs,
+                system,
+            }) = row
+            else {
+                return Ok(false);
+            };
+            let chosen = match choice {
+                "ours" => ours,
+                "theirs" => theirs,
+                _ => None,
+            };
+            if let Some(data) = chosen {
+                let record: crate::mapping::Record =
+                    serde_json::from_str(&data).unwrap_or_default();
+                let origin = if choice == "theirs" {
+                    system.clone()
+                } else {
+                    tx.golden(gid)?
+                        .and_then(|g| g.origin)
+                        .unwrap_or_else(|| system.clone())
+                };
+                let before = tx.golden(gid)?.map(|g| g.data);
+                tx.update_golden(gid, &data, &crate::mapping::hash(&record), &origin)?;
+                for w in writers {
+                    tx.enqueue(w, &entity, gid, super::OutboxOp::Upsert)?;
+                }
+                tx.conn()
+                    .execute(
+                        "INSERT INTO audit (at, system, entity, global_id, actor, operation, before, after, outcome)
+                         VALUES (?1, ?2, ?3, ?4, 'dashboard', ?5, ?6, ?7, 'ok')",
+                        params![
+                            super::now(),
+                            system,
+                            entity,
+                            gid,
+                            format!("review:{choice}"),
+                            before,
+                            data
+                        ],
+                    )
+                    .map_err(tx.err())?;
+            }
+            tx.conn()
+                .execute(
+                    "UPDATE conflicts SET decision = ?2, decided_at = ?3 WHERE id = ?1",
+                    params![id, choice, super::now()],
+                )
+                .map_err(tx.err())?;
+            Ok(true)
+        })
+    }
+}
+
+/// Conflicts and dead letters recorded after given row ids, per system and
+/// entity, for alerts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Problems {
+    /// New conflicts: arriving system, entity, how many.
+    pub conflicts: Vec<(String, String, u64)>,
+    /// New dead letters: target system, entity, how many, the last reason.
+    pub dead_letters: Vec<(String, String, u64, String)>,
+    /// The last conflict id seen.
+    pub last_conflict: i64,
+    /// The last dead letter id seen.
+    pub last_dead_letter: i64,
+}
+
+impl Store {
+    /// Conflicts with an id above `conflict_after` and dead letters above
+    /// `dead_letter_after`.
+    pub fn problems_since(&self, conflict_after: i64, dead_letter_after: i64) -> Result<Problems> {
+        let mut p = Problems {
+            last_conflict: conflict_after,
+            last_dead_letter: dead_letter_after,
+            ..Problems::default()
+        };
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT system, entity, count(*), max(id) FROM conflicts WHERE id > ?1
+                 GROUP BY system, entity ORDER BY system, entity",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([conflict_after], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.err())?;
+        for (system, entity, n, max) in rows {
+            p.conflicts.push((system, entity, n as u64));
+            p.last_conflict = p.last_conflict.max(max);
+        }
+        let mut st = self
+            .conn
+            .prepare(
+                // With one max() aggregate, SQLite takes the bare column
+                // `reason` from the row holding the maximum: the last one.
+                "SELECT system, entity, count(*), max(id), reason
+                 FROM dead_letters WHERE id > ?1
+                 GROUP BY system, entity ORDER BY system, entity",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([dead_letter_after], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.err())?;
+        for (system, entity, n, max, reason) in rows {
+            p.dead_letters
+                .push((system, entity, n as u64, reason.unwrap_or_default()));
+            p.last_dead_letter = p.last_dead_letter.max(max);
+        }
+        Ok(p)
+    }
+
+    /// The highest conflict and dead letter ids now (alerts start after them).
+    pub fn last_problem_ids(&self) -> Result<(i64, i64)> {
+        self.conn
+            .query_row(
+                "SELECT (SELECT coalesce(max(id), 0) FROM conflicts), (SELECT coalesce(max(id), 0) FROM dead_letters)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(self.err())
+    }
+}

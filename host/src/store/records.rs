@@ -135,6 +135,8 @@ pub struct NewConflict<'a> {
 pub struct Conflict {
     /// Row id.
     pub id: i64,
+    /// A person's decision (`result`, `ours` or `theirs`); none while open.
+    pub decision: Option<String>,
     /// When.
     pub at: String,
     /// The entity.
@@ -724,7 +726,7 @@ impl Store {
         let mut st = self
             .conn
             .prepare(
-                "SELECT id, at, entity, global_id, system, other_system, ours, theirs, result, winner, policy FROM (
+                "SELECT id, at, entity, global_id, system, other_system, ours, theirs, result, winner, policy, decision FROM (
                     SELECT * FROM conflicts ORDER BY id DESC LIMIT ?1
                  ) ORDER BY id",
             )
@@ -743,6 +745,7 @@ impl Store {
                     result: r.get(8)?,
                     winner: r.get(9)?,
                     policy: r.get(10)?,
+                    decision: r.get(11)?,
                 })
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())

@@ -1,0 +1,162 @@
+//! The dashboard's routes (`/ui`): pages rendered by `crate::web`, and the
+//! conflict decision form. A decision is accepted only from a page of this
+//! service (its `Origin` or `Referer` names this host), so that another site
+//! cannot submit the form in a user's browser.
+
+use super::{App, Reply};
+use crate::web;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use std::sync::Arc;
+
+pub(super) async fn overview(State(app): State<Arc<App>>) -> Response {
+    let health = app.health.lock().expect("health lock").clone();
+    let inner = app.clone();
+    page(
+        app.with_store(move |s| {
+            let webhooks = webhook_rows(&inner, &health, s)?;
+            web::overview(&inner.manifest, s, webhooks)
+        })
+        .await,
+    )
+}
+
+pub(super) async fn conflicts(State(app): State<Arc<App>>) -> Response {
+    page(app.with_store(|s| web::conflicts(s)).await)
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct AuditQuery {
+    entity: Option<String>,
+    id: Option<String>,
+}
+
+pub(super) async fn audit(State(app): State<Arc<App>>, Query(q): Query<AuditQuery>) -> Response {
+    let id = q.id.as_deref().and_then(|i| i.trim().parse::<i64>().ok());
+    let inner = app.clone();
+    page(
+        app.with_store(move |s| web::audit(&inner.manifest, s, q.entity.as_deref(), id))
+            .await,
+    )
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct Decision {
+    choice: String,
+}
+
+/// `POST /ui/conflicts/{id}`: records the decision, queues the chosen value
+/// for every system that takes writes of the entity and wakes the pass loop
+/// to deliver it; back to the conflicts page.
+pub(super) async fn decide(
+    State(app): State<Arc<App>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Form(d): Form<Decision>,
+) -> Response {
+    if !same_origin(&headers) {
+        return super::reply(
+            StatusCode::FORBIDDEN,
+            "a decision must come from this service's own conflicts page",
+        )
+        .into_response();
+    }
+    if !matches!(d.choice.as_str(), "result" | "ours" | "theirs") {
+        return super::reply(
+            StatusCode::BAD_REQUEST,
+            format!("choice '{}' is not one of result, ours, theirs", d.choice),
+        )
+        .into_response();
+    }
+    let inner = app.clone();
+    let decided = app
+        .with_store(move |s| {
+            let entity = s
+                .conflicts(u32::MAX)?
+                .into_iter()
+                .find(|c| c.id == id)
+                .map(|c| c.entity);
+            let writers: Vec<String> = entity
+                .map(|e| {
+                    inner
+                        .manifest
+                        .systems
+                        .iter()
+                        .filter(|s| s.entity(&e).is_some_and(|b| b.direction.writes()))
+                        .map(|s| s.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            s.decide_conflict(id, &d.choice, &writers)
+        })
+        .await;
+    match decided {
+        Ok(true) => {
+            app.wake.notify_one();
+            Redirect::to("/ui/conflicts").into_response()
+        }
+        Ok(false) => super::reply(
+            StatusCode::NOT_FOUND,
+            format!("no open conflict {id} (decided already?)"),
+        )
+        .into_response(),
+        Err(e) => super::reply(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")).into_response(),
+    }
+}
+
+fn page(result: anyhow::Result<String>) -> Response {
+    match result {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            let r: Reply = super::reply(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}"));
+            r.into_response()
+        }
+    }
+}
+
+/// Whether the request's `Origin` (or else `Referer`) is this service, as
+/// named by its `Host` header.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(host) = get("host") else {
+        return false;
+    };
+    let Some(from) = get("origin").or_else(|| get("referer")) else {
+        return false;
+    };
+    let rest = from
+        .strip_prefix("http://")
+        .or_else(|| from.strip_prefix("https://"))
+        .unwrap_or("");
+    rest.split('/').next() == Some(host)
+}
+
+fn webhook_rows(
+    app: &App,
+    health: &std::collections::BTreeMap<String, super::Health>,
+    store: &crate::store::Store,
+) -> crate::store::Result<Vec<web::WebhookRow>> {
+    let saved = store.webhook_health()?;
+    let text = |t: Option<jiff::Timestamp>| t.map(|t| format!("{t:.0}"));
+    Ok(app
+        .manifest
+        .systems
+        .iter()
+        .filter(|s| s.webhooks.is_some())
+        .map(|s| {
+            let h = health.get(&s.name).cloned().unwrap_or_default();
+            web::WebhookRow {
+                system: s.name.clone(),
+                healthy: h.healthy(),
+                since: text(h.degraded_since),
+                reason: h.reason.clone(),
+                last: text(h.last_webhook),
+                refused: saved
+                    .iter()
+                    .find(|w| w.system == s.name)
+                    .map_or(0, |w| w.refused),
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,133 @@
+//! The dashboard in a real browser (headless Chromium driven by
+//! playwright-core): it shows a conflict made by real concurrent edits with
+//! both values, and deciding it there updates both systems.
+
+use std::path::Path;
+use std::process::Command;
+use weir_tests::*;
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
+
+fn first_name(db: &Path, email: &str) -> String {
+    rows(
+        db,
+        &format!("SELECT first_name FROM contacts WHERE email = '{email}'"),
+    )[0][0]
+        .clone()
+        .unwrap()
+}
+
+#[test]
+fn a_conflict_is_shown_and_decided_in_the_browser() {
+    let Some(playwright) = std::env::var_os("WEIR_PLAYWRIGHT_CORE") else {
+        eprintln!("skipped: WEIR_PLAYWRIGHT_CORE not set (tests/run.sh installs playwright-core)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (crm, branch) = (d.join("crm.db"), d.join("branch.db"));
+    crm_db(&crm, 3).unwrap();
+    crm_db(&branch, 0).unwrap();
+    let system = |name: &str| {
+        format!(
+            r#"
+[systems.{name}]
+connector = {sql}
+config = {{ database = "{name}" }}
+databases = {{ {name} = "{name}.db" }}
+poll_every = "1h"
+[systems.{name}.entities.contacts]
+ignore = ["updated_at"]
+settings = {{ updated_at = "updated_at" }}
+"#,
+            sql = toml_path(&connector("sql"))
+        )
+    };
+    let m = write_manifest(
+        d,
+        &format!(
+            "[entities.contacts]\nprimary_key = \"id\"\nconflict = \"priority\"\npriority = [\"crm\", \"branch\"]\n{}{}",
+            system("crm"),
+            system("branch")
+        ),
+    );
+    assert_eq!(weir(WEIR, &m, &["sync", "--quiet"]).code, 0);
+
+    // The same contact edited in both systems: the CRM wins by priority.
+    let email = rows(&crm, "SELECT email FROM contacts WHERE id = 1")[0][0]
+        .clone()
+        .unwrap();
+    let edit = |db: &Path, name: &str| {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .execute(
+                "UPDATE contacts SET first_name = ?1 WHERE email = ?2",
+                [name, &email],
+            )
+            .unwrap();
+    };
+    edit(&crm, "CrmName");
+    edit(&branch, "BranchName");
+    let second = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert!(second.stdout.contains(" 1 conflicts"), "{second:?}");
+    assert_eq!(first_name(&branch, &email), "CrmName");
+
+    let daemon = Daemon::start(WEIR, &m, &[]);
+    daemon.expect_line("run ");
+    let base = format!("http://127.0.0.1:{}", daemon.port);
+    let out = Command::new("node")
+        .arg(repo_root().join("tests/browser/resolve-conflict.cjs"))
+        .args([base.as_str(), "Take branch's value"])
+        .env("WEIR_PLAYWRIGHT_CORE", &playwright)
+        .output()
+        .expect("running node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pages: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = |k: &str| pages[k].as_str().unwrap().to_string();
+    assert!(
+        text("overview").contains("Open conflicts: 1"),
+        "{}",
+        text("overview")
+    );
+    let before = text("before");
+    assert!(before.contains("\"first_name\": \"CrmName\""), "{before}");
+    assert!(
+        before.contains("\"first_name\": \"BranchName\""),
+        "{before}"
+    );
+    assert!(before.contains("crm wins (priority)"), "{before}");
+    assert!(
+        text("after").contains("decided: theirs"),
+        "{}",
+        text("after")
+    );
+    assert_eq!(pages["url"], format!("{base}/ui/conflicts"));
+
+    // The decision is delivered to both systems by the pass it wakes.
+    let line = daemon.expect_line("run ");
+    assert!(line.contains(" 2 written"), "{line}");
+    assert_eq!(first_name(&crm, &email), "BranchName");
+    assert_eq!(first_name(&branch, &email), "BranchName");
+
+    // A decided conflict cannot be decided again, and other sites cannot post.
+    let (status, _) = daemon.request(
+        "POST",
+        "/ui/conflicts/1",
+        "origin: http://localhost\r\ncontent-type: application/x-www-form-urlencoded\r\n",
+        "choice=ours",
+    );
+    assert_eq!(status, 404);
+    let (status, _) = daemon.request(
+        "POST",
+        "/ui/conflicts/1",
+        "origin: http://evil.example\r\ncontent-type: application/x-www-form-urlencoded\r\n",
+        "choice=ours",
+    );
+    assert_eq!(status, 403);
+    let audit = weir(WEIR, &m, &["audit"]);
+    assert!(audit.stdout.contains("review:theirs ok"), "{audit:?}");
+}
