@@ -3,8 +3,10 @@
 
 pub mod daemon;
 pub mod directus;
+pub mod receiver;
 pub use daemon::Daemon;
 pub use directus::Directus;
+pub use receiver::{http_receiver, Received};
 
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};

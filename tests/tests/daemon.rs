@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 use weir_tests::*;
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
@@ -542,4 +543,139 @@ settings = {{ table = "customers" }}
     assert!(events
         .iter()
         .any(|e| e["message"] == "records delivered" && e["written"] == 2));
+}
+
+#[test]
+fn alerts_are_posted_and_rate_limited() {
+    let (port, alerts) = http_receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crm_db(&d.join("crm.db"), 3).unwrap();
+    shop_db(&d.join("shop.db")).unwrap();
+    // The shop holds contact 2's address already (mail is UNIQUE there).
+    let taken = rows(&d.join("crm.db"), "SELECT email FROM contacts WHERE id = 2")[0][0]
+        .clone()
+        .unwrap();
+    rusqlite::Connection::open(d.join("shop.db"))
+        .unwrap()
+        .execute(
+            "INSERT INTO customers (customer_id, fname, lname, mail) VALUES (9999, 'X', 'Y', ?1)",
+            [&taken],
+        )
+        .unwrap();
+    let m = write_manifest(
+        d,
+        &format!(
+            r#"
+[alerts]
+url = "http://127.0.0.1:{port}/alerts"
+headers = {{ Authorization = "Bearer ${{WEIR_TEST_ALERT_TOKEN}}" }}
+min_interval = "1h"
+failing_for = "1s"
+[entities.contacts]
+primary_key = "id"
+[systems.crm]
+connector = {sql}
+config = {{ database = "crm" }}
+databases = {{ crm = "crm.db" }}
+publish_token = "${{WEIR_TEST_PUBLISH_TOKEN}}"
+[systems.crm.entities.contacts]
+direction = "read"
+ignore = ["updated_at"]
+settings = {{ updated_at = "updated_at" }}
+[systems.gone]
+connector = {sql}
+config = {{ database = "gone" }}
+databases = {{ gone = "no-such-folder/gone.db" }}
+schedule = "* * * * * *"
+[systems.gone.entities.contacts]
+direction = "read"
+[systems.shop]
+connector = {sql}
+config = {{ database = "shop" }}
+databases = {{ shop = "shop.db" }}
+[systems.shop.entities.contacts]
+direction = "write"
+primary_key = "customer_id"
+rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
+settings = {{ table = "customers" }}
+"#,
+            sql = toml_path(&connector("sql"))
+        ),
+    );
+    let envs = [
+        ("WEIR_TEST_PUBLISH_TOKEN", TOKEN),
+        ("WEIR_TEST_ALERT_TOKEN", "alert-s3cret"),
+    ];
+    let daemon = Daemon::start(WEIR, &m, &envs);
+    let next = |what: &str| {
+        alerts
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no {what} alert within 30 s"))
+    };
+
+    // The start-up pass: the shop refuses contact 2.
+    let first = next("dead letter");
+    assert_eq!(first.path, "/alerts");
+    assert_eq!(
+        first.headers.get("authorization").map(String::as_str),
+        Some("Bearer alert-s3cret")
+    );
+    assert_eq!(first.body["kind"], "dead_letter");
+    assert_eq!(first.body["system"], "shop");
+    assert_eq!(first.body["entity"], "contacts");
+    assert_eq!(first.body["count"], 1);
+    assert!(
+        first.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("UNIQUE constraint failed: customers.mail"),
+        "{}",
+        first.body
+    );
+
+    // A second refusal within min_interval is held back.
+    rusqlite::Connection::open(d.join("crm.db"))
+        .unwrap()
+        .execute(
+            "INSERT INTO contacts (first_name, last_name, email) VALUES ('Dup', 'Licate', ?1)",
+            [&taken],
+        )
+        .unwrap();
+    let out = Command::new(WEIR)
+        .args(["--manifest", m.to_str().unwrap(), "refresh", "crm"])
+        .args(["--daemon", &format!("http://127.0.0.1:{}", daemon.port)])
+        .envs(envs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = daemon.expect_line("polled: crm/contacts");
+    assert!(line.contains(" 1 failed"), "{line}");
+
+    // The system that cannot open its database, polled every second, is
+    // alerted once it has failed for a second, once per failing episode.
+    let failing = next("failing system");
+    assert_eq!(failing.body["kind"], "system_failing", "{}", failing.body);
+    assert_eq!(failing.body["system"], "gone");
+    assert!(
+        failing.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("system 'gone' has been failing since"),
+        "{}",
+        failing.body
+    );
+    // Every pass's alerts are sent before the service stops: what came after
+    // the first is that one alert, and no second dead letter.
+    let status = daemon.terminate();
+    assert!(status.success(), "{status:?}");
+    let rest: Vec<String> = alerts
+        .try_iter()
+        .map(|a| a.body["kind"].to_string())
+        .collect();
+    assert!(rest.is_empty(), "{rest:?}");
 }

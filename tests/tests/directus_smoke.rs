@@ -3,86 +3,12 @@
 //! log, and a restart that keeps the data and the flow.
 
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::mpsc;
 use std::time::Duration;
 use weir_tests::directus::query;
-use weir_tests::Directus;
+use weir_tests::{http_receiver, Directus, Received};
 
-/// One request received by the hook listener: lower-case header names, body.
-struct Hook {
-    path: String,
-    headers: HashMap<String, String>,
-    body: Value,
-}
-
-/// A tiny HTTP receiver on 127.0.0.1: answers 200 to every request (one at a
-/// time) and passes it on; its port.
-fn hook_listener() -> (u16, mpsc::Receiver<Hook>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the hook listener");
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-            let mut headers = HashMap::new();
-            loop {
-                line.clear();
-                reader.read_line(&mut line).unwrap();
-                let l = line.trim_end();
-                if l.is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = l.split_once(':') {
-                    headers.insert(k.trim().to_lowercase(), v.trim().to_string());
-                }
-            }
-            let mut body = Vec::new();
-            if let Some(n) = headers.get("content-length") {
-                body.resize(n.parse().unwrap(), 0);
-                reader.read_exact(&mut body).unwrap();
-            } else if headers
-                .get("transfer-encoding")
-                .is_some_and(|t| t.contains("chunked"))
-            {
-                loop {
-                    line.clear();
-                    reader.read_line(&mut line).unwrap();
-                    let n = usize::from_str_radix(line.trim(), 16).unwrap();
-                    let mut chunk = vec![0; n + 2];
-                    reader.read_exact(&mut chunk).unwrap();
-                    if n == 0 {
-                        break;
-                    }
-                    body.extend_from_slice(&chunk[..n]);
-                }
-            }
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            let body = serde_json::from_slice(&body)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
-            if tx
-                .send(Hook {
-                    path,
-                    headers,
-                    body,
-                })
-                .is_err()
-            {
-                return;
-            }
-        }
-    });
-    (port, rx)
-}
-
-fn next_hook(rx: &mpsc::Receiver<Hook>, what: &str, d: &Directus) -> Hook {
+fn next_hook(rx: &mpsc::Receiver<Received>, what: &str, d: &Directus) -> Received {
     let hook = rx
         .recv_timeout(Duration::from_secs(30))
         .unwrap_or_else(|_| panic!("no webhook for {what} within 30 s\n{}", d.log_tail()));
@@ -96,7 +22,7 @@ fn directus_rest_webhooks_changes_and_deletes() {
         return;
     };
     d.create_collection("contacts");
-    let (port, hooks) = hook_listener();
+    let (port, hooks) = http_receiver();
     d.add_webhook_flow(
         "contacts",
         &format!("http://127.0.0.1:{port}/hook"),

@@ -36,8 +36,18 @@ impl Connections {
             let Some(Database::Sqlite(path)) = self.grants.get(db) else {
                 return Err(SqlError::Denied(format!("database '{db}' is not granted")));
             };
-            let conn = open(path)
-                .map_err(|e| SqlError::Failed(format!("cannot open database '{db}': {e}")))?;
+            // The connector learns the grant's name and SQLite's reason, never
+            // the host path (which the log keeps for the operator).
+            let conn = open(path).map_err(|e| {
+                tracing::warn!(database = db, path = %path.display(), "cannot open a granted database: {e}");
+                let why = match &e {
+                    rusqlite::Error::SqliteFailure(code, _) => code.to_string(),
+                    _ => "the file cannot be opened".to_string(),
+                };
+                SqlError::Failed(format!(
+                    "cannot open database '{db}': {why}; check the file granted in `databases`"
+                ))
+            })?;
             self.open.insert(db.to_string(), conn);
         }
         let conn = self.open.get_mut(db).expect("opened above");
