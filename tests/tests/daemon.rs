@@ -669,6 +669,22 @@ settings = {{ table = "customers" }}
         "{}",
         failing.body
     );
+    // The dashboard shows the failing source and the refused records.
+    let (status, page) = daemon.http("GET", "/ui", None, "");
+    assert_eq!(status, 200);
+    let gone = page
+        .split("<tr>")
+        .find(|row| row.contains("<td>gone</td>"))
+        .unwrap_or_else(|| panic!("{page}"));
+    assert!(gone.contains("the last poll failed"), "{gone}");
+    let shop = page
+        .split("<tr>")
+        .find(|row| row.contains("<td>shop</td>"))
+        .unwrap_or_else(|| panic!("{page}"));
+    assert!(
+        shop.contains(r#"<td class="bad">2</td>"#),
+        "two dead letters: {shop}"
+    );
     // Every pass's alerts are sent before the service stops: what came after
     // the first is that one alert, and no second dead letter.
     let status = daemon.terminate();

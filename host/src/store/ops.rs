@@ -361,6 +361,10 @@ pub struct Activity {
     pub dead_letters: u64,
     /// Its changes held for review.
     pub held: u64,
+    /// Writes to it that failed for a while and wait for a retry.
+    pub retrying: u64,
+    /// The last error of those writes.
+    pub last_error: Option<String>,
 }
 
 impl Store {
@@ -389,7 +393,18 @@ impl Store {
                 .map(|n| n as u64)
                 .map_err(self.err())
         };
+        let (retrying, last_error): (i64, Option<String>) = self
+            .conn
+            .query_row(
+                "SELECT count(*), max(last_error) FROM outbox
+                 WHERE target = ?1 AND entity = ?2 AND last_error IS NOT NULL",
+                params![system, entity],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(self.err())?;
         Ok(Activity {
+            retrying: retrying as u64,
+            last_error,
             last_hour: last_hour as u64,
             last_day: last_day as u64,
             last_at,

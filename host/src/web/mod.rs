@@ -31,10 +31,11 @@ form{display:inline}
 const OVERVIEW: &str = r#"{% extends "layout.html" %}{% block title %}status{% endblock %}{% block body %}
 <h1>Status</h1>
 <p>Outbox: {{ outbox }} pending delivery(ies). Dead letters: {{ dead_letters }}. Open conflicts: <a href="/ui/conflicts">{{ open_conflicts }}</a>.</p>
-<table><thead><tr><th>system</th><th>entity</th><th>direction</th><th>last activity</th><th>lag</th><th>records (1 h / 24 h)</th><th>dead letters</th><th>held</th><th>open conflicts</th></tr></thead>
+<table><thead><tr><th>system</th><th>entity</th><th>direction</th><th>last activity</th><th>lag</th><th>records (1 h / 24 h)</th><th>errors</th><th>dead letters</th><th>held</th><th>open conflicts</th></tr></thead>
 <tbody>{% for r in rows %}<tr>
 <td>{{ r.system }}</td><td>{{ r.entity }}</td><td>{{ r.direction }}</td>
 <td>{{ r.last_at or "never" }}</td><td>{{ r.lag or "-" }}</td><td>{{ r.last_hour }} / {{ r.last_day }}</td>
+<td>{% if r.errors %}<span class="bad">{{ r.errors }}</span>{% else %}none{% endif %}</td>
 <td{% if r.dead_letters %} class="bad"{% endif %}>{{ r.dead_letters }}</td><td>{{ r.held }}</td>
 <td{% if r.open_conflicts %} class="bad"{% endif %}>{{ r.open_conflicts }}</td></tr>{% endfor %}</tbody></table>
 {% if webhooks %}<h2>Webhooks</h2><table><thead><tr><th>system</th><th>health</th><th>last webhook</th><th>refused</th></tr></thead><tbody>
@@ -115,6 +116,7 @@ struct Row {
     lag: Option<String>,
     last_hour: u64,
     last_day: u64,
+    errors: Option<String>,
     dead_letters: u64,
     held: u64,
     open_conflicts: u64,
@@ -128,11 +130,25 @@ pub fn overview(manifest: &Manifest, store: &Store, webhooks: Vec<WebhookRow>) -
     for system in &manifest.systems {
         for b in &system.entities {
             let a = store.activity(&system.name, &b.name)?;
-            let lag = polls
+            let poll = polls
                 .iter()
-                .find(|p| p.system == system.name && p.entity == b.name && !p.failed)
+                .find(|p| p.system == system.name && p.entity == b.name);
+            let lag = poll
+                .filter(|p| !p.failed)
                 .and_then(|p| p.at.parse::<jiff::Timestamp>().ok())
                 .map(|at| format!("{} s", now.duration_since(at).as_secs()));
+            let mut errors = Vec::new();
+            if let Some(p) = poll.filter(|p| p.failed) {
+                errors.push(format!("the last poll failed ({})", p.at));
+            }
+            if a.retrying > 0 {
+                errors.push(format!(
+                    "{} write(s) waiting for a retry: {}",
+                    a.retrying,
+                    a.last_error.as_deref().unwrap_or("-")
+                ));
+            }
+            let errors = (!errors.is_empty()).then(|| errors.join("; "));
             rows.push(Row {
                 system: system.name.clone(),
                 entity: b.name.clone(),
@@ -143,6 +159,7 @@ pub fn overview(manifest: &Manifest, store: &Store, webhooks: Vec<WebhookRow>) -
                 },
                 last_at: a.last_at,
                 lag,
+                errors,
                 last_hour: a.last_hour,
                 last_day: a.last_day,
                 dead_letters: a.dead_letters,
