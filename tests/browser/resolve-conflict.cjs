@@ -21,7 +21,8 @@ const { chromium } = require(process.env.WEIR_PLAYWRIGHT_CORE);
     await page.waitForURL(`${base}/ui/conflicts`);
     const before = await page.textContent('body');
     await page.click(`button:has-text(${JSON.stringify(button)})`);
-    await page.waitForLoadState('load');
+    // The form posts, then the service sends the browser back to this page.
+    await page.waitForSelector('text=decided:');
     const after = await page.textContent('body');
     console.log(JSON.stringify({ overview, before, after, url: page.url() }));
   } finally {

@@ -110,8 +110,9 @@ impl Daemon {
     /// Announces a body of `len` bytes without sending it: the service must
     /// refuse it from the length alone.
     pub fn oversized(&self, path: &str, token: &str, len: usize) -> u16 {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(s, "POST {path} HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {token}\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n").unwrap();
+        let port = self.port;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(s, "POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nauthorization: Bearer {token}\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n").unwrap();
         // The service answers without waiting for the body; read the status
         // line, not to the end (the connection may stay open for the body).
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -139,8 +140,9 @@ impl Daemon {
 
     /// Sends a request with extra header lines (each ending in CRLF).
     pub fn request(&self, method: &str, path: &str, auth: &str, body: &str) -> (u16, String) {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(s, "{method} {path} HTTP/1.1\r\nhost: localhost\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let port = self.port;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(s, "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();

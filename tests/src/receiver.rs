@@ -60,18 +60,20 @@ pub fn http_receiver() -> (u16, mpsc::Receiver<Received>) {
                     body.extend_from_slice(&chunk[..n]);
                 }
             }
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
             let body = serde_json::from_slice(&body)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
-            if tx
+            // Passed on before the reply: once the sender has its answer, the
+            // request is in the channel.
+            let gone = tx
                 .send(Received {
                     path,
                     headers,
                     body,
                 })
-                .is_err()
-            {
+                .is_err();
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            if gone {
                 return;
             }
         }

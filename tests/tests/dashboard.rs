@@ -117,7 +117,7 @@ settings = {{ updated_at = "updated_at" }}
     let (status, _) = daemon.request(
         "POST",
         "/ui/conflicts/1",
-        "origin: http://localhost\r\ncontent-type: application/x-www-form-urlencoded\r\n",
+        &format!("origin: {base}\r\ncontent-type: application/x-www-form-urlencoded\r\n"),
         "choice=ours",
     );
     assert_eq!(status, 404);

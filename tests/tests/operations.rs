@@ -267,7 +267,7 @@ fn rollback_restores_every_system_and_is_audited() {
     assert!(
         refused
             .stderr
-            .contains("later runs changed records of run 1 again (2)"),
+            .contains("records of run 1 changed again since (run 2)"),
         "{refused:?}"
     );
     let none = weir(WEIR, &m, &["rollback", "99"]);

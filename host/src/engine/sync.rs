@@ -162,15 +162,15 @@ pub async fn rollback(
     if changes.is_empty() {
         anyhow::bail!("run {target} changed no record: there is nothing to roll back");
     }
-    let mut later: BTreeSet<i64> = BTreeSet::new();
+    let mut later: BTreeSet<String> = BTreeSet::new();
     for c in &changes {
-        later.extend(store.later_runs(target, c.global_id)?);
+        later.extend(store.later_changes(target, c.global_id)?);
     }
     if !later.is_empty() {
-        let runs: Vec<String> = later.iter().map(i64::to_string).collect();
+        let what: Vec<String> = later.into_iter().collect();
         anyhow::bail!(
-            "later runs changed records of run {target} again ({}): roll those back first, newest first",
-            runs.join(", ")
+            "records of run {target} changed again since ({}): roll later runs back first, newest first",
+            what.join(", ")
         );
     }
     drop(store);

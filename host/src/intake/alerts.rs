@@ -1,9 +1,9 @@
 //! Outgoing alerts of `weir run` (`[alerts]` in the manifest): after each
 //! pass, new conflicts, new dead letters, systems failing for longer than
 //! `failing_for` and webhooks that turned degraded are posted as JSON to the
-//! receiver. [`Limiter`] (pure) lets at most one alert of a kind and system
-//! through per `min_interval` and counts the ones it holds back into the
-//! next.
+//! receiver. [`Limiter`] (pure) lets at most one alert of a kind, system
+//! and entity through per `min_interval`; the ones it holds back are counted
+//! and sent as one when the interval has passed.
 
 use crate::manifest::{Alerts, Manifest};
 use crate::store::Store;
@@ -24,29 +24,60 @@ pub struct Alert {
     pub message: String,
 }
 
-/// At most one alert per kind and system per interval; the rest are counted.
+type Key = (&'static str, String, Option<String>);
+
+/// At most one alert per kind, system and entity per interval; the rest are
+/// held, counted, and sent as one once the interval has passed.
 #[derive(Debug, Default)]
 pub struct Limiter {
-    sent: BTreeMap<(&'static str, String), Timestamp>,
-    held: BTreeMap<(&'static str, String), u64>,
+    sent: BTreeMap<Key, Timestamp>,
+    held: BTreeMap<Key, Alert>,
 }
 
 impl Limiter {
     /// The alert to send now (its count raised by those held back since the
-    /// last one), or none when one of its kind and system went out less than
-    /// `interval` ago.
+    /// last one), or none when one of its kind, system and entity went out
+    /// less than `interval` ago (then it is held).
     pub fn admit(&mut self, mut alert: Alert, interval: Duration, now: Timestamp) -> Option<Alert> {
-        let key = (alert.kind, alert.system.clone());
-        let recent = self.sent.get(&key).is_some_and(|at| {
-            now.duration_since(*at) < jiff::SignedDuration::try_from(interval).unwrap_or_default()
-        });
-        if recent {
-            *self.held.entry(key).or_default() += alert.count;
+        let key = (alert.kind, alert.system.clone(), alert.entity.clone());
+        if self.recent(&key, interval, now) {
+            match self.held.get_mut(&key) {
+                Some(h) => {
+                    h.count += alert.count;
+                    h.message = alert.message;
+                }
+                None => {
+                    self.held.insert(key, alert);
+                }
+            }
             return None;
         }
-        alert.count += self.held.remove(&key).unwrap_or(0);
+        alert.count += self.held.remove(&key).map_or(0, |h| h.count);
         self.sent.insert(key, now);
         Some(alert)
+    }
+
+    /// The held alerts whose interval has passed, each with its count.
+    pub fn due(&mut self, interval: Duration, now: Timestamp) -> Vec<Alert> {
+        let keys: Vec<Key> = self
+            .held
+            .keys()
+            .filter(|k| !self.recent(k, interval, now))
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| {
+                let alert = self.held.remove(&k)?;
+                self.sent.insert(k, now);
+                Some(alert)
+            })
+            .collect()
+    }
+
+    fn recent(&self, key: &Key, interval: Duration, now: Timestamp) -> bool {
+        self.sent.get(key).is_some_and(|at| {
+            now.duration_since(*at) < jiff::SignedDuration::try_from(interval).unwrap_or_default()
+        })
     }
 }
 
@@ -156,10 +187,13 @@ impl Alerter {
             }
         }
         self.degraded.retain(|s| degraded.contains_key(s));
-        alerts
+        let interval = self.config.min_interval;
+        let mut out: Vec<Alert> = alerts
             .into_iter()
-            .filter_map(|a| self.limiter.admit(a, self.config.min_interval, now))
-            .collect()
+            .filter_map(|a| self.limiter.admit(a, interval, now))
+            .collect();
+        out.extend(self.limiter.due(interval, now));
+        out
     }
 
     /// Posts each alert; a receiver that fails is logged (an alert is not
@@ -245,5 +279,12 @@ mod tests {
             l.admit(alert("dead_letter", "shop", 1), every, min(11)),
             None
         );
+        // A burst that stops is not lost: the held ones go out once the
+        // interval has passed, without a new alert of the kind.
+        assert!(l.due(every, min(15)).is_empty());
+        let due = l.due(every, min(20));
+        assert_eq!(due.len(), 1);
+        assert_eq!((due[0].kind, due[0].count), ("dead_letter", 1));
+        assert!(l.due(every, min(40)).is_empty());
     }
 }

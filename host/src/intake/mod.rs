@@ -68,6 +68,8 @@ pub struct DaemonOptions {
 const BODY_LIMIT: usize = 4 << 20;
 
 struct App {
+    /// The address the service listens on.
+    listen: std::net::SocketAddr,
     manifest: Manifest,
     runtime: Arc<Runtime>,
     wake: Notify,
@@ -79,6 +81,8 @@ struct App {
     /// The request handlers' connection to the store, opened on first use
     /// (and again after an error).
     store: Mutex<Option<Store>>,
+    /// Refused webhook requests per system, not yet saved.
+    refusals: Mutex<BTreeMap<String, Refusals>>,
 }
 
 impl App {
@@ -111,6 +115,16 @@ fn reply(status: StatusCode, message: impl Into<String>) -> Reply {
     (status, Json(json!({ "error": message.into() })))
 }
 
+/// A 503 for a store failure: the details (with the store's path) go to
+/// the log, not to the client.
+fn store_unavailable(e: &anyhow::Error) -> Reply {
+    tracing::error!("the central store failed: {e:#}");
+    reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the central store is unavailable; retry (the service log has the details)",
+    )
+}
+
 /// Runs the service until SIGTERM or Ctrl-C.
 pub async fn run(
     manifest: Manifest,
@@ -119,7 +133,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     crate::telemetry::install();
     let health = load_health(&manifest)?;
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
+    let listen = listener.local_addr()?;
     let app = Arc::new(App {
+        listen,
         schedule: Mutex::new(Schedule::new(&manifest, options.interval)),
         manifest,
         runtime: Arc::new(runtime),
@@ -127,6 +146,7 @@ pub async fn run(
         refresh: Mutex::new(BTreeSet::new()),
         health: Mutex::new(health),
         store: Mutex::new(None),
+        refusals: Mutex::new(BTreeMap::new()),
     });
     let router = Router::new()
         .route("/publish/{system}/{entity}", post(publish))
@@ -142,10 +162,7 @@ pub async fn run(
         .route("/ui/audit", get(ui::audit))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app.clone());
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
-    println!("listening on {}", listener.local_addr()?);
+    println!("listening on {listen}");
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -167,6 +184,7 @@ pub async fn run(
     // Whether something asked for a pass (a change arrived, a refresh), as
     // opposed to the timer.
     let mut asked = true;
+    let mut last_pass = jiff::Timestamp::now();
     loop {
         let now = jiff::Timestamp::now();
         let mut silent = false;
@@ -193,12 +211,22 @@ pub async fn run(
             due.append(&mut app.refresh.lock().expect("refresh lock"));
             Some(due)
         };
-        if !asked && poll.as_ref().is_some_and(BTreeSet::is_empty) {
+        // A retry that came due since the last pass (one still due from
+        // before waits for the next pass: its target may be down).
+        let delivery_due = alert_store
+            .next_delivery_at()
+            .ok()
+            .flatten()
+            .is_some_and(|at| at <= format!("{now:.3}") && at > format!("{last_pass:.3}"));
+        if !asked && !delivery_due && poll.as_ref().is_some_and(BTreeSet::is_empty) {
             // The timer woke the loop only to check webhook silence: no pass.
             if silent {
                 after_pass(&app, &[], false, now);
             }
-        } else if let Some(report) = pass(&app, &options, poll, first, now).await {
+        } else if let Some(report) = {
+            last_pass = now;
+            pass(&app, &options, poll, first, now).await
+        } {
             if let Some(alerter) = alerter.as_mut() {
                 let found = problems(&app, &report);
                 let alerts = alerter.collect(
@@ -233,6 +261,16 @@ pub async fn run(
         let mut wait = wait.unwrap_or(Duration::from_secs(3600));
         if silence {
             wait = wait.min(Duration::from_secs(1));
+        }
+        // Writes waiting for a retry are delivered when they come due.
+        if let Ok(Some(at)) = alert_store.next_delivery_at() {
+            if let Ok(at) = at.parse::<jiff::Timestamp>() {
+                if at > last_pass {
+                    let left = Duration::try_from(at.duration_since(jiff::Timestamp::now()))
+                        .unwrap_or(Duration::ZERO);
+                    wait = wait.min(left);
+                }
+            }
         }
         asked = tokio::select! {
             _ = stop.wait_for(|stop| *stop) => break,
@@ -272,12 +310,22 @@ fn problems(app: &App, report: &engine::SyncReport) -> Found {
             .filter(|p| p.failed)
             .map(|p| p.system.clone()),
     );
-    let ok = report
+    // Sources count as working when polled without failure; systems that
+    // are only written to, when the pass reported nothing against them.
+    let mut ok: BTreeSet<String> = report
         .polled
         .iter()
         .filter(|p| !p.failed)
         .map(|p| p.system.clone())
         .collect();
+    ok.extend(
+        app.manifest
+            .systems
+            .iter()
+            .filter(|s| !s.entities.iter().any(|e| e.direction.reads()))
+            .filter(|s| !failed.contains(&s.name))
+            .map(|s| s.name.clone()),
+    );
     let degraded = app
         .health
         .lock()
@@ -308,6 +356,9 @@ async fn pass(
     };
     match engine::sync(&app.manifest, &app.runtime, &sync).await {
         Ok(r) => {
+            // Health and polls are saved before the line is printed: whoever
+            // waits for the line can read them.
+            after_pass(app, &r.polled, first, now);
             let c = r.counts;
             let polled: Vec<String> = r
                 .polled
@@ -324,7 +375,6 @@ async fn pass(
             for f in &r.failures {
                 eprintln!("error: {f}");
             }
-            after_pass(app, &r.polled, first, now);
             Some(r)
         }
         Err(e) => {
@@ -410,8 +460,25 @@ fn after_pass(app: &App, polled: &[engine::Polled], first: bool, at: jiff::Times
         })
         .collect();
     drop((schedule, health));
-    if let Err(e) = Store::open(&app.manifest.store).and_then(|mut s| s.save_polling(&rows, &polls))
-    {
+    let refused: Vec<(String, u64, String, String)> = app
+        .refusals
+        .lock()
+        .expect("refusals lock")
+        .iter_mut()
+        .filter(|(_, r)| r.unsaved > 0)
+        .filter_map(|(system, r)| {
+            let (at, why) = r.last.clone()?;
+            Some((system.clone(), std::mem::take(&mut r.unsaved), at, why))
+        })
+        .collect();
+    let saved = Store::open(&app.manifest.store).and_then(|mut s| {
+        s.save_polling(&rows, &polls)?;
+        for (system, n, at, why) in &refused {
+            s.webhook_refused(system, *n, at, why)?;
+        }
+        Ok(())
+    });
+    if let Err(e) = saved {
         tracing::warn!("cannot save polling state: {e}");
     }
 }
@@ -584,10 +651,7 @@ async fn publish(
             StatusCode::OK,
             Json(json!({ "accepted": 0, "duplicate": true })),
         ),
-        Err(e) => reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not stored, retry: {e:#}"),
-        ),
+        Err(e) => store_unavailable(&e),
     }
 }
 
@@ -750,7 +814,7 @@ async fn metrics(State(app): State<Arc<App>>) -> axum::response::Response {
             text,
         )
             .into_response(),
-        Err(e) => reply(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")).into_response(),
+        Err(e) => store_unavailable(&e).into_response(),
     }
 }
 
@@ -766,17 +830,46 @@ async fn refused(app: &Arc<App>, system: &str, status: StatusCode, why: &str) {
         .chars()
         .take(200)
         .collect();
-    let name = system.to_string();
     let at = format!("{:.3}", jiff::Timestamp::now());
-    if let Err(e) = app
-        .with_store(move |s| s.webhook_refused(&name, &at, &why))
-        .await
-    {
-        tracing::warn!(
-            system,
-            "cannot count the refused webhook in the store: {e:#}"
-        );
+    // Counted in memory; written to the store at most once a second per
+    // system (and after every pass), so that a flood of bad requests does
+    // not queue writes in front of the passes.
+    let save = {
+        let mut refusals = app.refusals.lock().expect("refusals lock");
+        let r = refusals.entry(system.to_string()).or_default();
+        r.unsaved += 1;
+        r.last = Some((at, why));
+        let now = std::time::Instant::now();
+        if r.saved_at
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            r.saved_at = Some(now);
+            let n = std::mem::take(&mut r.unsaved);
+            r.last.clone().map(|last| (n, last))
+        } else {
+            None
+        }
+    };
+    if let Some((n, (at, why))) = save {
+        let name = system.to_string();
+        if let Err(e) = app
+            .with_store(move |s| s.webhook_refused(&name, n, &at, &why))
+            .await
+        {
+            tracing::warn!(
+                system,
+                "cannot count the refused webhook in the store: {e:#}"
+            );
+        }
     }
+}
+
+/// Refused webhook requests of one system not yet saved in the store.
+#[derive(Default)]
+struct Refusals {
+    unsaved: u64,
+    last: Option<(String, String)>,
+    saved_at: Option<std::time::Instant>,
 }
 
 /// `POST /refresh/{system}[/{entity}]`: the next pass polls the system's

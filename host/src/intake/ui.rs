@@ -4,6 +4,7 @@
 //! cannot submit the form in a user's browser.
 
 use super::{App, Reply};
+use crate::store::Decided;
 use crate::web;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -55,7 +56,7 @@ pub(super) async fn decide(
     headers: HeaderMap,
     Form(d): Form<Decision>,
 ) -> Response {
-    if !same_origin(&headers) {
+    if !same_origin(&headers, app.listen) {
         return super::reply(
             StatusCode::FORBIDDEN,
             "a decision must come from this service's own conflicts page",
@@ -92,16 +93,21 @@ pub(super) async fn decide(
         })
         .await;
     match decided {
-        Ok(true) => {
+        Ok(Decided::Done) => {
             app.wake.notify_one();
             Redirect::to("/ui/conflicts").into_response()
         }
-        Ok(false) => super::reply(
+        Ok(Decided::NotOpen) => super::reply(
             StatusCode::NOT_FOUND,
             format!("no open conflict {id} (decided already?)"),
         )
         .into_response(),
-        Err(e) => super::reply(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")).into_response(),
+        Ok(Decided::Stale) => super::reply(
+            StatusCode::CONFLICT,
+            format!("the record of conflict {id} changed since: a decision would overwrite the newer value; see its audit"),
+        )
+        .into_response(),
+        Err(e) => super::store_unavailable(&e).into_response(),
     }
 }
 
@@ -109,15 +115,19 @@ fn page(result: anyhow::Result<String>) -> Response {
     match result {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
-            let r: Reply = super::reply(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}"));
+            let r: Reply = super::store_unavailable(&e);
             r.into_response()
         }
     }
 }
 
-/// Whether the request's `Origin` (or else `Referer`) is this service, as
-/// named by its `Host` header.
-fn same_origin(headers: &HeaderMap) -> bool {
+/// Whether the request's `Origin` (or else `Referer`) is this service's own
+/// page: its host is the one the request was sent to (`Host`), and that is
+/// the address the service listens on (or `localhost` with its port, when it
+/// listens on a loopback address). A page of another site, or one reached
+/// through a rebound DNS name, fails. On an unspecified address (0.0.0.0)
+/// only the first condition can be checked.
+fn same_origin(headers: &HeaderMap, listen: std::net::SocketAddr) -> bool {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let Some(host) = get("host") else {
         return false;
@@ -129,7 +139,13 @@ fn same_origin(headers: &HeaderMap) -> bool {
         .strip_prefix("http://")
         .or_else(|| from.strip_prefix("https://"))
         .unwrap_or("");
-    rest.split('/').next() == Some(host)
+    if rest.split('/').next() != Some(host) {
+        return false;
+    }
+    let ip = listen.ip();
+    ip.is_unspecified()
+        || host == listen.to_string()
+        || (ip.is_loopback() && host == format!("localhost:{}", listen.port()))
 }
 
 fn webhook_rows(

@@ -10,7 +10,7 @@ mod ops;
 mod polling;
 mod records;
 
-pub use ops::{Activity, Gauges, Problems, RecordLink, RunChange};
+pub use ops::{Activity, Decided, Gauges, Problems, RecordLink, RunChange};
 pub use polling::{LastPoll, WebhookHealth};
 pub use records::{
     AuditEntry, Conflict, Golden, Held, NewAudit, NewConflict, OutboxOp, OutboxRow, Retry,
@@ -27,7 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_inbox.sql"),
     include_str!("migrations/0004_deliveries.sql"),
     include_str!("migrations/0005_polling.sql"),
-    include_str!("migrations/0006_conflict_decisions.sql"),
+    include_str!("migrations/0006_operations.sql"),
 ];
 
 /// A content hash of a canonical record (128 bits of SHA-256).

@@ -275,21 +275,23 @@ impl Store {
         Ok(rows)
     }
 
-    /// The later runs that changed golden record `global_id` after run
-    /// `run_id` (accepted changes and rollbacks).
-    pub fn later_runs(&self, run_id: i64, global_id: i64) -> Result<Vec<i64>> {
+    /// What changed golden record `global_id` after run `run_id`: later
+    /// runs (accepted changes, rollbacks) by id, and `a conflict decision`
+    /// for a decision made on the dashboard.
+    pub fn later_changes(&self, run_id: i64, global_id: i64) -> Result<Vec<String>> {
         let mut st = self
             .conn
             .prepare(
-                "SELECT DISTINCT run_id FROM audit
-                 WHERE global_id = ?2 AND run_id > ?1
-                   AND (operation LIKE 'read:%' OR operation LIKE 'rollback:%') AND outcome IN ('ok', 'conflict')
-                 ORDER BY run_id",
+                "SELECT DISTINCT coalesce('run ' || run_id, 'a conflict decision') FROM audit
+                 WHERE global_id = ?2 AND id > (SELECT max(id) FROM audit WHERE run_id = ?1)
+                   AND (operation LIKE 'read:%' OR operation LIKE 'rollback:%' OR operation LIKE 'review:%')
+                   AND outcome IN ('ok', 'conflict')
+                 ORDER BY 1",
             )
             .map_err(self.err())?;
         let rows = st
             .query_map(params![run_id, global_id], |r| r.get(0))
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<i64>>>())
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
             .map_err(self.err())?;
         Ok(rows)
     }
@@ -312,8 +314,8 @@ pub struct Gauges {
     pub outbox: u64,
     /// Records in the dead letters.
     pub dead_letters: u64,
-    /// Conflicts recorded in the last 24 hours.
-    pub conflicts_24h: u64,
+    /// Conflicts nobody decided on.
+    pub open_conflicts: u64,
     /// Each source's last poll without failure: system, entity, time.
     pub polls: Vec<(String, String, String)>,
 }
@@ -327,10 +329,6 @@ impl Store {
                 .map(|n| n as u64)
                 .map_err(self.err())
         };
-        let day_ago = jiff::Timestamp::now()
-            .checked_sub(jiff::SignedDuration::from_hours(24))
-            .map(|t| format!("{t:.3}"))
-            .unwrap_or_default();
         let mut st = self
             .conn
             .prepare("SELECT system, entity, last_poll_at FROM polls WHERE failed = 0 ORDER BY system, entity")
@@ -342,7 +340,7 @@ impl Store {
         Ok(Gauges {
             outbox: count("SELECT count(*) FROM outbox", &[])?,
             dead_letters: count("SELECT count(*) FROM dead_letters", &[])?,
-            conflicts_24h: count("SELECT count(*) FROM conflicts WHERE at >= ?1", &[&day_ago])?,
+            open_conflicts: count("SELECT count(*) FROM conflicts WHERE decision IS NULL", &[])?,
             polls,
         })
     }
@@ -396,7 +394,9 @@ impl Store {
         let (retrying, last_error): (i64, Option<String>) = self
             .conn
             .query_row(
-                "SELECT count(*), max(last_error) FROM outbox
+                // With one max() aggregate, SQLite takes the bare column
+                // `last_error` from the row holding the maximum: the newest.
+                "SELECT count(*), last_error, max(id) FROM outbox
                  WHERE target = ?1 AND entity = ?2 AND last_error IS NOT NULL",
                 params![system, entity],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -429,21 +429,28 @@ impl Store {
 
     /// Records a person's decision on conflict `id`: `result` keeps what the
     /// policy chose; `ours` or `theirs` makes that value the golden record
-    /// and queues it for every system in `writers`. Returns false when there
-    /// is no such open conflict (none, or decided already).
-    pub fn decide_conflict(&mut self, id: i64, choice: &str, writers: &[String]) -> Result<bool> {
+    /// and queues it for every system in `writers`. Refused (and left open)
+    /// when the record changed since the conflict: the decision would
+    /// overwrite a newer value.
+    pub fn decide_conflict(
+        &mut self,
+        id: i64,
+        choice: &str,
+        writers: &[String],
+    ) -> Result<Decided> {
         self.transaction(|tx| {
             struct Open {
                 entity: String,
                 gid: i64,
                 ours: Option<String>,
                 theirs: Option<String>,
+                result: String,
                 system: String,
             }
             let row = tx
                 .conn()
                 .query_row(
-                    "SELECT entity, global_id, ours, theirs, system FROM conflicts
+                    "SELECT entity, global_id, ours, theirs, result, system FROM conflicts
                      WHERE id = ?1 AND decision IS NULL",
                     [id],
                     |r| {
@@ -452,7 +459,8 @@ impl Store {
                             gid: r.get(1)?,
                             ours: r.get(2)?,
                             theirs: r.get(3)?,
-                            system: r.get(4)?,
+                            result: r.get(4)?,
+                            system: r.get(5)?,
                         })
                     },
                 )
@@ -463,28 +471,38 @@ impl Store {
                 gid,
                 ours,
                 theirs,
+                result,
                 system,
             }) = row
             else {
-                return Ok(false);
+                return Ok(Decided::NotOpen);
             };
+            let record = |text: &str| -> crate::mapping::Record {
+                serde_json::from_str(text).unwrap_or_default()
+            };
+            let current = tx.golden(gid)?;
+            let unchanged = current.as_ref().is_some_and(|g| {
+                !g.deleted && g.hash == crate::mapping::hash(&record(&result))
+            });
+            if !unchanged {
+                return Ok(Decided::Stale);
+            }
             let chosen = match choice {
                 "ours" => ours,
                 "theirs" => theirs,
                 _ => None,
             };
             if let Some(data) = chosen {
-                let record: crate::mapping::Record =
-                    serde_json::from_str(&data).unwrap_or_default();
                 let origin = if choice == "theirs" {
                     system.clone()
                 } else {
-                    tx.golden(gid)?
-                        .and_then(|g| g.origin)
+                    current
+                        .as_ref()
+                        .and_then(|g| g.origin.clone())
                         .unwrap_or_else(|| system.clone())
                 };
-                let before = tx.golden(gid)?.map(|g| g.data);
-                tx.update_golden(gid, &data, &crate::mapping::hash(&record), &origin)?;
+                let before = current.map(|g| g.data);
+                tx.update_golden(gid, &data, &crate::mapping::hash(&record(&data)), &origin)?;
                 for w in writers {
                     tx.enqueue(w, &entity, gid, super::OutboxOp::Upsert)?;
                 }
@@ -510,9 +528,20 @@ impl Store {
                     params![id, choice, super::now()],
                 )
                 .map_err(tx.err())?;
-            Ok(true)
+            Ok(Decided::Done)
         })
     }
+}
+
+/// What became of a decision on a conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decided {
+    /// Recorded (and the chosen value queued).
+    Done,
+    /// No such open conflict: none, or decided already.
+    NotOpen,
+    /// The record changed since the conflict; left open.
+    Stale,
 }
 
 /// Conflicts and dead letters recorded after given row ids, per system and
@@ -598,6 +627,15 @@ impl Store {
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
+            .map_err(self.err())
+    }
+}
+
+impl Store {
+    /// When the earliest pending delivery is due (RFC 3339), if any.
+    pub fn next_delivery_at(&self) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT min(next_attempt_at) FROM outbox", [], |r| r.get(0))
             .map_err(self.err())
     }
 }

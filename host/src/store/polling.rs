@@ -70,15 +70,15 @@ impl Store {
         })
     }
 
-    /// Counts a refused webhook request of `system` at `at`, and why.
-    pub fn webhook_refused(&mut self, system: &str, at: &str, why: &str) -> Result<()> {
+    /// Counts `n` refused webhook requests of `system`, the last at `at`, and why.
+    pub fn webhook_refused(&mut self, system: &str, n: u64, at: &str, why: &str) -> Result<()> {
         self.write(|conn| {
             conn.execute(
                 "INSERT INTO webhook_health (system, refused, last_refused_at, last_refusal)
-                 VALUES (?1, 1, ?2, ?3)
-                 ON CONFLICT (system) DO UPDATE SET refused = refused + 1,
+                 VALUES (?1, ?4, ?2, ?3)
+                 ON CONFLICT (system) DO UPDATE SET refused = refused + excluded.refused,
                     last_refused_at = excluded.last_refused_at, last_refusal = excluded.last_refusal",
-                params![system, at, why],
+                params![system, at, why, n as i64],
             )
         })?;
         Ok(())

@@ -60,7 +60,7 @@ pub const SERIES: &[(&str, &str)] = &[
     ("weir_dead_letters", "records in the dead letters"),
     (
         "weir_open_conflicts",
-        "conflicts recorded in the last 24 hours",
+        "conflicts nobody decided on yet (see /ui/conflicts)",
     ),
     (
         "weir_lag_seconds",
@@ -104,7 +104,7 @@ pub fn render(store: &Store) -> String {
     if let Ok(state) = store.gauges() {
         metrics::gauge!("weir_outbox_depth").set(state.outbox as f64);
         metrics::gauge!("weir_dead_letters").set(state.dead_letters as f64);
-        metrics::gauge!("weir_open_conflicts").set(state.conflicts_24h as f64);
+        metrics::gauge!("weir_open_conflicts").set(state.open_conflicts as f64);
         let now = jiff::Timestamp::now();
         for (system, entity, at) in state.polls {
             if let Ok(at) = at.parse::<jiff::Timestamp>() {

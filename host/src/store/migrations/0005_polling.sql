@@ -1,16 +1,11 @@
 -- The central store, version 5: what `weir run` knows about polling and
 -- webhooks, for `weir status`. One row per system that sends webhooks
 -- (degraded_since is NULL while they are healthy), one per polled source.
--- `refused` counts webhook requests refused (bad secret or signature,
--- malformed body), with the last refusal's time and reason.
 CREATE TABLE webhook_health (
     system          TEXT PRIMARY KEY,
     last_webhook_at TEXT,
     degraded_since  TEXT,
-    reason          TEXT,
-    refused         INTEGER NOT NULL DEFAULT 0,
-    last_refused_at TEXT,
-    last_refusal    TEXT
+    reason          TEXT
 ) WITHOUT ROWID;
 CREATE TABLE polls (
     system       TEXT NOT NULL,
