@@ -177,8 +177,9 @@ pub async fn run(
             .await
     });
     let mut stop = stop_rx;
-    let alert_store = Store::open(&app.manifest.store)?;
-    let mut alerter = alerts::Alerter::new(&app.manifest, &alert_store)?;
+    // The loop's own connection: due retries, new problems for alerts.
+    let loop_store = Store::open(&app.manifest.store)?;
+    let mut alerter = alerts::Alerter::new(&app.manifest, &loop_store)?;
     let started = jiff::Timestamp::now();
     let mut first = true;
     // Whether something asked for a pass (a change arrived, a refresh), as
@@ -213,7 +214,7 @@ pub async fn run(
         };
         // A retry that came due since the last pass (one still due from
         // before waits for the next pass: its target may be down).
-        let delivery_due = alert_store
+        let delivery_due = loop_store
             .next_delivery_at()
             .ok()
             .flatten()
@@ -223,14 +224,13 @@ pub async fn run(
             if silent {
                 after_pass(&app, &[], false, now);
             }
-        } else if let Some(report) = {
+        } else {
             last_pass = now;
-            pass(&app, &options, poll, first, now).await
-        } {
-            if let Some(alerter) = alerter.as_mut() {
+            let report = pass(&app, &options, poll, first, now).await;
+            if let (Some(report), Some(alerter)) = (report, alerter.as_mut()) {
                 let found = problems(&app, &report);
                 let alerts = alerter.collect(
-                    &alert_store,
+                    &loop_store,
                     &found.failed,
                     &found.ok,
                     &found.degraded,
@@ -263,7 +263,7 @@ pub async fn run(
             wait = wait.min(Duration::from_secs(1));
         }
         // Writes waiting for a retry are delivered when they come due.
-        if let Ok(Some(at)) = alert_store.next_delivery_at() {
+        if let Ok(Some(at)) = loop_store.next_delivery_at() {
             if let Ok(at) = at.parse::<jiff::Timestamp>() {
                 if at > last_pass {
                     let left = Duration::try_from(at.duration_since(jiff::Timestamp::now()))
