@@ -14,8 +14,17 @@ if [ ! -f "$e2e/json-server/node_modules/json-server/lib/cli/bin.js" ]; then
   npm install --prefix "$e2e/json-server" --no-audit --no-fund --loglevel=error json-server@0.17.4
 fi
 export WEIR_JSON_SERVER="$e2e/json-server/node_modules/json-server/lib/cli/bin.js"
-# playwright-core drives the system Chromium (Debian's chromium, installed by
-# .ci/run) in the dashboard test; it downloads no browser of its own.
+# playwright-core drives the system Chromium (Debian's chromium) in the
+# dashboard test; it downloads no browser of its own.
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "the dashboard test needs Chromium: run 'sudo apt-get install -y chromium' (Debian), then this script again" >&2
+    exit 2
+  fi
+fi
 if [ ! -f "$e2e/playwright/node_modules/playwright-core/package.json" ]; then
   mkdir -p "$e2e/playwright"
   npm install --prefix "$e2e/playwright" --no-audit --no-fund --loglevel=error playwright-core@1.64.1
