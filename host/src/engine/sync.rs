@@ -337,8 +337,18 @@ async fn run(
     Ok(report)
 }
 
-/// Deletes audit rows older than `days` days; a failure is logged, not fatal.
+/// Deletes audit rows older than `days` days, at most once a minute per
+/// process (the service runs many passes a second under load); a failure is
+/// logged, not fatal.
 fn prune_audit(store: &Store, days: u32) {
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    {
+        let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(60)) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+    }
     let window = jiff::SignedDuration::from_hours(24 * i64::from(days));
     let Ok(cutoff) = jiff::Timestamp::now().checked_sub(window) else {
         return;
