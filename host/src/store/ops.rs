@@ -1,8 +1,9 @@
 //! Operating the store: online backups and restores, audit retention and
 //! export, and the master-data view of one record.
 
+use super::records::audit_from_row;
+use super::AuditEntry;
 use super::{Result, Store, StoreError, MIGRATIONS};
-use crate::store::AuditEntry;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::Path;
 
@@ -206,23 +207,6 @@ fn copy_all(backup: &rusqlite::backup::Backup<'_, '_>) -> rusqlite::Result<()> {
             _ => {}
         }
     }
-}
-
-pub(super) fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
-    Ok(AuditEntry {
-        id: r.get(0)?,
-        at: r.get(1)?,
-        run_id: r.get(2)?,
-        system: r.get(3)?,
-        entity: r.get(4)?,
-        global_id: r.get(5)?,
-        local_id: r.get(6)?,
-        actor: r.get(7)?,
-        operation: r.get(8)?,
-        before: r.get(9)?,
-        after: r.get(10)?,
-        outcome: r.get(11)?,
-    })
 }
 
 /// What a run changed in one golden record, as the audit log says: its

@@ -106,6 +106,25 @@ pub struct AuditEntry {
     pub outcome: String,
 }
 
+/// An audit row, from `SELECT id, at, run_id, system, entity, global_id,
+/// local_id, actor, operation, before, after, outcome`.
+pub(super) fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        run_id: r.get(2)?,
+        system: r.get(3)?,
+        entity: r.get(4)?,
+        global_id: r.get(5)?,
+        local_id: r.get(6)?,
+        actor: r.get(7)?,
+        operation: r.get(8)?,
+        before: r.get(9)?,
+        after: r.get(10)?,
+        outcome: r.get(11)?,
+    })
+}
+
 /// A conflict to record.
 pub struct NewConflict<'a> {
     /// The run.
@@ -700,22 +719,10 @@ impl Store {
             )
             .map_err(self.err())?;
         let rows = st
-            .query_map(params![entity, system, global_id, since, limit], |r| {
-                Ok(AuditEntry {
-                    id: r.get(0)?,
-                    at: r.get(1)?,
-                    run_id: r.get(2)?,
-                    system: r.get(3)?,
-                    entity: r.get(4)?,
-                    global_id: r.get(5)?,
-                    local_id: r.get(6)?,
-                    actor: r.get(7)?,
-                    operation: r.get(8)?,
-                    before: r.get(9)?,
-                    after: r.get(10)?,
-                    outcome: r.get(11)?,
-                })
-            })
+            .query_map(
+                params![entity, system, global_id, since, limit],
+                audit_from_row,
+            )
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(self.err())?;
         Ok(rows)
