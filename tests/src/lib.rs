@@ -139,6 +139,33 @@ pub fn crm_db(path: &Path, n: usize) -> rusqlite::Result<()> {
     tx.commit()
 }
 
+/// The single integer `sql` (a `count(*)`, say) returns on the SQLite file `db`.
+pub fn count(db: &Path, sql: &str) -> i64 {
+    rows(db, sql)[0][0]
+        .as_deref()
+        .unwrap_or("0")
+        .parse()
+        .unwrap()
+}
+
+/// The manifest block of the system `shop` that writes contacts into the
+/// `customers` table of [`shop_db`] (`shop.db` beside the manifest).
+pub fn shop_system() -> String {
+    format!(
+        r#"[systems.shop]
+connector = {}
+config = {{ database = "shop" }}
+databases = {{ shop = "shop.db" }}
+[systems.shop.entities.contacts]
+direction = "write"
+primary_key = "customer_id"
+rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
+settings = {{ table = "customers" }}
+"#,
+        toml_path(&connector("sql"))
+    )
+}
+
 /// Creates an empty shop database with table `customers` and other column
 /// names (customer_id, fname, lname, mail, phone).
 pub fn shop_db(path: &Path) -> rusqlite::Result<()> {

@@ -1,21 +1,12 @@
 //! `weir run`: the publish API acknowledges only committed changes, manual
 //! refresh, endpoint hardening, and graceful shutdown on SIGTERM.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use weir_tests::*;
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
 const TOKEN: &str = "publish-s3cret";
-
-fn count(db: &Path, sql: &str) -> i64 {
-    rows(db, sql)[0][0]
-        .as_deref()
-        .unwrap_or("0")
-        .parse()
-        .unwrap()
-}
 
 #[test]
 fn publish_refresh_hardening_and_graceful_shutdown() {
@@ -38,16 +29,9 @@ publish_token = "${{WEIR_TEST_PUBLISH_TOKEN}}"
 direction = "read"
 ignore = ["updated_at"]
 settings = {{ updated_at = "updated_at" }}
-[systems.shop]
-connector = {sql}
-config = {{ database = "shop" }}
-databases = {{ shop = "shop.db" }}
-[systems.shop.entities.contacts]
-direction = "write"
-primary_key = "customer_id"
-rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
-settings = {{ table = "customers" }}
+{shop}
 "#,
+            shop = shop_system(),
             sql = toml_path(&connector("sql"))
         ),
     );
@@ -175,18 +159,10 @@ config = {{ secret = "hook-s3cret" }}
 delivery_id_header = "X-Delivery"
 [systems.cms.entities.contacts]
 direction = "read"
-[systems.shop]
-connector = {sql}
-config = {{ database = "shop" }}
-databases = {{ shop = "shop.db" }}
-[systems.shop.entities.contacts]
-direction = "write"
-primary_key = "customer_id"
-rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
-settings = {{ table = "customers" }}
+{shop}
 "#,
+            shop = shop_system(),
             hooks = toml_path(&connector("hooks")),
-            sql = toml_path(&connector("sql"))
         ),
     );
     let daemon = Daemon::start(WEIR, &m, &[("WEIR_TEST_PUBLISH_TOKEN", TOKEN)]);
@@ -293,19 +269,11 @@ settings = {{ updated_at = "updated_at" }}
 primary_key = "id"
 {crm}
 {branch}
-[systems.shop]
-connector = {sql}
-config = {{ database = "shop" }}
-databases = {{ shop = "shop.db" }}
-[systems.shop.entities.contacts]
-direction = "write"
-primary_key = "customer_id"
-rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
-settings = {{ table = "customers" }}
+{shop}
 "#,
+            shop = shop_system(),
             crm = source("crm", "poll_every = \"1h\""),
             branch = source("branch", "schedule = \"*/2 * * * * *\""),
-            sql = toml_path(&connector("sql"))
         ),
     );
     let daemon = Daemon::start(WEIR, &m, &[("WEIR_TEST_PUBLISH_TOKEN", TOKEN)]);
@@ -422,16 +390,9 @@ connector = {hooks}
 config = {{ secret = "hook-s3cret" }}
 [systems.cms.entities.contacts]
 direction = "read"
-[systems.shop]
-connector = {sql}
-config = {{ database = "shop" }}
-databases = {{ shop = "shop.db" }}
-[systems.shop.entities.contacts]
-direction = "write"
-primary_key = "customer_id"
-rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
-settings = {{ table = "customers" }}
+{shop}
 "#,
+            shop = shop_system(),
             hooks = toml_path(&connector("hooks")),
             sql = toml_path(&connector("sql"))
         ),
@@ -507,16 +468,9 @@ databases = {{ crm = "crm.db" }}
 [systems.crm.entities.contacts]
 direction = "read"
 ignore = ["updated_at"]
-[systems.shop]
-connector = {sql}
-config = {{ database = "shop" }}
-databases = {{ shop = "shop.db" }}
-[systems.shop.entities.contacts]
-direction = "write"
-primary_key = "customer_id"
-rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
-settings = {{ table = "customers" }}
+{shop}
 "#,
+            shop = shop_system(),
             sql = toml_path(&connector("sql"))
         ),
     );
@@ -590,16 +544,9 @@ databases = {{ gone = "no-such-folder/gone.db" }}
 schedule = "* * * * * *"
 [systems.gone.entities.contacts]
 direction = "read"
-[systems.shop]
-connector = {sql}
-config = {{ database = "shop" }}
-databases = {{ shop = "shop.db" }}
-[systems.shop.entities.contacts]
-direction = "write"
-primary_key = "customer_id"
-rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
-settings = {{ table = "customers" }}
+{shop}
 "#,
+            shop = shop_system(),
             sql = toml_path(&connector("sql"))
         ),
     );

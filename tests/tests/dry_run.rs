@@ -26,15 +26,7 @@ databases = {{ crm = "crm.db" }}
 direction = "read"
 ignore = ["updated_at"]
 settings = {{ updated_at = "updated_at" }}
-[systems.shop]
-connector = {sql}
-config = {{ database = "shop" }}
-databases = {{ shop = "shop.db" }}
-[systems.shop.entities.contacts]
-direction = "write"
-primary_key = "customer_id"
-rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
-settings = {{ table = "customers" }}
+{shop}
 [systems.files]
 connector = {csv}
 config = {{ directory = "out" }}
@@ -42,6 +34,7 @@ directories = {{ out = "csv" }}
 [systems.files.entities.contacts]
 direction = "write"
 "#,
+            shop = shop_system(),
             sql = toml_path(&connector("sql")),
             csv = toml_path(&connector("csv")),
         ),

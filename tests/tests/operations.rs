@@ -24,27 +24,12 @@ direction = "read"
 ignore = ["updated_at"]
 settings = {{ table = "contacts", updated_at = "updated_at" }}
 
-[systems.shop]
-connector = {sql}
-config = {{ database = "shop" }}
-databases = {{ shop = "shop.db" }}
-[systems.shop.entities.contacts]
-direction = "write"
-primary_key = "customer_id"
-rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
-settings = {{ table = "customers" }}
+{shop}
 "#,
+            shop = shop_system(),
             sql = toml_path(&connector("sql")),
         ),
     )
-}
-
-fn count(db: &Path, sql: &str) -> i64 {
-    rows(db, sql)[0][0]
-        .as_deref()
-        .unwrap_or("0")
-        .parse()
-        .unwrap()
 }
 
 fn rename(db: &Path, id: i64, name: &str) {

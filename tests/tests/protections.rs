@@ -6,14 +6,6 @@ use weir_tests::*;
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
 
-fn count(db: &Path, sql: &str) -> i64 {
-    rows(db, sql)[0][0]
-        .as_deref()
-        .unwrap_or("0")
-        .parse()
-        .unwrap()
-}
-
 fn setup(d: &Path, entity_extra: &str) -> std::path::PathBuf {
     let crm = rusqlite::Connection::open(d.join("crm.db")).unwrap();
     crm.execute_batch(

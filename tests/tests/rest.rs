@@ -1,18 +1,9 @@
 //! The generic REST connector against a real json-server: two-way sync with a
 //! SQLite database, deletes, and the id-reuse hazard.
 
-use std::path::Path;
 use weir_tests::*;
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
-
-fn count(db: &Path, sql: &str) -> i64 {
-    rows(db, sql)[0][0]
-        .as_deref()
-        .unwrap_or("0")
-        .parse()
-        .unwrap()
-}
 
 #[test]
 fn json_server_and_sqlite_stay_in_agreement() {

@@ -13,6 +13,7 @@ fn hostile_connectors_are_stopped_and_the_rest_syncs() {
     shop_db(&d.join("shop.db")).unwrap();
     let sql = toml_path(&connector("sql"));
     let hostile = toml_path(&connector("hostile"));
+    let shop = shop_system();
     let mut text = format!(
         r#"
 [entities.contacts]
@@ -27,15 +28,7 @@ direction = "read"
 ignore = ["updated_at"]
 settings = {{ table = "contacts" }}
 
-[systems.shop]
-connector = {sql}
-config = {{ database = "shop" }}
-databases = {{ shop = "shop.db" }}
-[systems.shop.entities.contacts]
-direction = "write"
-primary_key = "customer_id"
-rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
-settings = {{ table = "customers" }}
+{shop}
 "#
     );
     for behaviour in ["loop", "memory", "http", "sql", "trap"] {

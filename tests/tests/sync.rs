@@ -23,15 +23,7 @@ direction = "read"
 ignore = ["updated_at"]
 settings = {{ table = "contacts", updated_at = "updated_at" }}
 
-[systems.shop]
-connector = {sql}
-config = {{ database = "shop" }}
-databases = {{ shop = "shop.db" }}
-[systems.shop.entities.contacts]
-direction = "write"
-primary_key = "customer_id"
-rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
-settings = {{ table = "customers" }}
+{shop}
 
 [systems.files]
 connector = {csv}
@@ -40,6 +32,7 @@ directories = {{ export = "csv" }}
 [systems.files.entities.contacts]
 direction = "write"
 "#,
+            shop = shop_system(),
             sql = toml_path(&connector("sql")),
             csv = toml_path(&connector("csv")),
         ),
