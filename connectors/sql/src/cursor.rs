@@ -23,6 +23,19 @@ pub struct ChangeCursor {
     pub ts: Value,
     /// The primary key of the last change seen at that updated-at.
     pub id: Value,
+    /// Where the tombstones continue, when the entity keeps them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<Position>,
+}
+
+/// A (time, primary key) position in a table ordered by both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Position {
+    /// The time of the last row seen.
+    pub ts: Value,
+    /// The primary key of the last row seen at that time.
+    pub id: Value,
 }
 
 /// Encodes a cursor as JSON text.
@@ -60,7 +73,9 @@ mod tests {
         let c = ChangeCursor {
             ts: json!("2024-01-02 03:04:05"),
             id: json!(7),
+            deleted: None,
         };
+        assert_eq!(encode(&c), r#"{"ts":"2024-01-02 03:04:05","id":7}"#);
         let back: ChangeCursor = decode(&encode(&c), "contacts").unwrap();
         assert_eq!(back, c);
         let empty: ChangeCursor = decode(r#"{"ts":null,"id":null}"#, "contacts").unwrap();

@@ -50,6 +50,12 @@ struct Settings {
     updated_at: Option<String>,
     /// The column naming the user who last changed each row, if any.
     actor: Option<String>,
+    /// How deletes are found: `"tombstones"` keeps each deleted key in a
+    /// table of its own, filled by a trigger that the connector installs, and
+    /// reports it as a change; without it, the host finds deletes with full reads.
+    deletes: Option<String>,
+    /// The tombstone table; `<table>_weir_deleted` by default.
+    tombstones: Option<String>,
 }
 
 /// A granted database and its dialect.
@@ -66,6 +72,8 @@ struct Table {
     pk: String,
     updated_at: Option<String>,
     actor: Option<String>,
+    /// The tombstone table, when deletes are kept there.
+    tombstones: Option<String>,
 }
 
 impl Database {
@@ -115,6 +123,29 @@ impl Database {
         })
     }
 
+    /// Runs the statements of `chunks` in one batch and pairs each chunk with
+    /// its outcome; a missing outcome reads as a failure of its statement.
+    fn run_chunks<'c>(
+        &self,
+        entity: &str,
+        chunks: &'c [write::Chunk],
+    ) -> Result<Vec<(&'c write::Chunk, std::result::Result<Rows, String>)>> {
+        if chunks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let statements: Vec<Statement> = chunks.iter().map(|c| c.statement.clone()).collect();
+        let mut results = self.batch(entity, &statements)?.into_iter();
+        Ok(chunks
+            .iter()
+            .map(|c| {
+                let result = results
+                    .next()
+                    .unwrap_or_else(|| Err("the database returned no outcome".to_string()));
+                (c, result)
+            })
+            .collect())
+    }
+
     /// The columns of an entity's table; a schema error if the table does not exist.
     fn columns(&self, table: &Table) -> Result<Vec<Column>> {
         let sql = statements::columns(self.dialect).to_string();
@@ -151,13 +182,117 @@ impl Table {
                 entity.name
             )));
         }
+        let tombstones = match settings.deletes.as_deref() {
+            None => {
+                if settings.tombstones.is_some() {
+                    return Err(ConnectorError::invalid_config(format!(
+                        "entity '{}': setting 'tombstones' needs deletes = \"tombstones\"",
+                        entity.name
+                    )));
+                }
+                None
+            }
+            Some("tombstones") => Some(
+                settings
+                    .tombstones
+                    .unwrap_or_else(|| format!("{name}_weir_deleted")),
+            ),
+            Some(other) => {
+                return Err(ConnectorError::invalid_config(format!(
+                    "entity '{}': deletes = \"{other}\" is not known; use \"tombstones\", or leave it out to find deletes with full reads",
+                    entity.name
+                )))
+            }
+        };
+        if tombstones.is_some() && settings.updated_at.is_none() {
+            return Err(ConnectorError::invalid_config(format!(
+                "entity '{}': deletes = \"tombstones\" needs an 'updated_at' column for the other changes",
+                entity.name
+            )));
+        }
         Ok(Table {
             entity: entity.name.clone(),
             name,
             pk: entity.primary_key.clone(),
             updated_at: settings.updated_at,
             actor: settings.actor,
+            tombstones,
         })
+    }
+
+    /// Creates the tombstone table and its trigger, if deletes are kept there.
+    fn keep_tombstones(&self, db: &Database, columns: &[Column]) -> Result<()> {
+        let Some(tombstones) = &self.tombstones else {
+            return Ok(());
+        };
+        let key_type = schema::find(columns, &self.pk)
+            .map(|c| c.sql_type.as_str())
+            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("USER-DEFINED"))
+            .unwrap_or("text")
+            .to_string();
+        let setup =
+            statements::tombstone_setup(db.dialect, &self.name, &self.pk, &key_type, tombstones);
+        let statements: Vec<Statement> = setup
+            .into_iter()
+            .map(|sql| Statement {
+                sql,
+                params: Vec::new(),
+            })
+            .collect();
+        for (outcome, st) in db
+            .batch(&self.entity, &statements)?
+            .into_iter()
+            .zip(&statements)
+        {
+            if let Err(e) = outcome {
+                return Err(ConnectorError::schema(format!(
+                    "entity '{}': cannot set up the tombstone table '{tombstones}' and its trigger in database '{}': {e} (statement: {}); grant the rights to create them, or create them yourself",
+                    self.entity, db.name, st.sql
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The deletes recorded after `after` in the tombstone table, oldest first,
+    /// and the position after the last.
+    fn deletes(
+        &self,
+        db: &Database,
+        tombstones: &str,
+        after: Option<&cursor::Position>,
+        limit: usize,
+    ) -> Result<(Vec<Change>, Option<cursor::Position>)> {
+        let (sql, mut params) = match after {
+            Some(at) if !at.ts.is_null() => (
+                statements::tombstones(db.dialect, tombstones, &self.pk, true),
+                vec![to_sql(&at.ts), to_sql(&at.id)],
+            ),
+            _ => (
+                statements::tombstones(db.dialect, tombstones, &self.pk, false),
+                Vec::new(),
+            ),
+        };
+        params.push(Value::Integer(limit as i64));
+        let rows = db.query(&self.entity, sql, params)?;
+        let changes = rows
+            .rows
+            .iter()
+            .map(|row| Change {
+                entity: self.entity.clone(),
+                id: row.first().map(to_id).unwrap_or_default(),
+                op: Operation::Delete,
+                data: None,
+                previous: None,
+                version: None,
+                actor: None,
+            })
+            .collect();
+        let last = rows.rows.last().map(|row| cursor::Position {
+            ts: json_at(row, 1),
+            id: json_at(row, 0),
+        });
+        Ok((changes, last))
     }
 
     /// Checks that the primary-key and updated-at columns exist.
@@ -325,6 +460,7 @@ impl connector::Guest for SqlConnector {
                 let table = Table::of(entity)?;
                 let columns = db.columns(&table)?;
                 table.verify(&db, &columns)?;
+                table.keep_tombstones(&db, &columns)?;
                 Ok(table.schema(&columns))
             })
             .collect()
@@ -375,22 +511,36 @@ impl source::Guest for SqlConnector {
         let db = Database::open(&ctx)?;
         let sql = statements::checkpoint(&table.name, &table.pk, updated_at);
         let rows = db.query(&table.entity, sql, Vec::new())?;
-        let at = match rows.rows.first() {
-            Some(row) => ChangeCursor {
-                ts: json_at(row, 0),
-                id: json_at(row, 1),
-            },
-            None => ChangeCursor {
-                ts: serde_json::Value::Null,
-                id: serde_json::Value::Null,
-            },
+        let (ts, id) = match rows.rows.first() {
+            Some(row) => (json_at(row, 0), json_at(row, 1)),
+            None => (serde_json::Value::Null, serde_json::Value::Null),
         };
-        Ok(cursor::encode(&at))
+        let deleted = match &table.tombstones {
+            Some(tombstones) => {
+                let columns = db.columns(&table)?;
+                table.keep_tombstones(&db, &columns)?;
+                let sql = statements::tombstone_checkpoint(tombstones, &table.pk);
+                let rows = db.query(&table.entity, sql, Vec::new())?;
+                Some(match rows.rows.first() {
+                    Some(row) => cursor::Position {
+                        ts: json_at(row, 0),
+                        id: json_at(row, 1),
+                    },
+                    None => cursor::Position {
+                        ts: serde_json::Value::Null,
+                        id: serde_json::Value::Null,
+                    },
+                })
+            }
+            None => None,
+        };
+        Ok(cursor::encode(&ChangeCursor { ts, id, deleted }))
     }
 
-    /// Rows whose (updated-at, primary key) comes after the cursor, oldest first.
-    /// Deleted rows leave no trace in the table, so deletes are never reported here:
-    /// the host finds them with full reads.
+    /// Rows whose (updated-at, primary key) comes after the cursor, oldest first,
+    /// after the deletes of the tombstone table when the entity keeps one.
+    /// Without tombstones, deleted rows leave no trace, so deletes are not
+    /// reported here: the host finds them with full reads.
     fn changes(
         ctx: Context,
         entity: EntityBinding,
@@ -399,9 +549,28 @@ impl source::Guest for SqlConnector {
     ) -> Result<ChangeBatch> {
         let table = Table::of(&entity)?;
         let updated_at = table.change_column()?;
-        let at: ChangeCursor = cursor::decode(&cursor, &table.entity)?;
+        let mut at: ChangeCursor = cursor::decode(&cursor, &table.entity)?;
         let db = Database::open(&ctx)?;
-        let limit = page_limit(limit);
+        let mut limit = page_limit(limit);
+        // Deletes first: a row that exists now was written after any
+        // tombstone of its key, so its upsert must come after the delete.
+        let mut items = Vec::new();
+        if let Some(tombstones) = &table.tombstones {
+            let (deletes, last) = table.deletes(&db, tombstones, at.deleted.as_ref(), limit)?;
+            let full = deletes.len() >= limit;
+            limit -= deletes.len().min(limit - 1);
+            items = deletes;
+            if let Some(last) = last {
+                at.deleted = Some(last);
+            }
+            if full {
+                return Ok(ChangeBatch {
+                    items,
+                    cursor: cursor::encode(&at),
+                    more: true,
+                });
+            }
+        }
         let (sql, mut params) = if at.ts.is_null() {
             (
                 statements::changes(db.dialect, &table.name, &table.pk, updated_at, false),
@@ -413,26 +582,24 @@ impl source::Guest for SqlConnector {
         };
         params.push(Value::Integer(limit as i64));
         let rows = db.query(&table.entity, sql, params)?;
-        let items = table.changes(&rows)?;
-        let next = match rows.rows.last() {
-            Some(last) => {
-                let ts = json_at(last, table.column_index(&rows, updated_at)?);
-                let id = json_at(last, table.column_index(&rows, &table.pk)?);
-                cursor::encode(&ChangeCursor { ts, id })
-            }
-            None => cursor,
-        };
+        items.extend(table.changes(&rows)?);
+        if let Some(last) = rows.rows.last() {
+            at.ts = json_at(last, table.column_index(&rows, updated_at)?);
+            at.id = json_at(last, table.column_index(&rows, &table.pk)?);
+        }
         Ok(ChangeBatch {
             items,
-            cursor: next,
+            cursor: cursor::encode(&at),
             more: rows.rows.len() >= limit,
         })
     }
 }
 
 impl destination::Guest for SqlConnector {
-    /// Writes the whole batch with one `batch` call: one statement per item, each in
-    /// its own savepoint, so that a refused item is undone alone.
+    /// Writes the whole batch with one `batch` call: runs of alike items share a
+    /// multi-row statement, and each statement runs in its own savepoint. If a
+    /// multi-row statement is refused, its items are written one by one in a
+    /// second batch, so that only the refused items fail.
     fn write(
         ctx: Context,
         entity: EntityBinding,
@@ -453,35 +620,46 @@ impl destination::Guest for SqlConnector {
             integer_key,
         };
 
-        let mut statements = Vec::new();
-        let plans: Vec<Result<write::Action>> = items
-            .iter()
-            .map(|item| {
-                target.plan(item).map(|(statement, action)| {
-                    statements.push(statement);
-                    action
-                })
-            })
-            .collect();
-        let results = if statements.is_empty() {
-            Vec::new()
-        } else {
-            db.batch(&table.entity, &statements)?
-        };
-
-        // The statements' outcomes come in the order of the planned items.
-        let mut results = results.into_iter();
-        Ok(plans
+        let mut outcomes: Vec<Option<Result<Written>>> = items.iter().map(|_| None).collect();
+        let mut prepared = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            match target.prepare(item) {
+                Ok(p) => prepared.push((i, p)),
+                Err(e) => outcomes[i] = Some(Err(e)),
+            }
+        }
+        let chunks = target.chunks(&prepared);
+        let mut retry = Vec::new();
+        for (chunk, result) in db.run_chunks(&table.entity, &chunks)? {
+            match target.chunk_outcomes(chunk, result) {
+                Some(done) => done.into_iter().for_each(|(i, o)| outcomes[i] = Some(o)),
+                None => retry.extend(chunk.members.iter().map(|(i, _)| *i)),
+            }
+        }
+        // A multi-row statement that failed: each of its items alone, in one
+        // more batch, to learn which were refused.
+        if !retry.is_empty() {
+            let mut by_index: std::collections::HashMap<usize, write::Prepared> =
+                prepared.into_iter().collect();
+            let singles: Vec<write::Chunk> = retry
+                .iter()
+                .filter_map(|i| by_index.remove(i).map(|p| target.chunk(&[(*i, p)])))
+                .collect();
+            for (chunk, result) in db.run_chunks(&table.entity, &singles)? {
+                if let Some(done) = target.chunk_outcomes(chunk, result) {
+                    done.into_iter().for_each(|(i, o)| outcomes[i] = Some(o));
+                }
+            }
+        }
+        Ok(outcomes
             .into_iter()
-            .map(|plan| {
-                let action = plan?;
-                let result = results.next().ok_or_else(|| {
-                    ConnectorError::transient(format!(
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Err(ConnectorError::transient(format!(
                         "entity '{}': database '{}' returned fewer outcomes than statements",
                         table.entity, db.name
-                    ))
-                })?;
-                target.outcome(&action, result)
+                    )))
+                })
             })
             .collect())
     }

@@ -72,6 +72,74 @@ pub fn changes(dialect: Dialect, table: &str, pk: &str, updated_at: &str, after:
     }
 }
 
+/// The statements that create the tombstone table `tombstones` of `table` and
+/// the trigger that records each deleted key there with the time of the delete.
+/// `key_type` is the type of the primary key. Each statement is idempotent.
+pub fn tombstone_setup(
+    dialect: Dialect,
+    table: &str,
+    pk: &str,
+    key_type: &str,
+    tombstones: &str,
+) -> Vec<String> {
+    let (t, k, d) = (quote_ident(table), quote_ident(pk), quote_ident(tombstones));
+    let index = quote_ident(&format!("{tombstones}_by_time"));
+    let trigger = quote_ident(&format!("{tombstones}_keep"));
+    match dialect {
+        Dialect::Sqlite => vec![
+            format!(
+                "CREATE TABLE IF NOT EXISTS {d} ({k} {key_type} PRIMARY KEY, deleted_at TEXT NOT NULL)"
+            ),
+            format!("CREATE INDEX IF NOT EXISTS {index} ON {d} (deleted_at, {k})"),
+            format!(
+                "CREATE TRIGGER IF NOT EXISTS {trigger} AFTER DELETE ON {t} FOR EACH ROW BEGIN \
+                 INSERT INTO {d} ({k}, deleted_at) VALUES (OLD.{k}, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
+                 ON CONFLICT ({k}) DO UPDATE SET deleted_at = excluded.deleted_at; END"
+            ),
+        ],
+        Dialect::Postgres => vec![
+            format!(
+                "CREATE TABLE IF NOT EXISTS {d} ({k} {key_type} PRIMARY KEY, deleted_at timestamptz NOT NULL)"
+            ),
+            format!("CREATE INDEX IF NOT EXISTS {index} ON {d} (deleted_at, {k})"),
+            format!(
+                "CREATE OR REPLACE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $weir$ BEGIN \
+                 INSERT INTO {d} ({k}, deleted_at) VALUES (OLD.{k}, clock_timestamp()) \
+                 ON CONFLICT ({k}) DO UPDATE SET deleted_at = excluded.deleted_at; RETURN OLD; END $weir$"
+            ),
+            format!(
+                "CREATE OR REPLACE TRIGGER {trigger} AFTER DELETE ON {t} FOR EACH ROW EXECUTE FUNCTION {trigger}()"
+            ),
+        ],
+    }
+}
+
+/// Tombstones after a (deleted-at, key) position, oldest first, as (key,
+/// deleted-at) rows. With `after`, parameters 1 and 2 are the position and 3 the
+/// limit; without it, parameter 1 is the limit.
+pub fn tombstones(dialect: Dialect, tombstones: &str, pk: &str, after: bool) -> String {
+    let (d, k) = (quote_ident(tombstones), quote_ident(pk));
+    if after {
+        format!(
+            "SELECT {k}, deleted_at FROM {d} WHERE (deleted_at, {k}) > ({}, {}) ORDER BY deleted_at, {k} LIMIT {}",
+            placeholder(dialect, 1),
+            placeholder(dialect, 2),
+            placeholder(dialect, 3)
+        )
+    } else {
+        format!(
+            "SELECT {k}, deleted_at FROM {d} ORDER BY deleted_at, {k} LIMIT {}",
+            placeholder(dialect, 1)
+        )
+    }
+}
+
+/// The newest (deleted-at, key) pair of a tombstone table, if any.
+pub fn tombstone_checkpoint(tombstones: &str, pk: &str) -> String {
+    let (d, k) = (quote_ident(tombstones), quote_ident(pk));
+    format!("SELECT deleted_at, {k} FROM {d} ORDER BY deleted_at DESC, {k} DESC LIMIT 1")
+}
+
 /// The `RETURNING` clause giving back the primary key and, if configured, the updated-at.
 fn returning(pk: &str, updated_at: Option<&str>) -> String {
     match updated_at {
@@ -140,6 +208,74 @@ pub fn upsert(
     )
 }
 
+/// The `VALUES` rows of a multi-row statement: `rows` tuples of `width`
+/// placeholders, numbered in order from 1.
+fn value_rows(dialect: Dialect, width: usize, rows: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row = (1..=width)
+                .map(|c| placeholder(dialect, r * width + c))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({row})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Creates `rows` rows in one statement. The parameters are the values of
+/// `columns` (at least one), row after row.
+pub fn insert_many(
+    dialect: Dialect,
+    table: &str,
+    pk: &str,
+    updated_at: Option<&str>,
+    columns: &[&str],
+    rows: usize,
+) -> String {
+    let names = columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO {} ({names}) VALUES {}{}",
+        quote_ident(table),
+        value_rows(dialect, columns.len(), rows),
+        returning(pk, updated_at)
+    )
+}
+
+/// Creates or updates `rows` rows in one statement, each by its primary key.
+/// Each row's parameters are its key, then the values of `columns` (which must
+/// not hold the key); the keys must differ.
+pub fn upsert_many(
+    dialect: Dialect,
+    table: &str,
+    pk: &str,
+    updated_at: Option<&str>,
+    columns: &[&str],
+    rows: usize,
+) -> String {
+    let single = upsert(dialect, table, pk, updated_at, columns);
+    // The single-row statement with its one VALUES tuple widened to `rows`.
+    let one = value_rows(dialect, columns.len() + 1, 1);
+    single.replacen(&one, &value_rows(dialect, columns.len() + 1, rows), 1)
+}
+
+/// Deletes the `rows` rows whose primary keys are the parameters.
+pub fn delete_many(dialect: Dialect, table: &str, pk: &str, rows: usize) -> String {
+    let keys = (1..=rows)
+        .map(|n| placeholder(dialect, n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "DELETE FROM {} WHERE {} IN ({keys})",
+        quote_ident(table),
+        quote_ident(pk)
+    )
+}
+
 /// Deletes the row whose primary key is parameter 1.
 pub fn delete(dialect: Dialect, table: &str, pk: &str) -> String {
     format!(
@@ -205,6 +341,22 @@ mod tests {
         assert_eq!(
             upsert(Dialect::Postgres, "t", "id", Some("u"), &[]),
             r#"INSERT INTO "t" ("id") VALUES ($1) ON CONFLICT ("id") DO UPDATE SET "id" = excluded."id" RETURNING "id", "u""#
+        );
+    }
+
+    #[test]
+    fn multi_row_statements_number_their_parameters_row_by_row() {
+        assert_eq!(
+            insert_many(Dialect::Postgres, "t", "id", None, &["a", "b"], 2),
+            r#"INSERT INTO "t" ("a", "b") VALUES ($1, $2), ($3, $4) RETURNING "id""#
+        );
+        assert_eq!(
+            upsert_many(Dialect::Sqlite, "t", "id", Some("u"), &["a"], 3),
+            r#"INSERT INTO "t" ("id", "a") VALUES (?1, ?2), (?3, ?4), (?5, ?6) ON CONFLICT ("id") DO UPDATE SET "a" = excluded."a" RETURNING "id", "u""#
+        );
+        assert_eq!(
+            delete_many(Dialect::Postgres, "t", "id", 3),
+            r#"DELETE FROM "t" WHERE "id" IN ($1, $2, $3)"#
         );
     }
 

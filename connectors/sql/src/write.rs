@@ -35,23 +35,228 @@ pub enum Action {
     Delete(String),
 }
 
+/// The most rows one multi-row statement writes.
+const MAX_ROWS: usize = 500;
+/// The most parameters of one statement (SQLite allows 32766, PostgreSQL 65535).
+const MAX_PARAMS: usize = 30_000;
+
+/// An item checked and parsed, ready to be combined with others.
+pub enum Prepared {
+    /// A new record; the database assigns the key unless the record holds it.
+    Create(Record),
+    /// Creates or updates the record with this id (the key field left out).
+    Upsert(String, Record),
+    /// Deletes the record with this id.
+    Delete(String),
+}
+
+/// One statement of a batch and the items (by index) it writes.
+pub struct Chunk {
+    /// The statement.
+    pub statement: Statement,
+    /// The items it writes, in the order of its rows, with what it does to each.
+    pub members: Vec<(usize, Action)>,
+}
+
+impl Prepared {
+    /// The action, for reading the outcome.
+    fn action(&self) -> Action {
+        match self {
+            Prepared::Create(_) => Action::Create,
+            Prepared::Upsert(id, _) => Action::Upsert(id.clone()),
+            Prepared::Delete(id) => Action::Delete(id.clone()),
+        }
+    }
+
+    /// The columns written, for grouping: rows of one statement share them.
+    fn columns(&self) -> Vec<&str> {
+        match self {
+            Prepared::Create(r) | Prepared::Upsert(_, r) => r.keys().map(String::as_str).collect(),
+            Prepared::Delete(_) => Vec::new(),
+        }
+    }
+
+    /// The key that must not repeat within one statement.
+    fn key(&self) -> Option<&str> {
+        match self {
+            Prepared::Create(_) => None,
+            Prepared::Upsert(id, _) | Prepared::Delete(id) => Some(id),
+        }
+    }
+}
+
 impl Target<'_> {
-    /// Plans one item: the statement to send and what it does, or why the item is rejected.
-    pub fn plan(&self, item: &WriteItem) -> Result<(Statement, Action)> {
+    /// Checks and parses one item, or says why it is rejected.
+    pub fn prepare(&self, item: &WriteItem) -> Result<Prepared> {
         match (&item.op, &item.id) {
-            (Operation::Delete, Some(id)) => Ok(self.delete(id)),
+            (Operation::Delete, Some(id)) => Ok(Prepared::Delete(id.clone())),
             (Operation::Delete, None) => Err(ConnectorError::rejected(format!(
                 "entity '{}': delete without a record id",
                 self.entity
             ))),
             (Operation::Upsert, id) => {
-                let record = self.record(id.as_deref(), item.data.as_deref())?;
+                let mut record = self.record(id.as_deref(), item.data.as_deref())?;
                 Ok(match id {
-                    Some(id) => self.upsert(id, &record),
-                    None => self.create(&record),
+                    Some(id) => {
+                        // The id given wins over a primary-key field left in the body.
+                        record.remove(self.pk);
+                        Prepared::Upsert(id.clone(), record)
+                    }
+                    None => Prepared::Create(record),
                 })
             }
         }
+    }
+
+    /// Combines consecutive items of one kind that write the same columns into
+    /// multi-row statements (no key twice in one statement); an item that fits
+    /// with no neighbour gets a statement of its own.
+    pub fn chunks(&self, items: &[(usize, Prepared)]) -> Vec<Chunk> {
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        while start < items.len() {
+            let first = &items[start].1;
+            let columns = first.columns();
+            let width = (columns.len() + usize::from(matches!(first, Prepared::Upsert(..)))).max(1);
+            let limit = MAX_ROWS.min(MAX_PARAMS / width).max(1);
+            let mut keys = std::collections::HashSet::new();
+            let mut end = start;
+            while end < items.len() && end - start < limit {
+                let p = &items[end].1;
+                let same = std::mem::discriminant(p) == std::mem::discriminant(first)
+                    && p.columns() == columns
+                    && p.key().is_none_or(|k| keys.insert(k));
+                if !same {
+                    break;
+                }
+                end += 1;
+            }
+            // An empty create (no columns) cannot share a statement.
+            if matches!(first, Prepared::Create(_)) && columns.is_empty() {
+                end = start + 1;
+            }
+            chunks.push(self.chunk(&items[start..end]));
+            start = end;
+        }
+        chunks
+    }
+
+    /// The statement for a run of items of one kind and the same columns.
+    pub fn chunk(&self, run: &[(usize, Prepared)]) -> Chunk {
+        let members = run.iter().map(|(i, p)| (*i, p.action())).collect();
+        if let [(_, one)] = run {
+            return Chunk {
+                statement: self.single(one),
+                members,
+            };
+        }
+        let columns = run[0].1.columns();
+        let statement = match &run[0].1 {
+            Prepared::Delete(_) => Statement {
+                sql: statements::delete_many(self.dialect, self.table, self.pk, run.len()),
+                params: run
+                    .iter()
+                    .filter_map(|(_, p)| p.key().map(|k| self.key(k)))
+                    .collect(),
+            },
+            Prepared::Create(_) => Statement {
+                sql: statements::insert_many(
+                    self.dialect,
+                    self.table,
+                    self.pk,
+                    self.updated_at,
+                    &columns,
+                    run.len(),
+                ),
+                params: run
+                    .iter()
+                    .flat_map(|(_, p)| match p {
+                        Prepared::Create(r) => r.values().map(to_sql).collect::<Vec<_>>(),
+                        _ => Vec::new(),
+                    })
+                    .collect(),
+            },
+            Prepared::Upsert(..) => Statement {
+                sql: statements::upsert_many(
+                    self.dialect,
+                    self.table,
+                    self.pk,
+                    self.updated_at,
+                    &columns,
+                    run.len(),
+                ),
+                params: run
+                    .iter()
+                    .flat_map(|(_, p)| match p {
+                        Prepared::Upsert(id, r) => std::iter::once(self.key(id))
+                            .chain(r.values().map(to_sql))
+                            .collect::<Vec<_>>(),
+                        _ => Vec::new(),
+                    })
+                    .collect(),
+            },
+        };
+        Chunk { statement, members }
+    }
+
+    /// The single-row statement of one item.
+    fn single(&self, p: &Prepared) -> Statement {
+        match p {
+            Prepared::Delete(id) => self.delete(id).0,
+            Prepared::Upsert(id, r) => self.upsert(id, r).0,
+            Prepared::Create(r) => self.create(r).0,
+        }
+    }
+
+    /// The outcomes of a chunk's items, or `None` when the chunk failed as a
+    /// whole and its items must be written one by one to learn which failed.
+    pub fn chunk_outcomes(
+        &self,
+        chunk: &Chunk,
+        result: std::result::Result<Rows, String>,
+    ) -> Option<Vec<(usize, Result<Written>)>> {
+        if let [(i, action)] = chunk.members.as_slice() {
+            return Some(vec![(*i, self.outcome(action, result))]);
+        }
+        let rows = result.ok()?;
+        if matches!(chunk.members.first(), Some((_, Action::Delete(_)))) {
+            return Some(
+                chunk
+                    .members
+                    .iter()
+                    .map(|(i, a)| (*i, self.outcome(a, Ok(empty()))))
+                    .collect(),
+            );
+        }
+        if rows.rows.len() != chunk.members.len() {
+            return None;
+        }
+        // Rows come back in the order of the VALUES; an upsert's row is also
+        // found by its key, which is checked first.
+        let by_key: std::collections::HashMap<String, usize> = rows
+            .rows
+            .iter()
+            .enumerate()
+            .filter_map(|(n, r)| r.first().map(|k| (to_id(k), n)))
+            .collect();
+        Some(
+            chunk
+                .members
+                .iter()
+                .enumerate()
+                .map(|(n, (i, action))| {
+                    let at = match action {
+                        Action::Upsert(id) => by_key.get(id).copied().unwrap_or(n),
+                        _ => n,
+                    };
+                    let one = Rows {
+                        columns: rows.columns.clone(),
+                        rows: vec![rows.rows[at].clone()],
+                    };
+                    (*i, self.outcome(action, Ok(one)))
+                })
+                .collect(),
+        )
     }
 
     /// Reads the outcome of the statement planned for an item.
@@ -151,6 +356,14 @@ impl Target<'_> {
     }
 }
 
+/// A result without rows.
+fn empty() -> Rows {
+    Rows {
+        columns: Vec::new(),
+        rows: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +385,14 @@ mod tests {
         }
     }
 
+    /// The single-item statement of an item and what it does.
+    fn plan(t: &Target<'_>, item: &WriteItem) -> Result<(Statement, Action)> {
+        let prepared = t.prepare(item)?;
+        let chunk = t.chunk(&[(0, prepared)]);
+        let action = chunk.members[0].1.clone();
+        Ok((chunk.statement, action))
+    }
+
     fn item(id: Option<&str>, op: Operation, data: Option<&str>) -> WriteItem {
         WriteItem {
             id: id.map(str::to_string),
@@ -182,9 +403,11 @@ mod tests {
 
     #[test]
     fn create_inserts_the_body() {
-        let (st, action) = target(true)
-            .plan(&item(None, Operation::Upsert, Some(r#"{"name":"Ada"}"#)))
-            .unwrap();
+        let (st, action) = plan(
+            &target(true),
+            &item(None, Operation::Upsert, Some(r#"{"name":"Ada"}"#)),
+        )
+        .unwrap();
         assert_eq!(action, Action::Create);
         assert_eq!(
             st.sql,
@@ -195,23 +418,72 @@ mod tests {
 
     #[test]
     fn upsert_binds_integer_keys_and_skips_the_key_field() {
-        let (st, action) = target(true)
-            .plan(&item(
-                Some("12"),
-                Operation::Upsert,
-                Some(r#"{"id":99,"age":3}"#),
-            ))
-            .unwrap();
+        let (st, action) = plan(
+            &target(true),
+            &item(Some("12"), Operation::Upsert, Some(r#"{"id":99,"age":3}"#)),
+        )
+        .unwrap();
         assert_eq!(action, Action::Upsert("12".into()));
         assert_eq!(
             debug(&st.params),
             debug(&[Value::Integer(12), Value::Integer(3)])
         );
         assert!(st.sql.contains(r#"("id", "age")"#), "{}", st.sql);
-        let (st, _) = target(false)
-            .plan(&item(Some("12"), Operation::Upsert, Some("{}")))
-            .unwrap();
+        let (st, _) = plan(
+            &target(false),
+            &item(Some("12"), Operation::Upsert, Some("{}")),
+        )
+        .unwrap();
         assert_eq!(debug(&st.params), debug(&[Value::Text("12".into())]));
+    }
+
+    #[test]
+    fn runs_of_alike_items_share_a_statement() {
+        let t = target(true);
+        let items = [
+            item(Some("1"), Operation::Upsert, Some(r#"{"a":1}"#)),
+            item(Some("2"), Operation::Upsert, Some(r#"{"a":2}"#)),
+            // the same key again starts a new statement
+            item(Some("1"), Operation::Upsert, Some(r#"{"a":3}"#)),
+            // other columns: another statement
+            item(Some("3"), Operation::Upsert, Some(r#"{"b":1}"#)),
+            item(Some("4"), Operation::Delete, None),
+            item(Some("5"), Operation::Delete, None),
+        ];
+        let prepared: Vec<_> = items
+            .iter()
+            .enumerate()
+            .map(|(i, it)| (i, t.prepare(it).unwrap()))
+            .collect();
+        let chunks = t.chunks(&prepared);
+        let members: Vec<Vec<usize>> = chunks
+            .iter()
+            .map(|c| c.members.iter().map(|(i, _)| *i).collect())
+            .collect();
+        assert_eq!(members, vec![vec![0, 1], vec![2], vec![3], vec![4, 5]]);
+        assert_eq!(
+            chunks[0].statement.sql,
+            r#"INSERT INTO "people" ("id", "a") VALUES (?1, ?2), (?3, ?4) ON CONFLICT ("id") DO UPDATE SET "a" = excluded."a" RETURNING "id", "updated""#
+        );
+        assert_eq!(
+            debug(&chunks[3].statement.params),
+            debug(&[Value::Integer(4), Value::Integer(5)])
+        );
+        // Rows come back by key; a failed chunk asks for the items one by one.
+        let rows = Rows {
+            columns: vec!["id".into(), "updated".into()],
+            rows: vec![
+                vec![Value::Integer(2), Value::Text("t2".into())],
+                vec![Value::Integer(1), Value::Text("t1".into())],
+            ],
+        };
+        let out = t.chunk_outcomes(&chunks[0], Ok(rows)).unwrap();
+        let versions: Vec<_> = out
+            .iter()
+            .map(|(i, w)| (*i, w.as_ref().unwrap().version.clone().unwrap()))
+            .collect();
+        assert_eq!(versions, vec![(0, "t1".to_string()), (1, "t2".to_string())]);
+        assert!(t.chunk_outcomes(&chunks[0], Err("boom".into())).is_none());
     }
 
     #[test]
@@ -223,7 +495,7 @@ mod tests {
             item(None, Operation::Upsert, None),
             item(None, Operation::Delete, None),
         ] {
-            let err = t.plan(&bad).unwrap_err();
+            let err = plan(&t, &bad).unwrap_err();
             assert_eq!(err.kind, ErrorKind::Rejected);
             assert!(
                 err.message.starts_with("entity 'contacts': "),

@@ -224,6 +224,7 @@ mod tests {
             sensitive: Vec::new(),
             max_delete_percent: None,
             max_changes_per_user: None,
+            shared_key: false,
         }
     }
 

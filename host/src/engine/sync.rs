@@ -1187,7 +1187,7 @@ impl Engine<'_, '_> {
                             }
                         };
                         let (id, kind) = match w {
-                            Write::Create => (None, Kind::Create),
+                            Write::Create => (tb.mapping.shared_key(&record), Kind::Create),
                             Write::Update { local_id } => (Some(local_id), Kind::Update),
                         };
                         planned.push(Planned {

@@ -14,6 +14,7 @@ pub use error::{ManifestError, ManifestErrors};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A validated manifest.
@@ -60,6 +61,11 @@ pub struct Entity {
     pub max_delete_percent: Option<f64>,
     /// Changes by one user beyond `count` within `window` are held for review.
     pub max_changes_per_user: Option<UserLimit>,
+    /// Every system keys a record by the same value (a natural key, or ids
+    /// copied from one system into the others): the key is also a canonical
+    /// field, named after `primary_key` (default `id`), and a record is created
+    /// in a system under that key.
+    pub shared_key: bool,
 }
 
 /// A per-user change limit.
@@ -226,6 +232,47 @@ impl std::fmt::Debug for Alerts {
 pub enum Database {
     /// An SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database, reached through a pool the host keeps.
+    Postgres(Arc<PgGrant>),
+}
+
+/// A granted PostgreSQL database. The connection settings never reach the
+/// connector, which names the grant only.
+#[derive(Clone)]
+pub struct PgGrant {
+    /// The connection settings (`postgres://user@host:port/db?...`), password included.
+    pub config: tokio_postgres::Config,
+    /// Whether and how connections use TLS.
+    pub tls: PgTls,
+    /// Extra trusted root certificates (PEM), for servers with a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// The most connections the pool opens (default 4).
+    pub pool_size: usize,
+}
+
+impl std::fmt::Debug for PgGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgGrant")
+            .field("hosts", &self.config.get_hosts())
+            .field("ports", &self.config.get_ports())
+            .field("dbname", &self.config.get_dbname())
+            .field("user", &self.config.get_user())
+            .field("tls", &self.tls)
+            .field("pool_size", &self.pool_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// TLS for PostgreSQL connections. When TLS is used, the server's certificate
+/// is always verified (against the public roots and `ca_file`) and must name the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgTls {
+    /// Plain connections only (`disable`).
+    Disable,
+    /// TLS when the server offers it (`prefer`, the default, as libpq).
+    Prefer,
+    /// TLS or no connection (`require`).
+    Require,
 }
 
 /// A daily window in UTC, minutes since midnight; it may wrap past midnight.
@@ -456,6 +503,110 @@ impl Validator<'_> {
         }
     }
 
+    /// A database grant: an SQLite path (`sqlite:` prefix optional), a
+    /// `postgres://` URL, or a table with `url` and PostgreSQL options.
+    fn database(&mut self, system: &str, grant: &str, raw: raw::Database) -> Option<Database> {
+        let key = ["systems", system, "databases", grant];
+        let options = match raw {
+            raw::Database::Url(url) => raw::PgOptions {
+                url,
+                ..Default::default()
+            },
+            raw::Database::Table(options) => options,
+        };
+        let value = self.secret(&key, &options.url);
+        let is_postgres = value.starts_with("postgres://") || value.starts_with("postgresql://");
+        if !is_postgres {
+            let plain = raw::PgOptions {
+                url: options.url.clone(),
+                ..Default::default()
+            };
+            if options != plain {
+                self.error(
+                    &key,
+                    "options for a database that is not a postgres:// URL",
+                    "password, tls, ca_file and pool_size apply to PostgreSQL only; give an SQLite file as a plain string",
+                );
+            }
+            let path = self
+                .base()
+                .join(value.strip_prefix("sqlite:").unwrap_or(&value));
+            return Some(Database::Sqlite(path));
+        }
+        // The URL may hold a password: errors describe it without echoing it.
+        let mut config = match value.parse::<tokio_postgres::Config>() {
+            Ok(c) => c,
+            Err(_) => {
+                self.error(
+                    &key,
+                    "not a valid PostgreSQL connection URL",
+                    "write it as postgres://USER@HOST:PORT/DATABASE (the password in `password`, from ${ENV} or ${file:PATH})",
+                );
+                return None;
+            }
+        };
+        if config.get_dbname().is_none() {
+            self.error(
+                &key,
+                "the PostgreSQL URL names no database",
+                "end the URL with /DATABASE, for example postgres://weir@db.example.com/crm",
+            );
+        }
+        if config.get_user().is_none() {
+            config.user("postgres");
+        }
+        if let Some(p) = &options.password {
+            let password = self.secret(&[&key[..], &["password"]].concat(), p);
+            config.password(password);
+        }
+        config.application_name("weir");
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        let tls = match options.tls.as_deref() {
+            None => match config.get_ssl_mode() {
+                tokio_postgres::config::SslMode::Disable => PgTls::Disable,
+                tokio_postgres::config::SslMode::Require => PgTls::Require,
+                _ => PgTls::Prefer,
+            },
+            Some("disable") => PgTls::Disable,
+            Some("prefer") => PgTls::Prefer,
+            Some("require") => PgTls::Require,
+            Some(other) => {
+                self.error(
+                    &[&key[..], &["tls"]].concat(),
+                    format!("'{other}' is not a TLS mode"),
+                    "use \"disable\", \"prefer\" or \"require\" (certificates are always verified when TLS is used)",
+                );
+                PgTls::Prefer
+            }
+        };
+        let ca_file = options.ca_file.map(|f| self.base().join(f));
+        if let Some(f) = &ca_file {
+            if !f.is_file() {
+                self.error(
+                    &[&key[..], &["ca_file"]].concat(),
+                    format!("certificate file '{}' not found", f.display()),
+                    "give a PEM file of the CA that signed the server's certificate; relative paths start at the manifest's folder",
+                );
+            }
+        }
+        let pool_size = options.pool_size.unwrap_or(4);
+        if pool_size == 0 {
+            self.error(
+                &[&key[..], &["pool_size"]].concat(),
+                "a pool of 0 connections",
+                "give at least 1 (the default is 4)",
+            );
+        }
+        Some(Database::Postgres(Arc::new(PgGrant {
+            config,
+            tls,
+            ca_file,
+            pool_size: pool_size.max(1),
+        })))
+    }
+
     fn alerts(&mut self, raw: raw::Alerts) -> Alerts {
         let url = self.secret(&["alerts", "url"], &raw.url);
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
@@ -611,6 +762,7 @@ impl Validator<'_> {
                     .map(|(f, _)| f.clone())
                     .collect(),
                 max_delete_percent: e.max_delete_percent,
+                shared_key: e.shared_key,
                 max_changes_per_user: e.max_changes_per_user.map(|l| UserLimit {
                     count: l.count,
                     window: Duration::from_secs(l.window_secs),
@@ -649,9 +801,9 @@ impl Validator<'_> {
         );
         let mut databases = BTreeMap::new();
         for (grant, db) in raw.databases {
-            let value = self.secret(&["systems", name, "databases", &grant], &db);
-            let path = base.join(value.strip_prefix("sqlite:").unwrap_or(&value));
-            databases.insert(grant, Database::Sqlite(path));
+            if let Some(db) = self.database(name, &grant, db) {
+                databases.insert(grant, db);
+            }
         }
         let mut directories = BTreeMap::new();
         for (grant, dir) in raw.directories {
@@ -767,6 +919,9 @@ impl Validator<'_> {
                 unmapped: e.unmapped.unwrap_or_default().into(),
                 sensitive: entity.sensitive.clone(),
                 filter: e.filter.clone(),
+                shared_key: entity
+                    .shared_key
+                    .then(|| entity.primary_key.clone().unwrap_or_else(|| "id".into())),
             };
             let mapping = match crate::mapping::Mapping::new(spec) {
                 Ok(m) => m,
@@ -999,6 +1154,8 @@ mod raw {
         pub fields: BTreeMap<String, super::fields::RawRule>,
         pub max_delete_percent: Option<f64>,
         pub max_changes_per_user: Option<UserLimit>,
+        #[serde(default)]
+        pub shared_key: bool,
     }
 
     #[derive(Deserialize, Clone, Copy)]
@@ -1008,13 +1165,33 @@ mod raw {
         pub window_secs: u64,
     }
 
+    /// A database grant: a path or URL, or a table with a URL and options.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    pub enum Database {
+        Url(String),
+        Table(PgOptions),
+    }
+
+    /// A database grant written as a table: the URL and the PostgreSQL options.
+    #[derive(Deserialize, Default, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    pub struct PgOptions {
+        #[serde(default)]
+        pub url: String,
+        pub password: Option<String>,
+        pub tls: Option<String>,
+        pub ca_file: Option<PathBuf>,
+        pub pool_size: Option<usize>,
+    }
+
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct System {
         pub connector: PathBuf,
         pub config: Option<toml::Value>,
         #[serde(default)]
-        pub databases: BTreeMap<String, String>,
+        pub databases: BTreeMap<String, Database>,
         #[serde(default)]
         pub directories: BTreeMap<String, PathBuf>,
         #[serde(default)]

@@ -81,6 +81,7 @@ pub struct Mapping {
     sensitive: Vec<String>,
     templates: minijinja::Environment<'static>,
     filter: bool,
+    shared_key: Option<String>,
 }
 
 impl std::fmt::Debug for Mapping {
@@ -110,6 +111,9 @@ pub struct MappingSpec {
     pub sensitive: Vec<String>,
     /// Only records for which this expression is true are written to the system.
     pub filter: Option<String>,
+    /// Set when every system keys a record by the same value: the canonical
+    /// field that carries the key (the entity's primary key).
+    pub shared_key: Option<String>,
 }
 
 /// Where a mapping is wrong, for manifest errors.
@@ -158,6 +162,7 @@ impl Mapping {
             sensitive: spec.sensitive,
             filter: spec.filter.is_some(),
             templates,
+            shared_key: spec.shared_key,
         })
     }
 
@@ -177,6 +182,7 @@ impl Mapping {
             unmapped: Unmapped::Keep,
             sensitive: Vec::new(),
             filter: None,
+            shared_key: None,
         })
         .expect("a mapping without templates compiles")
     }
@@ -198,7 +204,7 @@ impl Mapping {
     /// fields are converted, the rest follows `unmapped`, and sensitive fields
     /// are dropped before anything else can see them.
     pub fn to_canonical(&self, mut record: Record) -> Result<Record, MapError> {
-        record.remove(&self.primary_key);
+        let key = record.remove(&self.primary_key);
         for i in &self.ignore {
             record.remove(i);
         }
@@ -258,6 +264,9 @@ impl Mapping {
                 }
             }
         }
+        if let (Some(field), Some(key)) = (&self.shared_key, key) {
+            out.insert(field.clone(), key);
+        }
         if !extras.is_empty() {
             let mut bag = Record::new();
             bag.insert(self.system.clone(), Value::Object(extras));
@@ -266,11 +275,25 @@ impl Mapping {
         Ok(out)
     }
 
+    /// The key a record has in this system before it was ever written there,
+    /// when keys are shared: the canonical key field as text.
+    pub fn shared_key(&self, canonical: &Record) -> Option<String> {
+        match canonical.get(self.shared_key.as_ref()?)? {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
     /// Turns a canonical record into the record to write to this system.
     pub fn from_canonical(&self, record: &Record) -> Result<Record, MapError> {
         let mut out = Record::new();
         for (field, value) in record {
             if field == EXTRAS || self.sensitive.contains(field) {
+                continue;
+            }
+            if self.shared_key.as_ref() == Some(field) {
+                out.insert(self.primary_key.clone(), value.clone());
                 continue;
             }
             let Some(fm) = self.fields.get(field) else {
@@ -814,6 +837,7 @@ mod tests {
             unmapped: Unmapped::Extras,
             sensitive: vec!["ssn".into()],
             filter: None,
+            shared_key: None,
         })
         .unwrap()
     }
@@ -845,6 +869,7 @@ mod tests {
             unmapped: Unmapped::Keep,
             sensitive: vec!["ssn".into()],
             filter: Some("status == 'Active'".into()),
+            shared_key: None,
         })
         .unwrap()
     }
@@ -940,6 +965,7 @@ mod tests {
             unmapped: Unmapped::Drop,
             sensitive: vec![],
             filter: None,
+            shared_key: None,
         })
         .unwrap();
         let c = m
@@ -967,6 +993,7 @@ mod tests {
             unmapped: Unmapped::Keep,
             sensitive: vec![],
             filter: Some("status ==".into()),
+            shared_key: None,
         });
         assert_eq!(bad.unwrap_err().field, "filter");
     }

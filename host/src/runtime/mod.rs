@@ -187,6 +187,7 @@ pub struct Runtime {
     /// modification time then: an unchanged file is not read and hashed again.
     by_path: Mutex<HashMap<PathBuf, Stamped>>,
     http: http::Clients,
+    pools: sql::Pools,
     ticker: Option<std::thread::JoinHandle<()>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -234,6 +235,7 @@ impl Runtime {
             loaded: Mutex::new(HashMap::new()),
             by_path: Mutex::new(HashMap::new()),
             http: http::Clients::default(),
+            pools: sql::Pools::default(),
             ticker: Some(ticker),
             stop,
         })
@@ -348,7 +350,7 @@ impl Runtime {
                 .build(),
             system: Arc::new(system.clone()),
             http: self.http.for_system(system),
-            sql: sql::Connections::new(system),
+            sql: sql::Connections::new(system, self.pools.clone()),
             state_path: store_path.to_path_buf(),
             state: None,
             deadline: Instant::now(),
