@@ -25,6 +25,16 @@ if ! command -v chromium >/dev/null; then
     exit 2
   fi
 fi
+# PostgreSQL server binaries: the tests start private clusters on 127.0.0.1.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "${WEIR_PG_BIN:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "the PostgreSQL tests need the server: run 'sudo apt-get install -y postgresql' (Debian) or set WEIR_PG_BIN, then this script again" >&2
+    exit 2
+  fi
+fi
 if [ ! -f "$e2e/playwright/node_modules/playwright-core/package.json" ]; then
   mkdir -p "$e2e/playwright"
   npm install --prefix "$e2e/playwright" --no-audit --no-fund --loglevel=error playwright-core@1.64.1

@@ -3,9 +3,11 @@
 
 pub mod daemon;
 pub mod directus;
+pub mod postgres;
 pub mod receiver;
 pub use daemon::Daemon;
 pub use directus::Directus;
+pub use postgres::Postgres;
 pub use receiver::{http_receiver, Received};
 
 use rusqlite::Connection;

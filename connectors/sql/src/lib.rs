@@ -2,10 +2,18 @@
 //! the system. The database is reached only through the host's `sql` import: the
 //! connector never sees a path or a connection string.
 //!
+//! The same component serves SQLite and PostgreSQL: the host says which
+//! dialect a grant speaks, and the statements follow it.
+//!
 //! System config: `{"database": "<grant name>"}`.
-//! Entity settings: `{"table": "<name>", "updated_at": "<column>"}`, both optional;
-//! the table defaults to the entity name, and an updated-at column enables
-//! incremental changes.
+//! Entity settings, all optional: `table` (the entity name by default);
+//! `updated_at`, a column that enables incremental changes; `actor`, a column
+//! naming who changed a row; `deletes = "tombstones"`, which keeps deleted keys
+//! in a table (`tombstones`, `<table>_weir_deleted` by default) filled by an
+//! `AFTER DELETE` trigger that `check` installs, and reports them as changes.
+//!
+//! Reads are keyset pages; writes group runs of alike records into multi-row
+//! statements, one batch (one transaction) per call.
 
 // The bindings reuse the SDK's types and host imports.
 weir_sdk::bindings!("sync-connector");

@@ -1,0 +1,377 @@
+//! Tests against a real PostgreSQL cluster, started per test on 127.0.0.1 by
+//! [`weir_tests::Postgres`] (Debian's `postgresql` server binaries, or those
+//! in `WEIR_PG_BIN`).
+
+use weir_tests::*;
+
+/// The harness itself: a fresh cluster takes a database, a table, a row, and
+/// gives the row back through psql.
+#[test]
+fn the_harness_starts_a_real_cluster() {
+    let pg = Postgres::start().expect("start PostgreSQL");
+    pg.create_database("crm").expect("create database crm");
+    assert_eq!(
+        pg.url("crm"),
+        format!("postgres://postgres@127.0.0.1:{}/crm", pg.port())
+    );
+    pg.psql(
+        "crm",
+        "CREATE TABLE contacts (id bigint PRIMARY KEY, email text NOT NULL);
+         INSERT INTO contacts VALUES (1, 'ada@example.com');",
+    )
+    .expect("create and fill a table");
+    let out = pg
+        .psql("crm", "SELECT id, email FROM contacts;")
+        .expect("select");
+    assert_eq!(out, "1|ada@example.com\n");
+    let err = pg.psql("crm", "SELECT nope FROM contacts;").unwrap_err();
+    assert!(
+        err.contains("nope"),
+        "the error carries psql's message: {err}"
+    );
+}
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
+
+/// The contacts table on the PostgreSQL side: typed columns (numeric, date,
+/// jsonb, timestamptz) and a trigger that stamps every update.
+const PG_CONTACTS: &str = "
+    CREATE TABLE contacts (
+        id bigint PRIMARY KEY,
+        first_name text NOT NULL,
+        last_name text NOT NULL,
+        email text NOT NULL,
+        balance numeric(12,2),
+        birth_date date,
+        tags jsonb,
+        updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    );
+    CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN NEW.updated_at := clock_timestamp(); RETURN NEW; END $$;
+    CREATE TRIGGER touch BEFORE UPDATE ON contacts FOR EACH ROW EXECUTE FUNCTION touch();";
+
+/// The same contacts in SQLite, every value text or integer.
+fn lite_db(path: &std::path::Path, n: usize) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE contacts (
+             id INTEGER PRIMARY KEY,
+             first_name TEXT NOT NULL,
+             last_name TEXT NOT NULL,
+             email TEXT NOT NULL,
+             balance TEXT,
+             birth_date TEXT,
+             tags TEXT,
+             updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+         );
+         CREATE TRIGGER touch AFTER UPDATE ON contacts FOR EACH ROW WHEN NEW.updated_at = OLD.updated_at
+         BEGIN
+             UPDATE contacts SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = NEW.id;
+         END;",
+    )
+    .unwrap();
+    for i in 1..=n {
+        conn.execute(
+            "INSERT INTO contacts (id, first_name, last_name, email, balance, birth_date, tags)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            rusqlite::params![
+                i as i64,
+                format!("First{i}"),
+                format!("Last{i}"),
+                format!("person{i}@example.com"),
+                format!("{}.{:02}", i * 3, i % 100),
+                format!("19{:02}-0{}-1{}", 50 + i % 40, 1 + i % 9, i % 10),
+                if i % 2 == 0 { r#"["vip"]"# } else { "[]" },
+            ],
+        )
+        .unwrap();
+    }
+}
+
+/// A manifest syncing `contacts` both ways between the SQLite file `lite.db`
+/// and the PostgreSQL grant `main`, with tombstone deletes on both sides.
+fn two_way_manifest(dir: &std::path::Path, pg_url: &str) -> std::path::PathBuf {
+    let sql = toml_path(&connector("sql"));
+    write_manifest(
+        dir,
+        &format!(
+            r#"
+[entities.contacts]
+primary_key = "id"
+shared_key = true
+
+[systems.lite]
+connector = {sql}
+config = {{ database = "lite" }}
+databases = {{ lite = "lite.db" }}
+[systems.lite.entities.contacts]
+direction = "both"
+ignore = ["updated_at"]
+settings = {{ table = "contacts", updated_at = "updated_at", deletes = "tombstones" }}
+
+[systems.pg]
+connector = {sql}
+config = {{ database = "main" }}
+[systems.pg.databases]
+main = {{ url = "{pg_url}", password = "${{WEIR_TEST_PG_PASSWORD}}", pool_size = 2 }}
+[systems.pg.entities.contacts]
+direction = "both"
+ignore = ["updated_at"]
+settings = {{ table = "contacts", updated_at = "updated_at", deletes = "tombstones" }}
+"#
+        ),
+    )
+}
+
+/// The runs of `weir sync` print "run N: R read, W written, D deleted, ...":
+/// the written and deleted counts of the last one.
+fn written_and_deleted(run: &Run) -> (u64, u64) {
+    let line = run
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("run "))
+        .unwrap_or_else(|| panic!("no run line in: {}\n{}", run.stdout, run.stderr));
+    let number = |what: &str| -> u64 {
+        line.split(", ")
+            .find_map(|part| part.trim().strip_suffix(what))
+            .and_then(|n| n.trim().rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no '{what}' in: {line}"))
+    };
+    (number(" written"), number(" deleted"))
+}
+
+fn sync(m: &std::path::Path, args: &[&str]) -> Run {
+    let mut all = vec!["sync"];
+    all.extend_from_slice(args);
+    let run = weir_env(
+        WEIR,
+        m,
+        &all,
+        &[("WEIR_TEST_PG_PASSWORD", "not-used-under-trust")],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    run
+}
+
+/// The PostgreSQL rows as `id|first|email|balance|birth|tags`, ordered by id.
+fn pg_rows(pg: &Postgres) -> Vec<String> {
+    pg.psql(
+        "crm",
+        "SELECT id, first_name, email, balance, birth_date, tags FROM contacts ORDER BY id",
+    )
+    .unwrap()
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// The SQLite rows in the same shape, sorted as text.
+fn lite_rows(db: &std::path::Path) -> Vec<String> {
+    rows(
+        db,
+        "SELECT id, first_name, email, balance, birth_date, tags FROM contacts ORDER BY id",
+    )
+    .into_iter()
+    .map(|r| {
+        r.into_iter()
+            .map(|v| v.unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("|")
+    })
+    .collect()
+}
+
+/// Asserts that both sides hold the same rows (sorted as text; jsonb's
+/// spaces after commas removed), naming only the rows that differ.
+fn assert_agree(pg: &Postgres, lite: &std::path::Path) {
+    let mut left: Vec<String> = pg_rows(pg)
+        .into_iter()
+        .map(|r| r.replace(", ", ","))
+        .collect();
+    left.sort();
+    let right = lite_rows(lite);
+    let only_pg: Vec<_> = left.iter().filter(|r| !right.contains(r)).collect();
+    let only_lite: Vec<_> = right.iter().filter(|r| !left.contains(r)).collect();
+    assert!(
+        only_pg.is_empty() && only_lite.is_empty(),
+        "only in PostgreSQL: {only_pg:?}\nonly in SQLite: {only_lite:?}"
+    );
+}
+
+#[test]
+fn sqlite_and_postgresql_agree_both_ways_with_updates_inserts_and_deletes() {
+    let pg = Postgres::start().expect("start PostgreSQL");
+    pg.create_database("crm").unwrap();
+    pg.psql("crm", PG_CONTACTS).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lite = d.join("lite.db");
+    lite_db(&lite, 300);
+    let m = two_way_manifest(d, &pg.url("crm"));
+
+    let check = weir_env(WEIR, &m, &["check"], &[("WEIR_TEST_PG_PASSWORD", "x")]);
+    assert_eq!(check.code, 0, "{}\n{}", check.stdout, check.stderr);
+    // check installed the tombstone tables and triggers on both sides
+    assert_eq!(
+        pg.psql(
+            "crm",
+            "SELECT count(*) FROM pg_trigger WHERE tgname = 'contacts_weir_deleted_keep'"
+        )
+        .unwrap(),
+        "1\n"
+    );
+    assert_eq!(
+        count(
+            &lite,
+            "SELECT count(*) FROM sqlite_master WHERE name = 'contacts_weir_deleted_keep'"
+        ),
+        1
+    );
+
+    // Full sync: SQLite -> PostgreSQL, typed values intact, the same keys.
+    let first = sync(&m, &["--quiet"]);
+    assert_eq!(written_and_deleted(&first), (300, 0));
+    assert_agree(&pg, &lite);
+    assert_eq!(
+        pg.psql(
+            "crm",
+            "SELECT balance, birth_date, tags FROM contacts WHERE id = 2"
+        )
+        .unwrap(),
+        "6.02|1952-03-12|[\"vip\"]\n"
+    );
+    // weir's own writes come back from PostgreSQL as echoes: nothing to write.
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
+
+    // PostgreSQL -> SQLite: an update, an insert and a hard delete.
+    pg.psql(
+        "crm",
+        "UPDATE contacts SET email = 'changed@example.com', balance = -1.50 WHERE id = 10;
+         INSERT INTO contacts (id, first_name, last_name, email, balance, birth_date, tags)
+             VALUES (1001, 'Grace', 'Hopper', 'grace@example.com', 99.99, '1906-12-09', '[\"navy\"]');
+         DELETE FROM contacts WHERE id = 20;",
+    )
+    .unwrap();
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (2, 1));
+    assert_eq!(
+        rows(&lite, "SELECT email, balance FROM contacts WHERE id = 10"),
+        vec![vec![
+            Some("changed@example.com".into()),
+            Some("-1.50".into())
+        ]]
+    );
+    assert_eq!(
+        rows(
+            &lite,
+            "SELECT first_name, birth_date, tags FROM contacts WHERE id = 1001"
+        ),
+        vec![vec![
+            Some("Grace".into()),
+            Some("1906-12-09".into()),
+            Some(r#"["navy"]"#.into())
+        ]]
+    );
+    assert_eq!(
+        count(&lite, "SELECT count(*) FROM contacts WHERE id = 20"),
+        0
+    );
+
+    // SQLite -> PostgreSQL: the same three kinds of change.
+    let conn = rusqlite::Connection::open(&lite).unwrap();
+    conn.execute_batch(
+        "UPDATE contacts SET first_name = 'Renamed' WHERE id = 30;
+         INSERT INTO contacts (id, first_name, last_name, email, balance, birth_date, tags)
+             VALUES (2001, 'Edsger', 'Dijkstra', 'ewd@example.com', '0.10', '1930-05-11', '[]');
+         DELETE FROM contacts WHERE id = 40;",
+    )
+    .unwrap();
+    drop(conn);
+    let run = sync(&m, &["--quiet"]);
+    assert_eq!(written_and_deleted(&run), (2, 1));
+    assert_eq!(
+        pg.psql("crm", "SELECT first_name FROM contacts WHERE id = 30")
+            .unwrap(),
+        "Renamed\n"
+    );
+    assert_eq!(
+        pg.psql("crm", "SELECT email, balance FROM contacts WHERE id = 2001")
+            .unwrap(),
+        "ewd@example.com|0.10\n"
+    );
+    assert_eq!(
+        pg.psql("crm", "SELECT count(*) FROM contacts WHERE id = 40")
+            .unwrap(),
+        "0\n"
+    );
+
+    // In agreement: the echoes change nothing, and a full pass writes nothing.
+    let settle = sync(&m, &["--quiet"]);
+    assert_eq!(written_and_deleted(&settle), (0, 0));
+    assert_eq!(
+        written_and_deleted(&sync(&m, &["--quiet", "--full"])),
+        (0, 0)
+    );
+    assert_agree(&pg, &lite);
+    assert_eq!(lite_rows(&lite).len(), 300);
+}
+
+#[test]
+fn a_database_the_manifest_does_not_grant_is_refused_and_secrets_stay_out_of_errors() {
+    let pg = Postgres::start().expect("start PostgreSQL");
+    pg.create_database("crm").unwrap();
+    pg.psql("crm", PG_CONTACTS).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    lite_db(&d.join("lite.db"), 1);
+    let sql = toml_path(&connector("sql"));
+    let secret = "hunter2-do-not-print";
+    let manifest = |database: &str, url: &str| {
+        write_manifest(
+            d,
+            &format!(
+                r#"
+[entities.contacts]
+primary_key = "id"
+[systems.pg]
+connector = {sql}
+config = {{ database = "{database}" }}
+databases = {{ main = {{ url = "{url}", password = "${{WEIR_TEST_PG_PASSWORD}}" }} }}
+[systems.pg.entities.contacts]
+direction = "both"
+settings = {{ table = "contacts", updated_at = "updated_at" }}
+"#
+            ),
+        )
+    };
+    let env = [("WEIR_TEST_PG_PASSWORD", secret)];
+
+    // The connector asks for a database that is not granted.
+    let m = manifest("other", &pg.url("crm"));
+    let run = weir_env(WEIR, &m, &["check"], &env);
+    assert_ne!(run.code, 0);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        out.contains("database 'other' is not granted to system 'pg'")
+            && out.contains("[systems.pg.databases]"),
+        "{out}"
+    );
+
+    // A granted database that cannot be reached: the error names the grant
+    // and the reason, never the password.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let m = manifest("main", &format!("postgres://weir@127.0.0.1:{port}/crm"));
+    let run = weir_env(WEIR, &m, &["check"], &env);
+    assert_ne!(run.code, 0);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(out.contains("cannot connect to database 'main'"), "{out}");
+    assert!(!out.contains(secret), "the password leaked: {out}");
+
+    // The same manifest against the live cluster works.
+    let m = manifest("main", &pg.url("crm"));
+    let run = weir_env(WEIR, &m, &["check"], &env);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+}
