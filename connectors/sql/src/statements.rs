@@ -361,6 +361,40 @@ mod tests {
     }
 
     #[test]
+    fn tombstones_are_kept_by_a_trigger_and_read_in_order() {
+        let pg = tombstone_setup(Dialect::Postgres, "people", "id", "bigint", "people_gone");
+        assert_eq!(pg.len(), 4);
+        assert!(
+            pg[0].starts_with(
+                r#"CREATE TABLE IF NOT EXISTS "people_gone" ("id" bigint PRIMARY KEY"#
+            ),
+            "{}",
+            pg[0]
+        );
+        assert!(
+            pg[3].contains(
+                r#"AFTER DELETE ON "people" FOR EACH ROW EXECUTE FUNCTION "people_gone_keep"()"#
+            ),
+            "{}",
+            pg[3]
+        );
+        let lite = tombstone_setup(Dialect::Sqlite, "people", "id", "INTEGER", "people_gone");
+        assert!(
+            lite[2].contains(r#"INSERT INTO "people_gone" ("id", deleted_at) VALUES (OLD."id""#),
+            "{}",
+            lite[2]
+        );
+        assert_eq!(
+            tombstones(Dialect::Postgres, "people_gone", "id", true),
+            r#"SELECT "id", deleted_at FROM "people_gone" WHERE (deleted_at, "id") > ($1, $2) ORDER BY deleted_at, "id" LIMIT $3"#
+        );
+        assert_eq!(
+            tombstone_checkpoint("people_gone", "id"),
+            r#"SELECT deleted_at, "id" FROM "people_gone" ORDER BY deleted_at DESC, "id" DESC LIMIT 1"#
+        );
+    }
+
+    #[test]
     fn identifiers_are_quoted() {
         assert_eq!(
             delete(Dialect::Sqlite, "we\"ird", "id"),

@@ -732,11 +732,17 @@ impl Engine<'_, '_> {
                 )
             }
         };
-        while let Some(instance) = self.participants[s].instance.as_mut() {
-            let page = match instance
-                .read(bind, cursor.clone(), self.options.batch_size)
+        // The next page is read on a task of its own while this one is accepted.
+        let mut pending = self.participants[s]
+            .instance
+            .take()
+            .map(|i| read_ahead(i, bind, cursor.clone(), self.options.batch_size));
+        while let Some(task) = pending.take() {
+            let (instance, result) = task
                 .await
-            {
+                .map_err(|e| anyhow::anyhow!("a connector read task failed: {e}"))?;
+            self.participants[s].instance = Some(instance);
+            let page = match result {
                 Ok(p) => p,
                 // A system that cannot be listed (its changes arrive as
                 // webhooks or through the publish API): nothing to read, and
@@ -752,6 +758,13 @@ impl Engine<'_, '_> {
                     return Ok(fresh);
                 }
             };
+            if let Some(next) = &page.next {
+                cursor = Some(next.clone());
+                pending = self.participants[s]
+                    .instance
+                    .take()
+                    .map(|i| read_ahead(i, bind, cursor.clone(), self.options.batch_size));
+            }
             self.report.counts.read += page.items.len() as u64;
             progress.inc(page.items.len() as u64);
             if let Some(known) = known.as_mut() {
@@ -783,10 +796,6 @@ impl Engine<'_, '_> {
             }
             fresh += self.accept(s, entity, b, items, update)?;
             Faults::count(&mut self.faults.pages_left, 1);
-            match page.next {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
         }
         Ok(fresh)
     }
@@ -1009,6 +1018,10 @@ impl Engine<'_, '_> {
             }
         }
         let hold_deletes = self.deletes_beyond_limit(&target, entity)?;
+        // One write is in flight on the target while the next batch is planned
+        // and the previous one recorded: the connector and the database work
+        // on another thread while the store is busy on this one.
+        let mut in_flight: Option<InFlight> = None;
         loop {
             let rows = self.store.outbox_due(
                 &target,
@@ -1017,56 +1030,104 @@ impl Engine<'_, '_> {
                 after,
                 self.options.batch_size,
             )?;
-            let Some(last) = rows.last() else { break };
-            after = last.id;
-            let planned = self.plan_deliveries(&target, entity, tb, rows, hold_deletes)?;
-            if planned.is_empty() {
-                continue;
-            }
-            if let Some(dry) = self.dry.as_mut() {
-                for p in &planned {
-                    dry.lines
-                        .push(plan_line(dry.before.as_ref(), &target, tb, p)?);
-                }
-                continue;
-            }
-            let items: Vec<WriteItem> = planned.iter().map(|p| p.item.clone()).collect();
-            let Some(instance) = self.participants[t].instance.as_mut() else {
-                break;
-            };
-            let outcomes = match instance.write(&bind, items).await {
-                Ok(o) if o.len() == planned.len() => o,
-                Ok(o) => {
-                    let message = format!(
-                        "connector returned {} outcomes for {} writes",
-                        o.len(),
-                        planned.len()
-                    );
-                    self.postpone(&planned, &message)?;
-                    self.fail(
-                        t,
-                        CallError::Trap {
-                            system: target.clone(),
-                            message,
-                        },
-                    );
-                    break;
-                }
-                Err(e) => {
-                    self.postpone(&planned, &e.to_string())?;
-                    self.report.counts.failed += planned.len() as u64;
-                    let fatal = e.is_fatal();
-                    self.fail(t, e);
-                    if fatal {
-                        break;
+            let next = match rows.last() {
+                Some(last) => {
+                    after = last.id;
+                    let planned = self.plan_deliveries(&target, entity, tb, rows, hold_deletes)?;
+                    if planned.is_empty() {
+                        continue;
                     }
-                    continue;
+                    if let Some(dry) = self.dry.as_mut() {
+                        for p in &planned {
+                            dry.lines
+                                .push(plan_line(dry.before.as_ref(), &target, tb, p)?);
+                        }
+                        continue;
+                    }
+                    Some(planned)
                 }
+                None => None,
             };
-            let done = self.record_deliveries(&target, &entity.name, planned, outcomes)?;
-            Faults::count(&mut self.faults.deliveries_left, done);
+            // The write before this one: its outcome decides whether to go on.
+            let previous = match in_flight.take() {
+                Some(f) => match self.land(t, &target, f).await? {
+                    Landed::Done(planned, outcomes) => Some((planned, outcomes)),
+                    // The next batch stays in the outbox as it is.
+                    Landed::Stop => break,
+                    Landed::Skip => None,
+                },
+                None => None,
+            };
+            let mut more = next.is_some();
+            if let Some(planned) = next {
+                match self.participants[t].instance.take() {
+                    Some(instance) => in_flight = Some(InFlight::start(instance, &bind, planned)),
+                    // Stopped: the batch stays in the outbox as it is.
+                    None => more = false,
+                }
+            }
+            if let Some((planned, outcomes)) = previous {
+                let done = self.record_deliveries(&target, &entity.name, planned, outcomes)?;
+                Faults::count(&mut self.faults.deliveries_left, done);
+            }
+            // A batch that creates records under keys the target assigns is
+            // recorded before anything else happens: written twice after a
+            // crash, it would create them twice. Writes by key are idempotent
+            // and may stay in flight.
+            if in_flight.as_ref().is_some_and(|f| !f.idempotent()) {
+                let f = in_flight.take().expect("checked above");
+                match self.land(t, &target, f).await? {
+                    Landed::Done(planned, outcomes) => {
+                        let done =
+                            self.record_deliveries(&target, &entity.name, planned, outcomes)?;
+                        Faults::count(&mut self.faults.deliveries_left, done);
+                    }
+                    Landed::Stop => break,
+                    Landed::Skip => {}
+                }
+            }
+            if !more && in_flight.is_none() {
+                break;
+            }
         }
         Ok(())
+    }
+
+    /// Waits for a write in flight, gives the instance back, and sorts out
+    /// its outcome: recorded by the caller, or failed (postponed here).
+    async fn land(&mut self, t: usize, target: &str, f: InFlight) -> anyhow::Result<Landed> {
+        let (instance, planned, result) = f.finish().await?;
+        self.participants[t].instance = Some(instance);
+        Ok(match result {
+            Ok(o) if o.len() == planned.len() => Landed::Done(planned, o),
+            Ok(o) => {
+                let message = format!(
+                    "connector returned {} outcomes for {} writes",
+                    o.len(),
+                    planned.len()
+                );
+                self.postpone(&planned, &message)?;
+                self.fail(
+                    t,
+                    CallError::Trap {
+                        system: target.to_string(),
+                        message,
+                    },
+                );
+                Landed::Stop
+            }
+            Err(e) => {
+                self.postpone(&planned, &e.to_string())?;
+                self.report.counts.failed += planned.len() as u64;
+                let fatal = e.is_fatal();
+                self.fail(t, e);
+                if fatal {
+                    Landed::Stop
+                } else {
+                    Landed::Skip
+                }
+            }
+        })
     }
 
     /// Whether the deletes pending for a target exceed the entity's
@@ -1359,6 +1420,73 @@ impl Engine<'_, '_> {
 
 /// Describes a planned write for a dry run, with the fields that differ from
 /// what weir last delivered of this record (the golden record before this pass).
+/// Reads one page through `instance` on a task of its own; the instance comes
+/// back with the page.
+fn read_ahead(
+    mut instance: Instance,
+    bind: &EntityBinding,
+    cursor: Option<String>,
+    limit: u32,
+) -> tokio::task::JoinHandle<(Instance, Result<crate::runtime::types::Page, CallError>)> {
+    let bind = bind.clone();
+    tokio::spawn(async move {
+        let page = instance.read(&bind, cursor, limit).await;
+        (instance, page)
+    })
+}
+
+/// A batch being written by a target's connector on a task of its own.
+struct InFlight {
+    task: tokio::task::JoinHandle<(Instance, WriteResult)>,
+    planned: Vec<Planned>,
+}
+
+/// The outcome of a connector's `write` call.
+type WriteResult = Result<
+    Vec<Result<crate::runtime::types::Written, crate::runtime::types::ConnectorError>>,
+    CallError,
+>;
+
+/// What became of a write in flight.
+enum Landed {
+    /// Written (item by item outcomes): record them.
+    Done(
+        Vec<Planned>,
+        Vec<Result<crate::runtime::types::Written, crate::runtime::types::ConnectorError>>,
+    ),
+    /// Failed and postponed; the next batch may go.
+    Skip,
+    /// Failed so that the target takes no more writes in this pass.
+    Stop,
+}
+
+impl InFlight {
+    /// Starts writing `planned` through `instance`.
+    fn start(mut instance: Instance, bind: &EntityBinding, planned: Vec<Planned>) -> InFlight {
+        let items: Vec<WriteItem> = planned.iter().map(|p| p.item.clone()).collect();
+        let bind = bind.clone();
+        let task = tokio::spawn(async move {
+            let result = instance.write(&bind, items).await;
+            (instance, result)
+        });
+        InFlight { task, planned }
+    }
+
+    /// Whether writing the batch twice does no harm: every item names its key.
+    fn idempotent(&self) -> bool {
+        self.planned.iter().all(|p| p.item.id.is_some())
+    }
+
+    /// Waits for the write; the instance comes back with the outcome.
+    async fn finish(self) -> anyhow::Result<(Instance, Vec<Planned>, WriteResult)> {
+        let (instance, result) = self
+            .task
+            .await
+            .map_err(|e| anyhow::anyhow!("a connector write task failed: {e}"))?;
+        Ok((instance, self.planned, result))
+    }
+}
+
 fn plan_line(
     before: Option<&Store>,
     target: &str,
@@ -1635,13 +1763,16 @@ impl AcceptCtx<'_, '_, '_> {
             }
         };
         let hash = mapping::hash(&record);
-        let text = Value::Object(record.clone()).to_string();
         let link = self
             .tx
             .link_by_local(&self.entity.name, self.system, &item.id)?;
+        // The golden record matters only when the source's copy changed
+        // since weir last read or wrote it (most reads of a full pass have not).
         let golden = match &link {
-            Some(l) => self.tx.golden(l.global_id)?,
-            None => None,
+            Some(l) if l.hash_seen != Some(hash) && l.hash_written != Some(hash) => {
+                self.tx.golden(l.global_id)?
+            }
+            _ => None,
         };
         let state = golden.as_ref().map(|g| GoldenState {
             hash: g.hash,
@@ -1649,6 +1780,13 @@ impl AcceptCtx<'_, '_, '_> {
         });
         let system = self.system;
         let decision = plan::accept(&hash, link.as_ref(), state);
+        // The record's text is stored only when it changes something.
+        let text = match decision {
+            Accept::New | Accept::FastForward | Accept::Conflict => {
+                Value::Object(record.clone()).to_string()
+            }
+            Accept::Unchanged | Accept::Echo | Accept::Same => String::new(),
+        };
         if matches!(
             decision,
             Accept::New | Accept::FastForward | Accept::Conflict

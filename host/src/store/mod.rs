@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_deliveries.sql"),
     include_str!("migrations/0005_polling.sql"),
     include_str!("migrations/0006_operations.sql"),
+    include_str!("migrations/0007_outbox_order.sql"),
 ];
 
 /// A content hash of a canonical record (128 bits of SHA-256).
@@ -144,6 +145,8 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "cache_size", -65_536)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Room for every statement of a pass, so none is parsed again.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
 
