@@ -728,7 +728,7 @@ impl Engine<'_, '_> {
                 (
                     None,
                     checkpoint,
-                    Some(self.store.local_ids(&entity.name, &system)?),
+                    Some(Unseen::load(self.store, &entity.name, &system)?),
                 )
             }
         };
@@ -769,7 +769,7 @@ impl Engine<'_, '_> {
             progress.inc(page.items.len() as u64);
             if let Some(known) = known.as_mut() {
                 for item in &page.items {
-                    known.remove(&item.id);
+                    known.seen(&item.id);
                 }
             }
             let update = match &page.next {
@@ -782,7 +782,11 @@ impl Engine<'_, '_> {
             let mut items = page.items;
             if page.next.is_none() {
                 // The snapshot is complete: what it lacks was deleted at the source.
-                for id in known.take().unwrap_or_default() {
+                let missing = match known.take() {
+                    Some(k) => k.missing(self.store, &entity.name, &system)?,
+                    None => Vec::new(),
+                };
+                for id in missing {
                     items.push(Change {
                         entity: entity.name.clone(),
                         id,
@@ -1420,6 +1424,57 @@ impl Engine<'_, '_> {
 
 /// Describes a planned write for a dry run, with the fields that differ from
 /// what weir last delivered of this record (the golden record before this pass).
+/// The records a system held when a full read started that the read has not
+/// returned yet: what is left at the end was deleted there. Kept as 128-bit
+/// hashes of the local ids (16 bytes a record, whatever the id's length), so
+/// that memory stays small for millions of records; the ids are found again
+/// from the links at the end.
+struct Unseen {
+    hashers: (std::hash::RandomState, std::hash::RandomState),
+    left: std::collections::HashSet<u128>,
+}
+
+impl Unseen {
+    /// The linked records of a system's entity.
+    fn load(store: &Store, entity: &str, system: &str) -> store::Result<Unseen> {
+        let mut unseen = Unseen {
+            hashers: Default::default(),
+            left: Default::default(),
+        };
+        let mut left = std::mem::take(&mut unseen.left);
+        store.each_local_id(entity, system, |id| {
+            left.insert(unseen.key(id));
+        })?;
+        unseen.left = left;
+        Ok(unseen)
+    }
+
+    /// The hash of a local id.
+    fn key(&self, id: &str) -> u128 {
+        use std::hash::BuildHasher;
+        (u128::from(self.hashers.0.hash_one(id)) << 64) | u128::from(self.hashers.1.hash_one(id))
+    }
+
+    /// The read returned the record `id`.
+    fn seen(&mut self, id: &str) {
+        let key = self.key(id);
+        self.left.remove(&key);
+    }
+
+    /// The local ids of the records the read never returned.
+    fn missing(self, store: &Store, entity: &str, system: &str) -> store::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        if !self.left.is_empty() {
+            store.each_local_id(entity, system, |id| {
+                if self.left.contains(&self.key(id)) {
+                    ids.push(id.to_string());
+                }
+            })?;
+        }
+        Ok(ids)
+    }
+}
+
 /// Reads one page through `instance` on a task of its own; the instance comes
 /// back with the page.
 fn read_ahead(

@@ -3,7 +3,6 @@
 
 use super::{hash_col, link_from_row, now, Hash, Link, Result, Store, Tx};
 use rusqlite::{params, OptionalExtension};
-use std::collections::HashSet;
 
 /// A golden record.
 #[derive(Debug, Clone)]
@@ -520,17 +519,20 @@ impl Store {
         })
     }
 
-    /// The local ids of every linked record of an entity in a system.
-    pub fn local_ids(&self, entity: &str, system: &str) -> Result<HashSet<String>> {
+    /// Calls `f` with the local id of every link of a system's entity, one
+    /// row at a time (nothing is collected).
+    pub fn each_local_id(&self, entity: &str, system: &str, mut f: impl FnMut(&str)) -> Result<()> {
         let mut st = self
             .conn
-            .prepare("SELECT local_id FROM links WHERE entity = ?1 AND system = ?2")
+            .prepare_cached("SELECT local_id FROM links WHERE entity = ?1 AND system = ?2")
             .map_err(self.err())?;
-        let ids = st
-            .query_map(params![entity, system], |r| r.get::<_, String>(0))
-            .and_then(|rows| rows.collect::<rusqlite::Result<HashSet<_>>>())
-            .map_err(self.err())?;
-        Ok(ids)
+        let mut rows = st.query(params![entity, system]).map_err(self.err())?;
+        while let Some(row) = rows.next().map_err(self.err())? {
+            if let rusqlite::types::ValueRef::Text(t) = row.get_ref(0).map_err(self.err())? {
+                f(&String::from_utf8_lossy(t));
+            }
+        }
+        Ok(())
     }
 
     /// Outbox rows for a target and entity that are due at `due` (RFC 3339),
