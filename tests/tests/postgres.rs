@@ -375,3 +375,152 @@ settings = {{ table = "contacts", updated_at = "updated_at" }}
     let run = weir_env(WEIR, &m, &["check"], &env);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
 }
+
+/// Writes a test CA and a server certificate for 127.0.0.1 signed by it into
+/// `dir` (ca.crt, server.crt, server.key), readable by the server's user.
+fn certificates(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=weir test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    // The server reads the key as its own user, and only if nobody else can.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .unwrap()
+        .stdout;
+    if String::from_utf8_lossy(&root).trim() == "0" {
+        let chown = std::process::Command::new("chown")
+            .args(["postgres:", "server.key", "server.crt"])
+            .current_dir(dir)
+            .status()
+            .unwrap();
+        assert!(chown.success());
+    }
+}
+
+#[test]
+fn tls_connections_verify_the_server_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let cert = certs.path().join("server.crt");
+    let key = certs.path().join("server.key");
+    let pg = Postgres::start_with(&[
+        "fsync=off",
+        "ssl=on",
+        &format!("ssl_cert_file='{}'", cert.display()),
+        &format!("ssl_key_file='{}'", key.display()),
+    ])
+    .expect("start PostgreSQL with TLS");
+    pg.create_database("crm").unwrap();
+    pg.psql("crm", PG_CONTACTS).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(certs.path().join("ca.crt"), d.join("ca.crt")).unwrap();
+    let sql = toml_path(&connector("sql"));
+    let manifest = |grant: &str| {
+        write_manifest(
+            d,
+            &format!(
+                r#"
+[entities.contacts]
+primary_key = "id"
+[systems.pg]
+connector = {sql}
+config = {{ database = "main" }}
+databases = {{ main = {grant} }}
+[systems.pg.entities.contacts]
+direction = "both"
+settings = {{ table = "contacts", updated_at = "updated_at" }}
+"#
+            ),
+        )
+    };
+    let url = pg.url("crm");
+
+    // TLS with the test CA trusted: connects and reads the table.
+    let m = manifest(&format!(
+        r#"{{ url = "{url}", tls = "require", ca_file = "ca.crt" }}"#
+    ));
+    let run = weir(WEIR, &m, &["check"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+
+    // The same server without its CA: the certificate is refused, not trusted blindly.
+    let m = manifest(&format!(r#"{{ url = "{url}", tls = "require" }}"#));
+    let run = weir(WEIR, &m, &["check"]);
+    assert_ne!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        out.contains("cannot connect to database 'main'")
+            && out.to_lowercase().contains("certificate"),
+        "{out}"
+    );
+}
