@@ -564,12 +564,26 @@ impl source::Guest for SqlConnector {
         // tombstone of its key, so its upsert must come after the delete.
         let mut items = Vec::new();
         if let Some(tombstones) = &table.tombstones {
+            if at.deleted.is_none() {
+                // Tombstones turned on after the cursor was taken: make sure
+                // the table and its trigger exist before reading them.
+                let columns = db.columns(&table)?;
+                table.keep_tombstones(&db, &columns)?;
+            }
             let (deletes, last) = table.deletes(&db, tombstones, at.deleted.as_ref(), limit)?;
             let full = deletes.len() >= limit;
             limit -= deletes.len().min(limit - 1);
             items = deletes;
-            if let Some(last) = last {
-                at.deleted = Some(last);
+            match last {
+                Some(last) => at.deleted = Some(last),
+                // No tombstone yet: the cursor still records that the table is set up.
+                None if at.deleted.is_none() => {
+                    at.deleted = Some(cursor::Position {
+                        ts: serde_json::Value::Null,
+                        id: serde_json::Value::Null,
+                    })
+                }
+                None => {}
             }
             if full {
                 return Ok(ChangeBatch {

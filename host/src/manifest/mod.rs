@@ -1166,18 +1166,40 @@ mod raw {
     }
 
     /// A database grant: a path or URL, or a table with a URL and options.
-    #[derive(Deserialize)]
-    #[serde(untagged)]
     pub enum Database {
         Url(String),
         Table(PgOptions),
+    }
+
+    // By hand rather than `untagged`, so that a wrong key in the table form
+    // is named in the error instead of "did not match any variant".
+    impl<'de> Deserialize<'de> for Database {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Grant;
+            impl<'de> serde::de::Visitor<'de> for Grant {
+                type Value = Database;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a database path or URL, or a table { url = \"postgres://...\", password, tls, ca_file, pool_size }")
+                }
+                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Database, E> {
+                    Ok(Database::Url(v.to_string()))
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    map: A,
+                ) -> Result<Database, A::Error> {
+                    PgOptions::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                        .map(Database::Table)
+                }
+            }
+            d.deserialize_any(Grant)
+        }
     }
 
     /// A database grant written as a table: the URL and the PostgreSQL options.
     #[derive(Deserialize, Default, PartialEq)]
     #[serde(deny_unknown_fields)]
     pub struct PgOptions {
-        #[serde(default)]
         pub url: String,
         pub password: Option<String>,
         pub tls: Option<String>,

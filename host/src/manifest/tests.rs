@@ -98,3 +98,44 @@ fn delivery_windows() {
         .unwrap_err()
         .contains("empty window"));
 }
+
+#[test]
+fn postgres_grants_are_checked_and_keep_their_password_out_of_sight() {
+    let system = |grant: &str| {
+        format!(
+            "[entities.contacts]\nprimary_key = \"id\"\n[systems.a]\nconnector = \"Cargo.toml\"\n[systems.a.databases]\nmain = {grant}\n"
+        )
+    };
+    // A wrong key of the table form is named, not "did not match any variant".
+    let e = first_error(&system(r#"{ url = "postgres://w@db/crm", pasword = "x" }"#));
+    assert!(e.message.contains("unknown field `pasword`"), "{e}");
+    assert_eq!(e.line, Some(6), "{e}");
+    let e = first_error(&system(r#"{ url = "postgres://w@db/crm", tls = "maybe" }"#));
+    assert!(e.message.contains("'maybe' is not a TLS mode"), "{e}");
+    let e = first_error(&system(r#""postgres://w@db""#));
+    assert!(e.message.contains("names no database"), "{e}");
+    let e = first_error(&system(r#"{ url = "crm.db", pool_size = 2 }"#));
+    assert!(e.message.contains("not a postgres:// URL"), "{e}");
+
+    std::env::set_var("WEIR_TEST_PG_SECRET", "s3cret-pw");
+    let m = parse(&system(
+        r#"{ url = "postgres://weir@db.example.com:6543/crm?sslmode=require", password = "${WEIR_TEST_PG_SECRET}", pool_size = 2 }"#,
+    ))
+    .unwrap();
+    let Database::Postgres(grant) = &m.systems[0].databases["main"] else {
+        panic!("a PostgreSQL grant");
+    };
+    assert_eq!(grant.config.get_password(), Some(&b"s3cret-pw"[..]));
+    assert_eq!(grant.config.get_dbname(), Some("crm"));
+    assert_eq!(grant.tls, PgTls::Require);
+    assert_eq!(grant.pool_size, 2);
+    assert!(
+        !format!("{m:?}").contains("s3cret-pw"),
+        "the password is redacted"
+    );
+    // A plain path stays an SQLite grant.
+    let m = parse(&system(r#""sqlite:data/crm.db""#)).unwrap();
+    assert!(
+        matches!(&m.systems[0].databases["main"], Database::Sqlite(p) if p.ends_with("data/crm.db"))
+    );
+}
