@@ -524,3 +524,55 @@ settings = {{ table = "contacts", updated_at = "updated_at" }}
         "{out}"
     );
 }
+
+/// Under `shared_key`, records both systems already hold under the same key
+/// are one record: equal ones are linked, different ones are a conflict
+/// resolved by the entity's policy, and neither side gets the other's row.
+#[test]
+fn shared_keys_already_on_both_sides_are_matched_not_swapped() {
+    let pg = Postgres::start().expect("start PostgreSQL");
+    pg.create_database("crm").unwrap();
+    pg.psql("crm", PG_CONTACTS).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lite = d.join("lite.db");
+    lite_db(&lite, 3);
+    // The same three keys in PostgreSQL: 1 and 3 equal, 2 different.
+    pg.psql(
+        "crm",
+        "INSERT INTO contacts (id, first_name, last_name, email, balance, birth_date, tags) VALUES
+            (1, 'First1', 'Last1', 'person1@example.com', 3.01, '1951-02-11', '[]'),
+            (2, 'Other2', 'Last2', 'other2@example.com', 6.02, '1952-03-12', '[\"vip\"]'),
+            (3, 'First3', 'Last3', 'person3@example.com', 9.03, '1953-04-13', '[]');",
+    )
+    .unwrap();
+    let m = two_way_manifest(d, &pg.url("crm"));
+    sync(&m, &["--quiet"]);
+    sync(&m, &["--quiet"]);
+    assert_agree(&pg, &lite);
+    assert_eq!(lite_rows(&lite).len(), 3);
+    let row2 = rows(&lite, "SELECT first_name, email FROM contacts WHERE id = 2");
+    assert!(
+        row2 == vec![vec![
+            Some("First2".into()),
+            Some("person2@example.com".into())
+        ]] || row2
+            == vec![vec![
+                Some("Other2".into()),
+                Some("other2@example.com".into())
+            ]],
+        "record 2 is one side's, whole: {row2:?}"
+    );
+    let conflicts = weir_env(WEIR, &m, &["conflicts"], &[("WEIR_TEST_PG_PASSWORD", "x")]);
+    assert_eq!(conflicts.code, 0, "{}", conflicts.stderr);
+    assert_eq!(
+        conflicts
+            .stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count(),
+        1,
+        "one conflict, for record 2: {}",
+        conflicts.stdout
+    );
+}

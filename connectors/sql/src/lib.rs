@@ -28,7 +28,7 @@ use exports::weir::connector::{destination, source};
 use serde::Deserialize;
 use weir_sdk::json;
 use weir_sdk::sql::{self, Dialect, Rows, Statement, Value};
-use weir_sdk::sql_util::{row_to_record, to_id, to_json, to_sql};
+use weir_sdk::sql_util::{quote_ident, row_to_record, to_id, to_json, to_sql};
 use weir_sdk::{
     Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema, FieldSchema,
     FieldType, Operation, Page, Result, WriteItem, Written,
@@ -233,11 +233,35 @@ impl Table {
         let Some(tombstones) = &self.tombstones else {
             return Ok(());
         };
+        // Only what is missing is created: the rights to create are needed once.
+        let trigger = format!("{tombstones}_keep");
+        let names = match db.dialect {
+            Dialect::Sqlite => [tombstones.clone(), trigger, self.name.clone()],
+            Dialect::Postgres => [quote_ident(tombstones), trigger, quote_ident(&self.name)],
+        };
+        let exists = db.query(
+            &self.entity,
+            statements::tombstones_exist(db.dialect).to_string(),
+            names.into_iter().map(Value::Text).collect(),
+        )?;
+        if matches!(
+            exists.rows.first().and_then(|r| r.first()),
+            Some(Value::Integer(1))
+        ) {
+            return Ok(());
+        }
         let key_type = schema::find(columns, &self.pk)
             .map(|c| c.sql_type.as_str())
             .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("USER-DEFINED"))
-            .unwrap_or("text")
-            .to_string();
+            .unwrap_or("text");
+        // PostgreSQL names `char(n)` and `bit(n)` without their length, which
+        // would make the tombstone column too narrow: widen them.
+        let key_type = match key_type.to_ascii_lowercase().as_str() {
+            "character" => "text",
+            "bit" => "bit varying",
+            _ => key_type,
+        }
+        .to_string();
         let setup =
             statements::tombstone_setup(db.dialect, &self.name, &self.pk, &key_type, tombstones);
         let statements: Vec<Statement> = setup
@@ -273,11 +297,11 @@ impl Table {
     ) -> Result<(Vec<Change>, Option<cursor::Position>)> {
         let (sql, mut params) = match after {
             Some(at) if !at.ts.is_null() => (
-                statements::tombstones(db.dialect, tombstones, &self.pk, true),
+                statements::tombstones(db.dialect, &self.name, tombstones, &self.pk, true),
                 vec![to_sql(&at.ts), to_sql(&at.id)],
             ),
             _ => (
-                statements::tombstones(db.dialect, tombstones, &self.pk, false),
+                statements::tombstones(db.dialect, &self.name, tombstones, &self.pk, false),
                 Vec::new(),
             ),
         };

@@ -114,21 +114,43 @@ pub fn tombstone_setup(
     }
 }
 
-/// Tombstones after a (deleted-at, key) position, oldest first, as (key,
-/// deleted-at) rows. With `after`, parameters 1 and 2 are the position and 3 the
-/// limit; without it, parameter 1 is the limit.
-pub fn tombstones(dialect: Dialect, tombstones: &str, pk: &str, after: bool) -> String {
-    let (d, k) = (quote_ident(tombstones), quote_ident(pk));
+/// Whether the tombstone table (parameter 1) and its trigger (parameter 2)
+/// on the table (parameter 3) exist: one row with 1 or 0. The names are given
+/// quoted for PostgreSQL and plain for SQLite.
+pub fn tombstones_exist(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "SELECT count(*) = 2 FROM sqlite_master WHERE (type = 'table' AND name = ?1) OR (type = 'trigger' AND name = ?2 AND tbl_name = ?3)"
+        }
+        Dialect::Postgres => {
+            "SELECT to_regclass($1) IS NOT NULL AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = $2 AND tgrelid = to_regclass($3))"
+        }
+    }
+}
+
+/// Tombstones of `table` after a (deleted-at, key) position, oldest first, as
+/// (key, deleted-at) rows; a key that exists in the table again (deleted and
+/// inserted anew) is not a delete. With `after`, parameters 1 and 2 are the
+/// position and 3 the limit; without it, parameter 1 is the limit.
+pub fn tombstones(
+    dialect: Dialect,
+    table: &str,
+    tombstones: &str,
+    pk: &str,
+    after: bool,
+) -> String {
+    let (t, d, k) = (quote_ident(table), quote_ident(tombstones), quote_ident(pk));
+    let gone = format!("NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.{k} = {d}.{k})");
     if after {
         format!(
-            "SELECT {k}, deleted_at FROM {d} WHERE (deleted_at, {k}) > ({}, {}) ORDER BY deleted_at, {k} LIMIT {}",
+            "SELECT {k}, deleted_at FROM {d} WHERE (deleted_at, {k}) > ({}, {}) AND {gone} ORDER BY deleted_at, {k} LIMIT {}",
             placeholder(dialect, 1),
             placeholder(dialect, 2),
             placeholder(dialect, 3)
         )
     } else {
         format!(
-            "SELECT {k}, deleted_at FROM {d} ORDER BY deleted_at, {k} LIMIT {}",
+            "SELECT {k}, deleted_at FROM {d} WHERE {gone} ORDER BY deleted_at, {k} LIMIT {}",
             placeholder(dialect, 1)
         )
     }
@@ -385,8 +407,8 @@ mod tests {
             lite[2]
         );
         assert_eq!(
-            tombstones(Dialect::Postgres, "people_gone", "id", true),
-            r#"SELECT "id", deleted_at FROM "people_gone" WHERE (deleted_at, "id") > ($1, $2) ORDER BY deleted_at, "id" LIMIT $3"#
+            tombstones(Dialect::Postgres, "people", "people_gone", "id", true),
+            r#"SELECT "id", deleted_at FROM "people_gone" WHERE (deleted_at, "id") > ($1, $2) AND NOT EXISTS (SELECT 1 FROM "people" WHERE "people"."id" = "people_gone"."id") ORDER BY deleted_at, "id" LIMIT $3"#
         );
         assert_eq!(
             tombstone_checkpoint("people_gone", "id"),

@@ -228,11 +228,11 @@ impl Target<'_> {
                     .collect(),
             );
         }
-        if rows.rows.len() != chunk.members.len() {
-            return None;
-        }
-        // Rows come back in the order of the VALUES; an upsert's row is also
-        // found by its key, which is checked first.
+        // The statement succeeded, so it must not run again. Rows come back in
+        // the order of the VALUES; an upsert's row is found by its key first.
+        // Fewer rows than records (a trigger skipped some) leave the records
+        // without a row refused, rather than guessed.
+        let positional = rows.rows.len() == chunk.members.len();
         let by_key: std::collections::HashMap<String, usize> = rows
             .rows
             .iter()
@@ -246,8 +246,22 @@ impl Target<'_> {
                 .enumerate()
                 .map(|(n, (i, action))| {
                     let at = match action {
-                        Action::Upsert(id) => by_key.get(id).copied().unwrap_or(n),
-                        _ => n,
+                        Action::Upsert(id) => by_key.get(id).copied(),
+                        _ => None,
+                    }
+                    .or(positional.then_some(n));
+                    let Some(at) = at else {
+                        let id = match action {
+                            Action::Upsert(id) | Action::Delete(id) => Some(id.as_str()),
+                            Action::Create => None,
+                        };
+                        return (
+                            *i,
+                            Err(self.rejected(
+                                id,
+                                "the database returned no row for it (did a trigger skip it?)",
+                            )),
+                        );
                     };
                     let one = Rows {
                         columns: rows.columns.clone(),

@@ -14,7 +14,7 @@ use crate::mapping::{self, Record};
 use crate::runtime::types::{Change, EntityBinding, ErrorKind, Operation, WriteItem};
 use crate::runtime::{kind_name, CallError, Instance, Runtime};
 use crate::store::{
-    self, NewAudit, NewConflict, NewDeadLetter, OutboxOp, OutboxRow, RunCounts, Store, Tx,
+    self, Link, NewAudit, NewConflict, NewDeadLetter, OutboxOp, OutboxRow, RunCounts, Store, Tx,
 };
 use anyhow::Context as _;
 use serde_json::Value;
@@ -1063,6 +1063,18 @@ impl Engine<'_, '_> {
                 None => None,
             };
             let mut more = next.is_some();
+            // A batch that creates records under keys the target assigns is
+            // written only once everything before it is recorded, and is
+            // recorded before anything else happens (below): written twice
+            // after a crash, it would create them twice. Writes by key are
+            // idempotent and may overlap the recording of the batch before.
+            let mut previous = previous;
+            if next.as_ref().is_some_and(|p| !idempotent(p)) {
+                if let Some((planned, outcomes)) = previous.take() {
+                    let done = self.record_deliveries(&target, &entity.name, planned, outcomes)?;
+                    Faults::count(&mut self.faults.deliveries_left, done);
+                }
+            }
             if let Some(planned) = next {
                 match self.participants[t].instance.take() {
                     Some(instance) => in_flight = Some(InFlight::start(instance, &bind, planned)),
@@ -1074,11 +1086,7 @@ impl Engine<'_, '_> {
                 let done = self.record_deliveries(&target, &entity.name, planned, outcomes)?;
                 Faults::count(&mut self.faults.deliveries_left, done);
             }
-            // A batch that creates records under keys the target assigns is
-            // recorded before anything else happens: written twice after a
-            // crash, it would create them twice. Writes by key are idempotent
-            // and may stay in flight.
-            if in_flight.as_ref().is_some_and(|f| !f.idempotent()) {
+            if in_flight.as_ref().is_some_and(|f| !idempotent(&f.planned)) {
                 let f = in_flight.take().expect("checked above");
                 match self.land(t, &target, f).await? {
                     Landed::Done(planned, outcomes) => {
@@ -1490,6 +1498,11 @@ fn read_ahead(
     })
 }
 
+/// Whether writing a batch twice does no harm: every item names its key.
+fn idempotent(planned: &[Planned]) -> bool {
+    planned.iter().all(|p| p.item.id.is_some())
+}
+
 /// A batch being written by a target's connector on a task of its own.
 struct InFlight {
     task: tokio::task::JoinHandle<(Instance, WriteResult)>,
@@ -1525,11 +1538,6 @@ impl InFlight {
             (instance, result)
         });
         InFlight { task, planned }
-    }
-
-    /// Whether writing the batch twice does no harm: every item names its key.
-    fn idempotent(&self) -> bool {
-        self.planned.iter().all(|p| p.item.id.is_some())
     }
 
     /// Waits for the write; the instance comes back with the outcome.
@@ -1818,9 +1826,15 @@ impl AcceptCtx<'_, '_, '_> {
             }
         };
         let hash = mapping::hash(&record);
-        let link = self
+        let mut link = self
             .tx
             .link_by_local(&self.entity.name, self.system, &item.id)?;
+        if link.is_none() && self.entity.shared_key {
+            // Under shared keys, a record new to weir from this system may be
+            // one another system already holds under the same key: the same
+            // record, whose content is then compared (same, or a conflict).
+            link = self.same_key_elsewhere(&item.id)?;
+        }
         // The golden record matters only when the source's copy changed
         // since weir last read or wrote it (most reads of a full pass have not).
         let golden = match &link {
@@ -1942,6 +1956,25 @@ impl AcceptCtx<'_, '_, '_> {
                 golden.map(|g| g.global_id)
             ),
         }
+    }
+
+    /// The golden record that a system taking writes of the entity links to
+    /// the local id `id`, as a link of this system that has seen nothing yet.
+    fn same_key_elsewhere(&mut self, id: &str) -> store::Result<Option<Link>> {
+        for other in self.targets {
+            if other.as_str() == self.system {
+                continue;
+            }
+            if let Some(l) = self.tx.link_by_local(&self.entity.name, other, id)? {
+                return Ok(Some(Link {
+                    global_id: l.global_id,
+                    local_id: id.to_string(),
+                    hash_seen: None,
+                    hash_written: None,
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// Holds the change for review when its user is over the entity's

@@ -269,7 +269,9 @@ impl std::fmt::Debug for PgGrant {
 pub enum PgTls {
     /// Plain connections only (`disable`).
     Disable,
-    /// TLS when the server offers it (`prefer`, the default, as libpq).
+    /// TLS when the server offers it (`prefer`, the default). Unlike libpq's
+    /// `prefer`, the certificate is verified: a server with a private CA
+    /// needs `ca_file`, or `tls = "disable"` on a trusted network.
     Prefer,
     /// TLS or no connection (`require`).
     Require,
@@ -516,6 +518,16 @@ impl Validator<'_> {
         };
         let value = self.secret(&key, &options.url);
         let is_postgres = value.starts_with("postgres://") || value.starts_with("postgresql://");
+        let lower = value.to_ascii_lowercase();
+        if !is_postgres && (lower.contains("://") || lower.contains("password=")) {
+            // Not echoed: a connection string may hold a password.
+            self.error(
+                &key,
+                "a connection string that is not a postgres:// URL",
+                "write PostgreSQL grants as postgres://USER@HOST:PORT/DATABASE (lower case), the password in `password`; SQLite grants are file paths",
+            );
+            return None;
+        }
         if !is_postgres {
             let plain = raw::PgOptions {
                 url: options.url.clone(),
@@ -536,11 +548,12 @@ impl Validator<'_> {
         // The URL may hold a password: errors describe it without echoing it.
         let mut config = match value.parse::<tokio_postgres::Config>() {
             Ok(c) => c,
-            Err(_) => {
+            // The parser's message names an option, never its value.
+            Err(e) => {
                 self.error(
                     &key,
-                    "not a valid PostgreSQL connection URL",
-                    "write it as postgres://USER@HOST:PORT/DATABASE (the password in `password`, from ${ENV} or ${file:PATH})",
+                    format!("not a valid PostgreSQL connection URL: {e}"),
+                    "write it as postgres://USER@HOST:PORT/DATABASE (the password in `password`, from ${ENV} or ${file:PATH}); for TLS use `tls = \"require\"` (sslmode verify-ca/verify-full are not read: certificates are always verified)",
                 );
                 return None;
             }

@@ -116,6 +116,11 @@ fn postgres_grants_are_checked_and_keep_their_password_out_of_sight() {
     assert!(e.message.contains("names no database"), "{e}");
     let e = first_error(&system(r#"{ url = "crm.db", pool_size = 2 }"#));
     assert!(e.message.contains("not a postgres:// URL"), "{e}");
+    // A connection string of another form is refused, never taken for a file
+    // path (which would be logged), and not echoed.
+    let e = first_error(&system(r#""POSTGRES://u:hidden-pw@db/crm""#));
+    assert!(e.message.contains("not a postgres:// URL"), "{e}");
+    assert!(!e.to_string().contains("hidden-pw"), "{e}");
 
     std::env::set_var("WEIR_TEST_PG_SECRET", "s3cret-pw");
     let m = parse(&system(

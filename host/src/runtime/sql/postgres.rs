@@ -124,7 +124,9 @@ async fn connection(pool: &Pool, db: &str) -> Result<Object, SqlError> {
             database = db,
             "cannot connect to a granted PostgreSQL database: {why}"
         );
-        SqlError::Failed(format!("cannot connect to database '{db}': {why}"))
+        SqlError::Failed(format!(
+            "cannot connect to database '{db}': {why} (check the grant's url, password, tls and ca_file under `databases` in the manifest)"
+        ))
     })
 }
 
@@ -198,21 +200,34 @@ async fn run<C: GenericClient>(
     })
 }
 
-/// Runs `work` on a pooled connection within `timeout`; a connection whose
-/// work timed out is closed instead of going back to the pool.
+/// Runs `work` on a pooled connection within `timeout`. A connection goes
+/// back to the pool only when its work finished: one whose work timed out,
+/// here or because the whole connector call was stopped (the future dropped),
+/// is closed, since a statement may still be running on it.
 async fn bounded<T>(
     pool: &Pool,
     db: &str,
     timeout: Duration,
     work: impl AsyncFnOnce(&mut Object) -> Result<T, SqlError>,
 ) -> Result<T, SqlError> {
-    let mut client = connection(pool, db).await?;
-    match tokio::time::timeout(timeout, work(&mut client)).await {
-        Ok(result) => result,
-        Err(_) => {
-            drop(Object::take(client));
-            Err(SqlError::Timeout)
+    /// Closes the connection it holds when dropped, unless it was released.
+    struct Closing(Option<Object>);
+    impl Drop for Closing {
+        fn drop(&mut self) {
+            if let Some(client) = self.0.take() {
+                drop(Object::take(client));
+            }
         }
+    }
+    let mut held = Closing(Some(connection(pool, db).await?));
+    let client = held.0.as_mut().expect("just set");
+    match tokio::time::timeout(timeout, work(client)).await {
+        Ok(result) => {
+            // Finished: back to the pool.
+            drop(held.0.take());
+            result
+        }
+        Err(_) => Err(SqlError::Timeout),
     }
 }
 
