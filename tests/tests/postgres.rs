@@ -142,17 +142,30 @@ fn written_and_deleted(run: &Run) -> (u64, u64) {
     (number(" written"), number(" deleted"))
 }
 
+/// Runs weir with the grant's password in the environment (the cluster
+/// trusts 127.0.0.1 and ignores it).
+fn weir_pg(m: &std::path::Path, args: &[&str]) -> Run {
+    weir_env(
+        WEIR,
+        m,
+        args,
+        &[("WEIR_TEST_PG_PASSWORD", "not-used-under-trust")],
+    )
+}
+
 fn sync(m: &std::path::Path, args: &[&str]) -> Run {
     let mut all = vec!["sync"];
     all.extend_from_slice(args);
-    let run = weir_env(
-        WEIR,
-        m,
-        &all,
-        &[("WEIR_TEST_PG_PASSWORD", "not-used-under-trust")],
-    );
+    let run = weir_pg(m, &all);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     run
+}
+
+/// A started cluster with database `crm` holding the contacts table.
+fn with_contacts(pg: Postgres) -> Postgres {
+    pg.create_database("crm").unwrap();
+    pg.psql("crm", PG_CONTACTS).unwrap();
+    pg
 }
 
 /// The PostgreSQL rows as `id|first|email|balance|birth|tags`, ordered by id.
@@ -202,16 +215,14 @@ fn assert_agree(pg: &Postgres, lite: &std::path::Path) {
 
 #[test]
 fn sqlite_and_postgresql_agree_both_ways_with_updates_inserts_and_deletes() {
-    let pg = Postgres::start().expect("start PostgreSQL");
-    pg.create_database("crm").unwrap();
-    pg.psql("crm", PG_CONTACTS).unwrap();
+    let pg = with_contacts(Postgres::start().expect("start PostgreSQL"));
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let lite = d.join("lite.db");
     lite_db(&lite, 300);
     let m = two_way_manifest(d, &pg.url("crm"));
 
-    let check = weir_env(WEIR, &m, &["check"], &[("WEIR_TEST_PG_PASSWORD", "x")]);
+    let check = weir_pg(&m, &["check"]);
     assert_eq!(check.code, 0, "{}\n{}", check.stdout, check.stderr);
     // check installed the tombstone tables and triggers on both sides
     assert_eq!(
@@ -319,9 +330,7 @@ fn sqlite_and_postgresql_agree_both_ways_with_updates_inserts_and_deletes() {
 
 #[test]
 fn a_database_the_manifest_does_not_grant_is_refused_and_secrets_stay_out_of_errors() {
-    let pg = Postgres::start().expect("start PostgreSQL");
-    pg.create_database("crm").unwrap();
-    pg.psql("crm", PG_CONTACTS).unwrap();
+    let pg = with_contacts(Postgres::start().expect("start PostgreSQL"));
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     lite_db(&d.join("lite.db"), 1);
@@ -480,8 +489,7 @@ fn tls_connections_verify_the_server_certificate() {
         &format!("ssl_key_file='{}'", key.display()),
     ])
     .expect("start PostgreSQL with TLS");
-    pg.create_database("crm").unwrap();
-    pg.psql("crm", PG_CONTACTS).unwrap();
+    let pg = with_contacts(pg);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::copy(certs.path().join("ca.crt"), d.join("ca.crt")).unwrap();
@@ -530,9 +538,7 @@ settings = {{ table = "contacts", updated_at = "updated_at" }}
 /// resolved by the entity's policy, and neither side gets the other's row.
 #[test]
 fn shared_keys_already_on_both_sides_are_matched_not_swapped() {
-    let pg = Postgres::start().expect("start PostgreSQL");
-    pg.create_database("crm").unwrap();
-    pg.psql("crm", PG_CONTACTS).unwrap();
+    let pg = with_contacts(Postgres::start().expect("start PostgreSQL"));
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let lite = d.join("lite.db");
@@ -563,7 +569,7 @@ fn shared_keys_already_on_both_sides_are_matched_not_swapped() {
             ]],
         "record 2 is one side's, whole: {row2:?}"
     );
-    let conflicts = weir_env(WEIR, &m, &["conflicts"], &[("WEIR_TEST_PG_PASSWORD", "x")]);
+    let conflicts = weir_pg(&m, &["conflicts"]);
     assert_eq!(conflicts.code, 0, "{}", conflicts.stderr);
     assert_eq!(
         conflicts

@@ -170,32 +170,6 @@ fn returning(pk: &str, updated_at: Option<&str>) -> String {
     }
 }
 
-/// Creates a row; the database assigns the primary key unless `columns` holds it.
-/// Parameters 1..=n are the values of `columns`, in order.
-pub fn insert(
-    dialect: Dialect,
-    table: &str,
-    pk: &str,
-    updated_at: Option<&str>,
-    columns: &[&str],
-) -> String {
-    let t = quote_ident(table);
-    let ret = returning(pk, updated_at);
-    if columns.is_empty() {
-        return format!("INSERT INTO {t} DEFAULT VALUES{ret}");
-    }
-    let names = columns
-        .iter()
-        .map(|c| quote_ident(c))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let values = (1..=columns.len())
-        .map(|n| placeholder(dialect, n))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("INSERT INTO {t} ({names}) VALUES ({values}){ret}")
-}
-
 /// Creates the row with a given primary key, or updates the columns given if it exists.
 /// Parameter 1 is the key, parameters 2..=n+1 the values of `columns` (which must not
 /// hold the key). With no columns the update is a no-op that still returns the row.
@@ -245,8 +219,9 @@ fn value_rows(dialect: Dialect, width: usize, rows: usize) -> String {
         .join(", ")
 }
 
-/// Creates `rows` rows in one statement. The parameters are the values of
-/// `columns` (at least one), row after row.
+/// Creates `rows` rows in one statement; the database assigns the primary key
+/// unless `columns` holds it. The parameters are the values of `columns`, row
+/// after row. Without columns, one row of defaults is created.
 pub fn insert_many(
     dialect: Dialect,
     table: &str,
@@ -255,6 +230,13 @@ pub fn insert_many(
     columns: &[&str],
     rows: usize,
 ) -> String {
+    if columns.is_empty() {
+        return format!(
+            "INSERT INTO {} DEFAULT VALUES{}",
+            quote_ident(table),
+            returning(pk, updated_at)
+        );
+    }
     let names = columns
         .iter()
         .map(|c| quote_ident(c))
@@ -298,16 +280,6 @@ pub fn delete_many(dialect: Dialect, table: &str, pk: &str, rows: usize) -> Stri
     )
 }
 
-/// Deletes the row whose primary key is parameter 1.
-pub fn delete(dialect: Dialect, table: &str, pk: &str) -> String {
-    format!(
-        "DELETE FROM {} WHERE {} = {}",
-        quote_ident(table),
-        quote_ident(pk),
-        placeholder(dialect, 1)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,11 +317,11 @@ mod tests {
     #[test]
     fn inserts_return_the_key_and_version() {
         assert_eq!(
-            insert(Dialect::Sqlite, "t", "id", Some("u"), &["a", "b"]),
+            insert_many(Dialect::Sqlite, "t", "id", Some("u"), &["a", "b"], 1),
             r#"INSERT INTO "t" ("a", "b") VALUES (?1, ?2) RETURNING "id", "u""#
         );
         assert_eq!(
-            insert(Dialect::Postgres, "t", "id", None, &[]),
+            insert_many(Dialect::Postgres, "t", "id", None, &[], 1),
             r#"INSERT INTO "t" DEFAULT VALUES RETURNING "id""#
         );
     }
@@ -419,8 +391,8 @@ mod tests {
     #[test]
     fn identifiers_are_quoted() {
         assert_eq!(
-            delete(Dialect::Sqlite, "we\"ird", "id"),
-            r#"DELETE FROM "we""ird" WHERE "id" = ?1"#
+            delete_many(Dialect::Sqlite, "we\"ird", "id", 1),
+            r#"DELETE FROM "we""ird" WHERE "id" IN (?1)"#
         );
     }
 }

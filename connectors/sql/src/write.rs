@@ -144,12 +144,6 @@ impl Target<'_> {
     /// The statement for a run of items of one kind and the same columns.
     pub fn chunk(&self, run: &[(usize, Prepared)]) -> Chunk {
         let members = run.iter().map(|(i, p)| (*i, p.action())).collect();
-        if let [(_, one)] = run {
-            return Chunk {
-                statement: self.single(one),
-                members,
-            };
-        }
         let columns = run[0].1.columns();
         let statement = match &run[0].1 {
             Prepared::Delete(_) => Statement {
@@ -159,6 +153,7 @@ impl Target<'_> {
                     .filter_map(|(_, p)| p.key().map(|k| self.key(k)))
                     .collect(),
             },
+            // A record with no column gets a statement of its own (`chunks`).
             Prepared::Create(_) => Statement {
                 sql: statements::insert_many(
                     self.dialect,
@@ -197,15 +192,6 @@ impl Target<'_> {
             },
         };
         Chunk { statement, members }
-    }
-
-    /// The single-row statement of one item.
-    fn single(&self, p: &Prepared) -> Statement {
-        match p {
-            Prepared::Delete(id) => self.delete(id).0,
-            Prepared::Upsert(id, r) => self.upsert(id, r).0,
-            Prepared::Create(r) => self.create(r).0,
-        }
     }
 
     /// The outcomes of a chunk's items, or `None` when the chunk failed as a
@@ -334,39 +320,6 @@ impl Target<'_> {
             Ok(n) if self.integer_key => Value::Integer(n),
             _ => Value::Text(id.to_string()),
         }
-    }
-
-    fn delete(&self, id: &str) -> (Statement, Action) {
-        let sql = statements::delete(self.dialect, self.table, self.pk);
-        (
-            Statement {
-                sql,
-                params: vec![self.key(id)],
-            },
-            Action::Delete(id.to_string()),
-        )
-    }
-
-    fn upsert(&self, id: &str, record: &Record) -> (Statement, Action) {
-        // The id given wins over a primary-key field left in the body.
-        let fields: Vec<(&str, &serde_json::Value)> = record
-            .iter()
-            .filter(|(k, _)| k.as_str() != self.pk)
-            .map(|(k, v)| (k.as_str(), v))
-            .collect();
-        let columns: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
-        let sql = statements::upsert(self.dialect, self.table, self.pk, self.updated_at, &columns);
-        let params = std::iter::once(self.key(id))
-            .chain(fields.iter().map(|(_, v)| to_sql(v)))
-            .collect();
-        (Statement { sql, params }, Action::Upsert(id.to_string()))
-    }
-
-    fn create(&self, record: &Record) -> (Statement, Action) {
-        let columns: Vec<&str> = record.keys().map(String::as_str).collect();
-        let sql = statements::insert(self.dialect, self.table, self.pk, self.updated_at, &columns);
-        let params = record.values().map(to_sql).collect();
-        (Statement { sql, params }, Action::Create)
     }
 }
 

@@ -1445,28 +1445,17 @@ struct Unseen {
 impl Unseen {
     /// The linked records of a system's entity.
     fn load(store: &Store, entity: &str, system: &str) -> store::Result<Unseen> {
-        let mut unseen = Unseen {
-            hashers: Default::default(),
-            left: Default::default(),
-        };
-        let mut left = std::mem::take(&mut unseen.left);
+        let hashers = Default::default();
+        let mut left = std::collections::HashSet::new();
         store.each_local_id(entity, system, |id| {
-            left.insert(unseen.key(id));
+            left.insert(id_hash(&hashers, id));
         })?;
-        unseen.left = left;
-        Ok(unseen)
-    }
-
-    /// The hash of a local id.
-    fn key(&self, id: &str) -> u128 {
-        use std::hash::BuildHasher;
-        (u128::from(self.hashers.0.hash_one(id)) << 64) | u128::from(self.hashers.1.hash_one(id))
+        Ok(Unseen { hashers, left })
     }
 
     /// The read returned the record `id`.
     fn seen(&mut self, id: &str) {
-        let key = self.key(id);
-        self.left.remove(&key);
+        self.left.remove(&id_hash(&self.hashers, id));
     }
 
     /// The local ids of the records the read never returned.
@@ -1474,13 +1463,19 @@ impl Unseen {
         let mut ids = Vec::new();
         if !self.left.is_empty() {
             store.each_local_id(entity, system, |id| {
-                if self.left.contains(&self.key(id)) {
+                if self.left.contains(&id_hash(&self.hashers, id)) {
                     ids.push(id.to_string());
                 }
             })?;
         }
         Ok(ids)
     }
+}
+
+/// The 128-bit hash of a local id: two 64-bit hashes with independent keys.
+fn id_hash(hashers: &(std::hash::RandomState, std::hash::RandomState), id: &str) -> u128 {
+    use std::hash::BuildHasher;
+    (u128::from(hashers.0.hash_one(id)) << 64) | u128::from(hashers.1.hash_one(id))
 }
 
 /// Reads one page through `instance` on a task of its own; the instance comes
