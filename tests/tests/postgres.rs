@@ -91,6 +91,15 @@ fn lite_db(path: &std::path::Path, n: usize) {
 /// A manifest syncing `contacts` both ways between the SQLite file `lite.db`
 /// and the PostgreSQL grant `main`, with tombstone deletes on both sides.
 fn two_way_manifest(dir: &std::path::Path, pg_url: &str) -> std::path::PathBuf {
+    two_way_manifest_with(dir, pg_url, "tombstones")
+}
+
+/// [`two_way_manifest`] with `pg_deletes` as the PostgreSQL side's `deletes`.
+fn two_way_manifest_with(
+    dir: &std::path::Path,
+    pg_url: &str,
+    pg_deletes: &str,
+) -> std::path::PathBuf {
     let sql = toml_path(&connector("sql"));
     write_manifest(
         dir,
@@ -117,7 +126,7 @@ main = {{ url = "{pg_url}", password = "${{WEIR_TEST_PG_PASSWORD}}", pool_size =
 [systems.pg.entities.contacts]
 direction = "both"
 ignore = ["updated_at"]
-settings = {{ table = "contacts", updated_at = "updated_at", deletes = "tombstones" }}
+settings = {{ table = "contacts", updated_at = "updated_at", deletes = "{pg_deletes}" }}
 "#
         ),
     )
@@ -580,5 +589,128 @@ fn shared_keys_already_on_both_sides_are_matched_not_swapped() {
         1,
         "one conflict, for record 2: {}",
         conflicts.stdout
+    );
+}
+
+/// The WAL position of the cluster now, as text.
+fn wal_position(pg: &Postgres) -> String {
+    pg.psql("crm", "SELECT pg_current_wal_lsn()")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn deletes_are_read_from_a_logical_replication_slot() {
+    let pg = with_contacts(
+        Postgres::start_with(&["fsync=off", "wal_level=logical"]).expect("start PostgreSQL"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lite = d.join("lite.db");
+    lite_db(&lite, 50);
+    let m = two_way_manifest_with(d, &pg.url("crm"), "logical");
+
+    // `weir check` creates the slot, named after the system and the table.
+    let check = weir_pg(&m, &["check"]);
+    assert_eq!(check.code, 0, "{}\n{}", check.stdout, check.stderr);
+    assert_eq!(
+        pg.psql(
+            "crm",
+            "SELECT plugin FROM pg_replication_slots WHERE slot_name = 'weir_pg_contacts'"
+        )
+        .unwrap(),
+        "test_decoding\n"
+    );
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (50, 0));
+    // weir's own inserts are in the slot too: they are not deletes.
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
+
+    // Two hard deletes; a row deleted and inserted again; deletes in another
+    // table, in the same transaction and in one of their own.
+    pg.psql(
+        "crm",
+        "CREATE TABLE notes (id bigint PRIMARY KEY);
+         INSERT INTO notes VALUES (5), (6);
+         BEGIN;
+         DELETE FROM contacts WHERE id IN (5, 6);
+         DELETE FROM notes WHERE id = 5;
+         COMMIT;
+         DELETE FROM contacts WHERE id = 7;
+         INSERT INTO contacts (id, first_name, last_name, email) VALUES (7, 'First7', 'Again', 'person7@example.com');
+         DELETE FROM notes WHERE id = 6;",
+    )
+    .unwrap();
+    let after_deletes = wal_position(&pg);
+    let run = sync(&m, &["--quiet"]);
+    assert_eq!(
+        written_and_deleted(&run),
+        (1, 2),
+        "2 deletes, and row 7's new last name: {}",
+        run.stdout
+    );
+    assert_eq!(
+        count(&lite, "SELECT count(*) FROM contacts WHERE id IN (5, 6)"),
+        0
+    );
+    assert_eq!(
+        rows(&lite, "SELECT last_name FROM contacts WHERE id = 7"),
+        vec![vec![Some("Again".into())]]
+    );
+
+    // The next pass moves the slot past what the host committed (the server
+    // may then drop that WAL), and the deletes are not read again.
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
+    assert_eq!(
+        pg.psql(
+            "crm",
+            &format!(
+                "SELECT confirmed_flush_lsn >= '{after_deletes}' FROM pg_replication_slots WHERE slot_name = 'weir_pg_contacts'"
+            )
+        )
+        .unwrap(),
+        "t\n"
+    );
+    // Deletes made by weir (from SQLite) are echoes, not new deletes.
+    rusqlite::Connection::open(&lite)
+        .unwrap()
+        .execute("DELETE FROM contacts WHERE id = 8", [])
+        .unwrap();
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 1));
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
+    assert_eq!(
+        written_and_deleted(&sync(&m, &["--quiet", "--full"])),
+        (0, 0)
+    );
+    assert_agree(&pg, &lite);
+}
+
+#[test]
+fn logical_deletes_need_postgresql_with_wal_level_logical() {
+    // The default wal_level (replica) cannot decode: `weir check` says what to change.
+    let pg = with_contacts(Postgres::start().expect("start PostgreSQL"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    lite_db(&d.join("lite.db"), 1);
+    let m = two_way_manifest_with(d, &pg.url("crm"), "logical");
+    let run = weir_pg(&m, &["check"]);
+    assert_ne!(run.code, 0);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        out.contains("needs wal_level = logical on the server (it is 'replica')"),
+        "{out}"
+    );
+
+    // SQLite has no replication slots.
+    let text = std::fs::read_to_string(&m).unwrap();
+    let lite_logical = text.replacen(r#"deletes = "tombstones""#, r#"deletes = "logical""#, 1);
+    assert_ne!(text, lite_logical);
+    std::fs::write(&m, lite_logical).unwrap();
+    let run = weir_pg(&m, &["check"]);
+    assert_ne!(run.code, 0);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        out.contains(r#"deletes = "logical" needs PostgreSQL, and database 'lite' is SQLite"#),
+        "{out}"
     );
 }

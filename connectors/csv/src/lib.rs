@@ -3,12 +3,15 @@
 //!
 //! System config: `{"directory": "<grant name>"}`.
 //! Entity settings: `{"file": "<name>.csv"}`, optional; `<entity name>.csv` by default.
-//! Every cell is text; an empty cell reads as null. Files have no change feed: the
-//! host runs full reads.
+//! Entity setting `updated_at`, optional: a column holding when each row last
+//! changed. With it the entity has a change feed (the rows updated since the last
+//! read, found by one scan of the file); without it the host runs full reads.
+//! Every cell is text; an empty cell reads as null.
 
 // The bindings reuse the SDK's types and host imports.
 weir_sdk::bindings!("sync-connector");
 
+mod changes;
 mod errors;
 mod reader;
 mod table;
@@ -33,7 +36,8 @@ use table::Table;
 const CONFIG_SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","properties":{"directory":{"type":"string","minLength":1,"description":"the name of a directory the manifest grants to this system"}},"required":["directory"],"additionalProperties":false}"#;
 
 /// Why `checkpoint` and `changes` are refused.
-const NO_CHANGE_FEED: &str = "csv files have no change feed; the host runs full reads";
+const NO_CHANGE_FEED: &str =
+    "without an `updated_at` setting a csv file has no change feed; the host runs full reads";
 
 /// The system-level configuration.
 #[derive(Debug, Deserialize)]
@@ -49,6 +53,8 @@ struct Config {
 struct Settings {
     /// The file name inside the directory.
     file: Option<String>,
+    /// The column that holds when each row last changed.
+    updated_at: Option<String>,
 }
 
 /// A granted directory.
@@ -63,6 +69,7 @@ struct EntityFile {
     pk: String,
     name: String,
     path: PathBuf,
+    updated_at: Option<String>,
 }
 
 impl Directory {
@@ -119,6 +126,7 @@ impl Directory {
             pk: entity.primary_key.clone(),
             path: self.root().join(&name),
             name,
+            updated_at: settings.updated_at.filter(|c| !c.is_empty()),
         })
     }
 }
@@ -149,14 +157,25 @@ impl EntityFile {
         } else {
             reader::key_column(header.iter().map(String::as_str), &self.name, &self.pk)
                 .map_err(|e| self.prefixed(e))?;
+            if let Some(column) = &self.updated_at {
+                changes::stamp_column(header.iter().map(String::as_str), &self.name, column)
+                    .map_err(|e| self.prefixed(e))?;
+            }
             header.iter().map(|name| self.field(name)).collect()
         };
         Ok(EntitySchema {
             name: self.entity.clone(),
             primary_key: self.pk.clone(),
             fields,
-            incremental: false,
+            incremental: self.updated_at.is_some(),
         })
+    }
+
+    /// The updated-at column, or the refusal of a change feed without one.
+    fn change_column(&self) -> Result<&str> {
+        self.updated_at
+            .as_deref()
+            .ok_or_else(|| ConnectorError::unsupported(NO_CHANGE_FEED))
     }
 
     /// A text field; only the primary key is required.
@@ -172,6 +191,19 @@ impl EntityFile {
     fn prefixed(&self, mut err: ConnectorError) -> ConnectorError {
         err.message = format!("entity '{}': {}", self.entity, err.message);
         err
+    }
+
+    /// A row as an upsert change.
+    fn upsert(&self, row: reader::Row) -> Change {
+        Change {
+            entity: self.entity.clone(),
+            id: row.id,
+            op: Operation::Upsert,
+            data: Some(json::to_text(&row.record)),
+            previous: None,
+            version: None,
+            actor: None,
+        }
     }
 
     /// Loads the whole file, or an empty table if it does not exist.
@@ -275,36 +307,62 @@ impl source::Guest for CsvConnector {
             &mut warn,
         )
         .map_err(|e| file.prefixed(e))?;
-        let items = page
-            .rows
-            .into_iter()
-            .map(|row| Change {
-                entity: file.entity.clone(),
-                id: row.id,
-                op: Operation::Upsert,
-                data: Some(json::to_text(&row.record)),
-                previous: None,
-                version: None,
-                actor: None,
-            })
-            .collect();
+        let items = page.rows.into_iter().map(|row| file.upsert(row)).collect();
         Ok(Page {
             items,
             next: page.next.map(|at| at.encode()),
         })
     }
 
-    fn checkpoint(_ctx: Context, _entity: EntityBinding) -> Result<String> {
-        Err(ConnectorError::unsupported(NO_CHANGE_FEED))
+    /// The latest updated-at in the file now: changes are the rows updated since.
+    fn checkpoint(ctx: Context, entity: EntityBinding) -> Result<String> {
+        let file = Directory::of(&ctx)?.file(&entity)?;
+        let column = file.change_column()?;
+        let since = match file.open()? {
+            Some(input) => {
+                changes::latest(input, &file.name, column).map_err(|e| file.prefixed(e))?
+            }
+            None => None,
+        };
+        Ok(changes::ChangeCursor { since, scan: None }.encode())
     }
 
     fn changes(
-        _ctx: Context,
-        _entity: EntityBinding,
-        _cursor: String,
-        _limit: u32,
+        ctx: Context,
+        entity: EntityBinding,
+        cursor: String,
+        limit: u32,
     ) -> Result<ChangeBatch> {
-        Err(ConnectorError::unsupported(NO_CHANGE_FEED))
+        let file = Directory::of(&ctx)?.file(&entity)?;
+        let column = file.change_column()?;
+        let cursor = changes::ChangeCursor::decode(&cursor, &file.entity)?;
+        let Some(input) = file.open()? else {
+            return Ok(ChangeBatch {
+                items: Vec::new(),
+                cursor: cursor.encode(),
+                more: false,
+            });
+        };
+        let len = input
+            .metadata()
+            .map_err(|e| errors::io(&e, &file.describe()))?
+            .len();
+        let out = changes::read(
+            input,
+            len,
+            &file.name,
+            &file.pk,
+            column,
+            cursor,
+            limit as usize,
+            &mut warn,
+        )
+        .map_err(|e| file.prefixed(e))?;
+        Ok(ChangeBatch {
+            items: out.rows.into_iter().map(|row| file.upsert(row)).collect(),
+            cursor: out.next.encode(),
+            more: out.more,
+        })
     }
 }
 

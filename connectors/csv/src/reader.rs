@@ -125,7 +125,7 @@ pub fn read_page<R: Read + Seek>(
 }
 
 /// Turns a CSV row into a record, or says why it cannot be one.
-fn to_row(
+pub fn to_row(
     header: &StringRecord,
     key_at: usize,
     record: &ByteRecord,

@@ -26,6 +26,10 @@ pub struct ChangeCursor {
     /// Where the tombstones continue, when the entity keeps them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted: Option<Position>,
+    /// The WAL position up to which the replication slot was read, when
+    /// deletes are read from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lsn: Option<String>,
 }
 
 /// A (time, primary key) position in a table ordered by both.
@@ -74,8 +78,21 @@ mod tests {
             ts: json!("2024-01-02 03:04:05"),
             id: json!(7),
             deleted: None,
+            lsn: None,
         };
         assert_eq!(encode(&c), r#"{"ts":"2024-01-02 03:04:05","id":7}"#);
+        let logical = ChangeCursor {
+            lsn: Some("0/16B3748".into()),
+            ..c.clone()
+        };
+        assert_eq!(
+            encode(&logical),
+            r#"{"ts":"2024-01-02 03:04:05","id":7,"lsn":"0/16B3748"}"#
+        );
+        assert_eq!(
+            decode::<ChangeCursor>(&encode(&logical), "contacts").unwrap(),
+            logical
+        );
         let back: ChangeCursor = decode(&encode(&c), "contacts").unwrap();
         assert_eq!(back, c);
         let empty: ChangeCursor = decode(r#"{"ts":null,"id":null}"#, "contacts").unwrap();

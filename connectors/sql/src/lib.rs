@@ -10,7 +10,10 @@
 //! `updated_at`, a column that enables incremental changes; `actor`, a column
 //! naming who changed a row; `deletes = "tombstones"`, which keeps deleted keys
 //! in a table (`tombstones`, `<table>_weir_deleted` by default) filled by an
-//! `AFTER DELETE` trigger that `check` installs, and reports them as changes.
+//! `AFTER DELETE` trigger that `check` installs, and reports them as changes;
+//! or, on PostgreSQL, `deletes = "logical"`, which reads them from a logical
+//! replication slot (`slot`, `weir_<system>_<table>` by default) that `check`
+//! creates.
 //!
 //! Reads are keyset pages; writes group runs of alike records into multi-row
 //! statements, one batch (one transaction) per call.
@@ -19,6 +22,7 @@
 weir_sdk::bindings!("sync-connector");
 
 mod cursor;
+mod logical;
 mod schema;
 mod statements;
 mod write;
@@ -60,10 +64,13 @@ struct Settings {
     actor: Option<String>,
     /// How deletes are found: `"tombstones"` keeps each deleted key in a
     /// table of its own, filled by a trigger that the connector installs, and
-    /// reports it as a change; without it, the host finds deletes with full reads.
+    /// reports it as a change; `"logical"` (PostgreSQL) reads them from a
+    /// logical replication slot; without it, the host finds deletes with full reads.
     deletes: Option<String>,
     /// The tombstone table; `<table>_weir_deleted` by default.
     tombstones: Option<String>,
+    /// The replication slot; `weir_<system>_<table>` by default.
+    slot: Option<String>,
 }
 
 /// A granted database and its dialect.
@@ -82,6 +89,8 @@ struct Table {
     actor: Option<String>,
     /// The tombstone table, when deletes are kept there.
     tombstones: Option<String>,
+    /// Whether deletes are read from a replication slot, and its name if set.
+    logical: Option<Option<String>>,
 }
 
 impl Database {
@@ -190,31 +199,58 @@ impl Table {
                 entity.name
             )));
         }
-        let tombstones = match settings.deletes.as_deref() {
-            None => {
-                if settings.tombstones.is_some() {
+        let deletes = settings.deletes.as_deref();
+        for (key, needs) in [
+            (
+                "tombstones",
+                settings.tombstones.is_some() && deletes != Some("tombstones"),
+            ),
+            (
+                "slot",
+                settings.slot.is_some() && deletes != Some("logical"),
+            ),
+        ] {
+            if needs {
+                let wanted = if key == "slot" {
+                    "logical"
+                } else {
+                    "tombstones"
+                };
+                return Err(ConnectorError::invalid_config(format!(
+                    "entity '{}': setting '{key}' needs deletes = \"{wanted}\"",
+                    entity.name
+                )));
+            }
+        }
+        let (tombstones, logical) = match deletes {
+            None => (None, None),
+            Some("tombstones") => (
+                Some(
+                    settings
+                        .tombstones
+                        .unwrap_or_else(|| format!("{name}_weir_deleted")),
+                ),
+                None,
+            ),
+            Some("logical") => {
+                if let Some(slot) = settings.slot.as_deref().filter(|s| !logical::valid_slot(s)) {
                     return Err(ConnectorError::invalid_config(format!(
-                        "entity '{}': setting 'tombstones' needs deletes = \"tombstones\"",
+                        "entity '{}': slot '{slot}' is not a replication slot name: use lower-case letters, digits and '_', at most 63",
                         entity.name
                     )));
                 }
-                None
+                (None, Some(settings.slot))
             }
-            Some("tombstones") => Some(
-                settings
-                    .tombstones
-                    .unwrap_or_else(|| format!("{name}_weir_deleted")),
-            ),
             Some(other) => {
                 return Err(ConnectorError::invalid_config(format!(
-                    "entity '{}': deletes = \"{other}\" is not known; use \"tombstones\", or leave it out to find deletes with full reads",
+                    "entity '{}': deletes = \"{other}\" is not known; use \"tombstones\" or \"logical\" (PostgreSQL), or leave it out to find deletes with full reads",
                     entity.name
                 )))
             }
         };
-        if tombstones.is_some() && settings.updated_at.is_none() {
+        if let (Some(how), None) = (deletes, &settings.updated_at) {
             return Err(ConnectorError::invalid_config(format!(
-                "entity '{}': deletes = \"tombstones\" needs an 'updated_at' column for the other changes",
+                "entity '{}': deletes = \"{how}\" needs an 'updated_at' column for the other changes",
                 entity.name
             )));
         }
@@ -225,6 +261,7 @@ impl Table {
             updated_at: settings.updated_at,
             actor: settings.actor,
             tombstones,
+            logical,
         })
     }
 
@@ -284,6 +321,177 @@ impl Table {
             }
         }
         Ok(())
+    }
+
+    /// The replication slot, when deletes are read from one.
+    fn slot(&self, db: &Database) -> Result<Option<String>> {
+        let Some(named) = &self.logical else {
+            return Ok(None);
+        };
+        if db.dialect != Dialect::Postgres {
+            return Err(ConnectorError::invalid_config(format!(
+                "entity '{}': deletes = \"logical\" needs PostgreSQL, and database '{}' is SQLite; use deletes = \"tombstones\"",
+                self.entity, db.name
+            )));
+        }
+        Ok(Some(named.clone().unwrap_or_else(|| {
+            logical::default_slot(&db.system, &self.name)
+        })))
+    }
+
+    /// Creates the replication slot if it is missing, once the server and the
+    /// table are found fit: `wal_level = logical`, and the primary key is in
+    /// the table's replica identity (deleted rows are known by it).
+    fn keep_slot(&self, db: &Database, slot: &str) -> Result<()> {
+        let what = format!("entity '{}': database '{}'", self.entity, db.name);
+        let identity = db.query(
+            &self.entity,
+            logical::REPLICA_IDENTITY.to_string(),
+            vec![
+                Value::Text(quote_ident(&self.name)),
+                Value::Text(self.pk.clone()),
+            ],
+        )?;
+        let row = identity.rows.first().map(Vec::as_slice).unwrap_or_default();
+        let fit = matches!(row.get(1), Some(Value::Text(f)) if f == "f")
+            || matches!(row.get(2), Some(Value::Integer(1)));
+        if !fit {
+            return Err(ConnectorError::schema(format!(
+                "{what}: deletes = \"logical\" needs column '{}' in the replica identity of table '{}'; make it the primary key, or run ALTER TABLE {} REPLICA IDENTITY FULL",
+                self.pk,
+                self.name,
+                quote_ident(&self.name)
+            )));
+        }
+        let state = db.query(
+            &self.entity,
+            logical::SLOT_STATE.to_string(),
+            vec![Value::Text(slot.to_string())],
+        )?;
+        let state =
+            logical::SlotState::of(state.rows.first().map(Vec::as_slice).unwrap_or_default());
+        if let Some(why) = state.refusal(slot, &what) {
+            return Err(ConnectorError::invalid_config(why));
+        }
+        if state.plugin.is_none() {
+            db.query(
+                &self.entity,
+                logical::CREATE_SLOT.to_string(),
+                vec![Value::Text(slot.to_string())],
+            )
+            .map_err(|e| logical::slot_error(&what, slot, &e))?;
+        }
+        Ok(())
+    }
+
+    /// The server's current WAL position, as text.
+    fn wal_position(&self, db: &Database) -> Result<String> {
+        let rows = db.query(
+            &self.entity,
+            logical::CURRENT_POSITION.to_string(),
+            Vec::new(),
+        )?;
+        match rows.rows.first().and_then(|r| r.first()) {
+            Some(Value::Text(lsn)) => Ok(lsn.clone()),
+            _ => Err(ConnectorError::transient(format!(
+                "entity '{}': database '{}' did not say its WAL position",
+                self.entity, db.name
+            ))),
+        }
+    }
+
+    /// The deletes of the table in the slot after position `from`, the
+    /// position after the last change looked at, and how many changes of the
+    /// database were looked at. The slot is first moved on to `from`: what
+    /// lies before it was committed by the host.
+    fn logical_deletes(
+        &self,
+        db: &Database,
+        slot: &str,
+        from: &str,
+        limit: usize,
+    ) -> Result<(Vec<Change>, Option<String>, usize)> {
+        let what = format!("entity '{}': database '{}'", self.entity, db.name);
+        db.query(
+            &self.entity,
+            logical::ADVANCE.to_string(),
+            vec![Value::Text(slot.to_string()), Value::Text(from.to_string())],
+        )
+        .map_err(|e| logical::slot_error(&what, slot, &e))?;
+        let rows = db
+            .query(
+                &self.entity,
+                logical::PEEK_DELETES.to_string(),
+                vec![
+                    Value::Text(slot.to_string()),
+                    Value::Text(quote_ident(&self.name)),
+                    Value::Integer(limit as i64),
+                ],
+            )
+            .map_err(|e| logical::slot_error(&what, slot, &e))?;
+        let text = |row: &[Value], i: usize| match row.get(i) {
+            Some(Value::Text(t)) => Some(t.clone()),
+            _ => None,
+        };
+        let mut keys = Vec::new();
+        let (mut last, mut seen) = (None, 0);
+        for row in &rows.rows {
+            let detail = text(row, 2).unwrap_or_default();
+            if matches!(row.first(), Some(Value::Integer(1))) {
+                last = text(row, 1);
+                seen = detail.parse().unwrap_or(0);
+                continue;
+            }
+            match logical::key_of(&detail, &self.pk) {
+                Some(key) if !keys.contains(&key) => keys.push(key),
+                Some(_) => {}
+                None => weir_sdk::log(
+                    weir_sdk::log::Level::Warn,
+                    format!(
+                        "{what}: a delete in replication slot '{slot}' carries no '{}' ({detail}); it is left to full reads",
+                        self.pk
+                    ),
+                ),
+            }
+        }
+        // A key deleted and inserted anew is not a delete.
+        if !keys.is_empty() {
+            let key_type = db.query(
+                &self.entity,
+                logical::KEY_TYPE.to_string(),
+                vec![
+                    Value::Text(quote_ident(&self.name)),
+                    Value::Text(self.pk.clone()),
+                ],
+            )?;
+            let key_type = match key_type.rows.first().and_then(|r| r.first()) {
+                Some(Value::Text(t)) => t.clone(),
+                _ => "text".to_string(),
+            };
+            let existing = db.query(
+                &self.entity,
+                logical::existing_keys(&self.name, &self.pk, &key_type),
+                vec![Value::Text(
+                    serde_json::Value::from(keys.clone()).to_string(),
+                )],
+            )?;
+            let existing: std::collections::HashSet<String> =
+                existing.rows.iter().filter_map(|r| text(r, 0)).collect();
+            keys.retain(|k| !existing.contains(k));
+        }
+        let changes = keys
+            .into_iter()
+            .map(|id| Change {
+                entity: self.entity.clone(),
+                id,
+                op: Operation::Delete,
+                data: None,
+                previous: None,
+                version: None,
+                actor: None,
+            })
+            .collect();
+        Ok((changes, last, seen))
     }
 
     /// The deletes recorded after `after` in the tombstone table, oldest first,
@@ -493,6 +701,9 @@ impl connector::Guest for SqlConnector {
                 let columns = db.columns(&table)?;
                 table.verify(&db, &columns)?;
                 table.keep_tombstones(&db, &columns)?;
+                if let Some(slot) = table.slot(&db)? {
+                    table.keep_slot(&db, &slot)?;
+                }
                 Ok(table.schema(&columns))
             })
             .collect()
@@ -566,7 +777,19 @@ impl source::Guest for SqlConnector {
             }
             None => None,
         };
-        Ok(cursor::encode(&ChangeCursor { ts, id, deleted }))
+        let lsn = match table.slot(&db)? {
+            Some(slot) => {
+                table.keep_slot(&db, &slot)?;
+                Some(table.wal_position(&db)?)
+            }
+            None => None,
+        };
+        Ok(cursor::encode(&ChangeCursor {
+            ts,
+            id,
+            deleted,
+            lsn,
+        }))
     }
 
     /// Rows whose (updated-at, primary key) comes after the cursor, oldest first,
@@ -609,6 +832,30 @@ impl source::Guest for SqlConnector {
                 }
                 None => {}
             }
+            if full {
+                return Ok(ChangeBatch {
+                    items,
+                    cursor: cursor::encode(&at),
+                    more: true,
+                });
+            }
+        }
+        if let Some(slot) = table.slot(&db)? {
+            let from = match at.lsn.take() {
+                Some(lsn) => lsn,
+                None => {
+                    // Logical deletes turned on after the cursor was taken:
+                    // they are read from now on.
+                    table.keep_slot(&db, &slot)?;
+                    table.wal_position(&db)?
+                }
+            };
+            let (deletes, last, seen) = table.logical_deletes(&db, &slot, &from, limit)?;
+            at.lsn = Some(last.unwrap_or(from));
+            // The slot had more changes of the database than were looked at.
+            let full = seen >= limit;
+            limit -= deletes.len().min(limit - 1);
+            items.extend(deletes);
             if full {
                 return Ok(ChangeBatch {
                     items,

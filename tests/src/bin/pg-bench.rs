@@ -528,7 +528,8 @@ config = {{ directory = "data" }}
 directories = {{ data = {data} }}
 [systems.file.entities.contacts]
 direction = "read"
-settings = {{ file = "contacts.csv" }}
+# Like sling's --update-key: the incremental step reads the rows updated since.
+settings = {{ file = "contacts.csv", updated_at = "updated_at" }}
 [systems.pg]
 connector = {sql}
 config = {{ database = "{DATABASE}" }}

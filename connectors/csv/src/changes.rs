@@ -1,0 +1,339 @@
+//! The change feed of a file with an updated-at column: the rows whose
+//! updated-at is at or after the cursor's time, found by one scan of the file.
+//!
+//! Rows at exactly the cursor's time are reported again (a row written in the
+//! same second as the last one seen is not missed; the host ignores a record
+//! that did not change). A row whose updated-at is empty or not a time is
+//! reported on every read, with a warning: the file cannot say whether it changed.
+//! Rows removed from the file are found by full reads only.
+
+use std::io::{Read, Seek};
+
+use csv::ByteRecord;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use weir_sdk::{ConnectorError, Result};
+
+use crate::errors;
+use crate::reader::{self, Row};
+
+/// Where the change feed continues.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeCursor {
+    /// Rows updated at or after this time are changes; all rows when none.
+    pub since: Option<Timestamp>,
+    /// A scan of the file that stopped at a full batch and continues here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<Scan>,
+}
+
+/// A scan in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scan {
+    /// The byte offset where the scan continues.
+    pub byte: u64,
+    /// The line number at that offset (1-based), for messages.
+    pub line: u64,
+    /// The file's length when the scan started; another length means the file
+    /// was rewritten, and the scan starts again from the top.
+    pub len: u64,
+    /// The latest updated-at the scan has seen so far.
+    pub latest: Option<Timestamp>,
+}
+
+impl ChangeCursor {
+    /// Encodes the cursor as JSON text.
+    pub fn encode(&self) -> String {
+        // Times and integers always serialize.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Decodes a cursor; `entity` names the entity in the error message.
+    pub fn decode(text: &str, entity: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| {
+            ConnectorError::invalid_config(format!("entity '{entity}': bad cursor '{text}': {e}"))
+        })
+    }
+}
+
+/// The rows of one call, and where the next call starts.
+#[derive(Debug)]
+pub struct ChangesOut {
+    /// The changed rows, in file order.
+    pub rows: Vec<Row>,
+    /// The cursor for the next call.
+    pub next: ChangeCursor,
+    /// Whether the scan stopped at `limit` and more rows may follow.
+    pub more: bool,
+}
+
+/// Reads a time cell: RFC 3339 with an offset, or a date and time without one
+/// (taken as UTC), or a bare date (midnight UTC). None for anything else.
+pub fn stamp(text: &str) -> Option<Timestamp> {
+    let text = text.trim();
+    if let Ok(at) = text.parse::<Timestamp>() {
+        return Some(at);
+    }
+    let civil = text.parse::<jiff::civil::DateTime>().ok()?;
+    jiff::tz::TimeZone::UTC.to_timestamp(civil).ok()
+}
+
+/// The latest updated-at in the file: the checkpoint taken before a full read.
+pub fn latest<R: Read>(input: R, file: &str, column: &str) -> Result<Option<Timestamp>> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
+    let header = reader.headers().map_err(|e| errors::csv(e, file))?.clone();
+    if header.is_empty() {
+        return Ok(None);
+    }
+    let at = stamp_column(header.iter(), file, column)?;
+    let mut latest = None;
+    let mut record = ByteRecord::new();
+    while reader
+        .read_byte_record(&mut record)
+        .map_err(|e| errors::csv(e, file))?
+    {
+        let cell = record.get(at).and_then(|b| std::str::from_utf8(b).ok());
+        latest = latest.max(cell.and_then(stamp));
+    }
+    Ok(latest)
+}
+
+/// Reads up to `limit` changed rows from where `cursor` stands. `len` is the
+/// file's current length. Rows that cannot be records are skipped as full
+/// reads skip them; `warn` is told about them and about unreadable times.
+#[allow(clippy::too_many_arguments)]
+pub fn read<R: Read + Seek>(
+    input: R,
+    len: u64,
+    file: &str,
+    pk: &str,
+    column: &str,
+    cursor: ChangeCursor,
+    limit: usize,
+    warn: &mut dyn FnMut(String),
+) -> Result<ChangesOut> {
+    let since = cursor.since;
+    let scan = cursor.scan.filter(|s| s.len == len);
+    let mut latest = scan.and_then(|s| s.latest);
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
+    let header = reader.headers().map_err(|e| errors::csv(e, file))?.clone();
+    if header.is_empty() {
+        return Ok(ChangesOut {
+            rows: Vec::new(),
+            next: ChangeCursor { since, scan: None },
+            more: false,
+        });
+    }
+    let key_at = reader::key_column(header.iter(), file, pk)?;
+    let stamp_at = stamp_column(header.iter(), file, column)?;
+    if let Some(s) = scan {
+        let mut position = csv::Position::new();
+        position.set_byte(s.byte).set_line(s.line);
+        reader.seek(position).map_err(|e| errors::csv(e, file))?;
+    }
+
+    let limit = limit.max(1);
+    let mut rows = Vec::new();
+    let mut untimed = 0u64;
+    let mut record = ByteRecord::new();
+    while rows.len() < limit
+        && reader
+            .read_byte_record(&mut record)
+            .map_err(|e| errors::csv(e, file))?
+    {
+        let at = record
+            .get(stamp_at)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(stamp);
+        match at {
+            Some(at) if since.is_some_and(|s| at < s) => {
+                latest = latest.max(Some(at));
+                continue;
+            }
+            Some(at) => latest = latest.max(Some(at)),
+            None => untimed += 1,
+        }
+        match reader::to_row(&header, key_at, &record) {
+            Ok(row) => rows.push(row),
+            Err(why) => {
+                let line = record.position().map_or(0, |p| p.line());
+                warn(format!("file '{file}' line {line}: {why}; row skipped"));
+            }
+        }
+    }
+    if untimed > 0 {
+        warn(format!(
+            "file '{file}': {untimed} rows have no time in '{column}'; they are reported as changed on every read"
+        ));
+    }
+    let more = rows.len() >= limit;
+    let next = if more {
+        let at = reader.position();
+        ChangeCursor {
+            since,
+            scan: Some(Scan {
+                byte: at.byte(),
+                line: at.line(),
+                len,
+                latest,
+            }),
+        }
+    } else {
+        ChangeCursor {
+            since: since.max(latest),
+            scan: None,
+        }
+    };
+    Ok(ChangesOut { rows, next, more })
+}
+
+/// The position of the updated-at column; a schema error naming the setting if missing.
+pub fn stamp_column<'a>(
+    header: impl IntoIterator<Item = &'a str>,
+    file: &str,
+    column: &str,
+) -> Result<usize> {
+    header.into_iter().position(|h| h == column).ok_or_else(|| {
+        ConnectorError::schema(format!(
+            "file '{file}': the header has no column '{column}', which the entity's `updated_at` setting names"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    const FILE: &str = "id,name,updated_at\n\
+        1,Ada,2024-01-01T10:00:00Z\n\
+        2,Bo,2024-03-01T10:00:00+02:00\n\
+        3,Cy,\n\
+        4,Di,2024-02-01 09:30:00\n\
+        5,Ed,2024-01-15\n";
+
+    fn changes(text: &str, cursor: ChangeCursor, limit: usize) -> (ChangesOut, Vec<String>) {
+        let mut warnings = Vec::new();
+        let out = read(
+            Cursor::new(text.as_bytes().to_vec()),
+            text.len() as u64,
+            "people.csv",
+            "id",
+            "updated_at",
+            cursor,
+            limit,
+            &mut |w| warnings.push(w),
+        )
+        .unwrap();
+        (out, warnings)
+    }
+
+    fn ids(out: &ChangesOut) -> Vec<&str> {
+        out.rows.iter().map(|r| r.id.as_str()).collect()
+    }
+
+    fn at(text: &str) -> Option<Timestamp> {
+        Some(text.parse().unwrap())
+    }
+
+    #[test]
+    fn times_in_several_forms() {
+        assert_eq!(stamp("2024-01-01T10:00:00Z"), at("2024-01-01T10:00:00Z"));
+        assert_eq!(
+            stamp("2024-01-01T12:00:00+02:00"),
+            at("2024-01-01T10:00:00Z")
+        );
+        assert_eq!(stamp("2024-01-01 10:00:00"), at("2024-01-01T10:00:00Z"));
+        assert_eq!(stamp("2024-01-01"), at("2024-01-01T00:00:00Z"));
+        assert_eq!(stamp("yesterday"), None);
+        assert_eq!(stamp(""), None);
+    }
+
+    #[test]
+    fn the_checkpoint_is_the_latest_time() {
+        let latest = latest(Cursor::new(FILE.as_bytes()), "people.csv", "updated_at").unwrap();
+        assert_eq!(latest, at("2024-03-01T08:00:00Z"));
+        let err = super::latest(Cursor::new(FILE.as_bytes()), "people.csv", "changed").unwrap_err();
+        assert!(
+            err.message.contains("no column 'changed'"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn rows_at_or_after_the_cursor_are_changes() {
+        let since = ChangeCursor {
+            since: at("2024-01-15T00:00:00Z"),
+            scan: None,
+        };
+        let (out, warnings) = changes(FILE, since, 10);
+        // 1 is older; 3 has no time and is always reported; 5 is at the cursor.
+        assert_eq!(ids(&out), ["2", "3", "4", "5"]);
+        assert!(!out.more);
+        assert_eq!(out.next.since, at("2024-03-01T08:00:00Z"));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("1 rows have no time in 'updated_at'"));
+
+        let (all, _) = changes(
+            FILE,
+            ChangeCursor {
+                since: None,
+                scan: None,
+            },
+            10,
+        );
+        assert_eq!(ids(&all), ["1", "2", "3", "4", "5"]);
+    }
+
+    #[test]
+    fn a_full_batch_continues_where_it_stopped() {
+        let since = ChangeCursor {
+            since: at("2024-01-15T00:00:00Z"),
+            scan: None,
+        };
+        let (first, _) = changes(FILE, since, 2);
+        assert_eq!(ids(&first), ["2", "3"]);
+        assert!(first.more);
+        let scan = first.next.scan.expect("a scan in progress");
+        assert_eq!(scan.latest, at("2024-03-01T08:00:00Z"));
+        assert_eq!(first.next.since, at("2024-01-15T00:00:00Z"));
+        let (second, _) = changes(FILE, first.next.clone(), 2);
+        assert_eq!(ids(&second), ["4", "5"]);
+        // A full batch may be the last one: the next call finds nothing more.
+        let (third, _) = changes(FILE, second.next.clone(), 2);
+        assert!(third.rows.is_empty() && !third.more);
+        assert_eq!(third.next.since, at("2024-03-01T08:00:00Z"));
+        assert_eq!(third.next.scan, None);
+
+        // The file was rewritten meanwhile: the scan starts again from the top.
+        let longer = format!("{FILE}6,Fay,2025-01-01T00:00:00Z\n");
+        let (again, _) = changes(&longer, first.next, 10);
+        assert_eq!(ids(&again), ["2", "3", "4", "5", "6"]);
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let c = ChangeCursor {
+            since: at("2024-01-15T00:00:00Z"),
+            scan: Some(Scan {
+                byte: 40,
+                line: 3,
+                len: 99,
+                latest: None,
+            }),
+        };
+        assert_eq!(ChangeCursor::decode(&c.encode(), "people").unwrap(), c);
+        assert_eq!(
+            ChangeCursor {
+                since: None,
+                scan: None
+            }
+            .encode(),
+            r#"{"since":null}"#
+        );
+        assert!(ChangeCursor::decode(r#"{"since":"soon"}"#, "people").is_err());
+    }
+}
