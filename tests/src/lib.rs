@@ -40,7 +40,8 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(out: Output) -> Run {
+    /// The outcome of a finished process.
+    pub fn of(out: Output) -> Run {
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -244,7 +245,7 @@ pub fn weir_env(bin: &str, manifest: &Path, args: &[&str], envs: &[(&str, &str)]
         .envs(envs.iter().copied())
         .output()
         .expect("running weir");
-    Run::from(out)
+    Run::of(out)
 }
 
 /// A json-server (npm `json-server@0.17.4`) started on 127.0.0.1 for a test,

@@ -238,3 +238,210 @@ fn a_record_the_target_refuses_goes_to_dead_letters_and_the_rest_sync() {
         "{missing:?}"
     );
 }
+
+#[test]
+fn a_csv_file_with_an_updated_at_column_is_read_by_its_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("csv")).unwrap();
+    let file = d.join("csv").join("people.csv");
+    std::fs::write(
+        &file,
+        "id,name,updated_at\n\
+         1,Ada,2024-03-01T00:00:00Z\n\
+         2,Bo,2024-01-01T00:00:00Z\n\
+         3,Cy,2024-02-01T00:00:00Z\n",
+    )
+    .unwrap();
+    rusqlite::Connection::open(d.join("people.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT, updated_at TEXT)")
+        .unwrap();
+    let m = write_manifest(
+        d,
+        &format!(
+            r#"
+[entities.people]
+primary_key = "id"
+shared_key = true
+
+[systems.files]
+connector = {csv}
+config = {{ directory = "import" }}
+directories = {{ import = "csv" }}
+[systems.files.entities.people]
+direction = "read"
+settings = {{ updated_at = "updated_at" }}
+
+[systems.db]
+connector = {sql}
+config = {{ database = "db" }}
+databases = {{ db = "people.db" }}
+[systems.db.entities.people]
+direction = "write"
+settings = {{ table = "people" }}
+"#,
+            sql = toml_path(&connector("sql")),
+            csv = toml_path(&connector("csv")),
+        ),
+    );
+    let names = || {
+        rows(
+            &d.join("people.db"),
+            "SELECT id, name FROM people ORDER BY id",
+        )
+    };
+    let pair = |id: &str, name: &str| vec![Some(id.to_string()), Some(name.to_string())];
+
+    let first = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert!(
+        first.stdout.contains("run 1: 3 read, 3 written, 0 deleted"),
+        "{first:?}"
+    );
+
+    // Bo changes with a later time, Di is new; Cy changes without a new time
+    // and Ada (the latest time so far) is removed from the file.
+    std::fs::write(
+        &file,
+        "id,name,updated_at\n\
+         2,Bob,2024-06-01T00:00:00Z\n\
+         3,Cyd,2024-02-01T00:00:00Z\n\
+         4,Di,2024-06-02T00:00:00Z\n",
+    )
+    .unwrap();
+    let second = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert!(
+        second
+            .stdout
+            .contains("run 2: 2 read, 2 written, 0 deleted, 0 unchanged"),
+        "only the rows updated since the first read are read: {second:?}"
+    );
+    assert_eq!(
+        names(),
+        [
+            pair("1", "Ada"),
+            pair("2", "Bob"),
+            pair("3", "Cy"),
+            pair("4", "Di")
+        ]
+    );
+
+    // The next incremental read finds nothing new: the rows at the last time
+    // seen are read again and are unchanged.
+    let third = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert!(
+        third.stdout.contains("run 3: 1 read, 0 written, 0 deleted"),
+        "{third:?}"
+    );
+
+    // A full read finds what the change feed cannot: a change without a new
+    // time, and a removed row.
+    let full = weir(WEIR, &m, &["sync", "--quiet", "--full"]);
+    assert!(
+        full.stdout.contains("run 4: 3 read, 1 written, 1 deleted"),
+        "{full:?}"
+    );
+    assert_eq!(
+        names(),
+        [pair("2", "Bob"), pair("3", "Cyd"), pair("4", "Di")]
+    );
+
+    // A setting that names no column is refused by `weir check`, naming it.
+    let broken = std::fs::read_to_string(&m)
+        .unwrap()
+        .replace(r#"updated_at = "updated_at""#, r#"updated_at = "changed""#);
+    std::fs::write(&m, broken).unwrap();
+    let check = weir(WEIR, &m, &["check"]);
+    assert_ne!(check.code, 0, "{check:?}");
+    assert!(
+        check.stderr.contains("no column 'changed'")
+            || check.stdout.contains("no column 'changed'"),
+        "{check:?}"
+    );
+}
+
+#[test]
+fn targets_are_written_at_the_same_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crm_db(&d.join("crm.db"), 20).unwrap();
+    let table = "CREATE TABLE contacts (id INTEGER PRIMARY KEY, first_name TEXT, last_name TEXT, email TEXT, phone TEXT)";
+    for db in ["a.db", "b.db"] {
+        let conn = rusqlite::Connection::open(d.join(db)).unwrap();
+        conn.execute_batch(table).unwrap();
+    }
+    let target = |name: &str| {
+        format!(
+            r#"
+[systems.{name}]
+connector = {sql}
+config = {{ database = "db" }}
+databases = {{ db = "{name}.db" }}
+[systems.{name}.entities.contacts]
+direction = "write"
+settings = {{ table = "contacts" }}
+"#,
+            sql = toml_path(&connector("sql")),
+        )
+    };
+    let m = write_manifest(
+        d,
+        &format!(
+            r#"
+[entities.contacts]
+primary_key = "id"
+shared_key = true
+
+[systems.crm]
+connector = {sql}
+config = {{ database = "crm" }}
+databases = {{ crm = "crm.db" }}
+[systems.crm.entities.contacts]
+direction = "read"
+ignore = ["updated_at"]
+settings = {{ table = "contacts", updated_at = "updated_at" }}
+{a}{b}"#,
+            sql = toml_path(&connector("sql")),
+            a = target("a"),
+            b = target("b"),
+        ),
+    );
+
+    // The test holds the write lock of target a: a's write waits for it (the
+    // host's SQLite busy timeout is 5 s). Delivered one target after the
+    // other, b would be written only after a's write gave up; delivered at
+    // the same time, b is written while a waits, and a's write then goes
+    // through once the lock is let go.
+    let a = rusqlite::Connection::open(d.join("a.db")).unwrap();
+    a.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let child = std::process::Command::new(WEIR)
+        .arg("--manifest")
+        .arg(&m)
+        .args(["sync", "--quiet"])
+        .env("WEIR_CACHE_DIR", env!("WEIR_TEST_CACHE"))
+        .env_remove("WEIR_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running weir");
+    let b = rusqlite::Connection::open(d.join("b.db")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let b_written = loop {
+        let n: i64 = b
+            .query_row("SELECT count(*) FROM contacts", [], |r| r.get(0))
+            .unwrap_or(0);
+        if n == 20 || std::time::Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    a.execute_batch("COMMIT").unwrap();
+    let run = Run::of(child.wait_with_output().unwrap());
+    assert_eq!(b_written, 20, "b is written while a waits: {run:?}");
+    assert_eq!(run.code, 0, "a's write waited for the lock: {run:?}");
+    assert!(
+        run.stdout.contains("20 read, 40 written, 0 deleted"),
+        "{run:?}"
+    );
+    assert_eq!(count(&d.join("a.db"), "SELECT count(*) FROM contacts"), 20);
+}

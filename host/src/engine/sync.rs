@@ -304,14 +304,17 @@ async fn run(
     }
     let due = store::now();
     for entity in &manifest.entities {
-        for t in 0..engine.participants.len() {
-            let Some(b) = engine.participants[t].system.entity(&entity.name) else {
-                continue;
-            };
-            if b.direction.writes() && engine.participants[t].instance.is_some() {
-                engine.dispatch(t, entity, b, &due).await?;
-            }
-        }
+        let targets: Vec<(usize, &SystemEntity)> = engine
+            .participants
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.instance.is_some())
+            .filter_map(|(t, p)| {
+                let b = p.system.entity(&entity.name)?;
+                b.direction.writes().then_some((t, b))
+            })
+            .collect();
+        engine.dispatch(entity, targets, &due).await?;
     }
     let Engine {
         mut report, dry, ..
@@ -1002,106 +1005,145 @@ impl Engine<'_, '_> {
         Ok(counts.fresh)
     }
 
-    /// Delivers the due outbox rows of one entity to one target, in batches.
-    async fn dispatch(
+    /// Delivers the due outbox rows of one entity to its targets, in batches.
+    /// Each target has one write in flight while the next batch is planned
+    /// and the previous one recorded, and the targets are served in turn, so
+    /// their connectors and systems work at the same time on other threads
+    /// while the store is busy on this one.
+    async fn dispatch<'e>(
         &mut self,
-        t: usize,
         entity: &Entity,
-        tb: &SystemEntity,
+        targets: Vec<(usize, &'e SystemEntity)>,
         due: &str,
     ) -> anyhow::Result<()> {
-        let target = self.participants[t].system.name.clone();
-        let bind = binding(tb);
-        let mut after = 0;
-        if let Some(window) = tb.deliver_between {
-            let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
-            let minute = now.hour() as u16 * 60 + now.minute() as u16;
-            if !window.contains(minute) && !self.options.deliver_now {
-                tracing::debug!(target = %target, entity = %entity.name, "outside the delivery window");
-                return Ok(());
+        let mut deliveries = Vec::new();
+        for (t, tb) in targets {
+            let target = self.participants[t].system.name.clone();
+            if let Some(window) = tb.deliver_between {
+                let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+                let minute = now.hour() as u16 * 60 + now.minute() as u16;
+                if !window.contains(minute) && !self.options.deliver_now {
+                    tracing::debug!(target = %target, entity = %entity.name, "outside the delivery window");
+                    continue;
+                }
             }
+            let hold_deletes = self.deletes_beyond_limit(&target, entity)?;
+            deliveries.push(Delivery {
+                t,
+                tb,
+                bind: binding(tb),
+                target,
+                after: 0,
+                hold_deletes,
+                in_flight: None,
+            });
         }
-        let hold_deletes = self.deletes_beyond_limit(&target, entity)?;
-        // One write is in flight on the target while the next batch is planned
-        // and the previous one recorded: the connector and the database work
-        // on another thread while the store is busy on this one.
-        let mut in_flight: Option<InFlight> = None;
-        loop {
+        while !deliveries.is_empty() {
+            let mut going = Vec::with_capacity(deliveries.len());
+            for mut d in deliveries {
+                if self.deliver_step(entity, &mut d, due).await? {
+                    going.push(d);
+                }
+            }
+            deliveries = going;
+        }
+        Ok(())
+    }
+
+    /// One step of a target's delivery: plans its next batch, waits for the
+    /// write in flight, records it, and starts the next. Returns whether the
+    /// delivery goes on.
+    async fn deliver_step(
+        &mut self,
+        entity: &Entity,
+        d: &mut Delivery<'_>,
+        due: &str,
+    ) -> anyhow::Result<bool> {
+        let next = loop {
             let rows = self.store.outbox_due(
-                &target,
+                &d.target,
                 &entity.name,
                 due,
-                after,
+                d.after,
                 self.options.batch_size,
             )?;
-            let next = match rows.last() {
-                Some(last) => {
-                    after = last.id;
-                    let planned = self.plan_deliveries(&target, entity, tb, rows, hold_deletes)?;
-                    if planned.is_empty() {
-                        continue;
-                    }
-                    if let Some(dry) = self.dry.as_mut() {
-                        for p in &planned {
-                            dry.lines
-                                .push(plan_line(dry.before.as_ref(), &target, tb, p)?);
-                        }
-                        continue;
-                    }
-                    Some(planned)
-                }
-                None => None,
+            let Some(last) = rows.last() else {
+                break None;
             };
-            // The write before this one: its outcome decides whether to go on.
-            let previous = match in_flight.take() {
-                Some(f) => match self.land(t, &target, f).await? {
-                    Landed::Done(planned, outcomes) => Some((planned, outcomes)),
-                    // The next batch stays in the outbox as it is.
-                    Landed::Stop => break,
-                    Landed::Skip => None,
-                },
-                None => None,
-            };
-            let mut more = next.is_some();
-            // A batch that creates records under keys the target assigns is
-            // written only once everything before it is recorded, and is
-            // recorded before anything else happens (below): written twice
-            // after a crash, it would create them twice. Writes by key are
-            // idempotent and may overlap the recording of the batch before.
-            let mut previous = previous;
-            if next.as_ref().is_some_and(|p| !idempotent(p)) {
-                if let Some((planned, outcomes)) = previous.take() {
-                    let done = self.record_deliveries(&target, &entity.name, planned, outcomes)?;
-                    Faults::count(&mut self.faults.deliveries_left, done);
+            d.after = last.id;
+            let planned = self.plan_deliveries(&d.target, entity, d.tb, rows, d.hold_deletes)?;
+            if planned.is_empty() {
+                continue;
+            }
+            if let Some(dry) = self.dry.as_mut() {
+                for p in &planned {
+                    dry.lines
+                        .push(plan_line(dry.before.as_ref(), &d.target, d.tb, p)?);
                 }
+                continue;
             }
-            if let Some(planned) = next {
-                match self.participants[t].instance.take() {
-                    Some(instance) => in_flight = Some(InFlight::start(instance, &bind, planned)),
-                    // Stopped: the batch stays in the outbox as it is.
-                    None => more = false,
-                }
-            }
-            if let Some((planned, outcomes)) = previous {
-                let done = self.record_deliveries(&target, &entity.name, planned, outcomes)?;
-                Faults::count(&mut self.faults.deliveries_left, done);
-            }
-            if in_flight.as_ref().is_some_and(|f| !idempotent(&f.planned)) {
-                let f = in_flight.take().expect("checked above");
-                match self.land(t, &target, f).await? {
-                    Landed::Done(planned, outcomes) => {
-                        let done =
-                            self.record_deliveries(&target, &entity.name, planned, outcomes)?;
-                        Faults::count(&mut self.faults.deliveries_left, done);
-                    }
-                    Landed::Stop => break,
-                    Landed::Skip => {}
-                }
-            }
-            if !more && in_flight.is_none() {
-                break;
+            break Some(planned);
+        };
+        // The write before this one: its outcome decides whether to go on.
+        let previous = match d.in_flight.take() {
+            Some(f) => match self.land(d.t, &d.target, f).await? {
+                Landed::Done(planned, outcomes) => Some((planned, outcomes)),
+                // The next batch stays in the outbox as it is.
+                Landed::Stop => return Ok(false),
+                Landed::Skip => None,
+            },
+            None => None,
+        };
+        let mut more = next.is_some();
+        // A batch that creates records under keys the target assigns is
+        // written only once everything before it is recorded, and is
+        // recorded before anything else happens (below): written twice
+        // after a crash, it would create them twice. Writes by key are
+        // idempotent and may overlap the recording of the batch before.
+        let mut previous = previous;
+        if next.as_ref().is_some_and(|p| !idempotent(p)) {
+            if let Some((planned, outcomes)) = previous.take() {
+                self.record(&d.target, &entity.name, planned, outcomes)?;
             }
         }
+        if let Some(planned) = next {
+            match self.participants[d.t].instance.take() {
+                Some(instance) => d.in_flight = Some(InFlight::start(instance, &d.bind, planned)),
+                // Stopped: the batch stays in the outbox as it is.
+                None => more = false,
+            }
+        }
+        if let Some((planned, outcomes)) = previous {
+            self.record(&d.target, &entity.name, planned, outcomes)?;
+        }
+        if d.in_flight
+            .as_ref()
+            .is_some_and(|f| !idempotent(&f.planned))
+        {
+            let f = d.in_flight.take().expect("checked above");
+            match self.land(d.t, &d.target, f).await? {
+                Landed::Done(planned, outcomes) => {
+                    self.record(&d.target, &entity.name, planned, outcomes)?
+                }
+                Landed::Stop => return Ok(false),
+                Landed::Skip => {}
+            }
+        }
+        Ok(more || d.in_flight.is_some())
+    }
+
+    /// Records a landed batch and counts it towards the fault injection.
+    fn record(
+        &mut self,
+        target: &str,
+        entity: &str,
+        planned: Vec<Planned>,
+        outcomes: Vec<
+            Result<crate::runtime::types::Written, crate::runtime::types::ConnectorError>,
+        >,
+    ) -> anyhow::Result<()> {
+        let done = self.record_deliveries(target, entity, planned, outcomes)?;
+        Faults::count(&mut self.faults.deliveries_left, done);
         Ok(())
     }
 
@@ -1496,6 +1538,20 @@ fn read_ahead(
 /// Whether writing a batch twice does no harm: every item names its key.
 fn idempotent(planned: &[Planned]) -> bool {
     planned.iter().all(|p| p.item.id.is_some())
+}
+
+/// The delivery of one entity to one target, served in turn with the others.
+struct Delivery<'e> {
+    t: usize,
+    tb: &'e SystemEntity,
+    bind: EntityBinding,
+    target: String,
+    /// The last outbox row planned.
+    after: i64,
+    /// Whether deletes are held back (over `max_delete_percent`).
+    hold_deletes: bool,
+    /// The write on its way to the target.
+    in_flight: Option<InFlight>,
 }
 
 /// A batch being written by a target's connector on a task of its own.
