@@ -80,22 +80,75 @@ pub fn stamp(text: &str) -> Option<Timestamp> {
     jiff::tz::TimeZone::UTC.to_timestamp(civil).ok()
 }
 
+/// A time in whole seconds as the 19 bytes `YYYY-MM-DDTHH:MM:SS`, when `cell`
+/// is a UTC time in that form (`T` or a space between date and time, an
+/// optional fraction, then `Z`, `+00:00` or nothing): two such keys compare
+/// as their times do, without parsing. None for any other form.
+fn utc_key(cell: &[u8]) -> Option<[u8; 19]> {
+    let head: &[u8; 19] = cell.get(..19)?.try_into().ok()?;
+    let digits = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+    if !digits.iter().all(|&i| head[i].is_ascii_digit())
+        || head[4] != b'-'
+        || head[7] != b'-'
+        || !matches!(head[10], b'T' | b' ')
+        || head[13] != b':'
+        || head[16] != b':'
+    {
+        return None;
+    }
+    let mut tail = &cell[19..];
+    if let Some(fraction) = tail.strip_prefix(b".") {
+        let n = fraction.iter().take_while(|b| b.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        tail = &fraction[n..];
+    }
+    if !matches!(tail, b"" | b"Z" | b"+00:00") {
+        return None;
+    }
+    let mut key = *head;
+    key[10] = b'T';
+    Some(key)
+}
+
+/// The key of a time for [`utc_key`] comparisons (its whole second, UTC);
+/// none for years outside 0000–9999.
+fn key_of(at: Timestamp) -> Option<[u8; 19]> {
+    let text = at.strftime("%Y-%m-%dT%H:%M:%S").to_string();
+    text.as_bytes().try_into().ok()
+}
+
+/// Whether a cell is a time in an earlier second than `key`'s, known
+/// without parsing it (false when that cannot be told so).
+fn surely_before(cell: &[u8], key: Option<&[u8; 19]>) -> bool {
+    key.is_some_and(|key| utc_key(cell).is_some_and(|k| &k < key))
+}
+
 /// The latest updated-at in the file: the checkpoint taken before a full read.
 pub fn latest<R: Read>(input: R, file: &str, column: &str) -> Result<Option<Timestamp>> {
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
+    let mut reader = reader::builder().from_reader(input);
     let header = reader.headers().map_err(|e| errors::csv(e, file))?.clone();
     if header.is_empty() {
         return Ok(None);
     }
     let at = stamp_column(header.iter(), file, column)?;
-    let mut latest = None;
+    let mut latest: Option<Timestamp> = None;
+    let mut key = None;
     let mut record = ByteRecord::new();
     while reader
         .read_byte_record(&mut record)
         .map_err(|e| errors::csv(e, file))?
     {
-        let cell = record.get(at).and_then(|b| std::str::from_utf8(b).ok());
-        latest = latest.max(cell.and_then(stamp));
+        let Some(cell) = record.get(at) else { continue };
+        if surely_before(cell, key.as_ref()) {
+            continue;
+        }
+        let time = std::str::from_utf8(cell).ok().and_then(stamp);
+        if time > latest {
+            latest = time;
+            key = time.and_then(key_of);
+        }
     }
     Ok(latest)
 }
@@ -117,7 +170,7 @@ pub fn read<R: Read + Seek>(
     let since = cursor.since;
     let scan = cursor.scan.filter(|s| s.len == len);
     let mut latest = scan.and_then(|s| s.latest);
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
+    let mut reader = reader::builder().from_reader(input);
     let header = reader.headers().map_err(|e| errors::csv(e, file))?.clone();
     if header.is_empty() {
         return Ok(ChangesOut {
@@ -135,6 +188,7 @@ pub fn read<R: Read + Seek>(
     }
 
     let limit = limit.max(1);
+    let since_key = since.and_then(key_of);
     let mut rows = Vec::new();
     let mut untimed = 0u64;
     let mut record = ByteRecord::new();
@@ -143,10 +197,12 @@ pub fn read<R: Read + Seek>(
             .read_byte_record(&mut record)
             .map_err(|e| errors::csv(e, file))?
     {
-        let at = record
-            .get(stamp_at)
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .and_then(stamp);
+        // Most rows of a file are older than the cursor: told by their bytes.
+        let cell = record.get(stamp_at).unwrap_or_default();
+        if surely_before(cell, since_key.as_ref()) {
+            continue;
+        }
+        let at = std::str::from_utf8(cell).ok().and_then(stamp);
         match at {
             Some(at) if since.is_some_and(|s| at < s) => {
                 latest = latest.max(Some(at));
@@ -249,6 +305,32 @@ mod tests {
         assert_eq!(stamp("2024-01-01"), at("2024-01-01T00:00:00Z"));
         assert_eq!(stamp("yesterday"), None);
         assert_eq!(stamp(""), None);
+    }
+
+    #[test]
+    fn utc_times_compare_by_their_bytes() {
+        let key = key_of("2024-01-15T10:20:30.5Z".parse().unwrap()).unwrap();
+        assert_eq!(&key, b"2024-01-15T10:20:30");
+        for older in [
+            "2024-01-15T10:20:29Z",
+            "2024-01-15 10:20:29.999",
+            "2023-12-31T23:59:59+00:00",
+        ] {
+            assert!(surely_before(older.as_bytes(), Some(&key)), "{older}");
+        }
+        // The same second, later times and other forms are parsed instead.
+        for unsure in [
+            "2024-01-15T10:20:30Z",
+            "2024-01-15T10:20:31Z",
+            "2024-01-15T08:20:29+02:00",
+            "2024-01-15",
+            "2024-01-15T10:20:29.Z",
+            "2024-01-15T10:20:29ZZ",
+            "",
+        ] {
+            assert!(!surely_before(unsure.as_bytes(), Some(&key)), "{unsure}");
+        }
+        assert!(!surely_before(b"2024-01-15T10:20:29Z", None));
     }
 
     #[test]

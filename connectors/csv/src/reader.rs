@@ -12,6 +12,18 @@ use weir_sdk::{ConnectorError, Result};
 
 use crate::errors;
 
+/// Bytes read from the file at a time. Every read crosses the sandbox to
+/// the host's file system, so few large reads beat many small ones.
+const READ_BUFFER: usize = 1 << 20;
+
+/// The CSV reader settings shared by every read: rows may be short or long
+/// (checked per row), and the file is read in large chunks.
+pub fn builder() -> csv::ReaderBuilder {
+    let mut builder = csv::ReaderBuilder::new();
+    builder.flexible(true).buffer_capacity(READ_BUFFER);
+    builder
+}
+
 /// Where the next page starts: the position just after the last record returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,7 +69,7 @@ pub struct PageOut {
 
 /// The header of a CSV file; empty for an empty file.
 pub fn header<R: Read>(input: R, file: &str) -> Result<Vec<String>> {
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
+    let mut reader = builder().from_reader(input);
     let header = reader.headers().map_err(|e| errors::csv(e, file))?;
     Ok(header.iter().map(str::to_string).collect())
 }
@@ -86,7 +98,7 @@ pub fn read_page<R: Read + Seek>(
     limit: usize,
     warn: &mut dyn FnMut(String),
 ) -> Result<PageOut> {
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
+    let mut reader = builder().from_reader(input);
     let header = reader.headers().map_err(|e| errors::csv(e, file))?.clone();
     if header.is_empty() {
         return Ok(PageOut::default());

@@ -12,8 +12,8 @@ use serde_json::Value;
 use weir_sdk::json::value_to_text;
 use weir_sdk::{ConnectorError, Operation, Result, WriteItem, Written};
 
-use crate::errors;
 use crate::reader::key_column;
+use crate::{errors, reader};
 
 /// A CSV file held in memory.
 #[derive(Debug)]
@@ -60,7 +60,7 @@ impl Table {
         pk: &str,
         warn: &mut dyn FnMut(String),
     ) -> Result<Self> {
-        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
+        let mut reader = reader::builder().from_reader(input);
         let header: Vec<String> = reader
             .headers()
             .map_err(|e| errors::csv(e, file))?

@@ -30,6 +30,10 @@ pub struct ChangeCursor {
     /// deletes are read from one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lsn: Option<String>,
+    /// The position of the cursor before this one: the host committed it
+    /// when it asks with this one, so the slot may be moved on to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settled: Option<String>,
 }
 
 /// A (time, primary key) position in a table ordered by both.
@@ -79,15 +83,17 @@ mod tests {
             id: json!(7),
             deleted: None,
             lsn: None,
+            settled: None,
         };
         assert_eq!(encode(&c), r#"{"ts":"2024-01-02 03:04:05","id":7}"#);
         let logical = ChangeCursor {
             lsn: Some("0/16B3748".into()),
+            settled: Some("0/16B3700".into()),
             ..c.clone()
         };
         assert_eq!(
             encode(&logical),
-            r#"{"ts":"2024-01-02 03:04:05","id":7,"lsn":"0/16B3748"}"#
+            r#"{"ts":"2024-01-02 03:04:05","id":7,"lsn":"0/16B3748","settled":"0/16B3700"}"#
         );
         assert_eq!(
             decode::<ChangeCursor>(&encode(&logical), "contacts").unwrap(),

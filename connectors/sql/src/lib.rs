@@ -401,21 +401,24 @@ impl Table {
     }
 
     /// The deletes of the table in the slot after position `from`, the
-    /// position after the last change looked at, and how many changes of the
-    /// database were looked at. The slot is first moved on to `from`: what
-    /// lies before it was committed by the host.
+    /// position of the last change after it, and how many changes of the
+    /// database were looked at. The slot is first moved on to `settled`:
+    /// what lies before it was committed by the host.
     fn logical_deletes(
         &self,
         db: &Database,
         slot: &str,
-        from: &str,
+        (from, settled): (&str, &str),
         limit: usize,
     ) -> Result<(Vec<Change>, Option<String>, usize)> {
         let what = format!("entity '{}': database '{}'", self.entity, db.name);
         db.query(
             &self.entity,
             logical::ADVANCE.to_string(),
-            vec![Value::Text(slot.to_string()), Value::Text(from.to_string())],
+            vec![
+                Value::Text(slot.to_string()),
+                Value::Text(settled.to_string()),
+            ],
         )
         .map_err(|e| logical::slot_error(&what, slot, &e))?;
         let rows = db
@@ -426,6 +429,7 @@ impl Table {
                     Value::Text(slot.to_string()),
                     Value::Text(quote_ident(&self.name)),
                     Value::Integer(limit as i64),
+                    Value::Text(from.to_string()),
                 ],
             )
             .map_err(|e| logical::slot_error(&what, slot, &e))?;
@@ -788,6 +792,7 @@ impl source::Guest for SqlConnector {
             ts,
             id,
             deleted,
+            settled: lsn.clone(),
             lsn,
         }))
     }
@@ -850,8 +855,11 @@ impl source::Guest for SqlConnector {
                     table.wal_position(&db)?
                 }
             };
-            let (deletes, last, seen) = table.logical_deletes(&db, &slot, &from, limit)?;
-            at.lsn = Some(last.unwrap_or(from));
+            let settled = at.settled.take().unwrap_or_else(|| from.clone());
+            let (deletes, last, seen) =
+                table.logical_deletes(&db, &slot, (&from, &settled), limit)?;
+            at.lsn = Some(last.unwrap_or_else(|| from.clone()));
+            at.settled = Some(from);
             // The slot had more changes of the database than were looked at.
             let full = seen >= limit;
             limit -= deletes.len().min(limit - 1);

@@ -1,9 +1,13 @@
 //! Deletes found by PostgreSQL logical decoding (`deletes = "logical"`): a
 //! replication slot with the built-in `test_decoding` plugin keeps every change
 //! of the database from the moment it is created; the connector peeks at the
-//! slot's changes, keeps the deletes of its table, and moves the slot on only
-//! when the host hands back a cursor, so changes the host did not commit are
-//! read again.
+//! slot's changes and keeps the deletes of its table.
+//!
+//! The slot is moved on one batch behind: the host may ask for the next batch
+//! with a cursor whose items it has not committed yet (it reads one batch
+//! ahead), so a call moves the slot only to the position of the cursor before
+//! the one it was given (`settled`), and skips what the slot holds up to the
+//! given one. Changes the host did not commit are read again after a crash.
 //!
 //! The server needs `wal_level = logical` and the role the REPLICATION
 //! attribute. A slot holds the server's WAL until it is moved on: a slot that
@@ -54,9 +58,10 @@ pub const CREATE_SLOT: &str =
 /// The server's current write position, as text.
 pub const CURRENT_POSITION: &str = "SELECT pg_current_wal_lsn()::text";
 
-/// Moves slot $1 on to position $2 (never backwards); one row.
-pub const ADVANCE: &str =
-    "SELECT end_lsn::text FROM pg_replication_slot_advance($1, $2::text::pg_lsn)";
+/// Moves slot $1 on to position $2; one row. A slot already further on stays
+/// where it is (PostgreSQL refuses to move a slot back).
+pub const ADVANCE: &str = "SELECT end_lsn::text FROM pg_replication_slot_advance($1, \
+     greatest($2::text::pg_lsn, (SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1)))";
 
 /// Whether column $2 of table $1 identifies deleted rows in the WAL: one row
 /// (whether the table exists, its replica identity, whether the column is in it).
@@ -71,17 +76,22 @@ pub const KEY_TYPE: &str = "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_
      WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped";
 
 /// Peeks at up to $3 changes of slot $1 (whole transactions: a transaction is
-/// never split) and keeps the deletes of table $2: rows (0, position, the
-/// delete's column list), then one row (1, the last position or null, the
-/// number of changes seen).
+/// never split) and keeps the deletes of table $2 in transactions that
+/// committed after position $4: rows (0, the commit's position, the delete's
+/// column list), then one row (1, the last commit's position after $4 or null,
+/// the number of changes looked at). A change's own position is not unique
+/// (the next transaction starts where one commits), so a transaction is known
+/// by its COMMIT row's position: moving the slot there skips the transaction.
 pub const PEEK_DELETES: &str = "WITH target AS ( \
        SELECT format('table %s.%s: DELETE: ', quote_ident(n.nspname), quote_ident(c.relname)) AS prefix \
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($2)), \
-     seen AS (SELECT lsn, data FROM pg_logical_slot_peek_changes($1, NULL, $3::int)) \
-     SELECT part, lsn::text, detail FROM ( \
-       SELECT 0 AS part, lsn, substr(data, length(prefix) + 1) AS detail FROM seen, target WHERE starts_with(data, prefix) \
-       UNION ALL SELECT 1, max(lsn), count(*)::text FROM seen) AS found \
-     ORDER BY part, lsn";
+     seen AS (SELECT lsn, data, n FROM pg_logical_slot_peek_changes($1, NULL, $3::int) WITH ORDINALITY AS p(lsn, xid, data, n)), \
+     ends AS (SELECT data, n, min(lsn) FILTER (WHERE starts_with(data, 'COMMIT')) OVER (ORDER BY n DESC) AS done FROM seen) \
+     SELECT part, done::text, detail FROM ( \
+       SELECT 0 AS part, done, substr(data, length(prefix) + 1) AS detail, n FROM ends, target \
+       WHERE done > $4::text::pg_lsn AND starts_with(data, prefix) \
+       UNION ALL SELECT 1, max(done) FILTER (WHERE done > $4::text::pg_lsn), count(*)::text, NULL FROM ends) AS found \
+     ORDER BY part, n";
 
 /// The keys among a JSON array of keys ($1) that the table holds now.
 pub fn existing_keys(table: &str, pk: &str, key_type: &str) -> String {

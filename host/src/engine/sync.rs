@@ -813,21 +813,34 @@ impl Engine<'_, '_> {
         entity: &Entity,
         b: &SystemEntity,
         bind: &EntityBinding,
-        mut cursor: String,
+        cursor: String,
         progress: &indicatif::ProgressBar,
     ) -> anyhow::Result<u64> {
         let mut fresh = 0;
-        while let Some(instance) = self.participants[s].instance.as_mut() {
-            let batch = match instance
-                .changes(bind, cursor.clone(), self.options.batch_size)
+        // The next batch is asked for on a task of its own while this one is
+        // accepted (one batch ahead at most, as the WIT `changes` allows).
+        let mut pending = self.participants[s]
+            .instance
+            .take()
+            .map(|i| changes_ahead(i, bind, cursor, self.options.batch_size));
+        while let Some(task) = pending.take() {
+            let (instance, result) = task
                 .await
-            {
+                .map_err(|e| anyhow::anyhow!("a connector read task failed: {e}"))?;
+            self.participants[s].instance = Some(instance);
+            let batch = match result {
                 Ok(b) => b,
                 Err(e) => {
                     self.fail(s, e);
                     return Ok(fresh);
                 }
             };
+            if batch.more {
+                pending = self.participants[s]
+                    .instance
+                    .take()
+                    .map(|i| changes_ahead(i, bind, batch.cursor.clone(), self.options.batch_size));
+            }
             self.report.counts.read += batch.items.len() as u64;
             progress.inc(batch.items.len() as u64);
             fresh += self.accept(
@@ -835,13 +848,9 @@ impl Engine<'_, '_> {
                 entity,
                 b,
                 batch.items,
-                CursorUpdate::Changes(batch.cursor.clone()),
+                CursorUpdate::Changes(batch.cursor),
             )?;
             Faults::count(&mut self.faults.pages_left, 1);
-            cursor = batch.cursor;
-            if !batch.more {
-                break;
-            }
         }
         Ok(fresh)
     }
@@ -1010,10 +1019,10 @@ impl Engine<'_, '_> {
     /// and the previous one recorded, and the targets are served in turn, so
     /// their connectors and systems work at the same time on other threads
     /// while the store is busy on this one.
-    async fn dispatch<'e>(
+    async fn dispatch(
         &mut self,
         entity: &Entity,
-        targets: Vec<(usize, &'e SystemEntity)>,
+        targets: Vec<(usize, &SystemEntity)>,
         due: &str,
     ) -> anyhow::Result<()> {
         let mut deliveries = Vec::new();
@@ -1532,6 +1541,23 @@ fn read_ahead(
     tokio::spawn(async move {
         let page = instance.read(&bind, cursor, limit).await;
         (instance, page)
+    })
+}
+
+/// Asks a connector for the changes since `cursor` on a task of its own.
+fn changes_ahead(
+    mut instance: Instance,
+    bind: &EntityBinding,
+    cursor: String,
+    limit: u32,
+) -> tokio::task::JoinHandle<(
+    Instance,
+    Result<crate::runtime::types::ChangeBatch, CallError>,
+)> {
+    let bind = bind.clone();
+    tokio::spawn(async move {
+        let batch = instance.changes(&bind, cursor, limit).await;
+        (instance, batch)
     })
 }
 
