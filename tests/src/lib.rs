@@ -7,7 +7,7 @@ pub mod postgres;
 pub mod receiver;
 pub use daemon::Daemon;
 pub use directus::Directus;
-pub use postgres::Postgres;
+pub use postgres::{Postgres, PsqlSession};
 pub use receiver::{http_receiver, Received};
 
 use rusqlite::Connection;

@@ -179,6 +179,31 @@ impl Postgres {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// A psql session on database `db` that runs what [`PsqlSession::send`]
+    /// gives it as it arrives, and ends when dropped: a transaction it opens
+    /// stays open (and its locks held) until then.
+    pub fn session(&self, db: &str) -> Result<PsqlSession, String> {
+        let child = Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-q",
+                "-h",
+                "127.0.0.1",
+            ])
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
+            .args(["-f", "-"])
+            .env("PGCONNECT_TIMEOUT", "10")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.bin.join("psql").display()))?;
+        Ok(PsqlSession { child })
+    }
+
     /// The server log (`log` in the data directory).
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("log")
@@ -209,6 +234,30 @@ impl Postgres {
         };
         cmd.current_dir(self.dir.path());
         cmd
+    }
+}
+
+/// A running psql session (see [`Postgres::session`]).
+pub struct PsqlSession {
+    child: std::process::Child,
+}
+
+impl PsqlSession {
+    /// Sends statements to the session.
+    pub fn send(&mut self, sql: &str) -> Result<(), String> {
+        let stdin = self.child.stdin.as_mut().ok_or("the session has ended")?;
+        stdin
+            .write_all(format!("{sql}\n").as_bytes())
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("cannot write to psql: {e}"))
+    }
+}
+
+impl Drop for PsqlSession {
+    /// Ends the session (its open transaction rolls back) and waits for psql.
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
     }
 }
 

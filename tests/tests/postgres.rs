@@ -44,6 +44,7 @@ const PG_CONTACTS: &str = "
         balance numeric(12,2),
         birth_date date,
         tags jsonb,
+        vip boolean NOT NULL DEFAULT false,
         updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
     );
     CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS
@@ -62,6 +63,7 @@ fn lite_db(path: &std::path::Path, n: usize) {
              balance TEXT,
              birth_date TEXT,
              tags TEXT,
+             vip BOOLEAN NOT NULL DEFAULT 0,
              updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
          );
          CREATE TRIGGER touch AFTER UPDATE ON contacts FOR EACH ROW WHEN NEW.updated_at = OLD.updated_at
@@ -72,8 +74,8 @@ fn lite_db(path: &std::path::Path, n: usize) {
     .unwrap();
     for i in 1..=n {
         conn.execute(
-            "INSERT INTO contacts (id, first_name, last_name, email, balance, birth_date, tags)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO contacts (id, first_name, last_name, email, balance, birth_date, tags, vip)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             rusqlite::params![
                 i as i64,
                 format!("First{i}"),
@@ -82,6 +84,7 @@ fn lite_db(path: &std::path::Path, n: usize) {
                 format!("{}.{:02}", i * 3, i % 100),
                 format!("19{:02}-0{}-1{}", 50 + i % 40, 1 + i % 9, i % 10),
                 if i % 2 == 0 { r#"["vip"]"# } else { "[]" },
+                i % 3 == 0,
             ],
         )
         .unwrap();
@@ -177,11 +180,12 @@ fn with_contacts(pg: Postgres) -> Postgres {
     pg
 }
 
-/// The PostgreSQL rows as `id|first|email|balance|birth|tags`, ordered by id.
+/// The PostgreSQL rows as `id|first|email|balance|birth|tags|vip` (vip 0
+/// or 1), ordered by id.
 fn pg_rows(pg: &Postgres) -> Vec<String> {
     pg.psql(
         "crm",
-        "SELECT id, first_name, email, balance, birth_date, tags FROM contacts ORDER BY id",
+        "SELECT id, first_name, email, balance, birth_date, tags, vip::int FROM contacts ORDER BY id",
     )
     .unwrap()
     .lines()
@@ -193,7 +197,7 @@ fn pg_rows(pg: &Postgres) -> Vec<String> {
 fn lite_rows(db: &std::path::Path) -> Vec<String> {
     rows(
         db,
-        "SELECT id, first_name, email, balance, birth_date, tags FROM contacts ORDER BY id",
+        "SELECT id, first_name, email, balance, birth_date, tags, vip FROM contacts ORDER BY id",
     )
     .into_iter()
     .map(|r| {
@@ -262,13 +266,22 @@ fn sqlite_and_postgresql_agree_both_ways_with_updates_inserts_and_deletes() {
         .unwrap(),
         "6.02|1952-03-12|[\"vip\"]\n"
     );
+    // Booleans cross as booleans (SQLite keeps them as 0 and 1).
+    assert_eq!(
+        pg.psql(
+            "crm",
+            "SELECT vip FROM contacts WHERE id IN (3, 4) ORDER BY id"
+        )
+        .unwrap(),
+        "t\nf\n"
+    );
     // weir's own writes come back from PostgreSQL as echoes: nothing to write.
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
 
     // PostgreSQL -> SQLite: an update, an insert and a hard delete.
     pg.psql(
         "crm",
-        "UPDATE contacts SET email = 'changed@example.com', balance = -1.50 WHERE id = 10;
+        "UPDATE contacts SET email = 'changed@example.com', balance = -1.50, vip = true WHERE id = 10;
          INSERT INTO contacts (id, first_name, last_name, email, balance, birth_date, tags)
              VALUES (1001, 'Grace', 'Hopper', 'grace@example.com', 99.99, '1906-12-09', '[\"navy\"]');
          DELETE FROM contacts WHERE id = 20;",
@@ -276,10 +289,14 @@ fn sqlite_and_postgresql_agree_both_ways_with_updates_inserts_and_deletes() {
     .unwrap();
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (2, 1));
     assert_eq!(
-        rows(&lite, "SELECT email, balance FROM contacts WHERE id = 10"),
+        rows(
+            &lite,
+            "SELECT email, balance, vip FROM contacts WHERE id = 10"
+        ),
         vec![vec![
             Some("changed@example.com".into()),
-            Some("-1.50".into())
+            Some("-1.50".into()),
+            Some("1".into())
         ]]
     );
     assert_eq!(
@@ -555,10 +572,10 @@ fn shared_keys_already_on_both_sides_are_matched_not_swapped() {
     // The same three keys in PostgreSQL: 1 and 3 equal, 2 different.
     pg.psql(
         "crm",
-        "INSERT INTO contacts (id, first_name, last_name, email, balance, birth_date, tags) VALUES
-            (1, 'First1', 'Last1', 'person1@example.com', 3.01, '1951-02-11', '[]'),
-            (2, 'Other2', 'Last2', 'other2@example.com', 6.02, '1952-03-12', '[\"vip\"]'),
-            (3, 'First3', 'Last3', 'person3@example.com', 9.03, '1953-04-13', '[]');",
+        "INSERT INTO contacts (id, first_name, last_name, email, balance, birth_date, tags, vip) VALUES
+            (1, 'First1', 'Last1', 'person1@example.com', 3.01, '1951-02-11', '[]', false),
+            (2, 'Other2', 'Last2', 'other2@example.com', 6.02, '1952-03-12', '[\"vip\"]', false),
+            (3, 'First3', 'Last3', 'person3@example.com', 9.03, '1953-04-13', '[]', true);",
     )
     .unwrap();
     let m = two_way_manifest(d, &pg.url("crm"));
@@ -738,5 +755,143 @@ fn logical_deletes_need_postgresql_with_wal_level_logical() {
     assert!(
         out.contains(r#"deletes = "logical" needs PostgreSQL, and database 'lite' is SQLite"#),
         "{out}"
+    );
+}
+
+#[test]
+fn a_row_locked_at_the_target_is_retried_not_dead_lettered() {
+    let pg = with_contacts(Postgres::start().expect("start PostgreSQL"));
+    // weir's sessions give up on a lock after 300 ms (SQLSTATE 55P03).
+    pg.psql("postgres", "ALTER ROLE postgres SET lock_timeout = '300ms'")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lite = d.join("lite.db");
+    lite_db(&lite, 20);
+    let m = two_way_manifest(d, &pg.url("crm"));
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (20, 0));
+
+    // Another session holds row 5 while weir writes its change.
+    let mut holder = pg.session("crm").unwrap();
+    holder
+        .send("BEGIN; SELECT id FROM contacts WHERE id = 5 FOR UPDATE;")
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while pg
+        .psql(
+            "crm",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'crm' AND state = 'idle in transaction'",
+        )
+        .unwrap()
+        != "1\n"
+    {
+        assert!(std::time::Instant::now() < deadline, "the lock was not taken");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    rusqlite::Connection::open(&lite)
+        .unwrap()
+        .execute(
+            "UPDATE contacts SET email = 'locked@example.com' WHERE id = 5",
+            [],
+        )
+        .unwrap();
+    let run = weir_pg(&m, &["sync", "--quiet"]);
+    assert_ne!(run.code, 0, "the write waits for a later pass: {run:?}");
+    assert!(run.stdout.contains(" 1 failed"), "{run:?}");
+    let letters = weir_pg(&m, &["dead-letters"]);
+    assert!(
+        letters.stdout.trim().is_empty(),
+        "a lock is no reason to give up on a record: {letters:?}"
+    );
+
+    let store = d.join("weir.db");
+    assert_eq!(
+        rows(
+            &store,
+            "SELECT attempts, last_error LIKE '%[SQLSTATE 55P03]%' FROM outbox"
+        ),
+        vec![vec![Some("1".into()), Some("1".into())]]
+    );
+
+    // Once the lock is let go and the backoff has passed (moved into the
+    // past here), the next pass delivers the change.
+    drop(holder);
+    rusqlite::Connection::open(&store)
+        .unwrap()
+        .execute(
+            "UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00.000Z'",
+            [],
+        )
+        .unwrap();
+    let run = sync(&m, &["--quiet"]);
+    assert_eq!(written_and_deleted(&run), (1, 0));
+    assert_eq!(
+        pg.psql("crm", "SELECT email FROM contacts WHERE id = 5")
+            .unwrap(),
+        "locked@example.com\n"
+    );
+}
+
+#[test]
+fn the_service_reads_a_table_altered_under_it() {
+    let pg = with_contacts(Postgres::start().expect("start PostgreSQL"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lite = d.join("lite.db");
+    lite_db(&lite, 3);
+    let m = two_way_manifest(d, &pg.url("crm"));
+    // `weir refresh` asks the service with the system's publish token.
+    // One pooled connection, so that every pass meets its prepared statements.
+    let text = std::fs::read_to_string(&m)
+        .unwrap()
+        .replace(
+            r#"config = { database = "main" }"#,
+            "config = { database = \"main\" }\npublish_token = \"${WEIR_TEST_TOKEN}\"",
+        )
+        .replace("pool_size = 2", "pool_size = 1");
+    std::fs::write(&m, text).unwrap();
+    let env = [
+        ("WEIR_TEST_PG_PASSWORD", "not-used-under-trust"),
+        ("WEIR_TEST_TOKEN", "refresh-token"),
+    ];
+    let daemon = Daemon::start(WEIR, &m, &env);
+    daemon.expect_line("run 1: 3 read, 3 written");
+    let refresh = || {
+        let url = format!("http://127.0.0.1:{}", daemon.port);
+        let run = weir_env(WEIR, &m, &["refresh", "pg", "--daemon", &url], &env);
+        assert_eq!(run.code, 0, "{run:?}");
+    };
+    // weir's own rows come back from PostgreSQL as echoes; the pass after
+    // prepares the change read that later passes use.
+    for _ in 0..2 {
+        refresh();
+        let quiet = daemon.expect_line(" written, ");
+        assert!(quiet.contains(" 0 written, "), "{quiet}");
+    }
+
+    // A column changes type while the service runs: its prepared `SELECT *`
+    // no longer fits the table. That read fails once, and the next one
+    // prepares afresh and carries the change.
+    pg.psql(
+        "crm",
+        "ALTER TABLE contacts ALTER COLUMN first_name TYPE varchar(100);
+         UPDATE contacts SET email = 'altered@example.com' WHERE id = 2;",
+    )
+    .unwrap();
+    refresh();
+    let mut lines = Vec::new();
+    while !lines
+        .last()
+        .is_some_and(|l: &String| l.contains(" written,") && l.contains(" read, 1 written"))
+    {
+        assert!(lines.len() < 5, "the change never arrived: {lines:?}");
+        lines.push(daemon.expect_line(" written, "));
+        if !lines.last().unwrap().contains(" read, 1 written") {
+            refresh();
+        }
+    }
+    assert_eq!(
+        rows(&lite, "SELECT email FROM contacts WHERE id = 2"),
+        vec![vec![Some("altered@example.com".into())]]
     );
 }

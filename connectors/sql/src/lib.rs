@@ -583,10 +583,22 @@ impl Table {
     }
 
     /// Turns the rows of a `SELECT *` into changes (upserts of whole rows).
-    fn changes(&self, rows: &Rows) -> Result<Vec<Change>> {
+    /// The values of boolean columns, which reach the connector as 0 and 1,
+    /// become JSON booleans.
+    fn changes(&self, db: &Database, rows: &Rows) -> Result<Vec<Change>> {
         if rows.rows.is_empty() {
             return Ok(Vec::new());
         }
+        let columns = db.columns(self)?;
+        let booleans: Vec<usize> = rows
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| {
+                schema::find(&columns, name).is_some_and(|c| c.field_type() == FieldType::Boolean)
+            })
+            .map(|(i, _)| i)
+            .collect();
         let key_at = self.column_index(rows, &self.pk)?;
         let version_at = match &self.updated_at {
             Some(u) => Some(self.column_index(rows, u)?),
@@ -599,14 +611,17 @@ impl Table {
         Ok(rows
             .rows
             .iter()
-            .map(|row| self.change(&rows.columns, row, key_at, version_at, actor_at))
+            .map(|row| {
+                let record = with_booleans(&rows.columns, row, &booleans);
+                self.change(record, row, key_at, version_at, actor_at)
+            })
             .collect())
     }
 
-    /// One row as a change.
+    /// One row, read as `record`, as a change.
     fn change(
         &self,
-        columns: &[String],
+        record: json::Record,
         row: &[Value],
         key_at: usize,
         version_at: Option<usize>,
@@ -617,7 +632,7 @@ impl Table {
             entity: self.entity.clone(),
             id: text_at(key_at).unwrap_or_default(),
             op: Operation::Upsert,
-            data: Some(json::to_text(&row_to_record(columns, row))),
+            data: Some(json::to_text(&record)),
             previous: None,
             version: version_at.and_then(text_at),
             actor: actor_at.and_then(text_at),
@@ -655,6 +670,18 @@ fn bad_setting(entity: &str, key: &str) -> ConnectorError {
 fn prefixed(mut err: ConnectorError, what: &str) -> ConnectorError {
     err.message = format!("{what}: {}", err.message);
     err
+}
+
+/// A row as a record, the integers of the columns at `booleans` as JSON
+/// booleans (0 is false, any other is true).
+fn with_booleans(columns: &[String], row: &[Value], booleans: &[usize]) -> json::Record {
+    let mut record = row_to_record(columns, row);
+    for &i in booleans {
+        if let (Some(name), Some(Value::Integer(n))) = (columns.get(i), row.get(i)) {
+            record.insert(name.clone(), serde_json::Value::Bool(*n != 0));
+        }
+    }
+    record
 }
 
 /// The page size to ask for: at least one row, so that a full page always moves forward.
@@ -739,7 +766,7 @@ impl source::Guest for SqlConnector {
         };
         params.push(Value::Integer(limit as i64));
         let rows = db.query(&table.entity, sql, params)?;
-        let items = table.changes(&rows)?;
+        let items = table.changes(&db, &rows)?;
         let next = match rows.rows.last() {
             Some(last) if rows.rows.len() >= limit => {
                 let key_at = table.column_index(&rows, &table.pk)?;
@@ -883,7 +910,7 @@ impl source::Guest for SqlConnector {
         };
         params.push(Value::Integer(limit as i64));
         let rows = db.query(&table.entity, sql, params)?;
-        items.extend(table.changes(&rows)?);
+        items.extend(table.changes(&db, &rows)?);
         if let Some(last) = rows.rows.last() {
             at.ts = json_at(last, table.column_index(&rows, updated_at)?);
             at.id = json_at(last, table.column_index(&rows, &table.pk)?);
@@ -967,3 +994,30 @@ impl destination::Guest for SqlConnector {
 }
 
 export!(SqlConnector);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boolean_columns_read_as_json_booleans() {
+        let columns = vec!["id".to_string(), "vip".to_string(), "n".to_string()];
+        let row = vec![Value::Integer(7), Value::Integer(1), Value::Integer(0)];
+        let record = with_booleans(&columns, &row, &[1]);
+        assert_eq!(record["id"], serde_json::json!(7));
+        assert_eq!(record["vip"], serde_json::json!(true));
+        assert_eq!(record["n"], serde_json::json!(0), "not a boolean column");
+        let null = with_booleans(
+            &columns,
+            &[Value::Integer(7), Value::Null, Value::Null],
+            &[1],
+        );
+        assert_eq!(null["vip"], serde_json::Value::Null);
+        let off = with_booleans(
+            &columns,
+            &[Value::Integer(7), Value::Integer(0), Value::Null],
+            &[1],
+        );
+        assert_eq!(off["vip"], serde_json::json!(false));
+    }
+}

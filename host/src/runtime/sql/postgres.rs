@@ -130,12 +130,18 @@ async fn connection(pool: &Pool, db: &str) -> Result<Object, SqlError> {
     })
 }
 
-/// The database's message of an error, with its detail; never the settings.
+/// The database's message of an error, with its detail and its SQLSTATE
+/// (`[SQLSTATE 40P01]`: the connector tells passing errors from refusals by
+/// it); never the settings.
 fn message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => match db.detail() {
-            Some(detail) => format!("{} ({detail})", db.message()),
-            None => db.message().to_string(),
+            Some(detail) => format!(
+                "{} ({detail}) [SQLSTATE {}]",
+                db.message(),
+                db.code().code()
+            ),
+            None => format!("{} [SQLSTATE {}]", db.message(), db.code().code()),
         },
         None => {
             let mut text = e.to_string();
@@ -221,6 +227,9 @@ async fn bounded<T>(
     }
     let mut held = Closing(Some(connection(pool, db).await?));
     let client = held.0.as_mut().expect("just set");
+    if client.statement_cache.size() > MAX_CACHED_STATEMENTS {
+        client.statement_cache.clear();
+    }
     match tokio::time::timeout(timeout, work(client)).await {
         Ok(result) => {
             // Finished: back to the pool.
@@ -240,9 +249,30 @@ pub(super) async fn query(
     timeout: Duration,
 ) -> Result<Rows, SqlError> {
     bounded(pool, db, timeout, async |client| {
-        run(&*client, statement, max_rows).await
+        let result = run(&*client, statement, max_rows).await;
+        if let Err(SqlError::Failed(why)) = &result {
+            forget_stale_plans(client, [why.as_str()]);
+        }
+        result
     })
     .await
+}
+
+/// The statements a connection keeps prepared before it forgets them all:
+/// a bound on the cache (multi-row statements differ by their row count).
+const MAX_CACHED_STATEMENTS: usize = 512;
+
+/// Clears a connection's prepared statements when one of `errors` says a
+/// table changed under them (after an `ALTER TABLE`, PostgreSQL refuses a
+/// cached `SELECT *` whose columns changed): the next call prepares afresh.
+fn forget_stale_plans<'a>(client: &Object, errors: impl IntoIterator<Item = &'a str>) {
+    if errors
+        .into_iter()
+        .any(|e| e.contains("cached plan must not change result type"))
+    {
+        tracing::debug!("a table changed: forgetting this connection's prepared statements");
+        client.statement_cache.clear();
+    }
 }
 
 /// Runs a batch in one transaction on the grant `db`.
@@ -254,55 +284,76 @@ pub(super) async fn batch(
     timeout: Duration,
 ) -> Result<Vec<Result<Rows, String>>, SqlError> {
     bounded(pool, db, timeout, async |client| {
-        // Prepare each distinct text once, then pipeline the statements.
-        let mut seen = std::collections::HashSet::new();
-        for st in statements {
-            if seen.insert(st.sql.as_str()) {
-                if let Err(e) = client.prepare_cached(&st.sql).await {
-                    // Reported per statement by the slow path below.
-                    tracing::debug!(database = db, "statement does not prepare: {}", message(&e));
-                    break;
-                }
-            }
+        let outcomes = batch_on(client, db, statements, max_rows).await;
+        if let Ok(outcomes) = &outcomes {
+            forget_stale_plans(
+                client,
+                outcomes
+                    .iter()
+                    .filter_map(|o| o.as_ref().err())
+                    .map(String::as_str),
+            );
         }
-        {
-            let tx = client.transaction().await.map_err(failed)?;
-            let outcomes =
-                futures_util::future::join_all(statements.iter().map(|st| run(&tx, st, max_rows)))
-                    .await;
-            if outcomes.iter().all(Result::is_ok) {
-                tx.commit().await.map_err(failed)?;
-                return Ok(outcomes
-                    .into_iter()
-                    .map(|o| o.map_err(|e| e.to_string()))
-                    .collect());
-            }
-            if outcomes.iter().any(|o| matches!(o, Err(SqlError::Timeout))) {
-                return Err(SqlError::Timeout);
-            }
-            tx.rollback().await.map_err(failed)?;
-        }
-        let mut tx = client.transaction().await.map_err(failed)?;
-        let mut outcomes = Vec::with_capacity(statements.len());
-        for st in statements {
-            let sp = tx.savepoint("weir_item").await.map_err(failed)?;
-            match run(&sp, st, max_rows).await {
-                Ok(rows) => {
-                    sp.commit().await.map_err(failed)?;
-                    outcomes.push(Ok(rows));
-                }
-                Err(SqlError::Timeout) => return Err(SqlError::Timeout),
-                Err(e) => {
-                    sp.rollback().await.map_err(failed)?;
-                    outcomes.push(Err(match e {
-                        SqlError::Failed(m) => m,
-                        other => other.to_string(),
-                    }));
-                }
-            }
-        }
-        tx.commit().await.map_err(failed)?;
-        Ok(outcomes)
+        outcomes
     })
     .await
+}
+
+/// Runs a batch in one transaction on a connection: pipelined, or statement
+/// by statement in savepoints when one fails.
+async fn batch_on(
+    client: &mut Object,
+    db: &str,
+    statements: &[Statement],
+    max_rows: u32,
+) -> Result<Vec<Result<Rows, String>>, SqlError> {
+    // Prepare each distinct text once, then pipeline the statements.
+    let mut seen = std::collections::HashSet::new();
+    for st in statements {
+        if seen.insert(st.sql.as_str()) {
+            if let Err(e) = client.prepare_cached(&st.sql).await {
+                // Reported per statement by the slow path below.
+                tracing::debug!(database = db, "statement does not prepare: {}", message(&e));
+                break;
+            }
+        }
+    }
+    {
+        let tx = client.transaction().await.map_err(failed)?;
+        let outcomes =
+            futures_util::future::join_all(statements.iter().map(|st| run(&tx, st, max_rows)))
+                .await;
+        if outcomes.iter().all(Result::is_ok) {
+            tx.commit().await.map_err(failed)?;
+            return Ok(outcomes
+                .into_iter()
+                .map(|o| o.map_err(|e| e.to_string()))
+                .collect());
+        }
+        if outcomes.iter().any(|o| matches!(o, Err(SqlError::Timeout))) {
+            return Err(SqlError::Timeout);
+        }
+        tx.rollback().await.map_err(failed)?;
+    }
+    let mut tx = client.transaction().await.map_err(failed)?;
+    let mut outcomes = Vec::with_capacity(statements.len());
+    for st in statements {
+        let sp = tx.savepoint("weir_item").await.map_err(failed)?;
+        match run(&sp, st, max_rows).await {
+            Ok(rows) => {
+                sp.commit().await.map_err(failed)?;
+                outcomes.push(Ok(rows));
+            }
+            Err(SqlError::Timeout) => return Err(SqlError::Timeout),
+            Err(e) => {
+                sp.rollback().await.map_err(failed)?;
+                outcomes.push(Err(match e {
+                    SqlError::Failed(m) => m,
+                    other => other.to_string(),
+                }));
+            }
+        }
+    }
+    tx.commit().await.map_err(failed)?;
+    Ok(outcomes)
 }
