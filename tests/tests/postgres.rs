@@ -45,6 +45,8 @@ const PG_CONTACTS: &str = "
         birth_date date,
         tags jsonb,
         vip boolean NOT NULL DEFAULT false,
+        photo bytea,
+        score real,
         updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
     );
     CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS
@@ -64,6 +66,8 @@ fn lite_db(path: &std::path::Path, n: usize) {
              birth_date TEXT,
              tags TEXT,
              vip BOOLEAN NOT NULL DEFAULT 0,
+             photo TEXT,
+             score REAL,
              updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
          );
          CREATE TRIGGER touch AFTER UPDATE ON contacts FOR EACH ROW WHEN NEW.updated_at = OLD.updated_at
@@ -281,7 +285,8 @@ fn sqlite_and_postgresql_agree_both_ways_with_updates_inserts_and_deletes() {
     // PostgreSQL -> SQLite: an update, an insert and a hard delete.
     pg.psql(
         "crm",
-        "UPDATE contacts SET email = 'changed@example.com', balance = -1.50, vip = true WHERE id = 10;
+        "UPDATE contacts SET email = 'changed@example.com', balance = -1.50, vip = true,
+             photo = '\\x00ff10', score = 0.1 WHERE id = 10;
          INSERT INTO contacts (id, first_name, last_name, email, balance, birth_date, tags)
              VALUES (1001, 'Grace', 'Hopper', 'grace@example.com', 99.99, '1906-12-09', '[\"navy\"]');
          DELETE FROM contacts WHERE id = 20;",
@@ -291,12 +296,14 @@ fn sqlite_and_postgresql_agree_both_ways_with_updates_inserts_and_deletes() {
     assert_eq!(
         rows(
             &lite,
-            "SELECT email, balance, vip FROM contacts WHERE id = 10"
+            "SELECT email, balance, vip, photo, score FROM contacts WHERE id = 10"
         ),
         vec![vec![
             Some("changed@example.com".into()),
             Some("-1.50".into()),
-            Some("1".into())
+            Some("1".into()),
+            Some("00ff10".into()),
+            Some("0.1".into())
         ]]
     );
     assert_eq!(
@@ -318,7 +325,7 @@ fn sqlite_and_postgresql_agree_both_ways_with_updates_inserts_and_deletes() {
     // SQLite -> PostgreSQL: the same three kinds of change.
     let conn = rusqlite::Connection::open(&lite).unwrap();
     conn.execute_batch(
-        "UPDATE contacts SET first_name = 'Renamed' WHERE id = 30;
+        "UPDATE contacts SET first_name = 'Renamed', photo = 'cafe' WHERE id = 30;
          INSERT INTO contacts (id, first_name, last_name, email, balance, birth_date, tags)
              VALUES (2001, 'Edsger', 'Dijkstra', 'ewd@example.com', '0.10', '1930-05-11', '[]');
          DELETE FROM contacts WHERE id = 40;",
@@ -328,9 +335,12 @@ fn sqlite_and_postgresql_agree_both_ways_with_updates_inserts_and_deletes() {
     let run = sync(&m, &["--quiet"]);
     assert_eq!(written_and_deleted(&run), (2, 1));
     assert_eq!(
-        pg.psql("crm", "SELECT first_name FROM contacts WHERE id = 30")
-            .unwrap(),
-        "Renamed\n"
+        pg.psql(
+            "crm",
+            "SELECT first_name, photo FROM contacts WHERE id = 30"
+        )
+        .unwrap(),
+        "Renamed|\\xcafe\n"
     );
     assert_eq!(
         pg.psql("crm", "SELECT email, balance FROM contacts WHERE id = 2001")
@@ -404,6 +414,10 @@ settings = {{ table = "contacts", updated_at = "updated_at" }}
     let out = format!("{}{}", run.stdout, run.stderr);
     assert!(out.contains("cannot connect to database 'main'"), "{out}");
     assert!(!out.contains(secret), "the password leaked: {out}");
+    assert!(
+        out.contains("transient error") && out.contains("[SQLSTATE 08001]"),
+        "a server that cannot be reached is a passing failure, not a schema error: {out}"
+    );
 
     // The same manifest against the live cluster works.
     let m = manifest("main", &pg.url("crm"));

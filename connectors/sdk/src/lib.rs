@@ -101,6 +101,8 @@ impl From<sql::SqlError> for ConnectorError {
     fn from(e: sql::SqlError) -> Self {
         match e {
             sql::SqlError::Denied(m) => ConnectorError::permission(m),
+            // A deadlock, a lock timeout, a lost connection: try again later.
+            sql::SqlError::Failed(m) if sql_util::passing(&m) => ConnectorError::transient(m),
             sql::SqlError::Failed(m) => ConnectorError::schema(m),
             sql::SqlError::Timeout => ConnectorError::transient("sql statement timed out"),
             sql::SqlError::TooManyRows(n) => {

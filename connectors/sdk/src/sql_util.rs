@@ -55,3 +55,28 @@ pub fn row_to_record(columns: &[String], row: &[SqlValue]) -> Map<String, Value>
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
+
+/// Whether a statement error passes with time: PostgreSQL's transaction
+/// rollbacks (class 40: serialization failures, deadlocks), lock timeouts
+/// (55P03), lost or refused connections (class 08, 57P01-57P03) and
+/// exhausted resources (class 53), as the host tags them (`[SQLSTATE …]`);
+/// a prepared statement outdated by a table change; SQLite's busy or locked
+/// files.
+pub fn passing(message: &str) -> bool {
+    let code = message
+        .rsplit_once("[SQLSTATE ")
+        .and_then(|(_, rest)| rest.strip_suffix(']'));
+    if let Some(code) = code {
+        if code.starts_with("40")
+            || code.starts_with("08")
+            || code.starts_with("53")
+            || matches!(code, "55P03" | "57P01" | "57P02" | "57P03")
+        {
+            return true;
+        }
+    }
+    message.contains("database is locked")
+        || message.contains("database table is locked")
+        // The host prepares the statement afresh next time.
+        || message.contains("cached plan must not change result type")
+}

@@ -301,7 +301,7 @@ impl Target<'_> {
     /// transient, so the host tries again later; any other is a refusal.
     fn failed(&self, id: Option<&str>, message: &str) -> ConnectorError {
         let refused = self.rejected(id, message);
-        if passing(message) {
+        if weir_sdk::sql_util::passing(message) {
             ConnectorError::transient(refused.message)
         } else {
             refused
@@ -341,31 +341,6 @@ fn empty() -> Rows {
         columns: Vec::new(),
         rows: Vec::new(),
     }
-}
-
-/// Whether a statement error passes with time: PostgreSQL's transaction
-/// rollbacks (class 40: serialization failures, deadlocks), lock timeouts
-/// (55P03), lost or refused connections (class 08, 57P01-57P03) and
-/// exhausted resources (class 53), as the host tags them (`[SQLSTATE …]`);
-/// a prepared statement outdated by a table change; SQLite's busy or locked
-/// files.
-pub fn passing(message: &str) -> bool {
-    let code = message
-        .rsplit_once("[SQLSTATE ")
-        .and_then(|(_, rest)| rest.strip_suffix(']'));
-    if let Some(code) = code {
-        if code.starts_with("40")
-            || code.starts_with("08")
-            || code.starts_with("53")
-            || matches!(code, "55P03" | "57P01" | "57P02" | "57P03")
-        {
-            return true;
-        }
-    }
-    message.contains("database is locked")
-        || message.contains("database table is locked")
-        // The host prepares the statement afresh next time.
-        || message.contains("cached plan must not change result type")
 }
 
 #[cfg(test)]
@@ -511,16 +486,22 @@ mod tests {
 
     #[test]
     fn passing_errors_are_told_from_refusals() {
-        assert!(passing(
+        assert!(weir_sdk::sql_util::passing(
             "deadlock detected (Process 1 waits) [SQLSTATE 40P01]"
         ));
-        assert!(passing("could not obtain lock on row [SQLSTATE 55P03]"));
-        assert!(passing("database is locked"));
-        assert!(!passing(
+        assert!(weir_sdk::sql_util::passing(
+            "could not obtain lock on row [SQLSTATE 55P03]"
+        ));
+        assert!(weir_sdk::sql_util::passing("database is locked"));
+        assert!(!weir_sdk::sql_util::passing(
             "duplicate key value violates unique constraint [SQLSTATE 23505]"
         ));
-        assert!(!passing("value too long [SQLSTATE 22001]"));
-        assert!(!passing("UNIQUE constraint failed: contacts.email"));
+        assert!(!weir_sdk::sql_util::passing(
+            "value too long [SQLSTATE 22001]"
+        ));
+        assert!(!weir_sdk::sql_util::passing(
+            "UNIQUE constraint failed: contacts.email"
+        ));
         let t = target(true);
         let e = t.outcome(
             &Action::Upsert("7".into()),

@@ -57,6 +57,12 @@ impl ToSql for Param<'_> {
             (Value::Blob(b), true) => out.put_slice(b),
             (Value::Integer(i), false) => write!(Text(out), "{i}")?,
             (Value::Real(f), false) => write!(Text(out), "{f}")?,
+            // Bytes read from PostgreSQL reach JSON as plain hex: written
+            // back, they are hex again (bytea's text form wants `\x`).
+            (Value::Text(s), false) if *ty == Type::BYTEA && is_hex(s) => {
+                out.put_slice(b"\\x");
+                out.put_slice(s.as_bytes());
+            }
             (Value::Text(s), false) => out.put_slice(s.as_bytes()),
             (Value::Blob(_), false) => {
                 return Err(format!("bytes given for a parameter of type {ty}").into())
@@ -79,6 +85,11 @@ impl ToSql for Param<'_> {
     }
 
     to_sql_checked!();
+}
+
+/// Whether a text is bytes in plain hex (an even number of hex digits).
+fn is_hex(s: &str) -> bool {
+    s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// `fmt::Write` into a byte buffer.
@@ -140,7 +151,7 @@ fn from_binary(ty: &Type, raw: &[u8]) -> Result<Value, String> {
         Type::INT4 => Value::Integer(i32::from_be_bytes(fixed(4)?.try_into().unwrap()).into()),
         Type::OID => Value::Integer(u32::from_be_bytes(fixed(4)?.try_into().unwrap()).into()),
         Type::INT8 => Value::Integer(i64::from_be_bytes(fixed(8)?.try_into().unwrap())),
-        Type::FLOAT4 => Value::Real(f32::from_be_bytes(fixed(4)?.try_into().unwrap()).into()),
+        Type::FLOAT4 => Value::Real(widen(f32::from_be_bytes(fixed(4)?.try_into().unwrap()))),
         Type::FLOAT8 => Value::Real(f64::from_be_bytes(fixed(8)?.try_into().unwrap())),
         Type::BYTEA => Value::Blob(raw.to_vec()),
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::JSON => {
@@ -278,9 +289,39 @@ fn numeric(raw: &[u8]) -> Result<String, String> {
     Ok(s)
 }
 
+/// A `real` as the nearest double to its shortest decimal form: 0.1f32 is
+/// 0.1, not 0.10000000149011612 (the exact widening).
+fn widen(f: f32) -> f64 {
+    f.to_string().parse().unwrap_or(f64::from(f))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_text_is_written_to_bytea_as_hex() {
+        let mut out = BytesMut::new();
+        let text = Value::Text("00ff10".into());
+        Param(&text).to_sql(&Type::BYTEA, &mut out).unwrap();
+        assert_eq!(&out[..], b"\\x00ff10");
+        let mut out = BytesMut::new();
+        let plain = Value::Text("not hex".into());
+        Param(&plain).to_sql(&Type::BYTEA, &mut out).unwrap();
+        assert_eq!(&out[..], b"not hex");
+        let mut out = BytesMut::new();
+        Param(&text).to_sql(&Type::TEXT, &mut out).unwrap();
+        assert_eq!(&out[..], b"00ff10");
+    }
+
+    #[test]
+    fn reals_widen_to_their_shortest_form() {
+        assert_eq!(widen(0.1), 0.1);
+        assert_eq!(widen(-2.5e-8), -2.5e-8);
+        assert_eq!(widen(16_777_216.0), 16_777_216.0);
+        assert!(widen(f32::NAN).is_nan());
+        assert_eq!(widen(f32::INFINITY), f64::INFINITY);
+    }
 
     fn numeric_bytes(weight: i16, sign: u16, dscale: u16, digits: &[u16]) -> Vec<u8> {
         let mut b = Vec::new();
