@@ -151,6 +151,24 @@ pub fn count(db: &Path, sql: &str) -> i64 {
         .unwrap()
 }
 
+/// The manifest block of system `crm`: the `contacts` table of [`crm_db`]
+/// (`crm.db` beside the manifest) through the `sql` connector, changes by
+/// `updated_at` (itself not synced), in `direction`.
+pub fn crm_system(direction: &str) -> String {
+    format!(
+        r#"[systems.crm]
+connector = {}
+config = {{ database = "crm" }}
+databases = {{ crm = "crm.db" }}
+[systems.crm.entities.contacts]
+direction = "{direction}"
+ignore = ["updated_at"]
+settings = {{ table = "contacts", updated_at = "updated_at" }}
+"#,
+        toml_path(&connector("sql"))
+    )
+}
+
 /// The manifest block of the system `shop` that writes contacts into the
 /// `customers` table of [`shop_db`] (`shop.db` beside the manifest).
 pub fn shop_system() -> String {

@@ -141,20 +141,8 @@ impl Postgres {
     /// returns its standard output: unaligned rows, `|` between columns. The
     /// error names the database and carries psql's standard error.
     pub fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
-        let mut child = Command::new(self.bin.join("psql"))
-            .args([
-                "-X",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-At",
-                "-q",
-                "-h",
-                "127.0.0.1",
-            ])
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
-            .args(["-f", "-"])
-            .env("PGCONNECT_TIMEOUT", "10")
-            .stdin(Stdio::piped())
+        let mut child = self
+            .psql_command(db)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -183,25 +171,33 @@ impl Postgres {
     /// gives it as it arrives, and ends when dropped: a transaction it opens
     /// stays open (and its locks held) until then.
     pub fn session(&self, db: &str) -> Result<PsqlSession, String> {
-        let child = Command::new(self.bin.join("psql"))
-            .args([
-                "-X",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-At",
-                "-q",
-                "-h",
-                "127.0.0.1",
-            ])
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
-            .args(["-f", "-"])
-            .env("PGCONNECT_TIMEOUT", "10")
-            .stdin(Stdio::piped())
+        let child = self
+            .psql_command(db)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", self.bin.join("psql").display()))?;
         Ok(PsqlSession { child })
+    }
+
+    /// psql on database `db` as the superuser, reading its script from
+    /// standard input, stopping at the first error, printing unaligned rows.
+    fn psql_command(&self, db: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join("psql"));
+        cmd.args([
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-At",
+            "-q",
+            "-h",
+            "127.0.0.1",
+        ])
+        .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
+        .args(["-f", "-"])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::piped());
+        cmd
     }
 
     /// The server log (`log` in the data directory).

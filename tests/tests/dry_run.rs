@@ -18,14 +18,7 @@ fn dry_run_prints_the_plan_with_field_differences_and_writes_nothing() {
             r#"
 [entities.contacts]
 primary_key = "id"
-[systems.crm]
-connector = {sql}
-config = {{ database = "crm" }}
-databases = {{ crm = "crm.db" }}
-[systems.crm.entities.contacts]
-direction = "read"
-ignore = ["updated_at"]
-settings = {{ updated_at = "updated_at" }}
+{crm}
 {shop}
 [systems.files]
 connector = {csv}
@@ -34,8 +27,8 @@ directories = {{ out = "csv" }}
 [systems.files.entities.contacts]
 direction = "write"
 "#,
+            crm = crm_system("read"),
             shop = shop_system(),
-            sql = toml_path(&connector("sql")),
             csv = toml_path(&connector("csv")),
         ),
     );

@@ -15,19 +15,12 @@ fn manifest(dir: &Path, store: &str) -> std::path::PathBuf {
 [entities.contacts]
 primary_key = "id"
 
-[systems.crm]
-connector = {sql}
-config = {{ database = "crm" }}
-databases = {{ crm = "crm.db" }}
-[systems.crm.entities.contacts]
-direction = "read"
-ignore = ["updated_at"]
-settings = {{ table = "contacts", updated_at = "updated_at" }}
+{crm}
 
 {shop}
 "#,
+            crm = crm_system("read"),
             shop = shop_system(),
-            sql = toml_path(&connector("sql")),
         ),
     )
 }

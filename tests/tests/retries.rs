@@ -20,21 +20,14 @@ fn rate_limits_and_passing_failures_are_retried_with_backoff_until_delivered() {
             r#"
 [entities.contacts]
 primary_key = "id"
-[systems.crm]
-connector = {sql}
-config = {{ database = "crm" }}
-databases = {{ crm = "crm.db" }}
-[systems.crm.entities.contacts]
-direction = "read"
-ignore = ["updated_at"]
-settings = {{ updated_at = "updated_at" }}
+{crm}
 [systems.flaky]
 connector = {flaky}
 config = {{ rate_limited_calls = 1, retry_after_ms = 0, transient_calls = 1 }}
 [systems.flaky.entities.contacts]
 direction = "write"
 "#,
-            sql = toml_path(&connector("sql")),
+            crm = crm_system("read"),
             flaky = toml_path(&connector("flaky")),
         ),
     );

@@ -14,14 +14,7 @@ fn manifest(dir: &Path) -> std::path::PathBuf {
 [entities.contacts]
 primary_key = "id"
 
-[systems.crm]
-connector = {sql}
-config = {{ database = "crm" }}
-databases = {{ crm = "crm.db" }}
-[systems.crm.entities.contacts]
-direction = "read"
-ignore = ["updated_at"]
-settings = {{ table = "contacts", updated_at = "updated_at" }}
+{crm}
 
 {shop}
 
@@ -32,8 +25,8 @@ directories = {{ export = "csv" }}
 [systems.files.entities.contacts]
 direction = "write"
 "#,
+            crm = crm_system("read"),
             shop = shop_system(),
-            sql = toml_path(&connector("sql")),
             csv = toml_path(&connector("csv")),
         ),
     )
@@ -392,16 +385,9 @@ settings = {{ table = "contacts" }}
 primary_key = "id"
 shared_key = true
 
-[systems.crm]
-connector = {sql}
-config = {{ database = "crm" }}
-databases = {{ crm = "crm.db" }}
-[systems.crm.entities.contacts]
-direction = "read"
-ignore = ["updated_at"]
-settings = {{ table = "contacts", updated_at = "updated_at" }}
+{crm}
 {a}{b}"#,
-            sql = toml_path(&connector("sql")),
+            crm = crm_system("read"),
             a = target("a"),
             b = target("b"),
         ),

@@ -297,10 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let report = engine::sync(&manifest, &runtime()?, &options).await?;
             let c = report.counts;
-            println!(
-                "run {}: {} read, {} written, {} deleted, {} unchanged, {} echoes, {} conflicts, {} failed",
-                report.run_id, c.read, c.written, c.deleted, c.skipped, c.echoes, c.conflicts, c.failed
-            );
+            println!("run {}: {c}", report.run_id);
             for f in &report.failures {
                 eprintln!("error: {f}");
             }
@@ -864,20 +861,13 @@ fn audit_export(
 fn runs(manifest: &Manifest, limit: u32) -> anyhow::Result<ExitCode> {
     let store = crate::store::Store::open(&manifest.store)?;
     for r in store.runs(limit)? {
-        let c = r.counts;
         println!(
-            "run {} {} -> {} {}: {} read, {} written, {} deleted, {} unchanged, {} echoes, {} conflicts, {} failed{}",
+            "run {} {} -> {} {}: {}{}",
             r.id,
             r.started_at,
             r.finished_at.as_deref().unwrap_or("-"),
             r.status,
-            c.read,
-            c.written,
-            c.deleted,
-            c.skipped,
-            c.echoes,
-            c.conflicts,
-            c.failed,
+            r.counts,
             r.error.map(|e| format!(" ({e})")).unwrap_or_default()
         );
     }
@@ -969,19 +959,12 @@ fn status(manifest: &Manifest) -> anyhow::Result<ExitCode> {
         println!("no runs yet");
     }
     for r in runs {
-        let c = r.counts;
         println!(
-            "run {} {} {}: {} read, {} written, {} deleted, {} unchanged, {} echoes, {} conflicts, {} failed{}",
+            "run {} {} {}: {}{}",
             r.id,
             r.started_at,
             r.status,
-            c.read,
-            c.written,
-            c.deleted,
-            c.skipped,
-            c.echoes,
-            c.conflicts,
-            c.failed,
+            r.counts,
             r.error.map(|e| format!(" ({e})")).unwrap_or_default()
         );
     }

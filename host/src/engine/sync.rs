@@ -1112,7 +1112,7 @@ impl Engine<'_, '_> {
         let mut previous = previous;
         if next.as_ref().is_some_and(|p| !idempotent(p)) {
             if let Some((planned, outcomes)) = previous.take() {
-                self.record(&d.target, &entity.name, planned, outcomes)?;
+                self.record_deliveries(&d.target, &entity.name, planned, outcomes)?;
             }
         }
         if let Some(planned) = next {
@@ -1123,7 +1123,7 @@ impl Engine<'_, '_> {
             }
         }
         if let Some((planned, outcomes)) = previous {
-            self.record(&d.target, &entity.name, planned, outcomes)?;
+            self.record_deliveries(&d.target, &entity.name, planned, outcomes)?;
         }
         if d.in_flight
             .as_ref()
@@ -1132,28 +1132,13 @@ impl Engine<'_, '_> {
             let f = d.in_flight.take().expect("checked above");
             match self.land(d.t, &d.target, f).await? {
                 Landed::Done(planned, outcomes) => {
-                    self.record(&d.target, &entity.name, planned, outcomes)?
+                    self.record_deliveries(&d.target, &entity.name, planned, outcomes)?
                 }
                 Landed::Stop => return Ok(false),
                 Landed::Skip => {}
             }
         }
         Ok(more || d.in_flight.is_some())
-    }
-
-    /// Records a landed batch and counts it towards the fault injection.
-    fn record(
-        &mut self,
-        target: &str,
-        entity: &str,
-        planned: Vec<Planned>,
-        outcomes: Vec<
-            Result<crate::runtime::types::Written, crate::runtime::types::ConnectorError>,
-        >,
-    ) -> anyhow::Result<()> {
-        let done = self.record_deliveries(target, entity, planned, outcomes)?;
-        Faults::count(&mut self.faults.deliveries_left, done);
-        Ok(())
     }
 
     /// Waits for a write in flight, gives the instance back, and sorts out
@@ -1383,8 +1368,8 @@ impl Engine<'_, '_> {
     }
 
     /// Records the outcome of each write: links and outbox for successes,
-    /// retries for passing failures, dead letters for refusals. Returns the
-    /// number of outbox rows completed.
+    /// retries for passing failures, dead letters for refusals. The outbox
+    /// rows completed count towards the test-only fault injection.
     fn record_deliveries(
         &mut self,
         target: &str,
@@ -1393,7 +1378,7 @@ impl Engine<'_, '_> {
         outcomes: Vec<
             Result<crate::runtime::types::Written, crate::runtime::types::ConnectorError>,
         >,
-    ) -> anyhow::Result<u64> {
+    ) -> anyhow::Result<()> {
         let run_id = self.run_id;
         let (mut written, mut deleted, mut failed, mut done) = (0, 0, 0, 0);
         let (mut retries, mut refused) = (0, 0);
@@ -1477,7 +1462,8 @@ impl Engine<'_, '_> {
             dead_letters: refused,
         }
         .emit();
-        Ok(done)
+        Faults::count(&mut self.faults.deliveries_left, done);
+        Ok(())
     }
 }
 

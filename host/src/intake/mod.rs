@@ -359,7 +359,6 @@ async fn pass(
             // Health and polls are saved before the line is printed: whoever
             // waits for the line can read them.
             after_pass(app, &r.polled, first, now);
-            let c = r.counts;
             let polled: Vec<String> = r
                 .polled
                 .iter()
@@ -367,9 +366,14 @@ async fn pass(
                 .collect();
             if !options.quiet {
                 println!(
-                    "run {}: {} read, {} written, {} deleted, {} unchanged, {} echoes, {} conflicts, {} failed; polled: {}",
-                    r.run_id, c.read, c.written, c.deleted, c.skipped, c.echoes, c.conflicts, c.failed,
-                    if polled.is_empty() { "none".to_string() } else { polled.join(", ") }
+                    "run {}: {}; polled: {}",
+                    r.run_id,
+                    r.counts,
+                    if polled.is_empty() {
+                        "none".to_string()
+                    } else {
+                        polled.join(", ")
+                    }
                 );
             }
             for f in &r.failures {

@@ -110,6 +110,24 @@ pub struct RunCounts {
     pub conflicts: u64,
 }
 
+impl std::fmt::Display for RunCounts {
+    /// `R read, W written, D deleted, U unchanged, E echoes, C conflicts, F failed`,
+    /// as every run line prints them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} read, {} written, {} deleted, {} unchanged, {} echoes, {} conflicts, {} failed",
+            self.read,
+            self.written,
+            self.deleted,
+            self.skipped,
+            self.echoes,
+            self.conflicts,
+            self.failed
+        )
+    }
+}
+
 /// The central store.
 pub struct Store {
     conn: Connection,
