@@ -659,6 +659,7 @@ fn deletes_are_read_from_a_logical_replication_slot() {
 
     // Two hard deletes; a row deleted and inserted again; deletes in another
     // table, in the same transaction and in one of their own.
+    let before_deletes = wal_position(&pg);
     pg.psql(
         "crm",
         "CREATE TABLE notes (id bigint PRIMARY KEY);
@@ -672,7 +673,23 @@ fn deletes_are_read_from_a_logical_replication_slot() {
          DELETE FROM notes WHERE id = 6;",
     )
     .unwrap();
-    let after_deletes = wal_position(&pg);
+    // A dry run reads them (in batches of two changes) and leaves the slot
+    // where it was.
+    let slot_at = || {
+        pg.psql(
+            "crm",
+            "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'weir_pg_contacts'",
+        )
+        .unwrap()
+    };
+    let before_dry_run = slot_at();
+    let dry = weir_pg(&m, &["sync", "--dry-run", "--batch-size", "2"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert_eq!(
+        slot_at(),
+        before_dry_run,
+        "a dry run moved the slot: {dry:?}"
+    );
     let run = sync(&m, &["--quiet"]);
     assert_eq!(
         written_and_deleted(&run),
@@ -697,7 +714,7 @@ fn deletes_are_read_from_a_logical_replication_slot() {
         pg.psql(
             "crm",
             &format!(
-                "SELECT confirmed_flush_lsn >= '{after_deletes}' FROM pg_replication_slots WHERE slot_name = 'weir_pg_contacts'"
+                "SELECT confirmed_flush_lsn > '{before_deletes}' FROM pg_replication_slots WHERE slot_name = 'weir_pg_contacts'"
             )
         )
         .unwrap(),
@@ -740,6 +757,43 @@ fn deletes_are_read_from_a_logical_replication_slot() {
         (0, 0)
     );
     assert_agree(&pg, &lite);
+
+    // A slot made anew stands past weir's cursor: the deletes in between are
+    // unknown, and the pass says so until a full read settles it.
+    pg.psql(
+        "crm",
+        "SELECT pg_drop_replication_slot('weir_pg_contacts');
+         DELETE FROM contacts WHERE id = 9;",
+    )
+    .unwrap();
+    let missing = weir_pg(&m, &["sync", "--quiet"]);
+    assert_ne!(missing.code, 0);
+    assert!(
+        missing
+            .stderr
+            .contains("replication slot 'weir_pg_contacts' is missing"),
+        "{missing:?}"
+    );
+    assert_eq!(weir_pg(&m, &["check"]).code, 0);
+    pg.psql(
+        "crm",
+        "CREATE TABLE filler (n int); INSERT INTO filler VALUES (1);",
+    )
+    .unwrap();
+    let ahead = weir_pg(&m, &["sync", "--quiet"]);
+    assert_ne!(ahead.code, 0);
+    assert!(
+        ahead.stderr.contains("has moved past weir's cursor")
+            && ahead.stderr.contains("weir sync --full"),
+        "{ahead:?}"
+    );
+    let full = sync(&m, &["--quiet", "--full"]);
+    assert_eq!(
+        written_and_deleted(&full),
+        (0, 1),
+        "the full read finds row 9 gone"
+    );
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
 }
 
 #[test]

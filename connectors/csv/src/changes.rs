@@ -36,9 +36,14 @@ pub struct Scan {
     pub byte: u64,
     /// The line number at that offset (1-based), for messages.
     pub line: u64,
-    /// The file's length when the scan started; another length means the file
-    /// was rewritten, and the scan starts again from the top.
+    /// The file's length when the scan started; another length (or another
+    /// modification time) means the file was rewritten, and the scan starts
+    /// again from the top.
     pub len: u64,
+    /// The file's modification time when the scan started (nanoseconds
+    /// since 1970), where the file system tells it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<u64>,
     /// The latest updated-at the scan has seen so far.
     pub latest: Option<Timestamp>,
 }
@@ -153,13 +158,20 @@ pub fn latest<R: Read>(input: R, file: &str, column: &str) -> Result<Option<Time
     Ok(latest)
 }
 
-/// Reads up to `limit` changed rows from where `cursor` stands. `len` is the
-/// file's current length. Rows that cannot be records are skipped as full
+/// The version of a file a scan stands on: its length and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version {
+    pub len: u64,
+    pub modified: Option<u64>,
+}
+
+/// Reads up to `limit` changed rows from where `cursor` stands. `version` is
+/// the file's current one. Rows that cannot be records are skipped as full
 /// reads skip them; `warn` is told about them and about unreadable times.
 #[allow(clippy::too_many_arguments)]
 pub fn read<R: Read + Seek>(
     input: R,
-    len: u64,
+    version: Version,
     file: &str,
     pk: &str,
     column: &str,
@@ -168,7 +180,9 @@ pub fn read<R: Read + Seek>(
     warn: &mut dyn FnMut(String),
 ) -> Result<ChangesOut> {
     let since = cursor.since;
-    let scan = cursor.scan.filter(|s| s.len == len);
+    let scan = cursor
+        .scan
+        .filter(|s| s.len == version.len && s.modified == version.modified);
     let mut latest = scan.and_then(|s| s.latest);
     let mut reader = reader::builder().from_reader(input);
     let header = reader.headers().map_err(|e| errors::csv(e, file))?.clone();
@@ -232,7 +246,8 @@ pub fn read<R: Read + Seek>(
             scan: Some(Scan {
                 byte: at.byte(),
                 line: at.line(),
-                len,
+                len: version.len,
+                modified: version.modified,
                 latest,
             }),
         }
@@ -274,7 +289,10 @@ mod tests {
         let mut warnings = Vec::new();
         let out = read(
             Cursor::new(text.as_bytes().to_vec()),
-            text.len() as u64,
+            Version {
+                len: text.len() as u64,
+                modified: Some(1),
+            },
             "people.csv",
             "id",
             "updated_at",
@@ -392,8 +410,24 @@ mod tests {
 
         // The file was rewritten meanwhile: the scan starts again from the top.
         let longer = format!("{FILE}6,Fay,2025-01-01T00:00:00Z\n");
-        let (again, _) = changes(&longer, first.next, 10);
+        let (again, _) = changes(&longer, first.next.clone(), 10);
         assert_eq!(ids(&again), ["2", "3", "4", "5", "6"]);
+        // Rewritten to the same length: told by its modification time.
+        let same_length = read(
+            Cursor::new(FILE.as_bytes().to_vec()),
+            Version {
+                len: FILE.len() as u64,
+                modified: Some(2),
+            },
+            "people.csv",
+            "id",
+            "updated_at",
+            first.next,
+            10,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(ids(&same_length), ["2", "3", "4", "5"]);
     }
 
     #[test]
@@ -404,6 +438,7 @@ mod tests {
                 byte: 40,
                 line: 3,
                 len: 99,
+                modified: Some(7),
                 latest: None,
             }),
         };

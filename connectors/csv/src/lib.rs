@@ -343,13 +343,21 @@ impl source::Guest for CsvConnector {
                 more: false,
             });
         };
-        let len = input
+        let meta = input
             .metadata()
-            .map_err(|e| errors::io(&e, &file.describe()))?
-            .len();
+            .map_err(|e| errors::io(&e, &file.describe()))?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| u64::try_from(d.as_nanos()).ok());
+        let version = changes::Version {
+            len: meta.len(),
+            modified,
+        };
         let out = changes::read(
             input,
-            len,
+            version,
             &file.name,
             &file.pk,
             column,

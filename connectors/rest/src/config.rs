@@ -443,6 +443,7 @@ mod tests {
         Context {
             system: "api".into(),
             config: config.to_string(),
+            dry_run: false,
         }
     }
 

@@ -59,7 +59,8 @@ pub fn quote_ident(name: &str) -> String {
 /// Whether a statement error passes with time: PostgreSQL's transaction
 /// rollbacks (class 40: serialization failures, deadlocks), lock timeouts
 /// (55P03), lost or refused connections (class 08, 57P01-57P03) and
-/// exhausted resources (class 53), as the host tags them (`[SQLSTATE …]`);
+/// exhausted resources (class 53 but 53400, a configured limit), as the host
+/// tags them (`[SQLSTATE …]`);
 /// a prepared statement outdated by a table change; SQLite's busy or locked
 /// files.
 pub fn passing(message: &str) -> bool {
@@ -67,16 +68,12 @@ pub fn passing(message: &str) -> bool {
         .rsplit_once("[SQLSTATE ")
         .and_then(|(_, rest)| rest.strip_suffix(']'));
     if let Some(code) = code {
-        if code.starts_with("40")
+        return code.starts_with("40")
             || code.starts_with("08")
-            || code.starts_with("53")
+            || (code.starts_with("53") && code != "53400")
             || matches!(code, "55P03" | "57P01" | "57P02" | "57P03")
-        {
-            return true;
-        }
+            // The host prepares the statement afresh next time.
+            || message.contains("cached plan must not change result type");
     }
-    message.contains("database is locked")
-        || message.contains("database table is locked")
-        // The host prepares the statement afresh next time.
-        || message.contains("cached plan must not change result type")
+    message.contains("database is locked") || message.contains("database table is locked")
 }

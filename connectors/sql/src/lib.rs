@@ -78,6 +78,8 @@ struct Database {
     system: String,
     name: String,
     dialect: Dialect,
+    /// A dry run: the database is read, and nothing is created or moved.
+    dry_run: bool,
 }
 
 /// The table bound to one entity.
@@ -113,6 +115,7 @@ impl Database {
             system: ctx.system.clone(),
             name: config.database,
             dialect,
+            dry_run: ctx.dry_run,
         })
     }
 
@@ -287,6 +290,12 @@ impl Table {
         ) {
             return Ok(());
         }
+        if db.dry_run {
+            return Err(ConnectorError::invalid_config(format!(
+                "entity '{}': the tombstone table '{tombstones}' or its trigger does not exist yet in database '{}', and a dry run creates nothing; run `weir check` first",
+                self.entity, db.name
+            )));
+        }
         let key_type = schema::find(columns, &self.pk)
             .map(|c| c.sql_type.as_str())
             .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("USER-DEFINED"))
@@ -353,6 +362,13 @@ impl Table {
             ],
         )?;
         let row = identity.rows.first().map(Vec::as_slice).unwrap_or_default();
+        if matches!(row.get(3), Some(Value::Integer(1))) {
+            // Logical decoding names the partition a row was deleted from.
+            return Err(ConnectorError::invalid_config(format!(
+                "{what}: table '{}' is partitioned or has child tables, whose deletes logical decoding reports under their own names; use deletes = \"tombstones\"",
+                self.name
+            )));
+        }
         let fit = matches!(row.get(1), Some(Value::Text(f)) if f == "f")
             || matches!(row.get(2), Some(Value::Integer(1)));
         if !fit {
@@ -374,12 +390,17 @@ impl Table {
             return Err(ConnectorError::invalid_config(why));
         }
         if state.plugin.is_none() {
+            if db.dry_run {
+                return Err(ConnectorError::invalid_config(format!(
+                    "{what}: replication slot '{slot}' does not exist yet, and a dry run creates nothing; run `weir check` first"
+                )));
+            }
             db.query(
                 &self.entity,
                 logical::CREATE_SLOT.to_string(),
                 vec![Value::Text(slot.to_string())],
             )
-            .map_err(|e| logical::slot_error(&what, slot, &e))?;
+            .map_err(|e| logical::slot_error(&what, slot, e))?;
         }
         Ok(())
     }
@@ -412,15 +433,45 @@ impl Table {
         limit: usize,
     ) -> Result<(Vec<Change>, Option<String>, usize)> {
         let what = format!("entity '{}': database '{}'", self.entity, db.name);
-        db.query(
-            &self.entity,
-            logical::ADVANCE.to_string(),
-            vec![
-                Value::Text(slot.to_string()),
-                Value::Text(settled.to_string()),
-            ],
-        )
-        .map_err(|e| logical::slot_error(&what, slot, &e))?;
+        // The slot must not stand past the cursor: it was then read or moved
+        // by someone else, or dropped and made anew, and the deletes in
+        // between are unknown.
+        let position = db
+            .query(
+                &self.entity,
+                logical::SLOT_POSITION.to_string(),
+                vec![Value::Text(slot.to_string()), Value::Text(from.to_string())],
+            )
+            .map_err(|e| logical::slot_error(&what, slot, e))?;
+        match position.rows.first().map(Vec::as_slice) {
+            None => {
+                return Err(ConnectorError::schema(format!(
+                    "{what}: replication slot '{slot}' is missing; `weir check` creates it, then run `weir sync --full`: deletes made meanwhile are unknown"
+                )))
+            }
+            Some([_, Value::Integer(1)]) => {
+                return Err(ConnectorError::schema(format!(
+                    "{what}: replication slot '{slot}' lost the WAL it needed (max_slot_wal_keep_size); drop it, run `weir check`, then `weir sync --full`"
+                )))
+            }
+            Some([Value::Integer(1), _]) => {
+                return Err(ConnectorError::schema(format!(
+                    "{what}: replication slot '{slot}' has moved past weir's cursor (is it read by someone else, or was it made anew?); deletes in between are unknown: run `weir sync --full`"
+                )))
+            }
+            Some(_) => {}
+        }
+        if !db.dry_run {
+            db.query(
+                &self.entity,
+                logical::ADVANCE.to_string(),
+                vec![
+                    Value::Text(slot.to_string()),
+                    Value::Text(settled.to_string()),
+                ],
+            )
+            .map_err(|e| logical::slot_error(&what, slot, e))?;
+        }
         let rows = db
             .query(
                 &self.entity,
@@ -428,11 +479,17 @@ impl Table {
                 vec![
                     Value::Text(slot.to_string()),
                     Value::Text(quote_ident(&self.name)),
-                    Value::Integer(limit as i64),
+                    // A dry run cannot move the slot on, so it reads all the
+                    // slot holds at once (batches would start over each time).
+                    if db.dry_run {
+                        Value::Null
+                    } else {
+                        Value::Integer(limit as i64)
+                    },
                     Value::Text(from.to_string()),
                 ],
             )
-            .map_err(|e| logical::slot_error(&what, slot, &e))?;
+            .map_err(|e| logical::slot_error(&what, slot, e))?;
         let text = |row: &[Value], i: usize| match row.get(i) {
             Some(Value::Text(t)) => Some(t.clone()),
             _ => None,
@@ -458,7 +515,8 @@ impl Table {
                 ),
             }
         }
-        // A key deleted and inserted anew is not a delete.
+        // A key deleted and inserted anew is not a delete; the others are
+        // read back as the key column's type, in the form reads give.
         if !keys.is_empty() {
             let key_type = db.query(
                 &self.entity,
@@ -472,16 +530,18 @@ impl Table {
                 Some(Value::Text(t)) => t.clone(),
                 _ => "text".to_string(),
             };
-            let existing = db.query(
+            let gone = db.query(
                 &self.entity,
-                logical::existing_keys(&self.name, &self.pk, &key_type),
-                vec![Value::Text(
-                    serde_json::Value::from(keys.clone()).to_string(),
-                )],
+                logical::gone_keys(&self.name, &self.pk, &key_type),
+                vec![Value::Text(serde_json::Value::from(keys).to_string())],
             )?;
-            let existing: std::collections::HashSet<String> =
-                existing.rows.iter().filter_map(|r| text(r, 0)).collect();
-            keys.retain(|k| !existing.contains(k));
+            keys = gone
+                .rows
+                .iter()
+                .filter_map(|r| r.first())
+                .filter(|v| !matches!(v, Value::Null))
+                .map(to_id)
+                .collect();
         }
         let changes = keys
             .into_iter()
@@ -725,6 +785,7 @@ impl connector::Guest for SqlConnector {
                 &format!("system '{}': database '{}'", db.system, db.name),
             )
         })?;
+        let mut slots: Vec<(String, String)> = Vec::new();
         entities
             .iter()
             .map(|entity| {
@@ -733,7 +794,15 @@ impl connector::Guest for SqlConnector {
                 table.verify(&db, &columns)?;
                 table.keep_tombstones(&db, &columns)?;
                 if let Some(slot) = table.slot(&db)? {
+                    // One slot serves one entity: each moves it on.
+                    if let Some((other, _)) = slots.iter().find(|(_, s)| *s == slot) {
+                        return Err(ConnectorError::invalid_config(format!(
+                            "entity '{}': replication slot '{slot}' is already the slot of entity '{other}'; name another with setting 'slot'",
+                            table.entity
+                        )));
+                    }
                     table.keep_slot(&db, &slot)?;
+                    slots.push((table.entity.clone(), slot));
                 }
                 Ok(table.schema(&columns))
             })
@@ -888,7 +957,7 @@ impl source::Guest for SqlConnector {
             at.lsn = Some(last.unwrap_or_else(|| from.clone()));
             at.settled = Some(from);
             // The slot had more changes of the database than were looked at.
-            let full = seen >= limit;
+            let full = !db.dry_run && seen >= limit;
             limit -= deletes.len().min(limit - 1);
             items.extend(deletes);
             if full {

@@ -46,10 +46,19 @@ pub fn valid_slot(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// The server's `wal_level`, and the plugin and database of slot $1 if it exists:
-/// one row (wal_level, plugin or null, database or null, whether it is this database).
-pub const SLOT_STATE: &str = "SELECT current_setting('wal_level'), s.plugin::text, s.database::text, s.database = current_database() \
+/// The server's `wal_level` and version, and the plugin and database of slot
+/// $1 if it exists: one row (wal_level, plugin or null, database or null,
+/// whether it is this database, server_version_num).
+pub const SLOT_STATE: &str = "SELECT current_setting('wal_level'), s.plugin::text, s.database::text, s.database = current_database(), \
+     current_setting('server_version_num')::int \
      FROM (SELECT 1) AS one LEFT JOIN pg_replication_slots AS s ON s.slot_name = $1";
+
+/// Where slot $1 stands against position $2: no row when the slot is
+/// missing, else one row (whether it moved past $2, whether its WAL was
+/// removed).
+pub const SLOT_POSITION: &str =
+    "SELECT confirmed_flush_lsn > $2::text::pg_lsn, coalesce(wal_status = 'lost', false) \
+     FROM pg_replication_slots WHERE slot_name = $1";
 
 /// Creates slot $1 with the plugin; one row with the slot's start position.
 pub const CREATE_SLOT: &str =
@@ -64,11 +73,13 @@ pub const ADVANCE: &str = "SELECT end_lsn::text FROM pg_replication_slot_advance
      greatest($2::text::pg_lsn, (SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1)))";
 
 /// Whether column $2 of table $1 identifies deleted rows in the WAL: one row
-/// (whether the table exists, its replica identity, whether the column is in it).
+/// (whether the table exists, its replica identity, whether the column is in
+/// it, whether the table is partitioned or has children).
 pub const REPLICA_IDENTITY: &str = "SELECT c.oid IS NOT NULL, c.relreplident::text, \
      EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
              WHERE i.indrelid = c.oid AND a.attname = $2 \
-               AND ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident))) \
+               AND ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident))), \
+     c.relkind = 'p' OR EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhparent = c.oid) \
      FROM (SELECT 1) AS one LEFT JOIN pg_class c ON c.oid = to_regclass($1)";
 
 /// The type of column $2 of table $1, as PostgreSQL spells it in a cast.
@@ -85,19 +96,23 @@ pub const KEY_TYPE: &str = "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_
 pub const PEEK_DELETES: &str = "WITH target AS ( \
        SELECT format('table %s.%s: DELETE: ', quote_ident(n.nspname), quote_ident(c.relname)) AS prefix \
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($2)), \
-     seen AS (SELECT lsn, data, n FROM pg_logical_slot_peek_changes($1, NULL, $3::int) WITH ORDINALITY AS p(lsn, xid, data, n)), \
-     ends AS (SELECT data, n, min(lsn) FILTER (WHERE starts_with(data, 'COMMIT')) OVER (ORDER BY n DESC) AS done FROM seen) \
+     seen AS (SELECT lsn, xid, data, n FROM pg_logical_slot_peek_changes($1, NULL, $3::int) WITH ORDINALITY AS p(lsn, xid, data, n)), \
+     ends AS (SELECT xid, lsn AS done FROM seen WHERE starts_with(data, 'COMMIT')) \
      SELECT part, done::text, detail FROM ( \
-       SELECT 0 AS part, done, substr(data, length(prefix) + 1) AS detail, n FROM ends, target \
-       WHERE done > $4::text::pg_lsn AND starts_with(data, prefix) \
-       UNION ALL SELECT 1, max(done) FILTER (WHERE done > $4::text::pg_lsn), count(*)::text, NULL FROM ends) AS found \
+       SELECT 0 AS part, ends.done, substr(seen.data, length(target.prefix) + 1) AS detail, seen.n \
+       FROM seen JOIN ends ON ends.xid = seen.xid, target \
+       WHERE ends.done > $4::text::pg_lsn AND starts_with(seen.data, target.prefix) \
+       UNION ALL SELECT 1, (SELECT max(done) FROM ends WHERE done > $4::text::pg_lsn), count(*)::text, NULL FROM seen) AS found \
      ORDER BY part, n";
 
-/// The keys among a JSON array of keys ($1) that the table holds now.
-pub fn existing_keys(table: &str, pk: &str, key_type: &str) -> String {
+/// The keys among a JSON array of key texts ($1) that the table no longer
+/// holds, read back as the column's type (so that they have the form reads
+/// give them); a key deleted and inserted anew is not among them.
+pub fn gone_keys(table: &str, pk: &str, key_type: &str) -> String {
     let (t, k) = (quote_ident(table), quote_ident(pk));
     format!(
-        "SELECT {k}::text FROM {t} WHERE {k} IN (SELECT CAST(j AS {key_type}) FROM jsonb_array_elements_text($1::text::jsonb) AS j)"
+        "SELECT key FROM (SELECT DISTINCT CAST(j AS {key_type}) AS key FROM jsonb_array_elements_text($1::text::jsonb) AS j) AS keys \
+         WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.{k} = keys.key)"
     )
 }
 
@@ -110,6 +125,8 @@ pub struct SlotState {
     pub database: Option<String>,
     /// Whether the slot belongs to the database the connector is in.
     pub here: bool,
+    /// The server's version number (150004 for 15.4).
+    pub version: i64,
 }
 
 impl SlotState {
@@ -124,11 +141,20 @@ impl SlotState {
             plugin: text(1),
             database: text(2),
             here: matches!(row.get(3), Some(Value::Integer(1))),
+            version: match row.get(4) {
+                Some(Value::Integer(v)) => *v,
+                _ => 0,
+            },
         }
     }
 
     /// Why the slot cannot serve, if it cannot; `slot` and `what` name it.
     pub fn refusal(&self, slot: &str, what: &str) -> Option<String> {
+        if self.version < 130_000 {
+            return Some(format!(
+                "{what}: deletes = \"logical\" needs PostgreSQL 13 or later; use deletes = \"tombstones\""
+            ));
+        }
         if self.wal_level != "logical" {
             return Some(format!(
                 "{what}: deletes = \"logical\" needs wal_level = logical on the server (it is '{}'); set it in postgresql.conf and restart the server, or use deletes = \"tombstones\"",
@@ -209,12 +235,27 @@ fn quoted_until(text: &str, quote: char) -> Option<(String, &str)> {
     None
 }
 
-/// An error about the slot that tells what to do.
-pub fn slot_error(what: &str, slot: &str, e: &ConnectorError) -> ConnectorError {
-    ConnectorError::schema(format!(
-        "{what}: replication slot '{slot}' cannot be used: {}; the role needs the REPLICATION attribute, and `weir check` creates the slot",
-        e.message
-    ))
+/// An error about the slot: a missing slot or missing rights say what to do;
+/// any other error keeps its kind (a timeout or a lost connection passes).
+pub fn slot_error(what: &str, slot: &str, e: ConnectorError) -> ConnectorError {
+    let missing = e.message.contains("[SQLSTATE 42704]");
+    let denied = e.message.contains("[SQLSTATE 42501]");
+    if missing {
+        ConnectorError::schema(format!(
+            "{what}: replication slot '{slot}' is missing ({}); `weir check` creates it, then run `weir sync --full`: deletes made meanwhile are unknown",
+            e.message
+        ))
+    } else if denied {
+        ConnectorError::permission(format!(
+            "{what}: replication slot '{slot}': {}; the role needs the REPLICATION attribute",
+            e.message
+        ))
+    } else {
+        ConnectorError {
+            message: format!("{what}: replication slot '{slot}': {}", e.message),
+            ..e
+        }
+    }
 }
 
 #[cfg(test)]
@@ -261,7 +302,14 @@ mod tests {
             plugin: plugin.map(Into::into),
             database: plugin.map(|_| "other".into()),
             here,
+            version: 150_004,
         };
+        let old = SlotState {
+            version: 120_000,
+            ..state("logical", None, false)
+        };
+        let why = old.refusal("s", "entity 'c'").unwrap();
+        assert!(why.contains("PostgreSQL 13 or later"), "{why}");
         let why = state("replica", None, false)
             .refusal("s", "entity 'c'")
             .unwrap();

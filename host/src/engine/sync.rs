@@ -270,7 +270,12 @@ async fn run(
     let mut participants = Vec::new();
     for system in &manifest.systems {
         let instance = match start(runtime, system, store.path()).await {
-            Ok(i) => Some(i),
+            Ok(mut i) => {
+                if dry.is_some() {
+                    i.set_dry_run();
+                }
+                Some(i)
+            }
             Err(e) => {
                 report.failures.push(e);
                 None

@@ -380,6 +380,7 @@ impl Runtime {
             ctx: Context {
                 system: system.name.clone(),
                 config,
+                dry_run: false,
             },
             system: system.name.clone(),
             limits: system.limits,
@@ -537,6 +538,11 @@ impl Instance {
     /// The system's name.
     pub fn system(&self) -> &str {
         &self.system
+    }
+
+    /// Marks every later call as part of a dry run (the connector is told so).
+    pub fn set_dry_run(&mut self) {
+        self.ctx.dry_run = true;
     }
 
     /// Policy denials (http, sql) this instance ran into, for reporting even if

@@ -124,15 +124,15 @@ async fn connection(pool: &Pool, db: &str) -> Result<Object, SqlError> {
             database = db,
             "cannot connect to a granted PostgreSQL database: {why}"
         );
-        // Not a refusal by the server (those carry their own SQLSTATE): tagged
-        // as one the client could not connect, which passes with time.
-        let code = if why.contains("[SQLSTATE ") {
-            ""
-        } else {
-            " [SQLSTATE 08001]"
+        // The code goes last, where the connector reads it: the server's own
+        // (a refused password, too many clients), else that the client could
+        // not connect, which passes with time.
+        let (why, code) = match why.rsplit_once(" [SQLSTATE ") {
+            Some((text, code)) => (text.to_string(), format!("[SQLSTATE {code}")),
+            None => (why, "[SQLSTATE 08001]".to_string()),
         };
         SqlError::Failed(format!(
-            "cannot connect to database '{db}': {why} (check the grant's url, password, tls and ca_file under `databases` in the manifest){code}"
+            "cannot connect to database '{db}': {why} (check the grant's url, password, tls and ca_file under `databases` in the manifest) {code}"
         ))
     })
 }
