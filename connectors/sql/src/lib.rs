@@ -348,6 +348,15 @@ impl Table {
         })))
     }
 
+    /// The parameters of the catalog queries about the table's key column:
+    /// the quoted table name and the column name.
+    fn table_and_key(&self) -> Vec<Value> {
+        vec![
+            Value::Text(quote_ident(&self.name)),
+            Value::Text(self.pk.clone()),
+        ]
+    }
+
     /// Creates the replication slot if it is missing, once the server and the
     /// table are found fit: `wal_level = logical`, and the primary key is in
     /// the table's replica identity (deleted rows are known by it).
@@ -356,10 +365,7 @@ impl Table {
         let identity = db.query(
             &self.entity,
             logical::REPLICA_IDENTITY.to_string(),
-            vec![
-                Value::Text(quote_ident(&self.name)),
-                Value::Text(self.pk.clone()),
-            ],
+            self.table_and_key(),
         )?;
         let row = identity.rows.first().map(Vec::as_slice).unwrap_or_default();
         if matches!(row.get(3), Some(Value::Integer(1))) {
@@ -521,10 +527,7 @@ impl Table {
             let key_type = db.query(
                 &self.entity,
                 logical::KEY_TYPE.to_string(),
-                vec![
-                    Value::Text(quote_ident(&self.name)),
-                    Value::Text(self.pk.clone()),
-                ],
+                self.table_and_key(),
             )?;
             let key_type = match key_type.rows.first().and_then(|r| r.first()) {
                 Some(Value::Text(t)) => t.clone(),
