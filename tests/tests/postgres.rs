@@ -362,6 +362,31 @@ fn sqlite_and_postgresql_agree_both_ways_with_updates_inserts_and_deletes() {
     );
     assert_agree(&pg, &lite);
     assert_eq!(lite_rows(&lite).len(), 300);
+
+    // Tombstones are kept 30 days: an old one is removed at the next change
+    // read, the recent ones stay.
+    pg.psql(
+        "crm",
+        "INSERT INTO contacts_weir_deleted VALUES (999999, '2000-01-01T00:00:00Z')",
+    )
+    .unwrap();
+    rusqlite::Connection::open(&lite)
+        .unwrap()
+        .execute(
+            "INSERT INTO contacts_weir_deleted VALUES (999999, '2000-01-01T00:00:00.000Z')",
+            [],
+        )
+        .unwrap();
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
+    assert_eq!(
+        pg.psql("crm", "SELECT id FROM contacts_weir_deleted ORDER BY id")
+            .unwrap(),
+        "20\n40\n"
+    );
+    assert_eq!(
+        rows(&lite, "SELECT id FROM contacts_weir_deleted ORDER BY id"),
+        vec![vec![Some("20".into())], vec![Some("40".into())]]
+    );
 }
 
 #[test]

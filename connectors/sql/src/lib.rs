@@ -10,7 +10,8 @@
 //! `updated_at`, a column that enables incremental changes; `actor`, a column
 //! naming who changed a row; `deletes = "tombstones"`, which keeps deleted keys
 //! in a table (`tombstones`, `<table>_weir_deleted` by default) filled by an
-//! `AFTER DELETE` trigger that `check` installs, and reports them as changes;
+//! `AFTER DELETE` trigger that `check` installs, and reports them as changes
+//! (tombstones older than `tombstone_days`, 30 by default, are removed);
 //! or, on PostgreSQL, `deletes = "logical"`, which reads them from a logical
 //! replication slot (`slot`, `weir_<system>_<table>` by default) that `check`
 //! creates.
@@ -41,6 +42,9 @@ use weir_sdk::{
 use cursor::{ChangeCursor, ReadCursor};
 use schema::Column;
 
+/// Days a tombstone is kept unless the entity says otherwise.
+const DEFAULT_TOMBSTONE_DAYS: u32 = 30;
+
 /// The JSON Schema of the system configuration.
 const CONFIG_SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","properties":{"database":{"type":"string","minLength":1,"description":"the name of a database the manifest grants to this system"}},"required":["database"],"additionalProperties":false}"#;
 
@@ -69,6 +73,9 @@ struct Settings {
     deletes: Option<String>,
     /// The tombstone table; `<table>_weir_deleted` by default.
     tombstones: Option<String>,
+    /// Days a tombstone is kept (30 by default): older ones are removed at
+    /// change reads.
+    tombstone_days: Option<u32>,
     /// The replication slot; `weir_<system>_<table>` by default.
     slot: Option<String>,
 }
@@ -91,6 +98,8 @@ struct Table {
     actor: Option<String>,
     /// The tombstone table, when deletes are kept there.
     tombstones: Option<String>,
+    /// Days a tombstone is kept.
+    tombstone_days: u32,
     /// Whether deletes are read from a replication slot, and its name if set.
     logical: Option<Option<String>>,
 }
@@ -209,6 +218,10 @@ impl Table {
                 settings.tombstones.is_some() && deletes != Some("tombstones"),
             ),
             (
+                "tombstone_days",
+                settings.tombstone_days.is_some() && deletes != Some("tombstones"),
+            ),
+            (
                 "slot",
                 settings.slot.is_some() && deletes != Some("logical"),
             ),
@@ -251,6 +264,12 @@ impl Table {
                 )))
             }
         };
+        if settings.tombstone_days == Some(0) {
+            return Err(ConnectorError::invalid_config(format!(
+                "entity '{}': setting 'tombstone_days' must be at least 1",
+                entity.name
+            )));
+        }
         if let (Some(how), None) = (deletes, &settings.updated_at) {
             return Err(ConnectorError::invalid_config(format!(
                 "entity '{}': deletes = \"{how}\" needs an 'updated_at' column for the other changes",
@@ -264,6 +283,7 @@ impl Table {
             updated_at: settings.updated_at,
             actor: settings.actor,
             tombstones,
+            tombstone_days: settings.tombstone_days.unwrap_or(DEFAULT_TOMBSTONE_DAYS),
             logical,
         })
     }
@@ -920,6 +940,14 @@ impl source::Guest for SqlConnector {
                 // the table and its trigger exist before reading them.
                 let columns = db.columns(&table)?;
                 table.keep_tombstones(&db, &columns)?;
+            }
+            if !db.dry_run {
+                // Tombstones are kept for a while, not for ever.
+                db.query(
+                    &table.entity,
+                    statements::prune_tombstones(db.dialect, tombstones),
+                    vec![Value::Integer(i64::from(table.tombstone_days))],
+                )?;
             }
             let (deletes, last) = table.deletes(&db, tombstones, at.deleted.as_ref(), limit)?;
             let full = deletes.len() >= limit;

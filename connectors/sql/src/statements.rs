@@ -156,6 +156,19 @@ pub fn tombstones(
     }
 }
 
+/// Removes the tombstones older than parameter 1 days.
+pub fn prune_tombstones(dialect: Dialect, tombstones: &str) -> String {
+    let d = quote_ident(tombstones);
+    match dialect {
+        Dialect::Sqlite => format!(
+            "DELETE FROM {d} WHERE deleted_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || ?1 || ' days')"
+        ),
+        Dialect::Postgres => {
+            format!("DELETE FROM {d} WHERE deleted_at < now() - make_interval(days => $1::int)")
+        }
+    }
+}
+
 /// The newest (deleted-at, key) pair of a tombstone table, if any.
 pub fn tombstone_checkpoint(tombstones: &str, pk: &str) -> String {
     let (d, k) = (quote_ident(tombstones), quote_ident(pk));
