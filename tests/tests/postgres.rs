@@ -96,17 +96,8 @@ fn lite_db(path: &std::path::Path, n: usize) {
 }
 
 /// A manifest syncing `contacts` both ways between the SQLite file `lite.db`
-/// and the PostgreSQL grant `main`, with tombstone deletes on both sides.
-fn two_way_manifest(dir: &std::path::Path, pg_url: &str) -> std::path::PathBuf {
-    two_way_manifest_with(dir, pg_url, "tombstones")
-}
-
-/// [`two_way_manifest`] with `pg_deletes` as the PostgreSQL side's `deletes`.
-fn two_way_manifest_with(
-    dir: &std::path::Path,
-    pg_url: &str,
-    pg_deletes: &str,
-) -> std::path::PathBuf {
+/// (tombstone deletes) and the PostgreSQL grant `main` (`pg_deletes`).
+fn two_way_manifest(dir: &std::path::Path, pg_url: &str, pg_deletes: &str) -> std::path::PathBuf {
     let sql = toml_path(&connector("sql"));
     write_manifest(
         dir,
@@ -137,6 +128,23 @@ settings = {{ table = "contacts", updated_at = "updated_at", deletes = "{pg_dele
 "#
         ),
     )
+}
+
+/// A fresh folder with `lite.db` holding `n` contacts, and the two-way
+/// manifest between it and the cluster's `crm` database, with `pg_deletes`
+/// on the PostgreSQL side.
+struct TwoWay {
+    dir: tempfile::TempDir,
+    lite: std::path::PathBuf,
+    m: std::path::PathBuf,
+}
+
+fn two_way(pg: &Postgres, n: usize, pg_deletes: &str) -> TwoWay {
+    let dir = tempfile::tempdir().unwrap();
+    let lite = dir.path().join("lite.db");
+    lite_db(&lite, n);
+    let m = two_way_manifest(dir.path(), &pg.url("crm"), pg_deletes);
+    TwoWay { dir, lite, m }
 }
 
 /// The runs of `weir sync` print "run N: R read, W written, D deleted, ...":
@@ -233,11 +241,7 @@ fn assert_agree(pg: &Postgres, lite: &std::path::Path) {
 #[test]
 fn sqlite_and_postgresql_agree_both_ways_with_updates_inserts_and_deletes() {
     let pg = with_contacts(Postgres::start().expect("start PostgreSQL"));
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let lite = d.join("lite.db");
-    lite_db(&lite, 300);
-    let m = two_way_manifest(d, &pg.url("crm"));
+    let TwoWay { dir: _dir, lite, m } = two_way(&pg, 300, "tombstones");
 
     let check = weir_pg(&m, &["check"]);
     assert_eq!(check.code, 0, "{}\n{}", check.stdout, check.stderr);
@@ -604,10 +608,7 @@ settings = {{ table = "contacts", updated_at = "updated_at" }}
 #[test]
 fn shared_keys_already_on_both_sides_are_matched_not_swapped() {
     let pg = with_contacts(Postgres::start().expect("start PostgreSQL"));
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let lite = d.join("lite.db");
-    lite_db(&lite, 3);
+    let TwoWay { dir: _dir, lite, m } = two_way(&pg, 3, "tombstones");
     // The same three keys in PostgreSQL: 1 and 3 equal, 2 different.
     pg.psql(
         "crm",
@@ -617,7 +618,6 @@ fn shared_keys_already_on_both_sides_are_matched_not_swapped() {
             (3, 'First3', 'Last3', 'person3@example.com', 9.03, '1953-04-13', '[]', true);",
     )
     .unwrap();
-    let m = two_way_manifest(d, &pg.url("crm"));
     sync(&m, &["--quiet"]);
     sync(&m, &["--quiet"]);
     assert_agree(&pg, &lite);
@@ -661,11 +661,7 @@ fn deletes_are_read_from_a_logical_replication_slot() {
     let pg = with_contacts(
         Postgres::start_with(&["fsync=off", "wal_level=logical"]).expect("start PostgreSQL"),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let lite = d.join("lite.db");
-    lite_db(&lite, 50);
-    let m = two_way_manifest_with(d, &pg.url("crm"), "logical");
+    let TwoWay { dir: _dir, lite, m } = two_way(&pg, 50, "logical");
 
     // `weir check` creates the slot, named after the system and the table.
     let check = weir_pg(&m, &["check"]);
@@ -825,10 +821,7 @@ fn deletes_are_read_from_a_logical_replication_slot() {
 fn logical_deletes_need_postgresql_with_wal_level_logical() {
     // The default wal_level (replica) cannot decode: `weir check` says what to change.
     let pg = with_contacts(Postgres::start().expect("start PostgreSQL"));
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    lite_db(&d.join("lite.db"), 1);
-    let m = two_way_manifest_with(d, &pg.url("crm"), "logical");
+    let TwoWay { dir: _dir, m, .. } = two_way(&pg, 1, "logical");
     let run = weir_pg(&m, &["check"]);
     assert_ne!(run.code, 0);
     let out = format!("{}{}", run.stdout, run.stderr);
@@ -857,11 +850,7 @@ fn a_row_locked_at_the_target_is_retried_not_dead_lettered() {
     // weir's sessions give up on a lock after 300 ms (SQLSTATE 55P03).
     pg.psql("postgres", "ALTER ROLE postgres SET lock_timeout = '300ms'")
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let lite = d.join("lite.db");
-    lite_db(&lite, 20);
-    let m = two_way_manifest(d, &pg.url("crm"));
+    let TwoWay { dir, lite, m } = two_way(&pg, 20, "tombstones");
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (20, 0));
 
     // Another session holds row 5 while weir writes its change.
@@ -897,7 +886,7 @@ fn a_row_locked_at_the_target_is_retried_not_dead_lettered() {
         "a lock is no reason to give up on a record: {letters:?}"
     );
 
-    let store = d.join("weir.db");
+    let store = dir.path().join("weir.db");
     assert_eq!(
         rows(
             &store,
@@ -928,11 +917,7 @@ fn a_row_locked_at_the_target_is_retried_not_dead_lettered() {
 #[test]
 fn the_service_reads_a_table_altered_under_it() {
     let pg = with_contacts(Postgres::start().expect("start PostgreSQL"));
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let lite = d.join("lite.db");
-    lite_db(&lite, 3);
-    let m = two_way_manifest(d, &pg.url("crm"));
+    let TwoWay { dir: _dir, lite, m } = two_way(&pg, 3, "tombstones");
     // `weir refresh` asks the service with the system's publish token.
     // One pooled connection, so that every pass meets its prepared statements.
     let text = std::fs::read_to_string(&m)

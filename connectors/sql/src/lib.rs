@@ -566,19 +566,21 @@ impl Table {
                 .map(to_id)
                 .collect();
         }
-        let changes = keys
-            .into_iter()
-            .map(|id| Change {
-                entity: self.entity.clone(),
-                id,
-                op: Operation::Delete,
-                data: None,
-                previous: None,
-                version: None,
-                actor: None,
-            })
-            .collect();
+        let changes = keys.into_iter().map(|id| self.delete(id)).collect();
         Ok((changes, last, seen))
+    }
+
+    /// A delete of the record with key `id`, as a change.
+    fn delete(&self, id: String) -> Change {
+        Change {
+            entity: self.entity.clone(),
+            id,
+            op: Operation::Delete,
+            data: None,
+            previous: None,
+            version: None,
+            actor: None,
+        }
     }
 
     /// The deletes recorded after `after` in the tombstone table, oldest first,
@@ -605,15 +607,7 @@ impl Table {
         let changes = rows
             .rows
             .iter()
-            .map(|row| Change {
-                entity: self.entity.clone(),
-                id: row.first().map(to_id).unwrap_or_default(),
-                op: Operation::Delete,
-                data: None,
-                previous: None,
-                version: None,
-                actor: None,
-            })
+            .map(|row| self.delete(row.first().map(to_id).unwrap_or_default()))
             .collect();
         let last = rows.rows.last().map(|row| cursor::Position {
             ts: json_at(row, 1),
