@@ -6,6 +6,7 @@
 //! foreign keys on, and applies the numbered migrations in `migrations/` in
 //! order, recording the version in `PRAGMA user_version`.
 
+mod checkpoint;
 mod ops;
 mod polling;
 mod records;
@@ -134,6 +135,9 @@ pub struct Store {
     path: PathBuf,
     /// Taken around every write transaction of this process to this store.
     gate: Arc<Mutex<()>>,
+    /// Checkpoints the write-ahead log off the writer's thread (none for a
+    /// read-only store).
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 /// The write gate of the store at `path`, shared by every connection this
@@ -205,10 +209,12 @@ impl Store {
                 .map_err(err)?;
             tx.commit().map_err(err)?;
         }
+        let checkpointer = checkpoint::Checkpointer::start(path, &conn);
         Ok(Store {
             conn,
             gate: gate(path),
             path: path.to_path_buf(),
+            checkpointer,
         })
     }
 
@@ -224,6 +230,7 @@ impl Store {
             conn,
             gate: gate(path),
             path: path.to_path_buf(),
+            checkpointer: None,
         })
     }
 
@@ -249,7 +256,17 @@ impl Store {
     /// Runs one autocommit write behind the write gate.
     fn write<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let _gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
-        f(&self.conn).map_err(self.err())
+        let out = f(&self.conn).map_err(self.err());
+        self.committed();
+        out
+    }
+
+    /// After a commit: hands the log's checkpoint to the checkpoint thread
+    /// when it is due.
+    fn committed(&self) {
+        if let Some(c) = &self.checkpointer {
+            c.committed();
+        }
     }
 
     /// Starts a run and returns its id.
@@ -314,6 +331,9 @@ impl Store {
             path: path.clone(),
             source,
         })?;
+        if let Some(c) = &self.checkpointer {
+            c.committed();
+        }
         Ok(out)
     }
 

@@ -1,0 +1,171 @@
+//! Checkpoints of the store's write-ahead log, on a thread of their own.
+//!
+//! SQLite's automatic checkpoint runs inside the commit that crosses its
+//! threshold: the writer copies the log's pages back into the database file
+//! and waits for two fsyncs before its next transaction. A pass that changes
+//! records all over a large store dirties thousands of pages a transaction,
+//! so most commits paid for a checkpoint. Here a commit only notes how long
+//! the log is; past [`CHECKPOINT_FRAMES`] it wakes a thread that checkpoints
+//! (`PASSIVE`: it never blocks the writer) on a connection of its own, while
+//! the writer goes on. Should that thread fall far behind, the committing
+//! connection checkpoints itself at [`WRITER_CHECKPOINT_FRAMES`], so the log
+//! stays bounded as before.
+
+use rusqlite::hooks::{CheckpointMode, Wal};
+use rusqlite::Connection;
+use std::cell::Cell;
+use std::os::raw::c_int;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+/// Log length (pages) past which a commit wakes the checkpoint thread; the
+/// threshold SQLite's own automatic checkpoint uses.
+const CHECKPOINT_FRAMES: c_int = 1000;
+/// Log length (pages, about 256 MiB) past which the committing connection
+/// checkpoints itself.
+const WRITER_CHECKPOINT_FRAMES: c_int = 65_536;
+
+thread_local! {
+    /// The log length the last commit on this thread reported.
+    static WAL_FRAMES: Cell<c_int> = const { Cell::new(0) };
+}
+
+/// Installed as the WAL hook of the store's connections (in place of the
+/// automatic checkpoint). It runs inside the commit, on the committing thread.
+fn note_commit(wal: &Wal, frames: c_int) -> rusqlite::Result<()> {
+    WAL_FRAMES.set(frames);
+    if frames >= WRITER_CHECKPOINT_FRAMES {
+        // A busy checkpoint is no failure of the commit; the next one retries.
+        let _ = wal.checkpoint_v2(CheckpointMode::PASSIVE);
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct State {
+    due: bool,
+    stop: bool,
+    /// Checkpoints run so far.
+    done: u64,
+}
+
+/// The checkpoint thread of one open store.
+pub(super) struct Checkpointer {
+    shared: Arc<(Mutex<State>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Opens a connection of its own to `path` and starts the thread, then
+    /// hands the checkpoints of `writer` over to it. Without a connection the
+    /// writer keeps SQLite's automatic checkpoint.
+    pub(super) fn start(path: &Path, writer: &Connection) -> Option<Checkpointer> {
+        let conn = match Connection::open(path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(store = %path.display(), "no checkpoint thread: {e}");
+                return None;
+            }
+        };
+        let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
+        let shared = Arc::new((Mutex::new(State::default()), Condvar::new()));
+        let theirs = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("weir-checkpoint".into())
+            .spawn(move || run(conn, &theirs))
+            .ok()?;
+        writer.wal_hook(Some(note_commit));
+        Some(Checkpointer {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Called after a commit on this thread: wakes the thread if the log has
+    /// grown past the threshold.
+    pub(super) fn committed(&self) {
+        if WAL_FRAMES.take() < CHECKPOINT_FRAMES {
+            return;
+        }
+        let (state, wake) = &*self.shared;
+        state.lock().unwrap_or_else(|p| p.into_inner()).due = true;
+        wake.notify_one();
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        let (state, wake) = &*self.shared;
+        state.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
+        wake.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(conn: Connection, shared: &(Mutex<State>, Condvar)) {
+    let (state, wake) = shared;
+    loop {
+        {
+            let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+            while !s.due && !s.stop {
+                s = wake.wait(s).unwrap_or_else(|p| p.into_inner());
+            }
+            if s.stop {
+                return;
+            }
+            s.due = false;
+        }
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!("store checkpoint: {e}");
+        }
+        state.lock().unwrap_or_else(|p| p.into_inner()).done += 1;
+        wake.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use std::time::Duration;
+
+    impl Checkpointer {
+        /// Waits until `n` checkpoints have run; false after `timeout`.
+        fn wait_for(&self, n: u64, timeout: Duration) -> bool {
+            let (state, wake) = &*self.shared;
+            let s = state.lock().unwrap();
+            let (s, _) = wake.wait_timeout_while(s, timeout, |s| s.done < n).unwrap();
+            s.done >= n
+        }
+    }
+
+    #[test]
+    fn a_long_log_is_copied_back_by_the_thread_while_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weir.db");
+        let mut store = Store::open(&path).unwrap();
+        // About 8 MiB of pages in one commit, past the threshold.
+        store
+            .transaction(|tx| {
+                tx.conn()
+                    .execute_batch(
+                        "CREATE TABLE blobs (b BLOB);
+                         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+                         INSERT INTO blobs SELECT zeroblob(4000) FROM n;",
+                    )
+                    .map_err(|source| crate::store::StoreError::Sqlite {
+                        path: path.clone(),
+                        source,
+                    })
+            })
+            .unwrap();
+        let checkpointer = store.checkpointer.as_ref().expect("a checkpoint thread");
+        assert!(checkpointer.wait_for(1, Duration::from_secs(30)));
+        // The pages are in the database file itself, the store still open
+        // (the writer's own checkpoint comes only at 64 Ki pages).
+        assert!(std::fs::metadata(&path).unwrap().len() > 8_000_000);
+    }
+}
