@@ -292,6 +292,8 @@ async fn run(
         faults: Faults::from_env(),
         parked: Default::default(),
         dry,
+        along: Vec::new(),
+        failed_rows: Default::default(),
     };
     if let Some((target, changes)) = undo {
         engine.undo(manifest, target, &changes)?;
@@ -431,6 +433,11 @@ struct Engine<'a, 'm> {
     parked: std::collections::HashMap<String, String>,
     /// Set for a dry run.
     dry: Option<DryRun>,
+    /// The deliveries going along with the intake under way.
+    along: Vec<Delivery<'m>>,
+    /// Outbox rows whose write failed in this pass: tried again in a later
+    /// pass, with backoff, not at the end of this one.
+    failed_rows: std::collections::HashSet<i64>,
 }
 
 /// What one accepted page changed in the run's figures.
@@ -453,7 +460,7 @@ impl PageCounts {
     }
 }
 
-impl Engine<'_, '_> {
+impl<'m> Engine<'_, 'm> {
     /// Puts back every golden record run `target` changed as it was before
     /// it, and queues the result for every system that takes writes of the
     /// entity, in one transaction with `rollback:*` audit rows.
@@ -605,6 +612,7 @@ impl Engine<'_, '_> {
             return Ok(());
         }
         let failures = self.report.failures.len();
+        self.start_along(s, entity);
         let fresh = match (changes, reading) {
             (Some(cursor), None) if !self.options.full => {
                 self.read_changes(s, entity, b, &bind, cursor, &progress)
@@ -615,6 +623,7 @@ impl Engine<'_, '_> {
                     .await?
             }
         };
+        self.finish_along(entity).await?;
         progress.finish_and_clear();
         self.report.polled.push(Polled {
             system,
@@ -808,6 +817,7 @@ impl Engine<'_, '_> {
             }
             fresh += self.accept(s, entity, b, items, update)?;
             Faults::count(&mut self.faults.pages_left, 1);
+            self.deliver_along(entity).await?;
         }
         Ok(fresh)
     }
@@ -856,6 +866,7 @@ impl Engine<'_, '_> {
                 CursorUpdate::Changes(batch.cursor),
             )?;
             Faults::count(&mut self.faults.pages_left, 1);
+            self.deliver_along(entity).await?;
         }
         Ok(fresh)
     }
@@ -1032,25 +1043,51 @@ impl Engine<'_, '_> {
     ) -> anyhow::Result<()> {
         let mut deliveries = Vec::new();
         for (t, tb) in targets {
-            let target = self.participants[t].system.name.clone();
-            if let Some(window) = tb.deliver_between {
-                let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
-                let minute = now.hour() as u16 * 60 + now.minute() as u16;
-                if !window.contains(minute) && !self.options.deliver_now {
-                    tracing::debug!(target = %target, entity = %entity.name, "outside the delivery window");
-                    continue;
-                }
+            if let Some(mut d) = self.delivery(t, tb, entity) {
+                d.hold_deletes = self.deletes_beyond_limit(&d.target, entity)?;
+                deliveries.push(d);
             }
-            let hold_deletes = self.deletes_beyond_limit(&target, entity)?;
-            deliveries.push(Delivery {
-                t,
-                tb,
-                bind: binding(tb),
-                target,
-                after: 0,
-                hold_deletes,
-                in_flight: None,
-            });
+        }
+        self.drain(entity, deliveries, due).await
+    }
+
+    /// The delivery of `entity` to target `t`, unless outside its window.
+    fn delivery<'e>(
+        &self,
+        t: usize,
+        tb: &'e SystemEntity,
+        entity: &Entity,
+    ) -> Option<Delivery<'e>> {
+        let target = self.participants[t].system.name.clone();
+        if let Some(window) = tb.deliver_between {
+            let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+            let minute = now.hour() as u16 * 60 + now.minute() as u16;
+            if !window.contains(minute) && !self.options.deliver_now {
+                tracing::debug!(target = %target, entity = %entity.name, "outside the delivery window");
+                return None;
+            }
+        }
+        Some(Delivery {
+            t,
+            tb,
+            bind: binding(tb),
+            target,
+            after: 0,
+            hold_deletes: false,
+            linger: false,
+            in_flight: None,
+        })
+    }
+
+    /// Steps the deliveries in turn until each is done, its last write recorded.
+    async fn drain(
+        &mut self,
+        entity: &Entity,
+        mut deliveries: Vec<Delivery<'_>>,
+        due: &str,
+    ) -> anyhow::Result<()> {
+        for d in &mut deliveries {
+            d.linger = false;
         }
         while !deliveries.is_empty() {
             let mut going = Vec::with_capacity(deliveries.len());
@@ -1062,6 +1099,60 @@ impl Engine<'_, '_> {
             deliveries = going;
         }
         Ok(())
+    }
+
+    /// Starts the deliveries that go along with the intake of system `s`'s
+    /// `entity`: what each page changed is delivered while the next page is
+    /// read, instead of after the whole intake. Only to targets whose own
+    /// changes of the entity are in already (they do not read it, or were
+    /// read before `s` in this pass), so that no write lands on a change
+    /// weir has not seen. Deletes wait for the end of the pass and its
+    /// `max_delete_percent` check; a dry run plans everything at the end.
+    fn start_along(&mut self, s: usize, entity: &Entity) {
+        self.along.clear();
+        if self.dry.is_some() {
+            return;
+        }
+        for t in 0..self.participants.len() {
+            let system: &'m System = self.participants[t].system;
+            let Some(tb) = system.entity(&entity.name) else {
+                continue;
+            };
+            if t == s
+                || self.participants[t].instance.is_none()
+                || !tb.direction.writes()
+                || (tb.direction.reads() && t > s)
+            {
+                continue;
+            }
+            if let Some(mut d) = self.delivery(t, tb, entity) {
+                d.hold_deletes = true;
+                d.linger = true;
+                self.along.push(d);
+            }
+        }
+    }
+
+    /// Delivers what the intake under way has accepted so far; each
+    /// target's last write stays in flight while the next page is read.
+    async fn deliver_along(&mut self, entity: &Entity) -> anyhow::Result<()> {
+        let mut along = std::mem::take(&mut self.along);
+        let due = store::now();
+        for d in &mut along {
+            while self.deliver_step(entity, d, &due).await? {}
+        }
+        self.along = along;
+        Ok(())
+    }
+
+    /// Ends the deliveries along the intake: every write in flight is
+    /// waited for and recorded, and every target's instance is back.
+    async fn finish_along(&mut self, entity: &Entity) -> anyhow::Result<()> {
+        let along = std::mem::take(&mut self.along);
+        if along.is_empty() {
+            return Ok(());
+        }
+        self.drain(entity, along, &store::now()).await
     }
 
     /// One step of a target's delivery: plans its next batch, waits for the
@@ -1085,6 +1176,10 @@ impl Engine<'_, '_> {
                 break None;
             };
             d.after = last.id;
+            let rows = rows
+                .into_iter()
+                .filter(|r| !self.failed_rows.contains(&r.id))
+                .collect();
             let planned = self.plan_deliveries(&d.target, entity, d.tb, rows, d.hold_deletes)?;
             if planned.is_empty() {
                 continue;
@@ -1098,6 +1193,10 @@ impl Engine<'_, '_> {
             }
             break Some(planned);
         };
+        if next.is_none() && d.linger {
+            // Along an intake: the write in flight lands at the next step.
+            return Ok(false);
+        }
         // The write before this one: its outcome decides whether to go on.
         let previous = match d.in_flight.take() {
             Some(f) => match self.land(d.t, &d.target, f).await? {
@@ -1369,6 +1468,7 @@ impl Engine<'_, '_> {
             }
             Ok(())
         })?;
+        self.failed_rows.extend(planned.iter().map(|p| p.row.id));
         Ok(())
     }
 
@@ -1387,6 +1487,7 @@ impl Engine<'_, '_> {
         let run_id = self.run_id;
         let (mut written, mut deleted, mut failed, mut done) = (0, 0, 0, 0);
         let (mut retries, mut refused) = (0, 0);
+        let mut failed_rows = Vec::new();
         self.store.transaction(|tx| {
             for (p, outcome) in planned.into_iter().zip(outcomes) {
                 let gid = p.row.global_id;
@@ -1418,7 +1519,7 @@ impl Engine<'_, '_> {
                             }
                             Kind::SoftDelete => deleted += 1,
                         }
-                        tx.outbox_done(p.row.id)?;
+                        tx.outbox_delivered(p.row.id, gid, &p.hash, p.kind.deletes())?;
                         done += 1;
                         audit(tx, Some(&w.id), "ok")?;
                     }
@@ -1432,6 +1533,7 @@ impl Engine<'_, '_> {
                             &reason,
                             true,
                         )?;
+                        failed_rows.push(p.row.id);
                         audit(tx, p.item.id.as_deref(), "failed")?;
                     }
                     Err(e) => {
@@ -1447,7 +1549,7 @@ impl Engine<'_, '_> {
                             data,
                             reason: &reason,
                         })?;
-                        tx.outbox_done(p.row.id)?;
+                        tx.outbox_delivered(p.row.id, gid, &p.hash, p.kind.deletes())?;
                         done += 1;
                         audit(tx, p.item.id.as_deref(), "rejected")?;
                     }
@@ -1455,6 +1557,7 @@ impl Engine<'_, '_> {
             }
             Ok(())
         })?;
+        self.failed_rows.extend(failed_rows);
         self.report.counts.written += written;
         self.report.counts.deleted += deleted;
         self.report.counts.failed += failed;
@@ -1565,8 +1668,12 @@ struct Delivery<'e> {
     target: String,
     /// The last outbox row planned.
     after: i64,
-    /// Whether deletes are held back (over `max_delete_percent`).
+    /// Whether deletes are held back (over `max_delete_percent`, or until
+    /// the end of the intake this delivery goes along with).
     hold_deletes: bool,
+    /// Along an intake: once nothing is due, the last write is left in
+    /// flight instead of waited for.
+    linger: bool,
     /// The write on its way to the target.
     in_flight: Option<InFlight>,
 }
@@ -1684,6 +1791,11 @@ impl Kind {
             Kind::Update | Kind::SoftDelete => "write:update",
             Kind::Delete => "write:delete",
         }
+    }
+
+    /// Whether the write delivers the record's deletion.
+    fn deletes(self) -> bool {
+        matches!(self, Kind::Delete | Kind::SoftDelete)
     }
 }
 

@@ -285,6 +285,26 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Removes an outbox row once its delivery is recorded, unless the golden
+    /// record changed since it was planned (content `hash`, `deleted`): a
+    /// change accepted while the write was on its way is still to deliver.
+    pub fn outbox_delivered(
+        &mut self,
+        id: i64,
+        global_id: i64,
+        hash: &Hash,
+        deleted: bool,
+    ) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "DELETE FROM outbox WHERE id = ?1 AND EXISTS
+                    (SELECT 1 FROM golden WHERE global_id = ?2 AND hash = ?3 AND deleted = ?4)",
+            )
+            .and_then(|mut st| st.execute(params![id, global_id, &hash[..], deleted]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
     /// Postpones an outbox row after a failed or impossible attempt.
     pub fn outbox_retry(
         &mut self,
