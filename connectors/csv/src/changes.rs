@@ -7,15 +7,15 @@
 //! reported on every read, with a warning: the file cannot say whether it changed.
 //! Rows removed from the file are found by full reads only.
 
-use std::io::{Read, Seek};
+use std::io::{Read, Seek, SeekFrom};
 
-use csv::ByteRecord;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use weir_sdk::{ConnectorError, Result};
 
 use crate::errors;
 use crate::reader::{self, Row};
+use crate::scan;
 
 /// Where the change feed continues.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,31 +131,60 @@ fn surely_before(cell: &[u8], key: Option<&[u8; 19]>) -> bool {
 }
 
 /// The latest updated-at in the file: the checkpoint taken before a full read.
-pub fn latest<R: Read>(input: R, file: &str, column: &str) -> Result<Option<Timestamp>> {
-    let mut reader = reader::builder().from_reader(input);
-    let header = reader.headers().map_err(|e| errors::csv(e, file))?.clone();
-    if header.is_empty() {
+pub fn latest<R: Read + Seek>(input: R, file: &str, column: &str) -> Result<Option<Timestamp>> {
+    let Some((header, mut records)) = open(input, file, None)? else {
         return Ok(None);
-    }
+    };
     let at = stamp_column(header.iter(), file, column)?;
     let mut latest: Option<Timestamp> = None;
     let mut key = None;
-    let mut record = ByteRecord::new();
-    while reader
-        .read_byte_record(&mut record)
-        .map_err(|e| errors::csv(e, file))?
-    {
-        let Some(cell) = record.get(at) else { continue };
+    while let Some(record) = records.next(at).map_err(|e| read_error(&e, file))? {
+        let Some(cell) = record.cell else { continue };
         if surely_before(cell, key.as_ref()) {
             continue;
         }
-        let time = std::str::from_utf8(cell).ok().and_then(stamp);
+        let time = time_of(cell);
         if time > latest {
             latest = time;
             key = time.and_then(key_of);
         }
     }
     Ok(latest)
+}
+
+/// The header of a file and its records from `scan`'s position, else from
+/// the first record; none for an empty file.
+fn open<R: Read + Seek>(
+    input: R,
+    file: &str,
+    scan: Option<Scan>,
+) -> Result<Option<(csv::StringRecord, scan::Records<R>)>> {
+    // The header alone: a small buffer, as the records are read apart.
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
+    let header = reader.headers().map_err(|e| errors::csv(e, file))?.clone();
+    if header.is_empty() {
+        return Ok(None);
+    }
+    let (byte, line) = match scan {
+        Some(s) => (s.byte, s.line),
+        None => (reader.position().byte(), reader.position().line()),
+    };
+    let mut input = reader.into_inner();
+    input
+        .seek(SeekFrom::Start(byte))
+        .map_err(|e| read_error(&e, file))?;
+    Ok(Some((header, scan::Records::new(input, byte, line))))
+}
+
+fn read_error(e: &std::io::Error, file: &str) -> weir_sdk::ConnectorError {
+    errors::io(e, &format!("file '{file}'"))
+}
+
+/// The time in an updated-at cell, quoted or not.
+fn time_of(cell: &[u8]) -> Option<Timestamp> {
+    std::str::from_utf8(&scan::unquote(cell))
+        .ok()
+        .and_then(stamp)
 }
 
 /// The version of a file a scan stands on: its length and modification time.
@@ -184,40 +213,31 @@ pub fn read<R: Read + Seek>(
         .scan
         .filter(|s| s.len == version.len && s.modified == version.modified);
     let mut latest = scan.and_then(|s| s.latest);
-    let mut reader = reader::builder().from_reader(input);
-    let header = reader.headers().map_err(|e| errors::csv(e, file))?.clone();
-    if header.is_empty() {
+    let Some((header, mut records)) = open(input, file, scan)? else {
         return Ok(ChangesOut {
             rows: Vec::new(),
             next: ChangeCursor { since, scan: None },
             more: false,
         });
-    }
+    };
     let key_at = reader::key_column(header.iter(), file, pk)?;
     let stamp_at = stamp_column(header.iter(), file, column)?;
-    if let Some(s) = scan {
-        let mut position = csv::Position::new();
-        position.set_byte(s.byte).set_line(s.line);
-        reader.seek(position).map_err(|e| errors::csv(e, file))?;
-    }
 
     let limit = limit.max(1);
     let since_key = since.and_then(key_of);
     let mut rows = Vec::new();
     let mut untimed = 0u64;
-    let mut record = ByteRecord::new();
-    while rows.len() < limit
-        && reader
-            .read_byte_record(&mut record)
-            .map_err(|e| errors::csv(e, file))?
-    {
+    let mut parser = scan::Parser::new();
+    while rows.len() < limit {
+        let Some(record) = records.next(stamp_at).map_err(|e| read_error(&e, file))? else {
+            break;
+        };
         // Most rows of a file are older than the cursor: told by their bytes.
-        let cell = record.get(stamp_at).unwrap_or_default();
+        let cell = record.cell.unwrap_or_default();
         if surely_before(cell, since_key.as_ref()) {
             continue;
         }
-        let at = std::str::from_utf8(cell).ok().and_then(stamp);
-        match at {
+        match time_of(cell) {
             Some(at) if since.is_some_and(|s| at < s) => {
                 latest = latest.max(Some(at));
                 continue;
@@ -225,11 +245,13 @@ pub fn read<R: Read + Seek>(
             Some(at) => latest = latest.max(Some(at)),
             None => untimed += 1,
         }
-        match reader::to_row(&header, key_at, &record) {
+        match reader::to_row(&header, key_at, &parser.parse(record.bytes)) {
             Ok(row) => rows.push(row),
             Err(why) => {
-                let line = record.position().map_or(0, |p| p.line());
-                warn(format!("file '{file}' line {line}: {why}; row skipped"));
+                warn(format!(
+                    "file '{file}' line {}: {why}; row skipped",
+                    record.line
+                ));
             }
         }
     }
@@ -240,12 +262,12 @@ pub fn read<R: Read + Seek>(
     }
     let more = rows.len() >= limit;
     let next = if more {
-        let at = reader.position();
+        let (byte, line) = records.position();
         ChangeCursor {
             since,
             scan: Some(Scan {
-                byte: at.byte(),
-                line: at.line(),
+                byte,
+                line,
                 len: version.len,
                 modified: version.modified,
                 latest,

@@ -14,6 +14,7 @@ weir_sdk::bindings!("sync-connector");
 mod changes;
 mod errors;
 mod reader;
+mod scan;
 mod table;
 
 use std::fs::{self, File};
