@@ -20,9 +20,9 @@
 
 use rusqlite::hooks::{CheckpointMode, Wal};
 use rusqlite::Connection;
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::os::raw::c_int;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -57,17 +57,46 @@ struct State {
     done: u64,
 }
 
+/// The checkpoints of one open store: the WAL hook on its connection, and
+/// the thread, started by the first commit that leaves the log long enough
+/// (a store opened only to be read never starts one).
+pub(super) struct Checkpoints {
+    path: PathBuf,
+    thread: OnceCell<Option<Checkpointer>>,
+}
+
+impl Checkpoints {
+    /// Takes over the checkpoints of `writer`, the store's connection to `path`.
+    pub(super) fn new(path: &Path, writer: &Connection) -> Checkpoints {
+        writer.wal_hook(Some(note_commit));
+        Checkpoints {
+            path: path.to_path_buf(),
+            thread: OnceCell::new(),
+        }
+    }
+
+    /// Called after a commit on this thread: wakes the checkpoint thread if
+    /// the log has grown past the threshold. Without a thread (it could not
+    /// open its connection), the writer's own checkpoint bounds the log.
+    pub(super) fn committed(&self) {
+        if WAL_FRAMES.take() < CHECKPOINT_FRAMES {
+            return;
+        }
+        if let Some(t) = self.thread.get_or_init(|| Checkpointer::start(&self.path)) {
+            t.wake();
+        }
+    }
+}
+
 /// The checkpoint thread of one open store.
-pub(super) struct Checkpointer {
+struct Checkpointer {
     shared: Arc<(Mutex<State>, Condvar)>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Checkpointer {
-    /// Opens a connection of its own to `path` and starts the thread, then
-    /// hands the checkpoints of `writer` over to it. Without a connection the
-    /// writer keeps SQLite's automatic checkpoint.
-    pub(super) fn start(path: &Path, writer: &Connection) -> Option<Checkpointer> {
+    /// Opens a connection of its own to `path` and starts the thread.
+    fn start(path: &Path) -> Option<Checkpointer> {
         let conn = match Connection::open(path) {
             Ok(c) => c,
             Err(e) => {
@@ -82,19 +111,13 @@ impl Checkpointer {
             .name("weir-checkpoint".into())
             .spawn(move || run(conn, &theirs))
             .ok()?;
-        writer.wal_hook(Some(note_commit));
         Some(Checkpointer {
             shared,
             thread: Some(thread),
         })
     }
 
-    /// Called after a commit on this thread: wakes the thread if the log has
-    /// grown past the threshold.
-    pub(super) fn committed(&self) {
-        if WAL_FRAMES.take() < CHECKPOINT_FRAMES {
-            return;
-        }
+    fn wake(&self) {
         let (state, wake) = &*self.shared;
         state.lock().unwrap_or_else(|p| p.into_inner()).due = true;
         wake.notify_one();
@@ -169,7 +192,12 @@ mod tests {
                     })
             })
             .unwrap();
-        let checkpointer = store.checkpointer.as_ref().expect("a checkpoint thread");
+        let checkpointer = store
+            .checkpoints
+            .as_ref()
+            .and_then(|c| c.thread.get())
+            .and_then(Option::as_ref)
+            .expect("a checkpoint thread, started by the commit");
         assert!(checkpointer.wait_for(1, Duration::from_secs(30)));
         // The pages are in the database file itself, the store still open
         // (the writer's own checkpoint comes only at 64 Ki pages).

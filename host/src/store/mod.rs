@@ -137,7 +137,7 @@ pub struct Store {
     gate: Arc<Mutex<()>>,
     /// Checkpoints the write-ahead log off the writer's thread (none for a
     /// read-only store).
-    checkpointer: Option<checkpoint::Checkpointer>,
+    checkpoints: Option<checkpoint::Checkpoints>,
 }
 
 /// The write gate of the store at `path`, shared by every connection this
@@ -209,12 +209,12 @@ impl Store {
                 .map_err(err)?;
             tx.commit().map_err(err)?;
         }
-        let checkpointer = checkpoint::Checkpointer::start(path, &conn);
+        let checkpoints = Some(checkpoint::Checkpoints::new(path, &conn));
         Ok(Store {
             conn,
             gate: gate(path),
             path: path.to_path_buf(),
-            checkpointer,
+            checkpoints,
         })
     }
 
@@ -230,7 +230,7 @@ impl Store {
             conn,
             gate: gate(path),
             path: path.to_path_buf(),
-            checkpointer: None,
+            checkpoints: None,
         })
     }
 
@@ -264,7 +264,7 @@ impl Store {
     /// After a commit: hands the log's checkpoint to the checkpoint thread
     /// when it is due.
     fn committed(&self) {
-        if let Some(c) = &self.checkpointer {
+        if let Some(c) = &self.checkpoints {
             c.committed();
         }
     }
@@ -331,7 +331,7 @@ impl Store {
             path: path.clone(),
             source,
         })?;
-        if let Some(c) = &self.checkpointer {
+        if let Some(c) = &self.checkpoints {
             c.committed();
         }
         Ok(out)
