@@ -2032,7 +2032,7 @@ impl AcceptCtx<'_, '_, '_> {
         // The record's text is stored only when it changes something.
         let text = match decision {
             Accept::New | Accept::FastForward | Accept::Conflict => {
-                Value::Object(record.clone()).to_string()
+                serde_json::to_string(&record).unwrap_or_default()
             }
             Accept::Unchanged | Accept::Echo | Accept::Same => String::new(),
         };

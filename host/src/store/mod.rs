@@ -325,7 +325,11 @@ impl Store {
                 path: path.clone(),
                 source,
             })?;
-        let mut t = Tx { tx, path: &path };
+        let mut t = Tx {
+            tx,
+            path: &path,
+            now: now(),
+        };
         let out = f(&mut t)?;
         t.tx.commit().map_err(|source| StoreError::Sqlite {
             path: path.clone(),
@@ -470,6 +474,8 @@ pub(crate) fn hash_col(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Opti
 pub struct Tx<'a> {
     tx: Transaction<'a>,
     path: &'a Path,
+    /// The transaction's time (RFC 3339), stamped on the rows it writes.
+    now: String,
 }
 
 impl<'a> Tx<'a> {
@@ -494,7 +500,7 @@ impl<'a> Tx<'a> {
     ) -> Result<i64> {
         self.tx
             .prepare_cached("INSERT INTO golden (entity, data, hash, updated_at, origin) VALUES (?1, ?2, ?3, ?4, ?5)")
-            .and_then(|mut st| st.execute(params![entity, data, &hash[..], now(), origin]))
+            .and_then(|mut st| st.execute(params![entity, data, &hash[..], &self.now, origin]))
             .map_err(self.err())?;
         Ok(self.tx.last_insert_rowid())
     }
@@ -511,7 +517,7 @@ impl<'a> Tx<'a> {
             .prepare_cached(
                 "UPDATE golden SET data = ?2, hash = ?3, deleted = 0, updated_at = ?4, origin = ?5 WHERE global_id = ?1",
             )
-            .and_then(|mut st| st.execute(params![global_id, data, &hash[..], now(), origin]))
+            .and_then(|mut st| st.execute(params![global_id, data, &hash[..], &self.now, origin]))
             .map_err(self.err())?;
         Ok(())
     }
@@ -531,7 +537,7 @@ impl<'a> Tx<'a> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (entity, system, local_id) DO UPDATE SET hash_seen = excluded.hash_seen, updated_at = excluded.updated_at",
             )
-            .and_then(|mut st| st.execute(params![entity, system, local_id, global_id, &hash[..], now()]))
+            .and_then(|mut st| st.execute(params![entity, system, local_id, global_id, &hash[..], &self.now]))
             .map_err(self.err())?;
         Ok(())
     }
@@ -555,7 +561,7 @@ impl<'a> Tx<'a> {
                     global_id = excluded.global_id, hash_seen = NULL, hash_written = excluded.hash_written,
                     updated_at = excluded.updated_at",
             )
-            .and_then(|mut st| st.execute(params![entity, system, local_id, global_id, &hash[..], now()]))
+            .and_then(|mut st| st.execute(params![entity, system, local_id, global_id, &hash[..], &self.now]))
             .map_err(self.err())?;
         Ok(())
     }
@@ -573,7 +579,7 @@ impl<'a> Tx<'a> {
                 "INSERT INTO cursors (system, entity, kind, cursor, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (system, entity, kind) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
             )
-            .and_then(|mut st| st.execute(params![system, entity, kind, cursor, now()]))
+            .and_then(|mut st| st.execute(params![system, entity, kind, cursor, &self.now]))
             .map_err(self.err())?;
         Ok(())
     }
@@ -595,7 +601,7 @@ impl<'a> Tx<'a> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .and_then(|mut st| {
-                st.execute(params![letter.run_id, letter.system, letter.entity, letter.global_id, letter.local_id, letter.data, letter.reason, now()])
+                st.execute(params![letter.run_id, letter.system, letter.entity, letter.global_id, letter.local_id, letter.data, letter.reason, &self.now])
             })
             .map_err(self.err())?;
         Ok(())

@@ -242,7 +242,7 @@ impl Tx<'_> {
             .prepare_cached(
                 "UPDATE golden SET deleted = 1, updated_at = ?2, origin = ?3 WHERE global_id = ?1",
             )
-            .and_then(|mut st| st.execute(params![global_id, now(), origin]))
+            .and_then(|mut st| st.execute(params![global_id, &self.now, origin]))
             .map_err(self.err())?;
         Ok(())
     }
@@ -271,7 +271,7 @@ impl Tx<'_> {
                  ON CONFLICT (target, global_id) DO UPDATE SET op = excluded.op, attempts = 0,
                     next_attempt_at = excluded.next_attempt_at, last_error = NULL",
             )
-            .and_then(|mut st| st.execute(params![target, entity, global_id, op.as_str(), now()]))
+            .and_then(|mut st| st.execute(params![target, entity, global_id, op.as_str(), &self.now]))
             .map_err(self.err())?;
         Ok(())
     }
@@ -331,7 +331,7 @@ impl Tx<'_> {
             )
             .and_then(|mut st| {
                 st.execute(params![
-                    now(),
+                    &self.now,
                     a.run_id,
                     a.system,
                     a.entity,
@@ -362,7 +362,7 @@ impl Tx<'_> {
                 "INSERT INTO parked (system, entity, local_id, change, reason, parked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (system, entity, local_id) DO UPDATE SET change = excluded.change, reason = excluded.reason",
             )
-            .and_then(|mut st| st.execute(params![system, entity, local_id, change, reason, now()]))
+            .and_then(|mut st| st.execute(params![system, entity, local_id, change, reason, &self.now]))
             .map_err(self.err())?;
         Ok(())
     }
@@ -408,7 +408,7 @@ impl Tx<'_> {
                     status = CASE WHEN held.change = excluded.change THEN held.status ELSE 'held' END,
                     actor = excluded.actor, change = excluded.change, reason = excluded.reason, held_at = excluded.held_at",
             )
-            .and_then(|mut st| st.execute(params![system, entity, local_id, actor, change, reason, now()]))
+            .and_then(|mut st| st.execute(params![system, entity, local_id, actor, change, reason, &self.now]))
             .map_err(self.err())?;
         Ok(())
     }
@@ -439,7 +439,7 @@ impl Tx<'_> {
             )
             .and_then(|mut st| {
                 st.execute(params![
-                    now(),
+                    &self.now,
                     c.run_id,
                     c.entity,
                     c.global_id,
