@@ -236,48 +236,16 @@ fn a_record_the_target_refuses_goes_to_dead_letters_and_the_rest_sync() {
 fn a_csv_file_with_an_updated_at_column_is_read_by_its_changes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::create_dir_all(d.join("csv")).unwrap();
-    let file = d.join("csv").join("people.csv");
-    std::fs::write(
-        &file,
+    let m = csv_into_sqlite(
+        d,
         "id,name,updated_at\n\
          1,Ada,2024-03-01T00:00:00Z\n\
          2,Bo,2024-01-01T00:00:00Z\n\
          3,Cy,2024-02-01T00:00:00Z\n",
-    )
-    .unwrap();
-    rusqlite::Connection::open(d.join("people.db"))
-        .unwrap()
-        .execute_batch("CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT, updated_at TEXT)")
-        .unwrap();
-    let m = write_manifest(
-        d,
-        &format!(
-            r#"
-[entities.people]
-primary_key = "id"
-shared_key = true
-
-[systems.files]
-connector = {csv}
-config = {{ directory = "import" }}
-directories = {{ import = "csv" }}
-[systems.files.entities.people]
-direction = "read"
-settings = {{ updated_at = "updated_at" }}
-
-[systems.db]
-connector = {sql}
-config = {{ database = "db" }}
-databases = {{ db = "people.db" }}
-[systems.db.entities.people]
-direction = "write"
-settings = {{ table = "people" }}
-"#,
-            sql = toml_path(&connector("sql")),
-            csv = toml_path(&connector("csv")),
-        ),
+        "id TEXT PRIMARY KEY, name TEXT, updated_at TEXT",
+        r#"{ updated_at = "updated_at" }"#,
     );
+    let file = d.join("csv").join("people.csv");
     let names = || {
         rows(
             &d.join("people.db"),
@@ -432,14 +400,15 @@ shared_key = true
     assert_eq!(count(&d.join("a.db"), "SELECT count(*) FROM contacts"), 20);
 }
 
-/// A CSV source read one record a page into a SQLite target that writes
-/// nothing else: manifest, the file and the target's `people` table.
-fn paged_csv(d: &Path, csv: &str) -> std::path::PathBuf {
+/// A CSV source (`csv/people.csv`, holding `csv`) read into the SQLite
+/// table `people` (`columns`) of `people.db`, which takes writes only, under
+/// shared keys; `settings` are the file's entity settings. Returns the manifest.
+fn csv_into_sqlite(d: &Path, csv: &str, columns: &str, settings: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(d.join("csv")).unwrap();
     std::fs::write(d.join("csv").join("people.csv"), csv).unwrap();
     rusqlite::Connection::open(d.join("people.db"))
         .unwrap()
-        .execute_batch("CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT)")
+        .execute_batch(&format!("CREATE TABLE people ({columns})"))
         .unwrap();
     write_manifest(
         d,
@@ -455,6 +424,7 @@ config = {{ directory = "import" }}
 directories = {{ import = "csv" }}
 [systems.files.entities.people]
 direction = "read"
+settings = {settings}
 
 [systems.db]
 connector = {sql}
@@ -468,6 +438,11 @@ settings = {{ table = "people" }}
             csv = toml_path(&connector("csv")),
         ),
     )
+}
+
+/// [`csv_into_sqlite`] with `csv`, a `people (id, name)` table and no settings.
+fn paged_csv(d: &Path, csv: &str) -> std::path::PathBuf {
+    csv_into_sqlite(d, csv, "id TEXT PRIMARY KEY, name TEXT", "{}")
 }
 
 #[test]
