@@ -356,6 +356,50 @@ primary_key = "id"
     );
 }
 
+#[test]
+fn a_target_that_fails_does_not_mark_its_sources_poll_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crm_db(&d.join("crm.db"), 3).unwrap();
+    // The target's database has no `contacts` table: every write call fails.
+    rusqlite::Connection::open(d.join("empty.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE other (id INTEGER PRIMARY KEY)")
+        .unwrap();
+    let m = write_manifest(
+        d,
+        &format!(
+            r#"
+[entities.contacts]
+primary_key = "id"
+shared_key = true
+{crm}
+[systems.empty]
+connector = {sql}
+config = {{ database = "db" }}
+databases = {{ db = "empty.db" }}
+[systems.empty.entities.contacts]
+direction = "write"
+settings = {{ table = "contacts" }}
+"#,
+            crm = crm_system("read"),
+            sql = toml_path(&connector("sql")),
+        ),
+    );
+    let daemon = Daemon::start(WEIR, &m, &[]);
+    let line = daemon.expect_line("run 1:");
+    assert!(line.contains("3 read, 0 written"), "{line}");
+    // The writes went wrong at the target, while the source was read: the
+    // source's poll itself succeeded.
+    assert_eq!(
+        rows(
+            &d.join("weir.db"),
+            "SELECT system, failed FROM polls ORDER BY system"
+        ),
+        [vec![Some("crm".to_string()), Some("0".to_string())]]
+    );
+}
+
 /// The value of the series line `name{labels}` in Prometheus text.
 fn series(text: &str, name_and_labels: &str) -> Option<f64> {
     text.lines()

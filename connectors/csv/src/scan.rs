@@ -226,6 +226,10 @@ impl Parser {
     /// The cells of a record found by [`Records`].
     pub fn parse(&mut self, bytes: &[u8]) -> ByteRecord {
         self.core.reset();
+        // A reset reader takes a byte-order mark at the start of its input
+        // for the file's and drops it; a blank line first (which it skips)
+        // keeps a mark that starts a record mid-file, as the file's reader does.
+        let _ = self.core.read_record(b"\n", &mut [], &mut []);
         self.out.resize(bytes.len().max(1), 0);
         self.ends.resize(bytes.len() + 2, 0);
         let mut input = bytes;
@@ -287,6 +291,7 @@ mod tests {
         "a,b\rc,d\r",
         ",,\n\"\",\"\"\"\"\n",
         "x\n\"\"",
+        "a,b\n\u{feff}\"x\",y\n\u{feff}z\n",
     ];
 
     /// Records as the `csv` crate reads them.

@@ -106,6 +106,8 @@ pub fn binding(e: &SystemEntity) -> EntityBinding {
 struct Participant<'m> {
     system: &'m System,
     instance: Option<Instance>,
+    /// Calls of this system that failed in the pass.
+    failures: u32,
 }
 
 /// The state of an interrupted full read, kept as the `read` cursor.
@@ -281,7 +283,11 @@ async fn run(
                 None
             }
         };
-        participants.push(Participant { system, instance });
+        participants.push(Participant {
+            system,
+            instance,
+            failures: 0,
+        });
     }
     let mut engine = Engine {
         store: &mut store,
@@ -549,6 +555,7 @@ impl<'m> Engine<'_, 'm> {
         if error.is_fatal() {
             self.participants[p].instance = None;
         }
+        self.participants[p].failures += 1;
         self.report.failures.push(error.to_string());
     }
 
@@ -611,8 +618,9 @@ impl<'m> Engine<'_, 'm> {
         if !poll || self.participants[s].instance.is_none() {
             return Ok(());
         }
-        let failures = self.report.failures.len();
-        self.start_along(s, entity);
+        // The source's own failures: writes along the intake fail as their targets'.
+        let failures = self.participants[s].failures;
+        self.start_along(entity);
         let fresh = match (changes, reading) {
             (Some(cursor), None) if !self.options.full => {
                 self.read_changes(s, entity, b, &bind, cursor, &progress)
@@ -629,7 +637,7 @@ impl<'m> Engine<'_, 'm> {
             system,
             entity: entity.name.clone(),
             fresh,
-            failed: self.report.failures.len() > failures,
+            failed: self.participants[s].failures > failures,
         });
         Ok(())
     }
@@ -1101,14 +1109,15 @@ impl<'m> Engine<'_, 'm> {
         Ok(())
     }
 
-    /// Starts the deliveries that go along with the intake of system `s`'s
-    /// `entity`: what each page changed is delivered while the next page is
-    /// read, instead of after the whole intake. Only to targets whose own
-    /// changes of the entity are in already (they do not read it, or were
-    /// read before `s` in this pass), so that no write lands on a change
-    /// weir has not seen. Deletes wait for the end of the pass and its
-    /// `max_delete_percent` check; a dry run plans everything at the end.
-    fn start_along(&mut self, s: usize, entity: &Entity) {
+    /// Starts the deliveries that go along with an intake of `entity`: what
+    /// its pages change is delivered while the next page is
+    /// read, instead of after every intake of the pass. Only to systems that
+    /// read nothing (no entity of theirs is a source): a write never lands on
+    /// a change weir has not seen yet, a write that fails (even for good)
+    /// stops no read of the pass, and entities still reach each target in
+    /// manifest order. Deletes wait for the dispatcher and its
+    /// `max_delete_percent` check; a dry run plans everything there.
+    fn start_along(&mut self, entity: &Entity) {
         self.along.clear();
         if self.dry.is_some() {
             return;
@@ -1118,10 +1127,9 @@ impl<'m> Engine<'_, 'm> {
             let Some(tb) = system.entity(&entity.name) else {
                 continue;
             };
-            if t == s
-                || self.participants[t].instance.is_none()
+            if self.participants[t].instance.is_none()
                 || !tb.direction.writes()
-                || (tb.direction.reads() && t > s)
+                || system.entities.iter().any(|e| e.direction.reads())
             {
                 continue;
             }
@@ -1133,8 +1141,9 @@ impl<'m> Engine<'_, 'm> {
         }
     }
 
-    /// Delivers what the intake under way has accepted so far; each
-    /// target's last write stays in flight while the next page is read.
+    /// Delivers what is due to the targets along the intake under way (what
+    /// it has accepted so far, and any backlog); each target's last write
+    /// stays in flight while the next page is read.
     async fn deliver_along(&mut self, entity: &Entity) -> anyhow::Result<()> {
         let mut along = std::mem::take(&mut self.along);
         let due = store::now();
@@ -1157,7 +1166,8 @@ impl<'m> Engine<'_, 'm> {
 
     /// One step of a target's delivery: plans its next batch, waits for the
     /// write in flight, records it, and starts the next. Returns whether the
-    /// delivery goes on.
+    /// delivery goes on; along an intake (`linger`), false once nothing is
+    /// due, its last write possibly still in flight.
     async fn deliver_step(
         &mut self,
         entity: &Entity,

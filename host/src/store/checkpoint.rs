@@ -40,7 +40,7 @@ thread_local! {
 
 /// Installed as the WAL hook of the store's connections (in place of the
 /// automatic checkpoint). It runs inside the commit, on the committing thread.
-fn note_commit(wal: &Wal, frames: c_int) -> rusqlite::Result<()> {
+pub(super) fn note_commit(wal: &Wal, frames: c_int) -> rusqlite::Result<()> {
     WAL_FRAMES.set(frames);
     if frames >= WRITER_CHECKPOINT_FRAMES {
         // A busy checkpoint is no failure of the commit; the next one retries.
@@ -200,7 +200,7 @@ mod tests {
             .expect("a checkpoint thread, started by the commit");
         assert!(checkpointer.wait_for(1, Duration::from_secs(30)));
         // The pages are in the database file itself, the store still open
-        // (the writer's own checkpoint comes only at 64 Ki pages).
+        // (the writer's own checkpoint comes only at 8192 pages).
         assert!(std::fs::metadata(&path).unwrap().len() > 8_000_000);
     }
 }

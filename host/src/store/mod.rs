@@ -638,6 +638,9 @@ impl StateStore {
     pub fn open(path: &Path, system: &str) -> rusqlite::Result<StateStore> {
         let conn = Connection::open(path)?;
         configure(&conn)?;
+        // Its rare commits leave checkpoints to the engine's connection
+        // (the writer's own past 32 MiB of log still applies).
+        conn.wal_hook(Some(checkpoint::note_commit));
         Ok(StateStore {
             conn,
             system: system.to_string(),
