@@ -1,12 +1,14 @@
 //! One sync pass: intake from every readable system (RESYNC or CHANGE), then
 //! delivery of the outbox to every writable system, entity by entity in
-//! manifest order.
+//! manifest order. Systems that read nothing are delivered to along the
+//! intake, page by page, as well.
 //!
 //! Intake of a page is one store transaction: golden records, links, outbox
 //! rows for each target and audit rows commit together with the source's
 //! cursor, so a crash loses nothing and repeats nothing that was committed.
 //! Delivery reads the outbox after that; a delivered row is removed in the
-//! same transaction that records the target's link.
+//! same transaction that records the target's link, unless the record
+//! changed meanwhile.
 
 use super::plan::{self, Accept, GoldenState, Write};
 use crate::manifest::{Entity, Manifest, OnDelete, System, SystemEntity};
@@ -1678,8 +1680,8 @@ struct Delivery<'e> {
     target: String,
     /// The last outbox row planned.
     after: i64,
-    /// Whether deletes are held back (over `max_delete_percent`, or until
-    /// the end of the intake this delivery goes along with).
+    /// Whether deletes are held back (over `max_delete_percent`, or, along
+    /// an intake, until the dispatcher).
     hold_deletes: bool,
     /// Along an intake: once nothing is due, the last write is left in
     /// flight instead of waited for.
