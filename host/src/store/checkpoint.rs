@@ -120,7 +120,7 @@ impl Checkpointer {
     fn wake(&self) {
         let (state, wake) = &*self.shared;
         state.lock().unwrap_or_else(|p| p.into_inner()).due = true;
-        wake.notify_one();
+        wake.notify_all();
     }
 }
 
@@ -128,7 +128,7 @@ impl Drop for Checkpointer {
     fn drop(&mut self) {
         let (state, wake) = &*self.shared;
         state.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
-        wake.notify_one();
+        wake.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
