@@ -6,8 +6,9 @@
 //! Records are split as the `csv` crate splits them with its default
 //! settings: comma-separated, `"` quotes with `""` inside a quoted cell, `\r`,
 //! `\n` or `\r\n` ending a record, blank lines skipped, and a quote inside an
-//! unquoted cell taken as text. [`parse`] turns one record's bytes into a
-//! [`ByteRecord`] with the same crate, so cell values are never read two ways.
+//! unquoted cell taken as text. [`Parser`] turns one record's bytes into a
+//! [`ByteRecord`] with csv-core, the parser of the `csv` crate itself, so
+//! cell values are never read two ways.
 
 use std::borrow::Cow;
 use std::io::{self, Read};
