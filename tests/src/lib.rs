@@ -151,6 +151,23 @@ pub fn count(db: &Path, sql: &str) -> i64 {
         .unwrap()
 }
 
+/// The manifest block of system `name` that only writes contacts into the
+/// `contacts` table of `NAME.db` (beside the manifest) through the `sql` connector.
+pub fn contacts_target(name: &str) -> String {
+    format!(
+        r#"
+[systems.{name}]
+connector = {}
+config = {{ database = "db" }}
+databases = {{ db = "{name}.db" }}
+[systems.{name}.entities.contacts]
+direction = "write"
+settings = {{ table = "contacts" }}
+"#,
+        toml_path(&connector("sql"))
+    )
+}
+
 /// The manifest block of system `crm`: the `contacts` table of [`crm_db`]
 /// (`crm.db` beside the manifest) through the `sql` connector, changes by
 /// `updated_at` (itself not synced), in `direction`.

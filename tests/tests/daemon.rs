@@ -374,16 +374,9 @@ fn a_target_that_fails_does_not_mark_its_sources_poll_failed() {
 primary_key = "id"
 shared_key = true
 {crm}
-[systems.empty]
-connector = {sql}
-config = {{ database = "db" }}
-databases = {{ db = "empty.db" }}
-[systems.empty.entities.contacts]
-direction = "write"
-settings = {{ table = "contacts" }}
-"#,
+{empty}"#,
             crm = crm_system("read"),
-            sql = toml_path(&connector("sql")),
+            empty = contacts_target("empty"),
         ),
     );
     let daemon = Daemon::start(WEIR, &m, &[]);

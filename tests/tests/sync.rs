@@ -331,20 +331,6 @@ fn targets_are_written_at_the_same_time() {
         let conn = rusqlite::Connection::open(d.join(db)).unwrap();
         conn.execute_batch(table).unwrap();
     }
-    let target = |name: &str| {
-        format!(
-            r#"
-[systems.{name}]
-connector = {sql}
-config = {{ database = "db" }}
-databases = {{ db = "{name}.db" }}
-[systems.{name}.entities.contacts]
-direction = "write"
-settings = {{ table = "contacts" }}
-"#,
-            sql = toml_path(&connector("sql")),
-        )
-    };
     let m = write_manifest(
         d,
         &format!(
@@ -356,8 +342,8 @@ shared_key = true
 {crm}
 {a}{b}"#,
             crm = crm_system("read"),
-            a = target("a"),
-            b = target("b"),
+            a = contacts_target("a"),
+            b = contacts_target("b"),
         ),
     );
 

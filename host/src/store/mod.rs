@@ -325,19 +325,20 @@ impl Store {
                 path: path.clone(),
                 source,
             })?;
-        let mut t = Tx {
-            tx,
-            path: &path,
-            now: now(),
+        let out = {
+            let mut t = Tx {
+                tx,
+                path: &path,
+                now: now(),
+            };
+            let out = f(&mut t)?;
+            t.tx.commit().map_err(|source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            })?;
+            out
         };
-        let out = f(&mut t)?;
-        t.tx.commit().map_err(|source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        })?;
-        if let Some(c) = &self.checkpoints {
-            c.committed();
-        }
+        self.committed();
         Ok(out)
     }
 
