@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_polling.sql"),
     include_str!("migrations/0006_operations.sql"),
     include_str!("migrations/0007_outbox_order.sql"),
+    include_str!("migrations/0008_audit_unindexed_by_record.sql"),
 ];
 
 /// A content hash of a canonical record (128 bits of SHA-256).
