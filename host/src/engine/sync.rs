@@ -1522,7 +1522,8 @@ impl<'m> Engine<'_, 'm> {
                     Ok(w) => {
                         match p.kind {
                             Kind::Create | Kind::Update => {
-                                tx.record_written(entity, target, &w.id, gid, &p.hash)?;
+                                let linked = p.kind == Kind::Update;
+                                tx.record_written(entity, target, &w.id, gid, &p.hash, linked)?;
                                 written += 1;
                             }
                             Kind::Delete => {
@@ -1788,7 +1789,7 @@ struct Planned {
     item: WriteItem,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Create,
     Update,
