@@ -44,6 +44,9 @@ struct Span {
 /// Finds the record at the start of `buf` and the bounds of its `want`-th
 /// cell. None when `buf` ends before the record does and more may come
 /// (`eof` false); at the end of the file the rest is the last record.
+/// Compiled with WebAssembly SIMD in the component, so that the searches
+/// of [`find`] inline here.
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
 fn span(buf: &[u8], want: usize, eof: bool) -> Option<Span> {
     let mut i = 0;
     let mut field = 0;
@@ -115,11 +118,13 @@ fn count_newlines(bytes: &[u8]) -> u64 {
 mod find {
     /// The first byte of `buf` from `from` on that ends an unquoted cell
     /// (`,`, `\r` or `\n`).
+    #[inline]
     pub fn cell_end(buf: &[u8], from: usize) -> Option<usize> {
         imp::cell_end(buf, from)
     }
 
     /// The first `"` of `buf` from `from` on.
+    #[inline]
     pub fn quote(buf: &[u8], from: usize) -> Option<usize> {
         imp::quote(buf, from)
     }
@@ -162,14 +167,17 @@ mod find {
         // The host runs components with WebAssembly SIMD, as wasmtime does
         // by default; a runtime without it refuses the whole component when
         // loading it.
+        #[inline]
         pub fn cell_end(buf: &[u8], from: usize) -> Option<usize> {
             cell_end_simd(buf, from)
         }
 
+        #[inline]
         pub fn quote(buf: &[u8], from: usize) -> Option<usize> {
             quote_simd(buf, from)
         }
 
+        #[inline]
         #[target_feature(enable = "simd128")]
         fn cell_end_simd(buf: &[u8], from: usize) -> Option<usize> {
             super::first(
@@ -190,6 +198,7 @@ mod find {
             )
         }
 
+        #[inline]
         #[target_feature(enable = "simd128")]
         fn quote_simd(buf: &[u8], from: usize) -> Option<usize> {
             super::first(

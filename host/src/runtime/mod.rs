@@ -332,6 +332,12 @@ impl Runtime {
             message: format!("{e:#}"),
         };
         let mut wasi = WasiCtx::builder();
+        // File reads and writes run on the thread running the connector
+        // instead of being handed to a blocking-pool thread and back: a
+        // change scan reads a large file in some ten thousand calls, and the
+        // hand-offs cost more than the reads. The price: a call stuck in a
+        // hung file system (a dead network mount) cannot be timed out.
+        wasi.allow_blocking_current_thread(true);
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         wasi.stderr(stderr.clone());
         for (guest, host) in &system.directories {
