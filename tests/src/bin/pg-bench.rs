@@ -19,8 +19,9 @@
 //! Figures: wall seconds of the tool's process, records/s (N / wall: every
 //! step reads the whole file, the incremental one too), the process's peak
 //! RSS (GNU time) and weir's wall time over the tool's. Before each step
-//! PostgreSQL takes a checkpoint, so no tool pays for the previous one's
-//! writes. The cluster keeps PostgreSQL's default (durable) settings.
+//! PostgreSQL takes a checkpoint and the system writes out its dirty pages
+//! (`sync`), so no tool pays for the previous one's writes or for the
+//! generated file. The cluster keeps PostgreSQL's default (durable) settings.
 //!
 //! The peers come from `tests/systems/bench-peers.sh`, which this benchmark
 //! runs first (a venv under `${WEIR_E2E_CACHE:-~/.cache/weir-e2e}/bench-peers`).
@@ -58,6 +59,16 @@ const CHANGE_EVERY: u64 = 100;
 const NEW_PHONE_PREFIX: &str = "+44 20 7946 ";
 /// Lines of a failed tool's output quoted in the report.
 const ERROR_TAIL_LINES: usize = 8;
+
+/// Has the system write every dirty page to disk (`sync`), so that
+/// write-back of what came before does not slow the next step.
+fn write_out_dirty_pages() -> Result<(), String> {
+    match Command::new("sync").status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("`sync` failed: {s}")),
+        Err(e) => Err(format!("cannot run `sync`: {e}")),
+    }
+}
 
 /// The tools compared.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -247,6 +258,7 @@ fn bench(args: &Args) -> Result<(), String> {
                     Err("skipped: the full load failed".to_owned())
                 } else {
                     pg.psql(DATABASE, "CHECKPOINT;")?;
+                    write_out_dirty_pages()?;
                     run_tool(tool, step, &peers, &pg, &dir)
                         .and_then(|m| verify(&pg, tool, step, n).map(|()| m))
                 };
