@@ -779,6 +779,18 @@ fn deletes_are_read_from_a_logical_replication_slot() {
     );
     assert_agree(&pg, &lite);
 
+    // A key changed by an update: the row is gone under its old key (a
+    // delete) and comes under its new one (a change).
+    pg.psql("crm", "UPDATE contacts SET id = 1016 WHERE id = 16;")
+        .unwrap();
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 1));
+    assert_eq!(
+        rows(&lite, "SELECT id FROM contacts WHERE id IN (16, 1016)"),
+        vec![vec![Some("1016".into())]]
+    );
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
+    assert_agree(&pg, &lite);
+
     // A slot made anew stands past weir's cursor: the deletes in between are
     // unknown, and the pass says so until a full read settles it.
     pg.psql(
@@ -815,6 +827,16 @@ fn deletes_are_read_from_a_logical_replication_slot() {
         "the full read finds row 9 gone"
     );
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
+
+    // A truncate names no rows: the pass says so and what finds them.
+    pg.psql("crm", "TRUNCATE contacts;").unwrap();
+    let truncated = weir_pg(&m, &["sync"]);
+    assert_eq!(truncated.code, 0, "{truncated:?}");
+    assert!(
+        truncated.stderr.contains("table 'contacts' was truncated")
+            && truncated.stderr.contains("weir sync --full"),
+        "{truncated:?}"
+    );
 }
 
 #[test]

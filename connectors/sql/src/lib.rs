@@ -522,13 +522,23 @@ impl Table {
         };
         let mut keys = Vec::new();
         let (mut last, mut seen) = (None, 0);
+        let mut truncated = false;
         for row in &rows.rows {
             let detail = text(row, 2).unwrap_or_default();
-            if matches!(row.first(), Some(Value::Integer(1))) {
-                last = text(row, 1);
-                seen = detail.parse().unwrap_or(0);
-                continue;
+            match row.first() {
+                Some(Value::Integer(1)) => {
+                    last = text(row, 1);
+                    seen = detail.parse().unwrap_or(0);
+                    continue;
+                }
+                Some(Value::Integer(2)) => {
+                    truncated = true;
+                    continue;
+                }
+                _ => {}
             }
+            // An old key's column list reads like a delete's; the key it names
+            // is the row's only while the table no longer holds it (below).
             match logical::key_of(&detail, &self.pk) {
                 Some(key) if !keys.contains(&key) => keys.push(key),
                 Some(_) => {}
@@ -540,6 +550,15 @@ impl Table {
                     ),
                 ),
             }
+        }
+        if truncated {
+            weir_sdk::log(
+                weir_sdk::log::Level::Warn,
+                format!(
+                    "{what}: table '{}' was truncated (replication slot '{slot}'); a truncate names no rows, so the deletes it made are unknown: run `weir sync --full` to find them",
+                    self.name
+                ),
+            );
         }
         // A key deleted and inserted anew is not a delete; the others are
         // read back as the key column's type, in the form reads give.

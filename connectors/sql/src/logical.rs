@@ -1,7 +1,9 @@
 //! Deletes found by PostgreSQL logical decoding (`deletes = "logical"`): a
 //! replication slot with the built-in `test_decoding` plugin keeps every change
 //! of the database from the moment it is created; the connector peeks at the
-//! slot's changes and keeps the deletes of its table.
+//! slot's changes and keeps the deletes of its table, and the old keys of
+//! updates that changed a row's key (a truncate names no rows: it is only
+//! warned about).
 //!
 //! The slot is moved on one batch behind: the host may ask for the next batch
 //! with a cursor whose items it has not committed yet (it reads one batch
@@ -87,21 +89,31 @@ pub const KEY_TYPE: &str = "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_
      WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped";
 
 /// Peeks at up to $3 changes of slot $1 (whole transactions: a transaction is
-/// never split) and keeps the deletes of table $2 in transactions that
-/// committed after position $4: rows (0, the commit's position, the delete's
-/// column list), then one row (1, the last commit's position after $4 or null,
-/// the number of changes looked at). A change's own position is not unique
-/// (the next transaction starts where one commits), so a transaction is known
-/// by its COMMIT row's position: moving the slot there skips the transaction.
+/// never split) and keeps, of table $2, in transactions that committed after
+/// position $4:
+/// - deletes: rows (0, the commit's position, the delete's column list);
+/// - updates that changed the key, which remove the row under its old key:
+///   rows (0, the commit's position, the old key's column list; with the
+///   default replica identity `test_decoding` prints an `old-key` only then);
+/// - truncates, which remove every row without naming one: rows (2, the
+///   commit's position, null);
+///
+/// then one row (1, the last commit's position after $4 or null, the number
+/// of changes looked at). A change's own position is not unique (the next
+/// transaction starts where one commits), so a transaction is known by its
+/// COMMIT row's position: moving the slot there skips the transaction.
 pub const PEEK_DELETES: &str = "WITH target AS ( \
-       SELECT format('table %s.%s: DELETE: ', quote_ident(n.nspname), quote_ident(c.relname)) AS prefix \
+       SELECT format('table %s.%s: ', quote_ident(n.nspname), quote_ident(c.relname)) AS prefix \
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($2)), \
      seen AS (SELECT lsn, xid, data, n FROM pg_logical_slot_peek_changes($1, NULL, $3::int) WITH ORDINALITY AS p(lsn, xid, data, n)), \
-     ends AS (SELECT xid, lsn AS done FROM seen WHERE starts_with(data, 'COMMIT')) \
-     SELECT part, done::text, detail FROM ( \
-       SELECT 0 AS part, ends.done, substr(seen.data, length(target.prefix) + 1) AS detail, seen.n \
+     ends AS (SELECT xid, lsn AS done FROM seen WHERE starts_with(data, 'COMMIT')), \
+     mine AS (SELECT ends.done, substr(seen.data, length(target.prefix) + 1) AS change, seen.n \
        FROM seen JOIN ends ON ends.xid = seen.xid, target \
-       WHERE ends.done > $4::text::pg_lsn AND starts_with(seen.data, target.prefix) \
+       WHERE ends.done > $4::text::pg_lsn AND starts_with(seen.data, target.prefix)) \
+     SELECT part, done::text, detail FROM ( \
+       SELECT 0 AS part, done, substr(change, length('DELETE: ') + 1) AS detail, n FROM mine WHERE starts_with(change, 'DELETE: ') \
+       UNION ALL SELECT 0, done, substr(change, length('UPDATE: old-key: ') + 1), n FROM mine WHERE starts_with(change, 'UPDATE: old-key: ') \
+       UNION ALL SELECT 2, done, NULL, n FROM mine WHERE starts_with(change, 'TRUNCATE:') \
        UNION ALL SELECT 1, (SELECT max(done) FROM ends WHERE done > $4::text::pg_lsn), count(*)::text, NULL FROM seen) AS found \
      ORDER BY part, n";
 
