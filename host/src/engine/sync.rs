@@ -606,7 +606,7 @@ impl<'m> Engine<'_, 'm> {
                 .iter()
                 .map(|(id, change)| stored_change(&entity.name, id, change))
                 .collect();
-            self.accept(s, entity, b, items, CursorUpdate::None)?;
+            self.accept(s, entity, b, items, Vec::new(), CursorUpdate::None)?;
         }
         let inbox = self.store.inbox(&system, &entity.name)?;
         let mut poll = self
@@ -715,7 +715,7 @@ impl<'m> Engine<'_, 'm> {
                 });
             }
         }
-        self.accept(s, entity, b, last, CursorUpdate::Inbox(entries))?;
+        self.accept(s, entity, b, last, Vec::new(), CursorUpdate::Inbox(entries))?;
         Ok(poll)
     }
 
@@ -759,13 +759,15 @@ impl<'m> Engine<'_, 'm> {
                 )
             }
         };
-        // The next page is read on a task of its own while this one is accepted.
+        // The next page is read (and prepared) on a task of its own while
+        // this one is accepted.
+        let shape = Shape::of(entity, b);
         let mut pending = self.participants[s]
             .instance
             .take()
-            .map(|i| read_ahead(i, bind, cursor.clone(), self.options.batch_size));
+            .map(|i| read_ahead(i, bind, &shape, cursor.clone(), self.options.batch_size));
         while let Some(task) = pending.take() {
-            let (instance, result) = task
+            let (instance, result, prepared) = task
                 .await
                 .map_err(|e| anyhow::anyhow!("a connector read task failed: {e}"))?;
             self.participants[s].instance = Some(instance);
@@ -790,7 +792,7 @@ impl<'m> Engine<'_, 'm> {
                 pending = self.participants[s]
                     .instance
                     .take()
-                    .map(|i| read_ahead(i, bind, cursor.clone(), self.options.batch_size));
+                    .map(|i| read_ahead(i, bind, &shape, cursor.clone(), self.options.batch_size));
             }
             self.report.counts.read += page.items.len() as u64;
             progress.inc(page.items.len() as u64);
@@ -825,7 +827,7 @@ impl<'m> Engine<'_, 'm> {
                     });
                 }
             }
-            fresh += self.accept(s, entity, b, items, update)?;
+            fresh += self.accept(s, entity, b, items, prepared, update)?;
             Faults::count(&mut self.faults.pages_left, 1);
             self.deliver_along(entity).await?;
         }
@@ -844,12 +846,13 @@ impl<'m> Engine<'_, 'm> {
         let mut fresh = 0;
         // The next batch is asked for on a task of its own while this one is
         // accepted (one batch ahead at most, as the WIT `changes` allows).
+        let shape = Shape::of(entity, b);
         let mut pending = self.participants[s]
             .instance
             .take()
-            .map(|i| changes_ahead(i, bind, cursor, self.options.batch_size));
+            .map(|i| changes_ahead(i, bind, &shape, cursor, self.options.batch_size));
         while let Some(task) = pending.take() {
-            let (instance, result) = task
+            let (instance, result, prepared) = task
                 .await
                 .map_err(|e| anyhow::anyhow!("a connector read task failed: {e}"))?;
             self.participants[s].instance = Some(instance);
@@ -861,10 +864,15 @@ impl<'m> Engine<'_, 'm> {
                 }
             };
             if batch.more {
-                pending = self.participants[s]
-                    .instance
-                    .take()
-                    .map(|i| changes_ahead(i, bind, batch.cursor.clone(), self.options.batch_size));
+                pending = self.participants[s].instance.take().map(|i| {
+                    changes_ahead(
+                        i,
+                        bind,
+                        &shape,
+                        batch.cursor.clone(),
+                        self.options.batch_size,
+                    )
+                });
             }
             self.report.counts.read += batch.items.len() as u64;
             progress.inc(batch.items.len() as u64);
@@ -873,6 +881,7 @@ impl<'m> Engine<'_, 'm> {
                 entity,
                 b,
                 batch.items,
+                prepared,
                 CursorUpdate::Changes(batch.cursor),
             )?;
             Faults::count(&mut self.faults.pages_left, 1);
@@ -926,7 +935,7 @@ impl<'m> Engine<'_, 'm> {
                         targets: &targets,
                         approved: true,
                     };
-                    ctx.accept_one(item, &mut counts)?;
+                    ctx.accept_one(item, None, &mut counts)?;
                     continue;
                 }
                 let Some(link) = tx.link_by_local(&entity.name, &system, &h.local_id)? else {
@@ -984,6 +993,7 @@ impl<'m> Engine<'_, 'm> {
         entity: &Entity,
         b: &SystemEntity,
         items: Vec<Change>,
+        prepared: Vec<Option<Prepared>>,
         cursor: CursorUpdate,
     ) -> anyhow::Result<u64> {
         let system = self.participants[s].system.name.clone();
@@ -993,7 +1003,11 @@ impl<'m> Engine<'_, 'm> {
         let read = items.len() as u64;
         let counts = self.store.transaction(|tx| {
             let mut counts = PageCounts::default();
+            // Items past the prepared ones (deletes found by a full read, or
+            // none prepared at all) are prepared here.
+            let mut prepared = prepared.into_iter();
             for item in items {
+                let prepared = prepared.next().flatten();
                 if parked.remove(&item.id).is_some() {
                     tx.unpark(&system, &entity.name, &item.id)?;
                 }
@@ -1006,7 +1020,7 @@ impl<'m> Engine<'_, 'm> {
                     targets: &targets,
                     approved: false,
                 };
-                ctx.accept_one(item, &mut counts)?;
+                ctx.accept_one(item, prepared, &mut counts)?;
             }
             match &cursor {
                 CursorUpdate::None => {}
@@ -1636,36 +1650,124 @@ fn id_hash(hashers: &(std::hash::RandomState, std::hash::RandomState), id: &str)
     (u128::from(hashers.0.hash_one(id)) << 64) | u128::from(hashers.1.hash_one(id))
 }
 
-/// Reads one page through `instance` on a task of its own; the instance comes
-/// back with the page.
+/// A connector call on a task of its own: the instance comes back with the
+/// call's outcome and its items prepared.
+type Ahead<T> = tokio::task::JoinHandle<(Instance, Result<T, CallError>, Vec<Option<Prepared>>)>;
+
+/// Reads one page through `instance` on a task of its own, and prepares its
+/// items there; the instance comes back with the page.
 fn read_ahead(
     mut instance: Instance,
     bind: &EntityBinding,
+    shape: &std::sync::Arc<Shape>,
     cursor: Option<String>,
     limit: u32,
-) -> tokio::task::JoinHandle<(Instance, Result<crate::runtime::types::Page, CallError>)> {
-    let bind = bind.clone();
+) -> Ahead<crate::runtime::types::Page> {
+    let (bind, shape) = (bind.clone(), shape.clone());
     tokio::spawn(async move {
         let page = instance.read(&bind, cursor, limit).await;
-        (instance, page)
+        let prepared = page
+            .as_ref()
+            .map(|p| shape.prepare(&p.items))
+            .unwrap_or_default();
+        (instance, page, prepared)
     })
 }
 
-/// Asks a connector for the changes since `cursor` on a task of its own.
+/// Asks a connector for the changes since `cursor` on a task of its own,
+/// and prepares them there.
 fn changes_ahead(
     mut instance: Instance,
     bind: &EntityBinding,
+    shape: &std::sync::Arc<Shape>,
     cursor: String,
     limit: u32,
-) -> tokio::task::JoinHandle<(
-    Instance,
-    Result<crate::runtime::types::ChangeBatch, CallError>,
-)> {
-    let bind = bind.clone();
+) -> Ahead<crate::runtime::types::ChangeBatch> {
+    let (bind, shape) = (bind.clone(), shape.clone());
     tokio::spawn(async move {
         let batch = instance.changes(&bind, cursor, limit).await;
-        (instance, batch)
+        let prepared = batch
+            .as_ref()
+            .map(|b| shape.prepare(&b.items))
+            .unwrap_or_default();
+        (instance, batch, prepared)
     })
+}
+
+/// What accepting a source's upserts needs of their entity that is not in
+/// the store: the entity (rules, references) and the source's binding (its
+/// mapping). Shared with the tasks that read pages.
+struct Shape {
+    entity: Entity,
+    binding: SystemEntity,
+}
+
+impl Shape {
+    fn of(entity: &Entity, binding: &SystemEntity) -> std::sync::Arc<Shape> {
+        std::sync::Arc::new(Shape {
+            entity: entity.clone(),
+            binding: binding.clone(),
+        })
+    }
+
+    /// Each item prepared; none for deletes.
+    fn prepare(&self, items: &[Change]) -> Vec<Option<Prepared>> {
+        items
+            .iter()
+            .map(|item| Prepared::of(&self.entity, &self.binding, item))
+            .collect()
+    }
+}
+
+/// The part of accepting an upsert that needs no store: the body parsed,
+/// mapped to the canonical model and validated, and, for an entity without
+/// references (nothing left to translate through the links), its hash and
+/// canonical text. A page's items are prepared on the task that read the
+/// page, on another thread, while this one accepts the page before.
+struct Prepared {
+    /// The canonical record, or why the body is refused (a dead letter).
+    record: Result<Record, String>,
+    /// Its hash and text, when they are final.
+    sealed: Option<(store::Hash, String)>,
+}
+
+impl Prepared {
+    fn of(entity: &Entity, binding: &SystemEntity, item: &Change) -> Option<Prepared> {
+        if item.op == Operation::Delete {
+            return None;
+        }
+        let record = canonical(entity, binding, item);
+        let sealed = match &record {
+            Ok(r) if entity.references.is_empty() => Some((
+                mapping::hash(r),
+                serde_json::to_string(r).unwrap_or_default(),
+            )),
+            _ => None,
+        };
+        Some(Prepared { record, sealed })
+    }
+}
+
+/// An upsert's body as a canonical record, or why it cannot be one.
+fn canonical(entity: &Entity, binding: &SystemEntity, item: &Change) -> Result<Record, String> {
+    let map = match item.data.as_deref().map(serde_json::from_str::<Value>) {
+        Some(Ok(Value::Object(map))) => map,
+        Some(Ok(_)) => {
+            return Err("bad record from the source: record body is not a JSON object".into())
+        }
+        Some(Err(e)) => {
+            return Err(format!(
+                "bad record from the source: record body is not valid JSON: {e}"
+            ))
+        }
+        None => return Err("bad record from the source: upsert without a record body".into()),
+    };
+    let record = binding
+        .mapping
+        .to_canonical(map)
+        .map_err(|e| format!("cannot map the record: {e}"))?;
+    mapping::validate(&entity.rules, &record).map_err(|v| format!("invalid record: {v}"))?;
+    Ok(record)
 }
 
 /// Whether writing a batch twice does no harm: every item names its key.
@@ -1968,7 +2070,12 @@ impl AcceptCtx<'_, '_, '_> {
         Ok(())
     }
 
-    fn accept_one(mut self, item: Change, counts: &mut PageCounts) -> store::Result<()> {
+    fn accept_one(
+        mut self,
+        item: Change,
+        prepared: Option<Prepared>,
+        counts: &mut PageCounts,
+    ) -> store::Result<()> {
         if item.op == Operation::Delete {
             let known = self
                 .tx
@@ -1983,42 +2090,38 @@ impl AcceptCtx<'_, '_, '_> {
             }
             return self.accept_delete(item);
         }
-        let parsed = match item.data.as_deref().map(serde_json::from_str::<Value>) {
-            Some(Ok(Value::Object(map))) => Ok(map),
-            Some(Ok(_)) => Err("record body is not a JSON object".to_string()),
-            Some(Err(e)) => Err(format!("record body is not valid JSON: {e}")),
-            None => Err("upsert without a record body".to_string()),
+        let Prepared { record, sealed } = match prepared {
+            Some(p) => p,
+            None => Prepared::of(self.entity, self.binding, &item).expect("an upsert"),
         };
-        let record = match parsed
-            .map_err(|reason| format!("bad record from the source: {reason}"))
-            .and_then(|r| {
-                let record = self
-                    .binding
-                    .mapping
-                    .to_canonical(r)
-                    .map_err(|e| format!("cannot map the record: {e}"))?;
-                mapping::validate(&self.entity.rules, &record)
-                    .map_err(|v| format!("invalid record: {v}"))?;
-                Ok(record)
-            }) {
+        let record = match record {
             Ok(r) => r,
             Err(reason) => {
                 counts.failed += 1;
                 return self.dead_letter(&item, &reason);
             }
         };
-        let record = match self.references_to_global(record)? {
-            Ok(r) => r,
-            Err(reason) => {
-                // Waits until the record it refers to has been read.
-                let change =
-                    serde_json::json!({ "data": item.data, "actor": item.actor }).to_string();
-                return self
-                    .tx
-                    .park(self.system, &self.entity.name, &item.id, &change, &reason);
-            }
+        let (record, hash, sealed_text) = match sealed {
+            Some((hash, text)) => (record, hash, Some(text)),
+            None => match self.references_to_global(record)? {
+                Ok(r) => {
+                    let hash = mapping::hash(&r);
+                    (r, hash, None)
+                }
+                Err(reason) => {
+                    // Waits until the record it refers to has been read.
+                    let change =
+                        serde_json::json!({ "data": item.data, "actor": item.actor }).to_string();
+                    return self.tx.park(
+                        self.system,
+                        &self.entity.name,
+                        &item.id,
+                        &change,
+                        &reason,
+                    );
+                }
+            },
         };
-        let hash = mapping::hash(&record);
         let mut link = self
             .tx
             .link_by_local(&self.entity.name, self.system, &item.id)?;
@@ -2045,7 +2148,7 @@ impl AcceptCtx<'_, '_, '_> {
         // The record's text is stored only when it changes something.
         let text = match decision {
             Accept::New | Accept::FastForward | Accept::Conflict => {
-                serde_json::to_string(&record).unwrap_or_default()
+                sealed_text.unwrap_or_else(|| serde_json::to_string(&record).unwrap_or_default())
             }
             Accept::Unchanged | Accept::Echo | Accept::Same => String::new(),
         };
