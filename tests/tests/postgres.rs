@@ -828,15 +828,24 @@ fn deletes_are_read_from_a_logical_replication_slot() {
     );
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
 
-    // A truncate names no rows: the pass says so and what finds them.
-    pg.psql("crm", "TRUNCATE contacts;").unwrap();
-    let truncated = weir_pg(&m, &["sync"]);
-    assert_eq!(truncated.code, 0, "{truncated:?}");
-    assert!(
-        truncated.stderr.contains("table 'contacts' was truncated")
-            && truncated.stderr.contains("weir sync --full"),
-        "{truncated:?}"
+    // A truncate (here with another table) names no rows: change reads stop
+    // until a full read finds what it removed.
+    let held = count(&lite, "SELECT count(*) FROM contacts");
+    pg.psql("crm", "TRUNCATE notes, contacts;").unwrap();
+    for _ in 0..2 {
+        let truncated = weir_pg(&m, &["sync", "--quiet"]);
+        assert_ne!(truncated.code, 0, "{truncated:?}");
+        assert!(
+            truncated.stderr.contains("table 'contacts' was truncated")
+                && truncated.stderr.contains("weir sync --full"),
+            "{truncated:?}"
+        );
+    }
+    assert_eq!(
+        written_and_deleted(&sync(&m, &["--quiet", "--full"])),
+        (0, held as u64)
     );
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
 }
 
 #[test]

@@ -527,11 +527,46 @@ mod tests {
                 for end in ["\n", "\r\n", "\r", ""] {
                     let text = format!("{a},{b}{end}{b},{a},{a}{end}");
                     let expected = by_csv(&text);
-                    for want in 0..3 {
-                        let mut records = Records::new(text.as_bytes(), 0, 1);
-                        assert_eq!(by_scan(&mut records, want), expected, "{text:?}");
+                    for (want, step) in [(0, 15), (1, 16), (2, 17), (1, CHUNK)] {
+                        let mut records = Records::new(Trickle(text.as_bytes(), step), 0, 1);
+                        assert_eq!(
+                            by_scan(&mut records, want),
+                            expected,
+                            "{text:?} step {step}"
+                        );
                     }
                 }
+            }
+        }
+    }
+
+    /// The block searches find what a byte-by-byte search finds, from every
+    /// start, whatever the bytes around the 16-byte blocks.
+    #[test]
+    fn block_searches_find_the_first_byte_a_plain_search_finds() {
+        // Runs of plain bytes longer than a block between the ones sought.
+        let mut text = [b'x'; 100];
+        for (k, at) in [3, 20, 37, 38, 55, 71, 90].into_iter().enumerate() {
+            text[at] = b",\"\r\n"[k % 4];
+        }
+        for len in 0..text.len() {
+            let buf = &text[..len];
+            for from in 0..=len + 1 {
+                let plain = |hit: fn(&u8) -> bool| {
+                    buf.get(from..)
+                        .and_then(|rest| rest.iter().position(hit))
+                        .map(|k| from + k)
+                };
+                assert_eq!(
+                    find::cell_end(buf, from),
+                    plain(|b| matches!(b, b',' | b'\r' | b'\n')),
+                    "{len} {from}"
+                );
+                assert_eq!(
+                    find::quote(buf, from),
+                    plain(|b| *b == b'"'),
+                    "{len} {from}"
+                );
             }
         }
     }

@@ -520,9 +520,8 @@ impl Table {
             Some(Value::Text(t)) => Some(t.clone()),
             _ => None,
         };
-        let mut keys = Vec::new();
+        let (mut keys, mut unique) = (Vec::new(), std::collections::HashSet::new());
         let (mut last, mut seen) = (None, 0);
-        let mut truncated = false;
         for row in &rows.rows {
             let detail = text(row, 2).unwrap_or_default();
             match row.first() {
@@ -532,33 +531,29 @@ impl Table {
                     continue;
                 }
                 Some(Value::Integer(2)) => {
-                    truncated = true;
-                    continue;
+                    return Err(ConnectorError::schema(format!(
+                        "{what}: table '{}' was truncated (replication slot '{slot}'); a truncate names no rows, so the deletes it made are unknown: run `weir sync --full`",
+                        self.name
+                    )))
                 }
                 _ => {}
             }
-            // An old key's column list reads like a delete's; the key it names
-            // is the row's only while the table no longer holds it (below).
+            // An old key's column list starts like a delete's; the key it
+            // names is gone only if the table no longer holds it (below).
             match logical::key_of(&detail, &self.pk) {
-                Some(key) if !keys.contains(&key) => keys.push(key),
-                Some(_) => {}
+                Some(key) => {
+                    if unique.insert(key.clone()) {
+                        keys.push(key);
+                    }
+                }
                 None => weir_sdk::log(
                     weir_sdk::log::Level::Warn,
                     format!(
-                        "{what}: a delete in replication slot '{slot}' carries no '{}' ({detail}); it is left to full reads",
+                        "{what}: a delete or key change in replication slot '{slot}' carries no '{}' ({detail}); it is left to full reads",
                         self.pk
                     ),
                 ),
             }
-        }
-        if truncated {
-            weir_sdk::log(
-                weir_sdk::log::Level::Warn,
-                format!(
-                    "{what}: table '{}' was truncated (replication slot '{slot}'); a truncate names no rows, so the deletes it made are unknown: run `weir sync --full` to find them",
-                    self.name
-                ),
-            );
         }
         // A key deleted and inserted anew is not a delete; the others are
         // read back as the key column's type, in the form reads give.

@@ -2,8 +2,8 @@
 //! replication slot with the built-in `test_decoding` plugin keeps every change
 //! of the database from the moment it is created; the connector peeks at the
 //! slot's changes and keeps the deletes of its table, and the old keys of
-//! updates that changed a row's key (a truncate names no rows: it is only
-//! warned about).
+//! updates that changed a row's key. A truncate names no rows: the change
+//! read stops with an error until a full read finds what it removed.
 //!
 //! The slot is moved on one batch behind: the host may ask for the next batch
 //! with a cursor whose items it has not committed yet (it reads one batch
@@ -93,27 +93,32 @@ pub const KEY_TYPE: &str = "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_
 /// position $4:
 /// - deletes: rows (0, the commit's position, the delete's column list);
 /// - updates that changed the key, which remove the row under its old key:
-///   rows (0, the commit's position, the old key's column list; with the
-///   default replica identity `test_decoding` prints an `old-key` only then);
-/// - truncates, which remove every row without naming one: rows (2, the
-///   commit's position, null);
+///   rows (0, the commit's position, `old-key`'s column list followed by
+///   `new-tuple: …`). `test_decoding` prints an old key only then, unless the
+///   table's replica identity is `FULL`: then every update has one, and key
+///   changes are left to full reads rather than every update looked at;
+/// - truncates of the table, alone or with others: rows (2, the commit's
+///   position, null). A truncate names no rows.
 ///
-/// then one row (1, the last commit's position after $4 or null, the number
+/// And one row (1, the last commit's position after $4 or null, the number
 /// of changes looked at). A change's own position is not unique (the next
 /// transaction starts where one commits), so a transaction is known by its
 /// COMMIT row's position: moving the slot there skips the transaction.
 pub const PEEK_DELETES: &str = "WITH target AS ( \
-       SELECT format('table %s.%s: ', quote_ident(n.nspname), quote_ident(c.relname)) AS prefix \
+       SELECT format('%s.%s', quote_ident(n.nspname), quote_ident(c.relname)) AS name, c.relreplident = 'f' AS full_identity \
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($2)), \
      seen AS (SELECT lsn, xid, data, n FROM pg_logical_slot_peek_changes($1, NULL, $3::int) WITH ORDINALITY AS p(lsn, xid, data, n)), \
      ends AS (SELECT xid, lsn AS done FROM seen WHERE starts_with(data, 'COMMIT')), \
-     mine AS (SELECT ends.done, substr(seen.data, length(target.prefix) + 1) AS change, seen.n \
-       FROM seen JOIN ends ON ends.xid = seen.xid, target \
-       WHERE ends.done > $4::text::pg_lsn AND starts_with(seen.data, target.prefix)) \
+     committed AS (SELECT ends.done, seen.data, seen.n FROM seen JOIN ends ON ends.xid = seen.xid WHERE ends.done > $4::text::pg_lsn), \
+     mine AS (SELECT done, substr(data, length('table ' || target.name || ': ') + 1) AS change, n, target.full_identity \
+       FROM committed, target WHERE starts_with(data, 'table ' || target.name || ': ')) \
      SELECT part, done::text, detail FROM ( \
        SELECT 0 AS part, done, substr(change, length('DELETE: ') + 1) AS detail, n FROM mine WHERE starts_with(change, 'DELETE: ') \
-       UNION ALL SELECT 0, done, substr(change, length('UPDATE: old-key: ') + 1), n FROM mine WHERE starts_with(change, 'UPDATE: old-key: ') \
-       UNION ALL SELECT 2, done, NULL, n FROM mine WHERE starts_with(change, 'TRUNCATE:') \
+       UNION ALL SELECT 0, done, substr(change, length('UPDATE: old-key: ') + 1), n FROM mine \
+         WHERE starts_with(change, 'UPDATE: old-key: ') AND NOT full_identity \
+       UNION ALL SELECT 2, done, NULL, n FROM committed, target \
+         WHERE starts_with(data, 'table ') AND split_part(data, ': ', 2) = 'TRUNCATE' \
+           AND position(', ' || target.name || ', ' IN ', ' || substr(split_part(data, ': ', 1), length('table ') + 1) || ', ') > 0 \
        UNION ALL SELECT 1, (SELECT max(done) FROM ends WHERE done > $4::text::pg_lsn), count(*)::text, NULL FROM seen) AS found \
      ORDER BY part, n";
 

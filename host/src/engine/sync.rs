@@ -1004,7 +1004,7 @@ impl<'m> Engine<'_, 'm> {
         let counts = self.store.transaction(|tx| {
             let mut counts = PageCounts::default();
             // Items past the prepared ones (deletes found by a full read, or
-            // none prepared at all) are prepared here.
+            // stored changes, never prepared) are taken as they are.
             let mut prepared = prepared.into_iter();
             for item in items {
                 let prepared = prepared.next().flatten();
@@ -2090,10 +2090,12 @@ impl AcceptCtx<'_, '_, '_> {
             }
             return self.accept_delete(item);
         }
-        let Prepared { record, sealed } = match prepared {
-            Some(p) => p,
-            None => Prepared::of(self.entity, self.binding, &item).expect("an upsert"),
-        };
+        // Unprepared (a stored change): the hash and text come below, the
+        // text only if it is stored.
+        let Prepared { record, sealed } = prepared.unwrap_or_else(|| Prepared {
+            record: canonical(self.entity, self.binding, &item),
+            sealed: None,
+        });
         let record = match record {
             Ok(r) => r,
             Err(reason) => {

@@ -10,7 +10,10 @@
 //! call; linear memory is capped at `memory_mib` (256 MiB); the WASI context
 //! has no environment variables, no arguments, no stdio, no sockets and no
 //! preopened directory except those the manifest grants. After a trap or a
-//! timeout the instance is dropped and refuses further calls.
+//! timeout the instance is dropped and refuses further calls. One exception
+//! to the timeout: file operations in granted directories run on the
+//! calling thread, so one stuck in the file system (a dead network mount, a
+//! FIFO no one writes) holds the call until it returns.
 
 mod bindings;
 mod http;
@@ -336,7 +339,7 @@ impl Runtime {
         // instead of being handed to a blocking-pool thread and back: a
         // change scan reads a large file in some ten thousand calls, and the
         // hand-offs cost more than the reads. The price: a call stuck in a
-        // hung file system (a dead network mount) cannot be timed out.
+        // hung file system (a dead network mount, a FIFO) cannot be timed out.
         wasi.allow_blocking_current_thread(true);
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         wasi.stderr(stderr.clone());
@@ -583,8 +586,9 @@ impl Instance {
         store.data_mut().deadline = Instant::now() + limit;
         store.set_epoch_deadline(1);
         // The epoch callback stops the guest at the deadline; the timeout also
-        // covers time spent waiting in host calls. A little slack lets the
-        // callback win when both apply, for a precise message.
+        // covers time spent waiting in host calls (but for file operations,
+        // which block this thread: see the module's doc). A little slack lets
+        // the callback win when both apply, for a precise message.
         let began = Instant::now();
         let outcome =
             tokio::time::timeout(limit + EPOCH_TICK * 10, f(&self.guests, &self.ctx, store)).await;
