@@ -166,20 +166,10 @@ mod find {
 
         // The host runs components with WebAssembly SIMD, as wasmtime does
         // by default; a runtime without it refuses the whole component when
-        // loading it.
-        #[inline]
-        pub fn cell_end(buf: &[u8], from: usize) -> Option<usize> {
-            cell_end_simd(buf, from)
-        }
-
-        #[inline]
-        pub fn quote(buf: &[u8], from: usize) -> Option<usize> {
-            quote_simd(buf, from)
-        }
-
+        // loading it (so these are safe to call from anywhere in it).
         #[inline]
         #[target_feature(enable = "simd128")]
-        fn cell_end_simd(buf: &[u8], from: usize) -> Option<usize> {
+        pub fn cell_end(buf: &[u8], from: usize) -> Option<usize> {
             super::first(
                 buf,
                 from,
@@ -200,7 +190,7 @@ mod find {
 
         #[inline]
         #[target_feature(enable = "simd128")]
-        fn quote_simd(buf: &[u8], from: usize) -> Option<usize> {
+        pub fn quote(buf: &[u8], from: usize) -> Option<usize> {
             super::first(
                 buf,
                 from,
