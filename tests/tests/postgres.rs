@@ -875,6 +875,81 @@ fn logical_deletes_need_postgresql_with_wal_level_logical() {
     );
 }
 
+/// Polls `sql` on database `crm` until it prints `want`, for at most 30 s.
+fn wait_for(pg: &Postgres, sql: &str, want: &str, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while pg.psql("crm", sql).unwrap() != want {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A transaction that began before others committed stamps its rows older
+/// than theirs; committed after a change read took those, its rows are still
+/// read by the next one: the cursor stays before what a transaction still
+/// open may add.
+#[test]
+fn a_row_committed_late_with_an_older_stamp_is_read_by_the_next_pass() {
+    let pg = with_contacts(Postgres::start().expect("start PostgreSQL"));
+    let TwoWay { dir: _dir, lite, m } = two_way(&pg, 20, "tombstones");
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (20, 0));
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
+
+    // Row 501 is stamped now, and its transaction stays open.
+    let mut late = pg.session("crm").unwrap();
+    late.send(
+        "BEGIN; INSERT INTO contacts (id, first_name, last_name, email)
+             VALUES (501, 'Late', 'Comer', 'late@example.com');",
+    )
+    .unwrap();
+    wait_for(
+        &pg,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = 'crm'
+             AND state = 'idle in transaction' AND backend_xid IS NOT NULL",
+        "1\n",
+        "the late insert did not run",
+    );
+    // Rows stamped after it are committed and synced first.
+    pg.psql(
+        "crm",
+        "INSERT INTO contacts (id, first_name, last_name, email)
+             VALUES (502, 'Early', 'Bird', 'early@example.com');
+         UPDATE contacts SET email = 'moved@example.com' WHERE id = 3;",
+    )
+    .unwrap();
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (2, 0));
+    assert_eq!(
+        count(
+            &lite,
+            "SELECT count(*) FROM contacts WHERE id IN (501, 502)"
+        ),
+        1
+    );
+
+    late.send("COMMIT;").unwrap();
+    wait_for(
+        &pg,
+        "SELECT count(*) FROM contacts WHERE id = 501",
+        "1\n",
+        "the late insert was not committed",
+    );
+    // The next pass reads row 501; rows 502 and 3, read again, are unchanged.
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 0));
+    assert_eq!(
+        count(
+            &lite,
+            "SELECT count(*) FROM contacts WHERE id = 501 AND email = 'late@example.com'"
+        ),
+        1
+    );
+    assert_agree(&pg, &lite);
+    // With no transaction open, every row is settled: once the echo of row
+    // 501 is read back from SQLite, nothing is read again.
+    sync(&m, &["--quiet"]);
+    let quiet = sync(&m, &[]);
+    assert!(quiet.stdout.contains(" 0 read,"), "{quiet:?}");
+}
+
 #[test]
 fn a_row_locked_at_the_target_is_retried_not_dead_lettered() {
     let pg = with_contacts(Postgres::start().expect("start PostgreSQL"));

@@ -34,6 +34,46 @@ pub struct ChangeCursor {
     /// when it asks with this one, so the slot may be moved on to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settled: Option<String>,
+    /// Within a pass over rows some of which are not settled yet (a
+    /// transaction still open may commit rows stamped before them): the last
+    /// settled position, where the pass's last page puts the cursor back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<Position>,
+}
+
+impl ChangeCursor {
+    /// Moves the cursor over a page of rows read on a database whose late
+    /// commits are known: `end` is the page's last row, `settled` the last
+    /// row of the page stamped before the horizon, `more` whether pages
+    /// follow. A page with more to come moves the cursor to its end, so the
+    /// pass goes on; the last page moves it back to the last settled row, so
+    /// that the next pass reads the rows after it again, with whatever
+    /// committed among them meanwhile.
+    pub fn step(&mut self, end: Option<Position>, settled: Option<Position>, more: bool) {
+        let kept = settled
+            .or_else(|| self.kept.take())
+            .unwrap_or_else(|| self.position());
+        match end {
+            Some(end) if more => {
+                self.kept = (kept != end).then_some(kept);
+                self.ts = end.ts;
+                self.id = end.id;
+            }
+            _ => {
+                self.kept = None;
+                self.ts = kept.ts;
+                self.id = kept.id;
+            }
+        }
+    }
+
+    /// The (updated-at, primary key) position.
+    pub fn position(&self) -> Position {
+        Position {
+            ts: self.ts.clone(),
+            id: self.id.clone(),
+        }
+    }
 }
 
 /// A (time, primary key) position in a table ordered by both.
@@ -84,6 +124,7 @@ mod tests {
             deleted: None,
             lsn: None,
             settled: None,
+            kept: None,
         };
         assert_eq!(encode(&c), r#"{"ts":"2024-01-02 03:04:05","id":7}"#);
         let logical = ChangeCursor {
@@ -111,5 +152,67 @@ mod tests {
         assert!(err
             .message
             .starts_with("entity 'contacts': bad cursor 'nonsense'"));
+    }
+
+    fn at(ts: i64, id: i64) -> Position {
+        Position {
+            ts: json!(ts),
+            id: json!(id),
+        }
+    }
+
+    fn cursor(ts: i64, id: i64) -> ChangeCursor {
+        ChangeCursor {
+            ts: json!(ts),
+            id: json!(id),
+            deleted: None,
+            lsn: None,
+            settled: None,
+            kept: None,
+        }
+    }
+
+    #[test]
+    fn a_pass_ends_on_its_last_settled_row() {
+        // All settled: the cursor follows the rows.
+        let mut c = cursor(1, 1);
+        c.step(Some(at(5, 2)), Some(at(5, 2)), true);
+        assert_eq!((c.position(), c.kept.clone()), (at(5, 2), None));
+        c.step(Some(at(9, 1)), Some(at(9, 1)), false);
+        assert_eq!((c.position(), c.kept.clone()), (at(9, 1), None));
+
+        // The first page ends on unsettled rows: the pass goes on from its
+        // end, keeping its last settled row; the second page has none
+        // settled and is the last, so the cursor goes back to that row.
+        let mut c = cursor(1, 1);
+        c.step(Some(at(7, 3)), Some(at(4, 8)), true);
+        assert_eq!((c.position(), c.kept.clone()), (at(7, 3), Some(at(4, 8))));
+        let text = encode(&c);
+        assert_eq!(decode::<ChangeCursor>(&text, "contacts").unwrap(), c);
+        c.step(Some(at(8, 1)), None, false);
+        assert_eq!((c.position(), c.kept.clone()), (at(4, 8), None));
+
+        // Nothing settled in the whole pass: back to where it began.
+        let mut c = cursor(3, 3);
+        c.step(Some(at(6, 1)), None, true);
+        assert_eq!(c.kept, Some(at(3, 3)));
+        c.step(None, None, false);
+        assert_eq!((c.position(), c.kept.clone()), (at(3, 3), None));
+
+        // The horizon moved on between pages: rows once unsettled are
+        // settled now, and the later position wins.
+        let mut c = cursor(1, 1);
+        c.step(Some(at(6, 1)), Some(at(2, 2)), true);
+        c.step(Some(at(9, 9)), Some(at(8, 1)), false);
+        assert_eq!((c.position(), c.kept.clone()), (at(8, 1), None));
+
+        // No row has an updated-at yet: the null position is kept.
+        let mut c = ChangeCursor {
+            ts: serde_json::Value::Null,
+            id: serde_json::Value::Null,
+            ..cursor(0, 0)
+        };
+        c.step(Some(at(5, 5)), None, false);
+        assert!(c.ts.is_null() && c.id.is_null() && c.kept.is_none());
     }
 }

@@ -17,7 +17,10 @@
 //! creates.
 //!
 //! Reads are keyset pages; writes group runs of alike records into multi-row
-//! statements, one batch (one transaction) per call.
+//! statements, one batch (one transaction) per call. On PostgreSQL, a change
+//! read ends its cursor before the horizon of transactions still open
+//! ([`statements::HORIZON`]), so that rows they commit late are read by the
+//! next one.
 
 // The bindings reuse the SDK's types and host imports.
 weir_sdk::bindings!("sync-connector");
@@ -187,6 +190,31 @@ impl Database {
             )));
         }
         Ok(columns)
+    }
+
+    /// PostgreSQL, when the updated-at column of `table` (described by
+    /// `columns`) holds times: the horizon ([`statements::HORIZON`]), before
+    /// which no transaction still open can add a row. SQLite has no horizon:
+    /// one writer at a time.
+    fn horizon(
+        &self,
+        table: &Table,
+        columns: &[Column],
+        updated_at: &str,
+    ) -> Result<Option<String>> {
+        let times = schema::find(columns, updated_at)
+            .is_some_and(|c| matches!(c.field_type(), FieldType::Timestamp | FieldType::Date));
+        if self.dialect != Dialect::Postgres || !times {
+            return Ok(None);
+        }
+        let rows = self.query(&table.entity, statements::HORIZON.to_string(), Vec::new())?;
+        match rows.rows.first().and_then(|row| row.first()) {
+            Some(Value::Text(at)) => Ok(Some(at.clone())),
+            other => Err(ConnectorError::schema(format!(
+                "entity '{}': database '{}' gave no time for the oldest open transaction, but {other:?}",
+                table.entity, self.name
+            ))),
+        }
     }
 }
 
@@ -680,13 +708,17 @@ impl Table {
         if rows.rows.is_empty() {
             return Ok(Vec::new());
         }
-        let columns = db.columns(self)?;
+        self.changes_of(&db.columns(self)?, rows)
+    }
+
+    /// [`Table::changes`] with the table's columns at hand.
+    fn changes_of(&self, columns: &[Column], rows: &Rows) -> Result<Vec<Change>> {
         let booleans: Vec<usize> = rows
             .columns
             .iter()
             .enumerate()
             .filter(|(_, name)| {
-                schema::find(&columns, name).is_some_and(|c| c.field_type() == FieldType::Boolean)
+                schema::find(columns, name).is_some_and(|c| c.field_type() == FieldType::Boolean)
             })
             .map(|(i, _)| i)
             .collect();
@@ -773,6 +805,16 @@ fn with_booleans(columns: &[String], row: &[Value], booleans: &[usize]) -> json:
         }
     }
     record
+}
+
+/// Removes the last column of `rows` (a flag added to `SELECT *`) and gives
+/// its values, as booleans.
+fn take_last_column(rows: &mut Rows) -> Vec<bool> {
+    rows.columns.pop();
+    rows.rows
+        .iter_mut()
+        .map(|row| row.pop().is_some_and(|v| schema::is_true(&v)))
+        .collect()
 }
 
 /// The page size to ask for: at least one row, so that a full page always moves forward.
@@ -883,8 +925,16 @@ impl source::Guest for SqlConnector {
         let table = Table::of(&entity)?;
         let updated_at = table.change_column()?;
         let db = Database::open(&ctx)?;
-        let sql = statements::checkpoint(&table.name, &table.pk, updated_at);
-        let rows = db.query(&table.entity, sql, Vec::new())?;
+        // A transaction still open may commit rows stamped before the newest
+        // row now: the cursor starts before the horizon, so the first change
+        // read takes them (and reads the rows after it again).
+        let horizon = match db.dialect {
+            Dialect::Postgres => db.horizon(&table, &db.columns(&table)?, updated_at)?,
+            Dialect::Sqlite => None,
+        };
+        let sql = statements::checkpoint(&table.name, &table.pk, updated_at, horizon.is_some());
+        let params = horizon.into_iter().map(Value::Text).collect();
+        let rows = db.query(&table.entity, sql, params)?;
         let (ts, id) = match rows.rows.first() {
             Some(row) => (json_at(row, 0), json_at(row, 1)),
             None => (serde_json::Value::Null, serde_json::Value::Null),
@@ -921,6 +971,7 @@ impl source::Guest for SqlConnector {
             deleted,
             settled: lsn.clone(),
             lsn,
+            kept: None,
         }))
     }
 
@@ -1007,26 +1058,75 @@ impl source::Guest for SqlConnector {
                 });
             }
         }
-        let (sql, mut params) = if at.ts.is_null() {
-            (
-                statements::changes(db.dialect, &table.name, &table.pk, updated_at, false),
-                Vec::new(),
-            )
+        // On PostgreSQL, a transaction still open may commit rows stamped
+        // before the newest row read now: the horizon, asked for before the
+        // rows are read, tells which rows are settled.
+        let columns = match db.dialect {
+            Dialect::Postgres => Some(db.columns(&table)?),
+            Dialect::Sqlite => None,
+        };
+        let horizon = match &columns {
+            Some(columns) => db.horizon(&table, columns, updated_at)?,
+            None => None,
+        };
+        let after = !at.ts.is_null();
+        let flagged = horizon.is_some();
+        let sql = statements::changes(
+            db.dialect,
+            &table.name,
+            &table.pk,
+            updated_at,
+            after,
+            flagged,
+        );
+        let mut params = if after {
+            vec![to_sql(&at.ts), to_sql(&at.id)]
         } else {
-            let sql = statements::changes(db.dialect, &table.name, &table.pk, updated_at, true);
-            (sql, vec![to_sql(&at.ts), to_sql(&at.id)])
+            Vec::new()
         };
         params.push(Value::Integer(limit as i64));
-        let rows = db.query(&table.entity, sql, params)?;
-        items.extend(table.changes(&db, &rows)?);
-        if let Some(last) = rows.rows.last() {
-            at.ts = json_at(last, table.column_index(&rows, updated_at)?);
-            at.id = json_at(last, table.column_index(&rows, &table.pk)?);
+        params.extend(horizon.map(Value::Text));
+        let mut rows = db.query(&table.entity, sql, params)?;
+        let settled = flagged.then(|| take_last_column(&mut rows));
+        items.extend(match &columns {
+            Some(columns) => table.changes_of(columns, &rows)?,
+            None => table.changes(&db, &rows)?,
+        });
+        let more = rows.rows.len() >= limit;
+        let (ts_at, key_at) = match rows.rows.is_empty() {
+            true => (0, 0),
+            false => (
+                table.column_index(&rows, updated_at)?,
+                table.column_index(&rows, &table.pk)?,
+            ),
+        };
+        let position = |row: &Vec<Value>| cursor::Position {
+            ts: json_at(row, ts_at),
+            id: json_at(row, key_at),
+        };
+        let end = rows.rows.last().map(position);
+        match settled {
+            Some(flags) => {
+                let last_settled = rows
+                    .rows
+                    .iter()
+                    .zip(&flags)
+                    .rev()
+                    .find(|(_, settled)| **settled)
+                    .map(|(row, _)| position(row));
+                at.step(end, last_settled, more);
+            }
+            None => {
+                if let Some(end) = end {
+                    at.ts = end.ts;
+                    at.id = end.id;
+                }
+            }
         }
         Ok(ChangeBatch {
             items,
             cursor: cursor::encode(&at),
-            more: rows.rows.len() >= limit,
+            more,
         })
     }
 }

@@ -68,7 +68,7 @@ pub fn parse_columns(rows: &Rows) -> Vec<Column> {
 }
 
 /// Whether a flag value returned by the database means true.
-fn is_true(v: &Value) -> bool {
+pub fn is_true(v: &Value) -> bool {
     match v {
         Value::Integer(i) => *i != 0,
         Value::Real(f) => *f != 0.0,

@@ -46,30 +46,74 @@ pub fn read_page(dialect: Dialect, table: &str, pk: &str, after: bool) -> String
     }
 }
 
-/// The newest (updated-at, primary key) pair of the table, if any row has an updated-at.
-pub fn checkpoint(table: &str, pk: &str, updated_at: &str) -> String {
+/// The newest (updated-at, primary key) pair of the table, if any row has an
+/// updated-at. With `settled` (PostgreSQL), only rows stamped before the
+/// horizon, parameter 1, count.
+pub fn checkpoint(table: &str, pk: &str, updated_at: &str, settled: bool) -> String {
     let (t, k, u) = (quote_ident(table), quote_ident(pk), quote_ident(updated_at));
-    format!("SELECT {u}, {k} FROM {t} WHERE {u} IS NOT NULL ORDER BY {u} DESC, {k} DESC LIMIT 1")
+    let before = if settled {
+        format!(" AND {u} < CAST($1 AS timestamptz)")
+    } else {
+        String::new()
+    };
+    format!(
+        "SELECT {u}, {k} FROM {t} WHERE {u} IS NOT NULL{before} ORDER BY {u} DESC, {k} DESC LIMIT 1"
+    )
 }
+
+/// PostgreSQL: the horizon, as text: the time before which every row stamped
+/// by a transaction (with `now()`, `clock_timestamp()` or a trigger) is
+/// committed. That is the start of the oldest transaction still open in
+/// another session, or now. A session this role may not look into (it lacks
+/// `pg_read_all_stats`) but that holds a transaction id or a snapshot counts
+/// as having begun a minute ago. Autovacuum writes no rows and is left out.
+pub const HORIZON: &str = "SELECT CAST(least(now(), min(CASE \
+     WHEN xact_start IS NOT NULL THEN xact_start \
+     WHEN backend_xid IS NOT NULL OR backend_xmin IS NOT NULL THEN now() - interval '1 minute' END)) AS text) \
+     FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type NOT LIKE 'autovacuum%'";
+
+/// The name of the column that `changes` with `settled` adds to each row.
+pub const SETTLED: &str = "weir:settled";
 
 /// Rows changed after a (updated-at, primary key) position, oldest first.
 /// With `after`, parameters 1 and 2 are the position and 3 the limit; without it
-/// (no position yet), parameter 1 is the limit.
-pub fn changes(dialect: Dialect, table: &str, pk: &str, updated_at: &str, after: bool) -> String {
+/// (no position yet), parameter 1 is the limit. With `settled` (PostgreSQL),
+/// the parameter after the limit is the horizon, and each row ends with a
+/// column named [`SETTLED`]: whether it was stamped before the horizon.
+pub fn changes(
+    dialect: Dialect,
+    table: &str,
+    pk: &str,
+    updated_at: &str,
+    after: bool,
+    settled: bool,
+) -> String {
     let (t, k, u) = (quote_ident(table), quote_ident(pk), quote_ident(updated_at));
-    if after {
-        format!(
-            "SELECT * FROM {t} WHERE ({u}, {k}) > ({}, {}) ORDER BY {u}, {k} LIMIT {}",
-            placeholder(dialect, 1),
-            placeholder(dialect, 2),
-            placeholder(dialect, 3)
+    let (filter, limit) = if after {
+        (
+            format!(
+                "({u}, {k}) > ({}, {})",
+                placeholder(dialect, 1),
+                placeholder(dialect, 2)
+            ),
+            3,
         )
     } else {
+        (format!("{u} IS NOT NULL"), 1)
+    };
+    let flag = if settled {
         format!(
-            "SELECT * FROM {t} WHERE {u} IS NOT NULL ORDER BY {u}, {k} LIMIT {}",
-            placeholder(dialect, 1)
+            ", {u} < CAST({} AS timestamptz) AS {}",
+            placeholder(dialect, limit + 1),
+            quote_ident(SETTLED)
         )
-    }
+    } else {
+        String::new()
+    };
+    format!(
+        "SELECT *{flag} FROM {t} WHERE {filter} ORDER BY {u}, {k} LIMIT {}",
+        placeholder(dialect, limit)
+    )
 }
 
 /// The statements that create the tombstone table `tombstones` of `table` and
@@ -318,12 +362,28 @@ mod tests {
     #[test]
     fn changes_compare_row_values() {
         assert_eq!(
-            changes(Dialect::Sqlite, "t", "id", "updated", true),
+            changes(Dialect::Sqlite, "t", "id", "updated", true, false),
             r#"SELECT * FROM "t" WHERE ("updated", "id") > (?1, ?2) ORDER BY "updated", "id" LIMIT ?3"#
         );
         assert_eq!(
-            checkpoint("t", "id", "updated"),
+            checkpoint("t", "id", "updated", false),
             r#"SELECT "updated", "id" FROM "t" WHERE "updated" IS NOT NULL ORDER BY "updated" DESC, "id" DESC LIMIT 1"#
+        );
+    }
+
+    #[test]
+    fn changes_on_postgresql_mark_the_rows_stamped_before_the_horizon() {
+        assert_eq!(
+            changes(Dialect::Postgres, "t", "id", "updated", true, true),
+            r#"SELECT *, "updated" < CAST($4 AS timestamptz) AS "weir:settled" FROM "t" WHERE ("updated", "id") > ($1, $2) ORDER BY "updated", "id" LIMIT $3"#
+        );
+        assert_eq!(
+            changes(Dialect::Postgres, "t", "id", "updated", false, true),
+            r#"SELECT *, "updated" < CAST($2 AS timestamptz) AS "weir:settled" FROM "t" WHERE "updated" IS NOT NULL ORDER BY "updated", "id" LIMIT $1"#
+        );
+        assert_eq!(
+            checkpoint("t", "id", "updated", true),
+            r#"SELECT "updated", "id" FROM "t" WHERE "updated" IS NOT NULL AND "updated" < CAST($1 AS timestamptz) ORDER BY "updated" DESC, "id" DESC LIMIT 1"#
         );
     }
 
