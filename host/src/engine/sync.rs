@@ -166,15 +166,11 @@ pub async fn rollback(
     if changes.is_empty() {
         anyhow::bail!("run {target} changed no record: there is nothing to roll back");
     }
-    let mut later: BTreeSet<String> = BTreeSet::new();
-    for c in &changes {
-        later.extend(store.later_changes(target, c.global_id)?);
-    }
+    let later = store.later_changes(target)?;
     if !later.is_empty() {
-        let what: Vec<String> = later.into_iter().collect();
         anyhow::bail!(
             "records of run {target} changed again since ({}): roll later runs back first, newest first",
-            what.join(", ")
+            later.join(", ")
         );
     }
     drop(store);

@@ -779,4 +779,33 @@ mod tests {
             })
             .unwrap();
     }
+
+    #[test]
+    fn later_changes_name_what_changed_a_runs_records_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store.db")).unwrap();
+        store
+            .conn
+            .execute_batch(
+                "INSERT INTO audit (at, run_id, system, entity, global_id, operation, outcome) VALUES
+                   ('t', 4, 'a', 'contacts', 3, 'read:update', 'ok'),
+                   ('t', 5, 'a', 'contacts', 1, 'read:update', 'ok'),
+                   ('t', 5, 'a', 'contacts', 2, 'read:update', 'conflict'),
+                   ('t', 5, 'b', 'contacts', 1, 'write:update', 'ok'),
+                   ('t', 6, 'a', 'contacts', 3, 'read:update', 'ok'),
+                   ('t', 7, 'b', 'contacts', 1, 'read:update', 'echo'),
+                   ('t', 8, 'a', 'contacts', 2, 'read:delete', 'ok'),
+                   ('t', NULL, 'a', 'contacts', 1, 'review:theirs', 'ok'),
+                   ('t', 9, 'b', 'contacts', 1, 'write:update', 'ok');",
+            )
+            .unwrap();
+        // Run 6 changed another record, run 7 read an echo, run 9 wrote.
+        assert_eq!(
+            store.later_changes(5).unwrap(),
+            ["a conflict decision", "run 8"]
+        );
+        assert!(store.later_changes(8).unwrap().is_empty());
+        assert!(store.later_changes(6).unwrap().is_empty());
+        assert_eq!(store.later_changes(4).unwrap(), ["run 6"]);
+    }
 }

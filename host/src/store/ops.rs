@@ -259,22 +259,29 @@ impl Store {
         Ok(rows)
     }
 
-    /// What changed golden record `global_id` after run `run_id`: later
-    /// runs (accepted changes, rollbacks) by id, and `a conflict decision`
-    /// for a decision made on the dashboard.
-    pub fn later_changes(&self, run_id: i64, global_id: i64) -> Result<Vec<String>> {
+    /// What changed the records of run `run_id` (those of
+    /// [`Store::run_changes`]) after it: later runs (accepted changes,
+    /// rollbacks) by id, and `a conflict decision` for a decision made on the
+    /// dashboard. One query for the whole run: the audit rows after the run
+    /// are read once.
+    pub fn later_changes(&self, run_id: i64) -> Result<Vec<String>> {
         let mut st = self
             .conn
             .prepare(
-                "SELECT DISTINCT coalesce('run ' || run_id, 'a conflict decision') FROM audit
-                 WHERE global_id = ?2 AND id > (SELECT max(id) FROM audit WHERE run_id = ?1)
+                "WITH changed AS (
+                     SELECT DISTINCT global_id FROM audit
+                     WHERE run_id = ?1 AND operation LIKE 'read:%' AND outcome IN ('ok', 'conflict')
+                       AND global_id IS NOT NULL)
+                 SELECT DISTINCT coalesce('run ' || run_id, 'a conflict decision') FROM audit
+                 WHERE id > (SELECT max(id) FROM audit WHERE run_id = ?1)
+                   AND global_id IN changed
                    AND (operation LIKE 'read:%' OR operation LIKE 'rollback:%' OR operation LIKE 'review:%')
                    AND outcome IN ('ok', 'conflict')
                  ORDER BY 1",
             )
             .map_err(self.err())?;
         let rows = st
-            .query_map(params![run_id, global_id], |r| r.get(0))
+            .query_map([run_id], |r| r.get(0))
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
             .map_err(self.err())?;
         Ok(rows)
