@@ -884,10 +884,10 @@ fn wait_for(pg: &Postgres, sql: &str, want: &str, what: &str) {
     }
 }
 
-/// A transaction that began before others committed stamps its rows older
-/// than theirs; committed after a change read took those, its rows are still
-/// read by the next one: the cursor stays before what a transaction still
-/// open may add.
+/// A transaction that began before others committed stamps its rows (and
+/// the tombstones of its deletes) older than theirs; committed after a change
+/// read took those, its changes are still read by the next one: the cursors
+/// stay before what a transaction still open may add.
 #[test]
 fn a_row_committed_late_with_an_older_stamp_is_read_by_the_next_pass() {
     let pg = with_contacts(Postgres::start().expect("start PostgreSQL"));
@@ -895,11 +895,13 @@ fn a_row_committed_late_with_an_older_stamp_is_read_by_the_next_pass() {
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (20, 0));
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
 
-    // Row 501 is stamped now, and its transaction stays open.
+    // Row 501 and the tombstone of row 7 are stamped now, and their
+    // transaction stays open.
     let mut late = pg.session("crm").unwrap();
     late.send(
         "BEGIN; INSERT INTO contacts (id, first_name, last_name, email)
-             VALUES (501, 'Late', 'Comer', 'late@example.com');",
+             VALUES (501, 'Late', 'Comer', 'late@example.com');
+         DELETE FROM contacts WHERE id = 7;",
     )
     .unwrap();
     wait_for(
@@ -909,15 +911,16 @@ fn a_row_committed_late_with_an_older_stamp_is_read_by_the_next_pass() {
         "1\n",
         "the late insert did not run",
     );
-    // Rows stamped after it are committed and synced first.
+    // Changes stamped after them are committed and synced first.
     pg.psql(
         "crm",
         "INSERT INTO contacts (id, first_name, last_name, email)
              VALUES (502, 'Early', 'Bird', 'early@example.com');
-         UPDATE contacts SET email = 'moved@example.com' WHERE id = 3;",
+         UPDATE contacts SET email = 'moved@example.com' WHERE id = 3;
+         DELETE FROM contacts WHERE id = 8;",
     )
     .unwrap();
-    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (2, 0));
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (2, 1));
     assert_eq!(
         count(
             &lite,
@@ -933,8 +936,13 @@ fn a_row_committed_late_with_an_older_stamp_is_read_by_the_next_pass() {
         "1\n",
         "the late insert was not committed",
     );
-    // The next pass reads row 501; rows 502 and 3, read again, are unchanged.
-    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 0));
+    // The next pass reads row 501 and the delete of row 7; rows 502 and 3
+    // and the tombstone of row 8, read again, change nothing.
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 1));
+    assert_eq!(
+        count(&lite, "SELECT count(*) FROM contacts WHERE id IN (7, 8)"),
+        0
+    );
     assert_eq!(
         count(
             &lite,

@@ -39,31 +39,30 @@ pub struct ChangeCursor {
     /// settled position, where the pass's last page puts the cursor back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept: Option<Position>,
+    /// The same for the tombstones' position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_deleted: Option<Position>,
 }
 
 impl ChangeCursor {
-    /// Moves the cursor over a page of rows read on a database whose late
-    /// commits are known: `end` is the page's last row, `settled` the last
-    /// row of the page stamped before the horizon, `more` whether pages
-    /// follow. A page with more to come moves the cursor to its end, so the
-    /// pass goes on; the last page moves it back to the last settled row, so
-    /// that the next pass reads the rows after it again, with whatever
-    /// committed among them meanwhile.
+    /// Moves the (updated-at, key) position over a page of rows (see
+    /// [`Position::advance`]), and back to the last settled row when no page
+    /// follows (`more` false; see [`Position::settle`]).
     pub fn step(&mut self, end: Option<Position>, settled: Option<Position>, more: bool) {
-        let kept = settled
-            .or_else(|| self.kept.take())
-            .unwrap_or_else(|| self.position());
-        match end {
-            Some(end) if more => {
-                self.kept = (kept != end).then_some(kept);
-                self.ts = end.ts;
-                self.id = end.id;
-            }
-            _ => {
-                self.kept = None;
-                self.ts = kept.ts;
-                self.id = kept.id;
-            }
+        let mut at = self.position();
+        at.advance(&mut self.kept, end, settled);
+        if !more {
+            at.settle(&mut self.kept);
+        }
+        self.ts = at.ts;
+        self.id = at.id;
+    }
+
+    /// At the end of a pass: puts the tombstones' position back on the last
+    /// settled tombstone.
+    pub fn settle_deleted(&mut self) {
+        if let Some(deleted) = &mut self.deleted {
+            deleted.settle(&mut self.kept_deleted);
         }
     }
 
@@ -84,6 +83,45 @@ pub struct Position {
     pub ts: Value,
     /// The primary key of the last row seen at that time.
     pub id: Value,
+}
+
+impl Position {
+    /// The position before any row (no row had a time yet).
+    pub fn start() -> Position {
+        Position {
+            ts: Value::Null,
+            id: Value::Null,
+        }
+    }
+
+    /// Moves over a page of rows read on a database whose late commits are
+    /// known: `end` is the page's last row, `settled` the last row of the
+    /// page stamped before the horizon (with no horizon, `end` itself). The
+    /// position goes to the end of the page, so that a pass goes on, and
+    /// `kept` remembers the last settled row of the pass while it differs.
+    pub fn advance(
+        &mut self,
+        kept: &mut Option<Position>,
+        end: Option<Position>,
+        settled: Option<Position>,
+    ) {
+        let last_settled = settled
+            .or_else(|| kept.take())
+            .unwrap_or_else(|| self.clone());
+        if let Some(end) = end {
+            *self = end;
+        }
+        *kept = (last_settled != *self).then_some(last_settled);
+    }
+
+    /// At the end of a pass: back to the last settled row, so that the next
+    /// pass reads the rows after it again, with whatever committed among
+    /// them meanwhile.
+    pub fn settle(&mut self, kept: &mut Option<Position>) {
+        if let Some(settled) = kept.take() {
+            *self = settled;
+        }
+    }
 }
 
 /// Encodes a cursor as JSON text.
@@ -125,6 +163,7 @@ mod tests {
             lsn: None,
             settled: None,
             kept: None,
+            kept_deleted: None,
         };
         assert_eq!(encode(&c), r#"{"ts":"2024-01-02 03:04:05","id":7}"#);
         let logical = ChangeCursor {
@@ -169,6 +208,7 @@ mod tests {
             lsn: None,
             settled: None,
             kept: None,
+            kept_deleted: None,
         }
     }
 
@@ -214,5 +254,30 @@ mod tests {
         };
         c.step(Some(at(5, 5)), None, false);
         assert!(c.ts.is_null() && c.id.is_null() && c.kept.is_none());
+    }
+
+    #[test]
+    fn tombstones_go_back_to_their_last_settled_row_when_the_pass_ends() {
+        let mut c = cursor(1, 1);
+        c.deleted = Some(at(2, 2));
+        // A page of tombstones, the last two unsettled, then upserts with
+        // more to come: the tombstones' position stays at the page's end.
+        let mut deleted = c.deleted.take().unwrap();
+        deleted.advance(&mut c.kept_deleted, Some(at(6, 6)), Some(at(4, 4)));
+        c.deleted = Some(deleted);
+        c.step(Some(at(3, 1)), Some(at(3, 1)), true);
+        assert_eq!(c.deleted, Some(at(6, 6)));
+        // The next call finds no tombstone after it; its upserts end the
+        // pass: both positions go back to their last settled rows.
+        let mut deleted = c.deleted.take().unwrap();
+        deleted.advance(&mut c.kept_deleted, None, None);
+        c.deleted = Some(deleted);
+        c.step(Some(at(9, 9)), Some(at(5, 5)), false);
+        c.settle_deleted();
+        assert_eq!(
+            (c.deleted.clone(), c.kept_deleted.clone()),
+            (Some(at(4, 4)), None)
+        );
+        assert_eq!((c.position(), c.kept.clone()), (at(5, 5), None));
     }
 }

@@ -18,9 +18,9 @@
 //!
 //! Reads are keyset pages; writes group runs of alike records into multi-row
 //! statements, one batch (one transaction) per call. On PostgreSQL, a change
-//! read ends its cursor before the horizon of transactions still open
-//! ([`statements::HORIZON`]), so that rows they commit late are read by the
-//! next one.
+//! read ends its cursors (rows and tombstones) before the horizon of
+//! transactions still open ([`statements::HORIZON`]), so that what they
+//! commit late is read by the next one.
 
 // The bindings reuse the SDK's types and host imports.
 weir_sdk::bindings!("sync-connector");
@@ -192,27 +192,16 @@ impl Database {
         Ok(columns)
     }
 
-    /// PostgreSQL, when the updated-at column of `table` (described by
-    /// `columns`) holds times: the horizon ([`statements::HORIZON`]), before
-    /// which no transaction still open can add a row. SQLite has no horizon:
-    /// one writer at a time.
-    fn horizon(
-        &self,
-        table: &Table,
-        columns: &[Column],
-        updated_at: &str,
-    ) -> Result<Option<String>> {
-        let times = schema::find(columns, updated_at)
-            .is_some_and(|c| matches!(c.field_type(), FieldType::Timestamp | FieldType::Date));
-        if self.dialect != Dialect::Postgres || !times {
-            return Ok(None);
-        }
-        let rows = self.query(&table.entity, statements::HORIZON.to_string(), Vec::new())?;
+    /// PostgreSQL: the horizon ([`statements::HORIZON`]), before which no
+    /// transaction still open can add a row, as text. Asked for before the
+    /// rows it judges are read.
+    fn horizon(&self, entity: &str) -> Result<String> {
+        let rows = self.query(entity, statements::HORIZON.to_string(), Vec::new())?;
         match rows.rows.first().and_then(|row| row.first()) {
-            Some(Value::Text(at)) => Ok(Some(at.clone())),
+            Some(Value::Text(at)) => Ok(at.clone()),
             other => Err(ConnectorError::schema(format!(
-                "entity '{}': database '{}' gave no time for the oldest open transaction, but {other:?}",
-                table.entity, self.name
+                "entity '{entity}': database '{}' gave no time for the oldest open transaction, but {other:?}",
+                self.name
             ))),
         }
     }
@@ -626,36 +615,61 @@ impl Table {
     }
 
     /// The deletes recorded after `after` in the tombstone table, oldest first,
-    /// and the position after the last.
+    /// the position of the last, and that of the last stamped before
+    /// `horizon` (PostgreSQL; without one, every tombstone is settled).
     fn deletes(
         &self,
         db: &Database,
         tombstones: &str,
         after: Option<&cursor::Position>,
         limit: usize,
-    ) -> Result<(Vec<Change>, Option<cursor::Position>)> {
-        let (sql, mut params) = match after {
-            Some(at) if !at.ts.is_null() => (
-                statements::tombstones(db.dialect, &self.name, tombstones, &self.pk, true),
-                vec![to_sql(&at.ts), to_sql(&at.id)],
-            ),
-            _ => (
-                statements::tombstones(db.dialect, &self.name, tombstones, &self.pk, false),
-                Vec::new(),
-            ),
+        horizon: Option<&str>,
+    ) -> Result<(
+        Vec<Change>,
+        Option<cursor::Position>,
+        Option<cursor::Position>,
+    )> {
+        let after = after.filter(|at| !at.ts.is_null());
+        let flagged = horizon.is_some();
+        let sql = statements::tombstones(
+            db.dialect,
+            &self.name,
+            tombstones,
+            &self.pk,
+            after.is_some(),
+            flagged,
+        );
+        let mut params = match after {
+            Some(at) => vec![to_sql(&at.ts), to_sql(&at.id)],
+            None => Vec::new(),
         };
         params.push(Value::Integer(limit as i64));
-        let rows = db.query(&self.entity, sql, params)?;
+        params.extend(horizon.map(|h| Value::Text(h.to_string())));
+        let mut rows = db.query(&self.entity, sql, params)?;
+        let settled = flagged.then(|| take_last_column(&mut rows));
         let changes = rows
             .rows
             .iter()
             .map(|row| self.delete(row.first().map(to_id).unwrap_or_default()))
             .collect();
-        let last = rows.rows.last().map(|row| cursor::Position {
+        let position = |row: &Vec<Value>| cursor::Position {
             ts: json_at(row, 1),
             id: json_at(row, 0),
-        });
-        Ok((changes, last))
+        };
+        let last = rows.rows.last().map(position);
+        let last_settled = match settled {
+            Some(flags) => last_settled(&rows, &flags).map(position),
+            None => last.clone(),
+        };
+        Ok((changes, last, last_settled))
+    }
+
+    /// Whether the updated-at column holds times (a horizon can judge them).
+    fn stamps_times(&self, columns: &[Column]) -> bool {
+        self.updated_at
+            .as_deref()
+            .and_then(|u| schema::find(columns, u))
+            .is_some_and(|c| matches!(c.field_type(), FieldType::Timestamp | FieldType::Date))
     }
 
     /// Checks that the primary-key and updated-at columns exist.
@@ -807,6 +821,16 @@ fn with_booleans(columns: &[String], row: &[Value], booleans: &[usize]) -> json:
     record
 }
 
+/// The last of `rows` whose flag is set.
+fn last_settled<'r>(rows: &'r Rows, flags: &[bool]) -> Option<&'r Vec<Value>> {
+    rows.rows
+        .iter()
+        .zip(flags)
+        .rev()
+        .find(|(_, settled)| **settled)
+        .map(|(row, _)| row)
+}
+
 /// Removes the last column of `rows` (a flag added to `SELECT *`) and gives
 /// its values, as booleans.
 fn take_last_column(rows: &mut Rows) -> Vec<bool> {
@@ -928,12 +952,14 @@ impl source::Guest for SqlConnector {
         // A transaction still open may commit rows stamped before the newest
         // row now: the cursor starts before the horizon, so the first change
         // read takes them (and reads the rows after it again).
+        let columns = db.columns(&table)?;
         let horizon = match db.dialect {
-            Dialect::Postgres => db.horizon(&table, &db.columns(&table)?, updated_at)?,
+            Dialect::Postgres => Some(db.horizon(&table.entity)?),
             Dialect::Sqlite => None,
         };
-        let sql = statements::checkpoint(&table.name, &table.pk, updated_at, horizon.is_some());
-        let params = horizon.into_iter().map(Value::Text).collect();
+        let stamps = horizon.as_ref().filter(|_| table.stamps_times(&columns));
+        let sql = statements::checkpoint(&table.name, &table.pk, updated_at, stamps.is_some());
+        let params = stamps.cloned().map(Value::Text).into_iter().collect();
         let rows = db.query(&table.entity, sql, params)?;
         let (ts, id) = match rows.rows.first() {
             Some(row) => (json_at(row, 0), json_at(row, 1)),
@@ -941,10 +967,11 @@ impl source::Guest for SqlConnector {
         };
         let deleted = match &table.tombstones {
             Some(tombstones) => {
-                let columns = db.columns(&table)?;
                 table.keep_tombstones(&db, &columns)?;
-                let sql = statements::tombstone_checkpoint(tombstones, &table.pk);
-                let rows = db.query(&table.entity, sql, Vec::new())?;
+                let sql =
+                    statements::tombstone_checkpoint(tombstones, &table.pk, horizon.is_some());
+                let params = horizon.clone().map(Value::Text).into_iter().collect();
+                let rows = db.query(&table.entity, sql, params)?;
                 Some(match rows.rows.first() {
                     Some(row) => cursor::Position {
                         ts: json_at(row, 0),
@@ -972,6 +999,7 @@ impl source::Guest for SqlConnector {
             settled: lsn.clone(),
             lsn,
             kept: None,
+            kept_deleted: None,
         }))
     }
 
@@ -990,6 +1018,13 @@ impl source::Guest for SqlConnector {
         let mut at: ChangeCursor = cursor::decode(&cursor, &table.entity)?;
         let db = Database::open(&ctx)?;
         let mut limit = page_limit(limit);
+        // On PostgreSQL, a transaction still open may commit rows (or
+        // tombstones) stamped before the newest read now: the horizon, asked
+        // for before anything is read, tells which are settled.
+        let (columns, horizon) = match db.dialect {
+            Dialect::Postgres => (Some(db.columns(&table)?), Some(db.horizon(&table.entity)?)),
+            Dialect::Sqlite => (None, None),
+        };
         // Deletes first: a row that exists now was written after any
         // tombstone of its key, so its upsert must come after the delete.
         let mut items = Vec::new();
@@ -997,8 +1032,10 @@ impl source::Guest for SqlConnector {
             if at.deleted.is_none() {
                 // Tombstones turned on after the cursor was taken: make sure
                 // the table and its trigger exist before reading them.
-                let columns = db.columns(&table)?;
-                table.keep_tombstones(&db, &columns)?;
+                match &columns {
+                    Some(columns) => table.keep_tombstones(&db, columns)?,
+                    None => table.keep_tombstones(&db, &db.columns(&table)?)?,
+                }
             }
             if !db.dry_run {
                 // Tombstones are kept for a while, not for ever.
@@ -1008,21 +1045,22 @@ impl source::Guest for SqlConnector {
                     vec![Value::Integer(i64::from(table.tombstone_days))],
                 )?;
             }
-            let (deletes, last) = table.deletes(&db, tombstones, at.deleted.as_ref(), limit)?;
+            let (deletes, last, settled) = table.deletes(
+                &db,
+                tombstones,
+                at.deleted.as_ref(),
+                limit,
+                horizon.as_deref(),
+            )?;
             let full = deletes.len() >= limit;
             limit -= deletes.len().min(limit - 1);
             items = deletes;
-            match last {
-                Some(last) => at.deleted = Some(last),
-                // No tombstone yet: the cursor still records that the table is set up.
-                None if at.deleted.is_none() => {
-                    at.deleted = Some(cursor::Position {
-                        ts: serde_json::Value::Null,
-                        id: serde_json::Value::Null,
-                    })
-                }
-                None => {}
-            }
+            // With no tombstone yet, the cursor still records that the table
+            // is set up. The position goes back to the last settled tombstone
+            // only when the pass ends (below): until then, the pass reads on.
+            let mut deleted = at.deleted.take().unwrap_or_else(cursor::Position::start);
+            deleted.advance(&mut at.kept_deleted, last, settled);
+            at.deleted = Some(deleted);
             if full {
                 return Ok(ChangeBatch {
                     items,
@@ -1058,17 +1096,7 @@ impl source::Guest for SqlConnector {
                 });
             }
         }
-        // On PostgreSQL, a transaction still open may commit rows stamped
-        // before the newest row read now: the horizon, asked for before the
-        // rows are read, tells which rows are settled.
-        let columns = match db.dialect {
-            Dialect::Postgres => Some(db.columns(&table)?),
-            Dialect::Sqlite => None,
-        };
-        let horizon = match &columns {
-            Some(columns) => db.horizon(&table, columns, updated_at)?,
-            None => None,
-        };
+        let horizon = horizon.filter(|_| columns.as_ref().is_some_and(|c| table.stamps_times(c)));
         let after = !at.ts.is_null();
         let flagged = horizon.is_some();
         let sql = statements::changes(
@@ -1105,23 +1133,13 @@ impl source::Guest for SqlConnector {
             id: json_at(row, key_at),
         };
         let end = rows.rows.last().map(position);
-        match settled {
-            Some(flags) => {
-                let last_settled = rows
-                    .rows
-                    .iter()
-                    .zip(&flags)
-                    .rev()
-                    .find(|(_, settled)| **settled)
-                    .map(|(row, _)| position(row));
-                at.step(end, last_settled, more);
-            }
-            None => {
-                if let Some(end) = end {
-                    at.ts = end.ts;
-                    at.id = end.id;
-                }
-            }
+        let settled = match settled {
+            Some(flags) => last_settled(&rows, &flags).map(position),
+            None => end.clone(),
+        };
+        at.step(end, settled, more);
+        if !more {
+            at.settle_deleted();
         }
         Ok(ChangeBatch {
             items,

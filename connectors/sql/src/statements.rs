@@ -175,29 +175,44 @@ pub fn tombstones_exist(dialect: Dialect) -> &'static str {
 /// Tombstones of `table` after a (deleted-at, key) position, oldest first, as
 /// (key, deleted-at) rows; a key that exists in the table again (deleted and
 /// inserted anew) is not a delete. With `after`, parameters 1 and 2 are the
-/// position and 3 the limit; without it, parameter 1 is the limit.
+/// position and 3 the limit; without it, parameter 1 is the limit. With
+/// `settled` (PostgreSQL), the parameter after the limit is the horizon, and
+/// each row ends with a column named [`SETTLED`], as in [`changes`].
 pub fn tombstones(
     dialect: Dialect,
     table: &str,
     tombstones: &str,
     pk: &str,
     after: bool,
+    settled: bool,
 ) -> String {
     let (t, d, k) = (quote_ident(table), quote_ident(tombstones), quote_ident(pk));
     let gone = format!("NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.{k} = {d}.{k})");
-    if after {
-        format!(
-            "SELECT {k}, deleted_at FROM {d} WHERE (deleted_at, {k}) > ({}, {}) AND {gone} ORDER BY deleted_at, {k} LIMIT {}",
-            placeholder(dialect, 1),
-            placeholder(dialect, 2),
-            placeholder(dialect, 3)
+    let (filter, limit) = if after {
+        (
+            format!(
+                "(deleted_at, {k}) > ({}, {}) AND {gone}",
+                placeholder(dialect, 1),
+                placeholder(dialect, 2)
+            ),
+            3,
         )
     } else {
+        (gone, 1)
+    };
+    let flag = if settled {
         format!(
-            "SELECT {k}, deleted_at FROM {d} WHERE {gone} ORDER BY deleted_at, {k} LIMIT {}",
-            placeholder(dialect, 1)
+            ", deleted_at < CAST({} AS timestamptz) AS {}",
+            placeholder(dialect, limit + 1),
+            quote_ident(SETTLED)
         )
-    }
+    } else {
+        String::new()
+    };
+    format!(
+        "SELECT {k}, deleted_at{flag} FROM {d} WHERE {filter} ORDER BY deleted_at, {k} LIMIT {}",
+        placeholder(dialect, limit)
+    )
 }
 
 /// Removes the tombstones older than parameter 1 days.
@@ -214,9 +229,14 @@ pub fn prune_tombstones(dialect: Dialect, tombstones: &str) -> String {
 }
 
 /// The newest (deleted-at, key) pair of a tombstone table, if any.
-pub fn tombstone_checkpoint(tombstones: &str, pk: &str) -> String {
+pub fn tombstone_checkpoint(tombstones: &str, pk: &str, settled: bool) -> String {
     let (d, k) = (quote_ident(tombstones), quote_ident(pk));
-    format!("SELECT deleted_at, {k} FROM {d} ORDER BY deleted_at DESC, {k} DESC LIMIT 1")
+    let before = if settled {
+        " WHERE deleted_at < CAST($1 AS timestamptz)"
+    } else {
+        ""
+    };
+    format!("SELECT deleted_at, {k} FROM {d}{before} ORDER BY deleted_at DESC, {k} DESC LIMIT 1")
 }
 
 /// The `RETURNING` clause giving back the primary key and, if configured, the updated-at.
@@ -452,12 +472,34 @@ mod tests {
             lite[2]
         );
         assert_eq!(
-            tombstones(Dialect::Postgres, "people", "people_gone", "id", true),
+            tombstones(
+                Dialect::Postgres,
+                "people",
+                "people_gone",
+                "id",
+                true,
+                false
+            ),
             r#"SELECT "id", deleted_at FROM "people_gone" WHERE (deleted_at, "id") > ($1, $2) AND NOT EXISTS (SELECT 1 FROM "people" WHERE "people"."id" = "people_gone"."id") ORDER BY deleted_at, "id" LIMIT $3"#
         );
         assert_eq!(
-            tombstone_checkpoint("people_gone", "id"),
+            tombstones(
+                Dialect::Postgres,
+                "people",
+                "people_gone",
+                "id",
+                false,
+                true
+            ),
+            r#"SELECT "id", deleted_at, deleted_at < CAST($2 AS timestamptz) AS "weir:settled" FROM "people_gone" WHERE NOT EXISTS (SELECT 1 FROM "people" WHERE "people"."id" = "people_gone"."id") ORDER BY deleted_at, "id" LIMIT $1"#
+        );
+        assert_eq!(
+            tombstone_checkpoint("people_gone", "id", false),
             r#"SELECT deleted_at, "id" FROM "people_gone" ORDER BY deleted_at DESC, "id" DESC LIMIT 1"#
+        );
+        assert_eq!(
+            tombstone_checkpoint("people_gone", "id", true),
+            r#"SELECT deleted_at, "id" FROM "people_gone" WHERE deleted_at < CAST($1 AS timestamptz) ORDER BY deleted_at DESC, "id" DESC LIMIT 1"#
         );
     }
 
