@@ -728,7 +728,7 @@ impl<'m> Engine<'_, 'm> {
         let mut fresh = 0;
         // Deletes are found by what a complete snapshot lacks; a resumed
         // snapshot did not see its first pages, so it finds none.
-        let (mut cursor, checkpoint, mut known) = match resume {
+        let (cursor, checkpoint, mut known) = match resume {
             Some(r) => (Some(r.next), r.checkpoint, None),
             None => {
                 let instance = self.participants[s]
@@ -755,41 +755,45 @@ impl<'m> Engine<'_, 'm> {
                 )
             }
         };
-        // The next page is read (and prepared) on a task of its own while
-        // this one is accepted.
+        // The connector reads on a task of its own, and each page is
+        // prepared on another thread while the connector reads the next and
+        // this one accepts the page before.
+        let Some(instance) = self.participants[s].instance.take() else {
+            return Ok(0);
+        };
         let shape = Shape::of(entity, b);
-        let mut pending = self.participants[s]
-            .instance
-            .take()
-            .map(|i| read_ahead(i, bind, &shape, cursor.clone(), self.options.batch_size));
-        while let Some(task) = pending.take() {
-            let (instance, result, prepared) = task
+        let (mut pages, reader) = read_pages(
+            instance,
+            bind,
+            &shape,
+            cursor.clone(),
+            self.options.batch_size,
+        );
+        let mut first = cursor.is_none();
+        while let Some(prepping) = pages.recv().await {
+            let (result, prepared) = prepping
                 .await
-                .map_err(|e| anyhow::anyhow!("a connector read task failed: {e}"))?;
-            self.participants[s].instance = Some(instance);
+                .map_err(|e| anyhow::anyhow!("a page preparation task failed: {e}"))?;
             let page = match result {
                 Ok(p) => p,
-                // A system that cannot be listed (its changes arrive as
-                // webhooks or through the publish API): nothing to read, and
-                // no snapshot to find deletes in.
-                Err(CallError::Connector { error, .. })
-                    if error.kind == ErrorKind::Unsupported && cursor.is_none() =>
-                {
-                    tracing::debug!(system = %self.participants[s].system.name, "{}", error.message);
-                    return Ok(fresh);
-                }
                 Err(e) => {
-                    self.fail(s, e);
+                    drop(pages);
+                    self.participants[s].instance = Some(join_reader(reader).await?);
+                    match e {
+                        // A system that cannot be listed (its changes arrive as
+                        // webhooks or through the publish API): nothing to read,
+                        // and no snapshot to find deletes in.
+                        CallError::Connector { error, .. }
+                            if error.kind == ErrorKind::Unsupported && first =>
+                        {
+                            tracing::debug!(system = %self.participants[s].system.name, "{}", error.message);
+                        }
+                        e => self.fail(s, e),
+                    }
                     return Ok(fresh);
                 }
             };
-            if let Some(next) = &page.next {
-                cursor = Some(next.clone());
-                pending = self.participants[s]
-                    .instance
-                    .take()
-                    .map(|i| read_ahead(i, bind, &shape, cursor.clone(), self.options.batch_size));
-            }
+            first = false;
             self.report.counts.read += page.items.len() as u64;
             progress.inc(page.items.len() as u64);
             if let Some(known) = known.as_mut() {
@@ -827,6 +831,7 @@ impl<'m> Engine<'_, 'm> {
             Faults::count(&mut self.faults.pages_left, 1);
             self.deliver_along(entity).await?;
         }
+        self.participants[s].instance = Some(join_reader(reader).await?);
         Ok(fresh)
     }
 
@@ -1650,24 +1655,59 @@ fn id_hash(hashers: &(std::hash::RandomState, std::hash::RandomState), id: &str)
 /// call's outcome and its items prepared.
 type Ahead<T> = tokio::task::JoinHandle<(Instance, Result<T, CallError>, Vec<Option<Prepared>>)>;
 
-/// Reads one page through `instance` on a task of its own, and prepares its
-/// items there; the instance comes back with the page.
-fn read_ahead(
+/// A page of a snapshot, or why it could not be read, with its items
+/// prepared.
+type PreparedPage = (
+    Result<crate::runtime::types::Page, CallError>,
+    Vec<Option<Prepared>>,
+);
+
+/// Reads a snapshot's pages through `instance`, from `cursor` on, on a task
+/// of its own; each page is prepared on a blocking thread while the
+/// connector reads the next. Pages come in order through the channel, at
+/// most two ahead of the pass (one waiting in it, one being read): a
+/// snapshot's pages have no side effect at the source, so reading ahead
+/// risks nothing. The task ends after the last page or a failed one, or
+/// once the receiver is dropped, and gives the instance back.
+fn read_pages(
     mut instance: Instance,
     bind: &EntityBinding,
     shape: &std::sync::Arc<Shape>,
     cursor: Option<String>,
     limit: u32,
-) -> Ahead<crate::runtime::types::Page> {
+) -> (
+    tokio::sync::mpsc::Receiver<tokio::task::JoinHandle<PreparedPage>>,
+    tokio::task::JoinHandle<Instance>,
+) {
     let (bind, shape) = (bind.clone(), shape.clone());
-    tokio::spawn(async move {
-        let page = instance.read(&bind, cursor, limit).await;
-        let prepared = page
-            .as_ref()
-            .map(|p| shape.prepare(&p.items))
-            .unwrap_or_default();
-        (instance, page, prepared)
-    })
+    let (pages, receiver) = tokio::sync::mpsc::channel(1);
+    let reader = tokio::spawn(async move {
+        let mut cursor = cursor;
+        loop {
+            let page = instance.read(&bind, cursor.take(), limit).await;
+            let next = page.as_ref().ok().and_then(|p| p.next.clone());
+            let shape = shape.clone();
+            let prepping = tokio::task::spawn_blocking(move || {
+                let prepared = page
+                    .as_ref()
+                    .map(|p| shape.prepare(&p.items))
+                    .unwrap_or_default();
+                (page, prepared)
+            });
+            if pages.send(prepping).await.is_err() || next.is_none() {
+                return instance;
+            }
+            cursor = next;
+        }
+    });
+    (receiver, reader)
+}
+
+/// The instance back from a snapshot's reading task.
+async fn join_reader(reader: tokio::task::JoinHandle<Instance>) -> anyhow::Result<Instance> {
+    reader
+        .await
+        .map_err(|e| anyhow::anyhow!("a connector read task failed: {e}"))
 }
 
 /// Asks a connector for the changes since `cursor` on a task of its own,
