@@ -1758,13 +1758,17 @@ impl Shape {
 /// The part of accepting an upsert that needs no store: the body parsed,
 /// mapped to the canonical model and validated, and, for an entity without
 /// references (nothing left to translate through the links), its hash and
-/// canonical text. A page's items are prepared on the task that read the
-/// page, on another thread, while this one accepts the page before.
-struct Prepared {
-    /// The canonical record, or why the body is refused (a dead letter).
-    record: Result<Record, String>,
-    /// Its hash and text, when they are final.
-    sealed: Option<(store::Hash, String)>,
+/// canonical text. A page's items are prepared on another thread while this
+/// one accepts the page before.
+enum Prepared {
+    /// Why the body is refused (a dead letter).
+    Refused(String),
+    /// The canonical record, whose references are still to translate.
+    Record(Record),
+    /// The final hash and canonical text. The record itself is dropped on
+    /// the preparing thread: most reads of a full pass change nothing and
+    /// need only the hash (a conflict parses the text back).
+    Sealed(store::Hash, String),
 }
 
 impl Prepared {
@@ -1772,15 +1776,14 @@ impl Prepared {
         if item.op == Operation::Delete {
             return None;
         }
-        let record = canonical(entity, binding, item);
-        let sealed = match &record {
-            Ok(r) if entity.references.is_empty() => Some((
-                mapping::hash(r),
-                serde_json::to_string(r).unwrap_or_default(),
-            )),
-            _ => None,
-        };
-        Some(Prepared { record, sealed })
+        Some(match canonical(entity, binding, item) {
+            Err(reason) => Prepared::Refused(reason),
+            Ok(r) if entity.references.is_empty() => Prepared::Sealed(
+                mapping::hash(&r),
+                serde_json::to_string(&r).unwrap_or_default(),
+            ),
+            Ok(r) => Prepared::Record(r),
+        })
     }
 }
 
@@ -2128,23 +2131,22 @@ impl AcceptCtx<'_, '_, '_> {
         }
         // Unprepared (a stored change): the hash and text come below, the
         // text only if it is stored.
-        let Prepared { record, sealed } = prepared.unwrap_or_else(|| Prepared {
-            record: canonical(self.entity, self.binding, &item),
-            sealed: None,
-        });
-        let record = match record {
-            Ok(r) => r,
-            Err(reason) => {
+        let prepared =
+            prepared.unwrap_or_else(|| match canonical(self.entity, self.binding, &item) {
+                Ok(r) => Prepared::Record(r),
+                Err(reason) => Prepared::Refused(reason),
+            });
+        // The record, unless sealed; the hash; the text, if sealed.
+        let (record, hash, sealed_text) = match prepared {
+            Prepared::Refused(reason) => {
                 counts.failed += 1;
                 return self.dead_letter(&item, &reason);
             }
-        };
-        let (record, hash, sealed_text) = match sealed {
-            Some((hash, text)) => (record, hash, Some(text)),
-            None => match self.references_to_global(record)? {
+            Prepared::Sealed(hash, text) => (None, hash, Some(text)),
+            Prepared::Record(record) => match self.references_to_global(record)? {
                 Ok(r) => {
                     let hash = mapping::hash(&r);
-                    (r, hash, None)
+                    (Some(r), hash, None)
                 }
                 Err(reason) => {
                     // Waits until the record it refers to has been read.
@@ -2185,9 +2187,11 @@ impl AcceptCtx<'_, '_, '_> {
         let decision = plan::accept(&hash, link.as_ref(), state);
         // The record's text is stored only when it changes something.
         let text = match decision {
-            Accept::New | Accept::FastForward | Accept::Conflict => {
-                sealed_text.unwrap_or_else(|| serde_json::to_string(&record).unwrap_or_default())
-            }
+            Accept::New | Accept::FastForward | Accept::Conflict => match (sealed_text, &record) {
+                (Some(text), _) => text,
+                (None, Some(r)) => serde_json::to_string(r).unwrap_or_default(),
+                (None, None) => String::new(),
+            },
             Accept::Unchanged | Accept::Echo | Accept::Same => String::new(),
         };
         if matches!(
@@ -2240,11 +2244,13 @@ impl AcceptCtx<'_, '_, '_> {
                 counts.conflicts += 1;
                 counts.fresh += 1;
                 let ours: Record = serde_json::from_str(&golden.data).unwrap_or_default();
+                let theirs =
+                    record.unwrap_or_else(|| serde_json::from_str(&text).unwrap_or_default());
                 let resolution = plan::resolve(
                     self.entity,
                     &ours,
                     golden.origin.as_deref(),
-                    &record,
+                    &theirs,
                     system,
                 );
                 let result = Value::Object(resolution.record.clone()).to_string();
