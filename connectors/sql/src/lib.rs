@@ -195,15 +195,29 @@ impl Database {
     /// PostgreSQL: the horizon ([`statements::HORIZON`]), before which no
     /// transaction still open can add a row, as text. Asked for before the
     /// rows it judges are read.
+    /// A transaction open for long holds the cursor back: a warning says so.
     fn horizon(&self, entity: &str) -> Result<String> {
         let rows = self.query(entity, statements::HORIZON.to_string(), Vec::new())?;
-        match rows.rows.first().and_then(|row| row.first()) {
-            Some(Value::Text(at)) => Ok(at.clone()),
-            other => Err(ConnectorError::schema(format!(
-                "entity '{entity}': database '{}' gave no time for the oldest open transaction, but {other:?}",
-                self.name
-            ))),
+        let row = rows.rows.first().map(Vec::as_slice).unwrap_or_default();
+        let (at, age) = match row {
+            [Value::Text(at), Value::Integer(age)] => (at.clone(), *age),
+            other => {
+                return Err(ConnectorError::schema(format!(
+                    "entity '{entity}': database '{}' gave no time for the oldest open transaction, but {other:?}",
+                    self.name
+                )))
+            }
+        };
+        if age > statements::HORIZON_WARN_SECS {
+            weir_sdk::log(
+                weir_sdk::log::Level::Warn,
+                format!(
+                    "entity '{entity}': database '{}': a transaction open for {age} s (see pg_stat_activity) holds the change cursor back; the rows changed since it began are read again at every pass until it ends",
+                    self.name
+                ),
+            );
         }
+        Ok(at)
     }
 }
 

@@ -67,10 +67,16 @@ pub fn checkpoint(table: &str, pk: &str, updated_at: &str, settled: bool) -> Str
 /// another session, or now. A session this role may not look into (it lacks
 /// `pg_read_all_stats`) but that holds a transaction id or a snapshot counts
 /// as having begun a minute ago. Autovacuum writes no rows and is left out.
-pub const HORIZON: &str = "SELECT CAST(least(now(), min(CASE \
-     WHEN xact_start IS NOT NULL THEN xact_start \
-     WHEN backend_xid IS NOT NULL OR backend_xmin IS NOT NULL THEN now() - interval '1 minute' END)) AS text) \
-     FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type NOT LIKE 'autovacuum%'";
+/// The second column is the horizon's age in whole seconds.
+pub const HORIZON: &str = "SELECT CAST(h AS text), CAST(extract(epoch FROM now() - h) AS bigint) \
+     FROM (SELECT least(now(), min(CASE \
+         WHEN xact_start IS NOT NULL THEN xact_start \
+         WHEN backend_xid IS NOT NULL OR backend_xmin IS NOT NULL THEN now() - interval '1 minute' END)) AS h \
+       FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type NOT LIKE 'autovacuum%') AS oldest";
+
+/// The horizon's age (seconds) past which a change read warns that an open
+/// transaction holds its cursor back.
+pub const HORIZON_WARN_SECS: i64 = 600;
 
 /// The name of the column that `changes` with `settled` adds to each row.
 pub const SETTLED: &str = "weir:settled";
