@@ -92,6 +92,11 @@ fn conversions_filters_validation_and_sensitive_fields_end_to_end() {
     let stdout = String::from_utf8_lossy(&log.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&log.stderr).into_owned();
     std::fs::write(d.join("sync.log"), format!("{stdout}{stderr}")).unwrap();
+    // A log written to a pipe or a file has no colour codes.
+    assert!(
+        stderr.contains("TRACE") && !stderr.contains('\u{1b}'),
+        "{stderr}"
+    );
     assert_eq!(
         log.status.code(),
         Some(1),
