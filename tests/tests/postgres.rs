@@ -958,6 +958,143 @@ fn a_row_committed_late_with_an_older_stamp_is_read_by_the_next_pass() {
     assert!(quiet.stdout.contains(" 0 read,"), "{quiet:?}");
 }
 
+/// A transaction that has written nothing yet holds no transaction id, but
+/// `now()` is already its start: a row it stamps with `now()` and commits
+/// after others is still read, because the horizon is the start of the
+/// oldest transaction open, written to or not.
+#[test]
+fn a_row_stamped_with_the_start_of_its_transaction_is_read() {
+    let pg = with_contacts(Postgres::start().expect("start PostgreSQL"));
+    let TwoWay { dir: _dir, lite, m } = two_way(&pg, 5, "tombstones");
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (5, 0));
+
+    let mut late = pg.session("crm").unwrap();
+    late.send("BEGIN; SELECT 1;").unwrap();
+    wait_for(
+        &pg,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = 'crm'
+             AND state = 'idle in transaction' AND backend_xid IS NULL",
+        "1\n",
+        "the late transaction did not begin",
+    );
+    pg.psql(
+        "crm",
+        "INSERT INTO contacts (id, first_name, last_name, email)
+             VALUES (702, 'Early', 'Bird', 'early@example.com');",
+    )
+    .unwrap();
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 0));
+
+    late.send(
+        "INSERT INTO contacts (id, first_name, last_name, email, updated_at)
+             VALUES (701, 'Late', 'Comer', 'late@example.com', now());
+         COMMIT;",
+    )
+    .unwrap();
+    wait_for(
+        &pg,
+        "SELECT count(*) FROM contacts WHERE id = 701",
+        "1\n",
+        "the late insert was not committed",
+    );
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 0));
+    assert_eq!(
+        count(
+            &lite,
+            "SELECT count(*) FROM contacts WHERE id IN (701, 702)"
+        ),
+        2
+    );
+}
+
+/// A role without `pg_read_all_stats` sees neither the start nor the type of
+/// another role's session in `pg_stat_activity`: such a session that holds
+/// a transaction counts as having begun a minute ago, so a row it stamped
+/// within that minute and commits late is still read.
+#[test]
+fn a_late_row_of_a_session_weir_may_not_look_into_is_read() {
+    let pg = with_contacts(Postgres::start().expect("start PostgreSQL"));
+    pg.psql(
+        "crm",
+        "CREATE ROLE syncer LOGIN; GRANT SELECT ON contacts TO syncer;",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lite = dir.path().join("lite.db");
+    lite_db(&lite, 0);
+    let sql = toml_path(&connector("sql"));
+    let url = pg.url("crm").replace("postgres@", "syncer@");
+    let m = write_manifest(
+        dir.path(),
+        &format!(
+            r#"
+[entities.contacts]
+primary_key = "id"
+shared_key = true
+
+[systems.pg]
+connector = {sql}
+config = {{ database = "main" }}
+[systems.pg.databases]
+main = {{ url = "{url}", password = "${{WEIR_TEST_PG_PASSWORD}}" }}
+[systems.pg.entities.contacts]
+direction = "read"
+ignore = ["updated_at"]
+settings = {{ table = "contacts", updated_at = "updated_at" }}
+
+[systems.lite]
+connector = {sql}
+config = {{ database = "lite" }}
+databases = {{ lite = "lite.db" }}
+[systems.lite.entities.contacts]
+direction = "write"
+ignore = ["updated_at"]
+settings = {{ table = "contacts" }}
+"#
+        ),
+    );
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
+
+    // The superuser's transaction, hidden from syncer, stamps row 601 as if
+    // it had begun 30 s ago; a row stamped 10 s ago is committed meanwhile.
+    let mut late = pg.session("crm").unwrap();
+    late.send(
+        "BEGIN; INSERT INTO contacts (id, first_name, last_name, email, updated_at)
+             VALUES (601, 'Late', 'Comer', 'late@example.com', now() - interval '30 seconds');",
+    )
+    .unwrap();
+    wait_for(
+        &pg,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = 'crm'
+             AND state = 'idle in transaction' AND backend_xid IS NOT NULL",
+        "1\n",
+        "the late insert did not run",
+    );
+    pg.psql(
+        "crm",
+        "INSERT INTO contacts (id, first_name, last_name, email, updated_at)
+             VALUES (602, 'Early', 'Bird', 'early@example.com', now() - interval '10 seconds');",
+    )
+    .unwrap();
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 0));
+
+    late.send("COMMIT;").unwrap();
+    wait_for(
+        &pg,
+        "SELECT count(*) FROM contacts WHERE id = 601",
+        "1\n",
+        "the late insert was not committed",
+    );
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 0));
+    assert_eq!(
+        count(
+            &lite,
+            "SELECT count(*) FROM contacts WHERE id IN (601, 602)"
+        ),
+        2
+    );
+}
+
 #[test]
 fn a_row_locked_at_the_target_is_retried_not_dead_lettered() {
     let pg = with_contacts(Postgres::start().expect("start PostgreSQL"));

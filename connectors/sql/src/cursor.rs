@@ -99,15 +99,20 @@ impl Position {
     /// page stamped before the horizon (with no horizon, `end` itself). The
     /// position goes to the end of the page, so that a pass goes on, and
     /// `kept` remembers the last settled row of the pass while it differs.
+    /// Once a row was not settled, `kept` stays where it is until the pass
+    /// ends, even if later pages are settled by a horizon that has moved
+    /// on: what committed meanwhile among the rows already passed by must
+    /// still be read.
     pub fn advance(
         &mut self,
         kept: &mut Option<Position>,
         end: Option<Position>,
         settled: Option<Position>,
     ) {
-        let last_settled = settled
-            .or_else(|| kept.take())
-            .unwrap_or_else(|| self.clone());
+        let last_settled = match kept.take() {
+            Some(kept) => kept,
+            None => settled.unwrap_or_else(|| self.clone()),
+        };
         if let Some(end) = end {
             *self = end;
         }
@@ -239,12 +244,14 @@ mod tests {
         c.step(None, None, false);
         assert_eq!((c.position(), c.kept.clone()), (at(3, 3), None));
 
-        // The horizon moved on between pages: rows once unsettled are
-        // settled now, and the later position wins.
+        // The horizon moved on between pages, settling the second page: a
+        // transaction that ended meanwhile may have committed rows among
+        // those the first page passed by, so the pass still ends on the
+        // first page's last settled row.
         let mut c = cursor(1, 1);
         c.step(Some(at(6, 1)), Some(at(2, 2)), true);
-        c.step(Some(at(9, 9)), Some(at(8, 1)), false);
-        assert_eq!((c.position(), c.kept.clone()), (at(8, 1), None));
+        c.step(Some(at(9, 9)), Some(at(9, 9)), false);
+        assert_eq!((c.position(), c.kept.clone()), (at(2, 2), None));
 
         // No row has an updated-at yet: the null position is kept.
         let mut c = ChangeCursor {

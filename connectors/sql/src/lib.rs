@@ -193,14 +193,14 @@ impl Database {
     }
 
     /// PostgreSQL: the horizon ([`statements::HORIZON`]), before which no
-    /// transaction still open can add a row, as text. Asked for before the
-    /// rows it judges are read.
+    /// transaction still open can add a row, in seconds since the epoch.
+    /// Asked for before the rows it judges are read.
     /// A transaction open for long holds the cursor back: a warning says so.
-    fn horizon(&self, entity: &str) -> Result<String> {
+    fn horizon(&self, entity: &str) -> Result<f64> {
         let rows = self.query(entity, statements::HORIZON.to_string(), Vec::new())?;
         let row = rows.rows.first().map(Vec::as_slice).unwrap_or_default();
         let (at, age) = match row {
-            [Value::Text(at), Value::Integer(age)] => (at.clone(), *age),
+            [Value::Real(at), Value::Integer(age)] => (*at, *age),
             other => {
                 return Err(ConnectorError::schema(format!(
                     "entity '{entity}': database '{}' gave no time for the oldest open transaction, but {other:?}",
@@ -637,7 +637,7 @@ impl Table {
         tombstones: &str,
         after: Option<&cursor::Position>,
         limit: usize,
-        horizon: Option<&str>,
+        horizon: Option<f64>,
     ) -> Result<(
         Vec<Change>,
         Option<cursor::Position>,
@@ -658,7 +658,7 @@ impl Table {
             None => Vec::new(),
         };
         params.push(Value::Integer(limit as i64));
-        params.extend(horizon.map(|h| Value::Text(h.to_string())));
+        params.extend(horizon.map(Value::Real));
         let mut rows = db.query(&self.entity, sql, params)?;
         let settled = flagged.then(|| take_last_column(&mut rows));
         let changes = rows
@@ -678,12 +678,17 @@ impl Table {
         Ok((changes, last, last_settled))
     }
 
-    /// Whether the updated-at column holds times (a horizon can judge them).
-    fn stamps_times(&self, columns: &[Column]) -> bool {
-        self.updated_at
-            .as_deref()
-            .and_then(|u| schema::find(columns, u))
-            .is_some_and(|c| matches!(c.field_type(), FieldType::Timestamp | FieldType::Date))
+    /// What the updated-at column holds, if a horizon can judge it (times
+    /// or dates).
+    fn stamps(&self, columns: &[Column]) -> Option<statements::Stamps> {
+        let column = schema::find(columns, self.updated_at.as_deref()?)?;
+        match column.field_type() {
+            FieldType::Timestamp => Some(statements::Stamps::Times {
+                precision: column.precision.unwrap_or(6),
+            }),
+            FieldType::Date => Some(statements::Stamps::Dates),
+            _ => None,
+        }
     }
 
     /// Checks that the primary-key and updated-at columns exist.
@@ -971,9 +976,9 @@ impl source::Guest for SqlConnector {
             Dialect::Postgres => Some(db.horizon(&table.entity)?),
             Dialect::Sqlite => None,
         };
-        let stamps = horizon.as_ref().filter(|_| table.stamps_times(&columns));
-        let sql = statements::checkpoint(&table.name, &table.pk, updated_at, stamps.is_some());
-        let params = stamps.cloned().map(Value::Text).into_iter().collect();
+        let stamps = horizon.and_then(|h| Some((table.stamps(&columns)?, h)));
+        let sql = statements::checkpoint(&table.name, &table.pk, updated_at, stamps.map(|s| s.0));
+        let params = stamps.map(|s| Value::Real(s.1)).into_iter().collect();
         let rows = db.query(&table.entity, sql, params)?;
         let (ts, id) = match rows.rows.first() {
             Some(row) => (json_at(row, 0), json_at(row, 1)),
@@ -984,7 +989,7 @@ impl source::Guest for SqlConnector {
                 table.keep_tombstones(&db, &columns)?;
                 let sql =
                     statements::tombstone_checkpoint(tombstones, &table.pk, horizon.is_some());
-                let params = horizon.clone().map(Value::Text).into_iter().collect();
+                let params = horizon.map(Value::Real).into_iter().collect();
                 let rows = db.query(&table.entity, sql, params)?;
                 Some(match rows.rows.first() {
                     Some(row) => cursor::Position {
@@ -1059,13 +1064,8 @@ impl source::Guest for SqlConnector {
                     vec![Value::Integer(i64::from(table.tombstone_days))],
                 )?;
             }
-            let (deletes, last, settled) = table.deletes(
-                &db,
-                tombstones,
-                at.deleted.as_ref(),
-                limit,
-                horizon.as_deref(),
-            )?;
+            let (deletes, last, settled) =
+                table.deletes(&db, tombstones, at.deleted.as_ref(), limit, horizon)?;
             let full = deletes.len() >= limit;
             limit -= deletes.len().min(limit - 1);
             items = deletes;
@@ -1110,16 +1110,19 @@ impl source::Guest for SqlConnector {
                 });
             }
         }
-        let horizon = horizon.filter(|_| columns.as_ref().is_some_and(|c| table.stamps_times(c)));
+        let stamps = match (&columns, horizon) {
+            (Some(columns), Some(h)) => table.stamps(columns).map(|stamps| (stamps, h)),
+            _ => None,
+        };
         let after = !at.ts.is_null();
-        let flagged = horizon.is_some();
+        let flagged = stamps.is_some();
         let sql = statements::changes(
             db.dialect,
             &table.name,
             &table.pk,
             updated_at,
             after,
-            flagged,
+            stamps.map(|s| s.0),
         );
         let mut params = if after {
             vec![to_sql(&at.ts), to_sql(&at.id)]
@@ -1127,7 +1130,7 @@ impl source::Guest for SqlConnector {
             Vec::new()
         };
         params.push(Value::Integer(limit as i64));
-        params.extend(horizon.map(Value::Text));
+        params.extend(stamps.map(|s| Value::Real(s.1)));
         let mut rows = db.query(&table.entity, sql, params)?;
         let settled = flagged.then(|| take_last_column(&mut rows));
         items.extend(match &columns {

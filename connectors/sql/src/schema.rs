@@ -12,6 +12,9 @@ pub struct Column {
     pub sql_type: String,
     /// Whether the column is declared `NOT NULL`.
     pub not_null: bool,
+    /// The fractional digits of seconds a time column keeps, when the
+    /// database says (PostgreSQL: 6 unless declared `timestamp(p)`).
+    pub precision: Option<i64>,
 }
 
 impl Column {
@@ -58,10 +61,15 @@ pub fn parse_columns(rows: &Rows) -> Vec<Column> {
                 _ => String::new(),
             };
             let not_null = row.get(2).is_some_and(is_true);
+            let precision = match row.get(4) {
+                Some(Value::Integer(p)) => Some(*p),
+                _ => None,
+            };
             Some(Column {
                 name,
                 sql_type,
                 not_null,
+                precision,
             })
         })
         .collect()

@@ -13,13 +13,15 @@ pub fn placeholder(dialect: Dialect, n: usize) -> String {
 }
 
 /// Lists the columns of the table named by parameter 1, one row per column:
-/// name, declared type, not-null flag (0/1), primary-key flag (0 when unknown).
+/// name, declared type, not-null flag (0/1), primary-key flag (0 when unknown),
+/// and on PostgreSQL the fractional digits a time column keeps.
 pub fn columns(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Sqlite => r#"SELECT name, type, "notnull", pk FROM pragma_table_info(?1)"#,
         Dialect::Postgres => {
             "SELECT column_name, data_type, \
-             CASE WHEN is_nullable = 'NO' THEN 1 ELSE 0 END AS notnull, 0 AS pk \
+             CASE WHEN is_nullable = 'NO' THEN 1 ELSE 0 END AS notnull, 0 AS pk, \
+             CAST(datetime_precision AS bigint) \
              FROM information_schema.columns \
              WHERE table_name = $1 AND table_schema = current_schema() \
              ORDER BY ordinal_position"
@@ -47,32 +49,66 @@ pub fn read_page(dialect: Dialect, table: &str, pk: &str, after: bool) -> String
 }
 
 /// The newest (updated-at, primary key) pair of the table, if any row has an
-/// updated-at. With `settled` (PostgreSQL), only rows stamped before the
+/// updated-at. With `settled` (PostgreSQL), only rows settled by the
 /// horizon, parameter 1, count.
-pub fn checkpoint(table: &str, pk: &str, updated_at: &str, settled: bool) -> String {
+pub fn checkpoint(table: &str, pk: &str, updated_at: &str, settled: Option<Stamps>) -> String {
     let (t, k, u) = (quote_ident(table), quote_ident(pk), quote_ident(updated_at));
-    let before = if settled {
-        format!(" AND {u} < CAST($1 AS timestamptz)")
-    } else {
-        String::new()
+    let before = match settled {
+        Some(stamps) => format!(" AND {}", stamps.settled(&u, "$1")),
+        None => String::new(),
     };
     format!(
         "SELECT {u}, {k} FROM {t} WHERE {u} IS NOT NULL{before} ORDER BY {u} DESC, {k} DESC LIMIT 1"
     )
 }
 
-/// PostgreSQL: the horizon, as text: the time before which every row stamped
-/// by a transaction (with `now()`, `clock_timestamp()` or a trigger) is
-/// committed. That is the start of the oldest transaction still open in
-/// another session, or now. A session this role may not look into (it lacks
-/// `pg_read_all_stats`) but that holds a transaction id or a snapshot counts
-/// as having begun a minute ago. Autovacuum writes no rows and is left out.
-/// The second column is the horizon's age in whole seconds.
-pub const HORIZON: &str = "SELECT CAST(h AS text), CAST(extract(epoch FROM now() - h) AS bigint) \
+/// What the stamps of an updated-at (or deleted-at) column are, on
+/// PostgreSQL, for telling the rows settled by the horizon: rows stamped
+/// before it, which no transaction still open can add to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamps {
+    /// Times (`timestamp` or `timestamptz`) that keep `precision`
+    /// fractional digits of seconds (6, microseconds, unless declared
+    /// otherwise). A column of fewer digits rounds its stamps, so the
+    /// horizon is rounded alike before they are compared: a row committed
+    /// late, stamped at the horizon or after, is then stamped no earlier
+    /// than the rounded horizon.
+    Times { precision: i64 },
+    /// Dates: settled when before the horizon's day.
+    Dates,
+}
+
+impl Stamps {
+    /// The condition that column `column` (quoted) is settled by the
+    /// horizon, the placeholder `horizon` (seconds since the epoch).
+    fn settled(self, column: &str, horizon: &str) -> String {
+        match self {
+            Stamps::Times { precision } if (0..6).contains(&precision) => {
+                format!("{column} < CAST(to_timestamp({horizon}) AS timestamptz({precision}))")
+            }
+            Stamps::Times { .. } => format!("{column} < to_timestamp({horizon})"),
+            Stamps::Dates => format!("{column} < CAST(to_timestamp({horizon}) AS date)"),
+        }
+    }
+}
+
+/// The stamps of a tombstone table's `deleted_at` (`timestamptz`).
+const DELETED_AT: Stamps = Stamps::Times { precision: 6 };
+
+/// PostgreSQL: the horizon, in seconds since the epoch: the time before
+/// which every row stamped by a transaction (with `now()`,
+/// `clock_timestamp()` or a trigger) is committed. That is the start of the
+/// oldest transaction still open in another session, or now. A session this
+/// role may not look into (it lacks `pg_read_all_stats`; PostgreSQL then
+/// hides its start and its type) but that holds a transaction id or a
+/// snapshot counts as having begun a minute ago. Autovacuum writes no rows
+/// and is left out. The second column is the horizon's age in whole seconds.
+pub const HORIZON: &str = "SELECT CAST(extract(epoch FROM h) AS float8), CAST(extract(epoch FROM now() - h) AS bigint) \
      FROM (SELECT least(now(), min(CASE \
          WHEN xact_start IS NOT NULL THEN xact_start \
          WHEN backend_xid IS NOT NULL OR backend_xmin IS NOT NULL THEN now() - interval '1 minute' END)) AS h \
-       FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type NOT LIKE 'autovacuum%') AS oldest";
+       FROM pg_stat_activity WHERE pid <> pg_backend_pid() \
+         AND (backend_type IS NULL OR backend_type NOT LIKE 'autovacuum%')) AS oldest";
 
 /// The horizon's age (seconds) past which a change read warns that an open
 /// transaction holds its cursor back.
@@ -85,14 +121,14 @@ pub const SETTLED: &str = "weir:settled";
 /// With `after`, parameters 1 and 2 are the position and 3 the limit; without it
 /// (no position yet), parameter 1 is the limit. With `settled` (PostgreSQL),
 /// the parameter after the limit is the horizon, and each row ends with a
-/// column named [`SETTLED`]: whether it was stamped before the horizon.
+/// column named [`SETTLED`]: whether the horizon settles it.
 pub fn changes(
     dialect: Dialect,
     table: &str,
     pk: &str,
     updated_at: &str,
     after: bool,
-    settled: bool,
+    settled: Option<Stamps>,
 ) -> String {
     let (t, k, u) = (quote_ident(table), quote_ident(pk), quote_ident(updated_at));
     let (filter, limit) = if after {
@@ -107,14 +143,13 @@ pub fn changes(
     } else {
         (format!("{u} IS NOT NULL"), 1)
     };
-    let flag = if settled {
-        format!(
-            ", {u} < CAST({} AS timestamptz) AS {}",
-            placeholder(dialect, limit + 1),
+    let flag = match settled {
+        Some(stamps) => format!(
+            ", {} AS {}",
+            stamps.settled(&u, &placeholder(dialect, limit + 1)),
             quote_ident(SETTLED)
-        )
-    } else {
-        String::new()
+        ),
+        None => String::new(),
     };
     format!(
         "SELECT *{flag} FROM {t} WHERE {filter} ORDER BY {u}, {k} LIMIT {}",
@@ -208,8 +243,8 @@ pub fn tombstones(
     };
     let flag = if settled {
         format!(
-            ", deleted_at < CAST({} AS timestamptz) AS {}",
-            placeholder(dialect, limit + 1),
+            ", {} AS {}",
+            DELETED_AT.settled("deleted_at", &placeholder(dialect, limit + 1)),
             quote_ident(SETTLED)
         )
     } else {
@@ -238,9 +273,9 @@ pub fn prune_tombstones(dialect: Dialect, tombstones: &str) -> String {
 pub fn tombstone_checkpoint(tombstones: &str, pk: &str, settled: bool) -> String {
     let (d, k) = (quote_ident(tombstones), quote_ident(pk));
     let before = if settled {
-        " WHERE deleted_at < CAST($1 AS timestamptz)"
+        format!(" WHERE {}", DELETED_AT.settled("deleted_at", "$1"))
     } else {
-        ""
+        String::new()
     };
     format!("SELECT deleted_at, {k} FROM {d}{before} ORDER BY deleted_at DESC, {k} DESC LIMIT 1")
 }
@@ -388,11 +423,11 @@ mod tests {
     #[test]
     fn changes_compare_row_values() {
         assert_eq!(
-            changes(Dialect::Sqlite, "t", "id", "updated", true, false),
+            changes(Dialect::Sqlite, "t", "id", "updated", true, None),
             r#"SELECT * FROM "t" WHERE ("updated", "id") > (?1, ?2) ORDER BY "updated", "id" LIMIT ?3"#
         );
         assert_eq!(
-            checkpoint("t", "id", "updated", false),
+            checkpoint("t", "id", "updated", None),
             r#"SELECT "updated", "id" FROM "t" WHERE "updated" IS NOT NULL ORDER BY "updated" DESC, "id" DESC LIMIT 1"#
         );
     }
@@ -400,16 +435,30 @@ mod tests {
     #[test]
     fn changes_on_postgresql_mark_the_rows_stamped_before_the_horizon() {
         assert_eq!(
-            changes(Dialect::Postgres, "t", "id", "updated", true, true),
-            r#"SELECT *, "updated" < CAST($4 AS timestamptz) AS "weir:settled" FROM "t" WHERE ("updated", "id") > ($1, $2) ORDER BY "updated", "id" LIMIT $3"#
+            changes(
+                Dialect::Postgres,
+                "t",
+                "id",
+                "updated",
+                true,
+                Some(Stamps::Times { precision: 6 })
+            ),
+            r#"SELECT *, "updated" < to_timestamp($4) AS "weir:settled" FROM "t" WHERE ("updated", "id") > ($1, $2) ORDER BY "updated", "id" LIMIT $3"#
         );
         assert_eq!(
-            changes(Dialect::Postgres, "t", "id", "updated", false, true),
-            r#"SELECT *, "updated" < CAST($2 AS timestamptz) AS "weir:settled" FROM "t" WHERE "updated" IS NOT NULL ORDER BY "updated", "id" LIMIT $1"#
+            changes(
+                Dialect::Postgres,
+                "t",
+                "id",
+                "updated",
+                false,
+                Some(Stamps::Dates)
+            ),
+            r#"SELECT *, "updated" < CAST(to_timestamp($2) AS date) AS "weir:settled" FROM "t" WHERE "updated" IS NOT NULL ORDER BY "updated", "id" LIMIT $1"#
         );
         assert_eq!(
-            checkpoint("t", "id", "updated", true),
-            r#"SELECT "updated", "id" FROM "t" WHERE "updated" IS NOT NULL AND "updated" < CAST($1 AS timestamptz) ORDER BY "updated" DESC, "id" DESC LIMIT 1"#
+            checkpoint("t", "id", "updated", Some(Stamps::Times { precision: 0 })),
+            r#"SELECT "updated", "id" FROM "t" WHERE "updated" IS NOT NULL AND "updated" < CAST(to_timestamp($1) AS timestamptz(0)) ORDER BY "updated" DESC, "id" DESC LIMIT 1"#
         );
     }
 
@@ -497,7 +546,7 @@ mod tests {
                 false,
                 true
             ),
-            r#"SELECT "id", deleted_at, deleted_at < CAST($2 AS timestamptz) AS "weir:settled" FROM "people_gone" WHERE NOT EXISTS (SELECT 1 FROM "people" WHERE "people"."id" = "people_gone"."id") ORDER BY deleted_at, "id" LIMIT $1"#
+            r#"SELECT "id", deleted_at, deleted_at < to_timestamp($2) AS "weir:settled" FROM "people_gone" WHERE NOT EXISTS (SELECT 1 FROM "people" WHERE "people"."id" = "people_gone"."id") ORDER BY deleted_at, "id" LIMIT $1"#
         );
         assert_eq!(
             tombstone_checkpoint("people_gone", "id", false),
@@ -505,7 +554,7 @@ mod tests {
         );
         assert_eq!(
             tombstone_checkpoint("people_gone", "id", true),
-            r#"SELECT deleted_at, "id" FROM "people_gone" WHERE deleted_at < CAST($1 AS timestamptz) ORDER BY deleted_at DESC, "id" DESC LIMIT 1"#
+            r#"SELECT deleted_at, "id" FROM "people_gone" WHERE deleted_at < to_timestamp($1) ORDER BY deleted_at DESC, "id" DESC LIMIT 1"#
         );
     }
 

@@ -127,13 +127,13 @@ pub enum LogFormat {
 }
 
 /// Sets up logging to stderr; `WEIR_LOG` is the filter (default `warn`).
-/// Text lines are coloured only on a terminal (and without `NO_COLOR`), so
-/// that a log redirected to a file holds no escape codes.
+/// Text lines are coloured only on a terminal (and without a non-empty
+/// `NO_COLOR`), so that a log redirected to a file holds no escape codes.
 pub fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none();
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)
