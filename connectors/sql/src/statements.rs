@@ -98,16 +98,20 @@ const DELETED_AT: Stamps = Stamps::Times { precision: 6 };
 /// PostgreSQL: the horizon, in seconds since the epoch: the time before
 /// which every row stamped by a transaction (with `now()`,
 /// `clock_timestamp()` or a trigger) is committed. That is the start of the
-/// oldest transaction still open in another session, or now. A session this
-/// role may not look into (it lacks `pg_read_all_stats`; PostgreSQL then
-/// hides its start and its type) but that holds a transaction id or a
-/// snapshot counts as having begun a minute ago. Autovacuum writes no rows
-/// and is left out. The second column is the horizon's age in whole seconds.
-pub const HORIZON: &str = "SELECT CAST(extract(epoch FROM h) AS float8), CAST(extract(epoch FROM now() - h) AS bigint) \
+/// oldest transaction still open in another session of this database, or
+/// now (`xact_start` needs `track_activities`, on by default). A session
+/// this role may not look into (it lacks `pg_read_all_stats`) shows neither
+/// its start nor its type (`backend_type` is NULL only then): it counts as
+/// having begun a minute ago, whether in a transaction or not. Autovacuum,
+/// when visible, writes no rows and is left out. The second column is the
+/// horizon's age in whole seconds.
+pub const HORIZON: &str =
+    "SELECT CAST(extract(epoch FROM h) AS float8), CAST(extract(epoch FROM now() - h) AS bigint) \
      FROM (SELECT least(now(), min(CASE \
          WHEN xact_start IS NOT NULL THEN xact_start \
-         WHEN backend_xid IS NOT NULL OR backend_xmin IS NOT NULL THEN now() - interval '1 minute' END)) AS h \
+         WHEN backend_type IS NULL THEN now() - interval '1 minute' END)) AS h \
        FROM pg_stat_activity WHERE pid <> pg_backend_pid() \
+         AND (datname IS NULL OR datname = current_database()) \
          AND (backend_type IS NULL OR backend_type NOT LIKE 'autovacuum%')) AS oldest";
 
 /// The horizon's age (seconds) past which a change read warns that an open
