@@ -884,6 +884,37 @@ fn wait_for(pg: &Postgres, sql: &str, want: &str, what: &str) {
     }
 }
 
+/// A session on database `crm` that has run `sql` in a transaction it
+/// keeps open: returned once it is idle in that transaction, holding a
+/// transaction id when `writes` (and none otherwise).
+fn open_transaction(pg: &Postgres, sql: &str, writes: bool) -> PsqlSession {
+    let mut session = pg.session("crm").unwrap();
+    session.send(&format!("BEGIN; {sql}")).unwrap();
+    let xid = if writes { "IS NOT NULL" } else { "IS NULL" };
+    wait_for(
+        pg,
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'crm'
+                 AND state = 'idle in transaction' AND backend_xid {xid}"
+        ),
+        "1\n",
+        &format!("the open transaction did not run: {sql}"),
+    );
+    session
+}
+
+/// Commits the open transaction of `session` after `sql`, and waits until
+/// contact `id`, which it inserts, can be seen.
+fn commit(pg: &Postgres, mut session: PsqlSession, sql: &str, id: u32) {
+    session.send(&format!("{sql} COMMIT;")).unwrap();
+    wait_for(
+        pg,
+        &format!("SELECT count(*) FROM contacts WHERE id = {id}"),
+        "1\n",
+        &format!("contact {id} was not committed"),
+    );
+}
+
 /// A transaction that began before others committed stamps its rows (and
 /// the tombstones of its deletes) older than theirs; committed after a change
 /// read took those, its changes are still read by the next one: the cursors
@@ -897,19 +928,12 @@ fn a_row_committed_late_with_an_older_stamp_is_read_by_the_next_pass() {
 
     // Row 501 and the tombstone of row 7 are stamped now, and their
     // transaction stays open.
-    let mut late = pg.session("crm").unwrap();
-    late.send(
-        "BEGIN; INSERT INTO contacts (id, first_name, last_name, email)
+    let late = open_transaction(
+        &pg,
+        "INSERT INTO contacts (id, first_name, last_name, email)
              VALUES (501, 'Late', 'Comer', 'late@example.com');
          DELETE FROM contacts WHERE id = 7;",
-    )
-    .unwrap();
-    wait_for(
-        &pg,
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = 'crm'
-             AND state = 'idle in transaction' AND backend_xid IS NOT NULL",
-        "1\n",
-        "the late insert did not run",
+        true,
     );
     // Changes stamped after them are committed and synced first.
     pg.psql(
@@ -929,13 +953,7 @@ fn a_row_committed_late_with_an_older_stamp_is_read_by_the_next_pass() {
         1
     );
 
-    late.send("COMMIT;").unwrap();
-    wait_for(
-        &pg,
-        "SELECT count(*) FROM contacts WHERE id = 501",
-        "1\n",
-        "the late insert was not committed",
-    );
+    commit(&pg, late, "", 501);
     // The next pass reads row 501 and the delete of row 7; rows 502 and 3
     // and the tombstone of row 8, read again, change nothing.
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 1));
@@ -968,15 +986,7 @@ fn a_row_stamped_with_the_start_of_its_transaction_is_read() {
     let TwoWay { dir: _dir, lite, m } = two_way(&pg, 5, "tombstones");
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (5, 0));
 
-    let mut late = pg.session("crm").unwrap();
-    late.send("BEGIN; SELECT 1;").unwrap();
-    wait_for(
-        &pg,
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = 'crm'
-             AND state = 'idle in transaction' AND backend_xid IS NULL",
-        "1\n",
-        "the late transaction did not begin",
-    );
+    let late = open_transaction(&pg, "SELECT 1;", false);
     pg.psql(
         "crm",
         "INSERT INTO contacts (id, first_name, last_name, email)
@@ -985,17 +995,12 @@ fn a_row_stamped_with_the_start_of_its_transaction_is_read() {
     .unwrap();
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 0));
 
-    late.send(
-        "INSERT INTO contacts (id, first_name, last_name, email, updated_at)
-             VALUES (701, 'Late', 'Comer', 'late@example.com', now());
-         COMMIT;",
-    )
-    .unwrap();
-    wait_for(
+    commit(
         &pg,
-        "SELECT count(*) FROM contacts WHERE id = 701",
-        "1\n",
-        "the late insert was not committed",
+        late,
+        "INSERT INTO contacts (id, first_name, last_name, email, updated_at)
+             VALUES (701, 'Late', 'Comer', 'late@example.com', now());",
+        701,
     );
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 0));
     assert_eq!(
@@ -1064,18 +1069,11 @@ settings = {{ table = "contacts" }}
 
     // The superuser's transaction, hidden from syncer, stamps row 601 as if
     // it had begun 30 s ago; row 602 is committed meanwhile.
-    let mut late = pg.session("crm").unwrap();
-    late.send(
-        "BEGIN; INSERT INTO contacts (id, first_name, last_name, email, updated_at)
-             VALUES (601, 'Late', 'Comer', 'late@example.com', now() - interval '30 seconds');",
-    )
-    .unwrap();
-    wait_for(
+    let late = open_transaction(
         &pg,
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = 'crm'
-             AND state = 'idle in transaction' AND backend_xid IS NOT NULL",
-        "1\n",
-        "the late insert did not run",
+        "INSERT INTO contacts (id, first_name, last_name, email, updated_at)
+             VALUES (601, 'Late', 'Comer', 'late@example.com', now() - interval '30 seconds');",
+        true,
     );
     pg.psql(
         "crm",
@@ -1085,13 +1083,7 @@ settings = {{ table = "contacts" }}
     .unwrap();
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 0));
 
-    late.send("COMMIT;").unwrap();
-    wait_for(
-        &pg,
-        "SELECT count(*) FROM contacts WHERE id = 601",
-        "1\n",
-        "the late insert was not committed",
-    );
+    commit(&pg, late, "", 601);
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 0));
     assert_eq!(
         count(
