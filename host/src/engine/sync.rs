@@ -762,14 +762,9 @@ impl<'m> Engine<'_, 'm> {
             return Ok(0);
         };
         let shape = Shape::of(entity, b);
-        let (mut pages, reader) = read_pages(
-            instance,
-            bind,
-            &shape,
-            cursor.clone(),
-            self.options.batch_size,
-        );
         let mut first = cursor.is_none();
+        let (mut pages, reader) =
+            read_pages(instance, bind, &shape, cursor, self.options.batch_size);
         while let Some(prepping) = pages.recv().await {
             let (result, prepared) = prepping
                 .await
