@@ -1741,11 +1741,14 @@ impl Shape {
         })
     }
 
-    /// Each item prepared; none for deletes.
+    /// Each item prepared, and sealed where it can be; none for deletes.
     fn prepare(&self, items: &[Change]) -> Vec<Option<Prepared>> {
         items
             .iter()
-            .map(|item| Prepared::of(&self.entity, &self.binding, item))
+            .map(|item| {
+                (item.op != Operation::Delete)
+                    .then(|| Prepared::of(&self.entity, &self.binding, item, true))
+            })
             .collect()
     }
 }
@@ -1767,18 +1770,34 @@ enum Prepared {
 }
 
 impl Prepared {
-    fn of(entity: &Entity, binding: &SystemEntity, item: &Change) -> Option<Prepared> {
-        if item.op == Operation::Delete {
-            return None;
-        }
-        Some(match canonical(entity, binding, item) {
+    /// An upsert prepared; with `seal`, sealed when its entity has no
+    /// references.
+    fn of(entity: &Entity, binding: &SystemEntity, item: &Change, seal: bool) -> Prepared {
+        match canonical(entity, binding, item) {
             Err(reason) => Prepared::Refused(reason),
-            Ok(r) if entity.references.is_empty() => Prepared::Sealed(
+            Ok(r) if seal && entity.references.is_empty() => Prepared::Sealed(
                 mapping::hash(&r),
                 serde_json::to_string(&r).unwrap_or_default(),
             ),
             Ok(r) => Prepared::Record(r),
-        })
+        }
+    }
+}
+
+/// An accepted upsert's content: its canonical text when it came sealed,
+/// else the record (serialized only if it is stored).
+enum Content {
+    Text(String),
+    Record(Record),
+}
+
+impl Content {
+    /// The canonical text, and the record when it was at hand.
+    fn into_parts(self) -> (String, Option<Record>) {
+        match self {
+            Content::Text(text) => (text, None),
+            Content::Record(r) => (serde_json::to_string(&r).unwrap_or_default(), Some(r)),
+        }
     }
 }
 
@@ -2127,21 +2146,17 @@ impl AcceptCtx<'_, '_, '_> {
         // Unprepared (a stored change): the hash and text come below, the
         // text only if it is stored.
         let prepared =
-            prepared.unwrap_or_else(|| match canonical(self.entity, self.binding, &item) {
-                Ok(r) => Prepared::Record(r),
-                Err(reason) => Prepared::Refused(reason),
-            });
-        // The record, unless sealed; the hash; the text, if sealed.
-        let (record, hash, sealed_text) = match prepared {
+            prepared.unwrap_or_else(|| Prepared::of(self.entity, self.binding, &item, false));
+        let (content, hash) = match prepared {
             Prepared::Refused(reason) => {
                 counts.failed += 1;
                 return self.dead_letter(&item, &reason);
             }
-            Prepared::Sealed(hash, text) => (None, hash, Some(text)),
+            Prepared::Sealed(hash, text) => (Content::Text(text), hash),
             Prepared::Record(record) => match self.references_to_global(record)? {
                 Ok(r) => {
                     let hash = mapping::hash(&r);
-                    (Some(r), hash, None)
+                    (Content::Record(r), hash)
                 }
                 Err(reason) => {
                     // Waits until the record it refers to has been read.
@@ -2181,13 +2196,9 @@ impl AcceptCtx<'_, '_, '_> {
         let system = self.system;
         let decision = plan::accept(&hash, link.as_ref(), state);
         // The record's text is stored only when it changes something.
-        let text = match decision {
-            Accept::New | Accept::FastForward | Accept::Conflict => match (sealed_text, &record) {
-                (Some(text), _) => text,
-                (None, Some(r)) => serde_json::to_string(r).unwrap_or_default(),
-                (None, None) => String::new(),
-            },
-            Accept::Unchanged | Accept::Echo | Accept::Same => String::new(),
+        let (text, record) = match decision {
+            Accept::New | Accept::FastForward | Accept::Conflict => content.into_parts(),
+            Accept::Unchanged | Accept::Echo | Accept::Same => (String::new(), None),
         };
         if matches!(
             decision,
