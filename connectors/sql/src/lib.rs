@@ -194,8 +194,8 @@ impl Database {
 
     /// PostgreSQL: the horizon ([`statements::HORIZON`]), before which no
     /// transaction still open can add a row, in seconds since the epoch.
-    /// Asked for before the rows it judges are read.
-    /// A transaction open for long holds the cursor back: a warning says so.
+    /// Asked for before the rows it judges are read. A transaction open for
+    /// long holds the cursor back: a warning says so.
     fn horizon(&self, entity: &str) -> Result<f64> {
         let rows = self.query(entity, statements::HORIZON.to_string(), Vec::new())?;
         let row = rows.rows.first().map(Vec::as_slice).unwrap_or_default();
@@ -666,15 +666,7 @@ impl Table {
             .iter()
             .map(|row| self.delete(row.first().map(to_id).unwrap_or_default()))
             .collect();
-        let position = |row: &Vec<Value>| cursor::Position {
-            ts: json_at(row, 1),
-            id: json_at(row, 0),
-        };
-        let last = rows.rows.last().map(position);
-        let last_settled = match settled {
-            Some(flags) => last_settled(&rows, &flags).map(position),
-            None => last.clone(),
-        };
+        let (last, last_settled) = page_ends(&rows, settled.as_deref(), 1, 0);
         Ok((changes, last, last_settled))
     }
 
@@ -840,14 +832,31 @@ fn with_booleans(columns: &[String], row: &[Value], booleans: &[usize]) -> json:
     record
 }
 
-/// The last of `rows` whose flag is set.
-fn last_settled<'r>(rows: &'r Rows, flags: &[bool]) -> Option<&'r Vec<Value>> {
-    rows.rows
-        .iter()
-        .zip(flags)
-        .rev()
-        .find(|(_, settled)| **settled)
-        .map(|(row, _)| row)
+/// The (time, key) positions of the last of `rows` and of the last settled
+/// one (by `settled`, a flag per row; without flags, every row is settled).
+/// The time and key are columns `ts_at` and `key_at`.
+fn page_ends(
+    rows: &Rows,
+    settled: Option<&[bool]>,
+    ts_at: usize,
+    key_at: usize,
+) -> (Option<cursor::Position>, Option<cursor::Position>) {
+    let position = |row: &Vec<Value>| cursor::Position {
+        ts: json_at(row, ts_at),
+        id: json_at(row, key_at),
+    };
+    let end = rows.rows.last().map(position);
+    let last_settled = match settled {
+        Some(flags) => rows
+            .rows
+            .iter()
+            .zip(flags)
+            .rev()
+            .find(|(_, settled)| **settled)
+            .map(|(row, _)| position(row)),
+        None => end.clone(),
+    };
+    (end, last_settled)
 }
 
 /// Removes the last column of `rows` (a flag added to `SELECT *`) and gives
@@ -1145,15 +1154,7 @@ impl source::Guest for SqlConnector {
                 table.column_index(&rows, &table.pk)?,
             ),
         };
-        let position = |row: &Vec<Value>| cursor::Position {
-            ts: json_at(row, ts_at),
-            id: json_at(row, key_at),
-        };
-        let end = rows.rows.last().map(position);
-        let settled = match settled {
-            Some(flags) => last_settled(&rows, &flags).map(position),
-            None => end.clone(),
-        };
+        let (end, settled) = page_ends(&rows, settled.as_deref(), ts_at, key_at);
         at.step(end, settled, more);
         if !more {
             at.settle_deleted();
