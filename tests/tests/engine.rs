@@ -1285,3 +1285,70 @@ fn crash_safety_sigkill_between_accepting_and_delivering() {
     killed_sync(&m, "WEIR_FAULT_KILL_AFTER_DELIVERIES", 4, what);
     assert_recovers(d, &m, what);
 }
+
+/// A record read twice in one pass, first new and then changed (here twice
+/// in a CSV file, read a row a page), reaches a target that reads nothing
+/// once, with its last content: the new record's write goes from memory,
+/// and the change is planned once that write is recorded, as an update.
+/// Both with keys the target assigns (each create is recorded at once) and
+/// with shared keys (a write stays in flight while the next page is read).
+#[test]
+fn a_record_new_and_changed_in_one_pass_reaches_a_target_once() {
+    for (key, shared) in [(Key::Sequence(0), "false"), (Key::Reused, "true")] {
+        let what = format!("shared_key = {shared}");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let b = d.join("b.db");
+        CUSTOMERS.create(&b, key);
+        std::fs::create_dir_all(d.join("csv")).unwrap();
+        std::fs::write(
+            d.join("csv/contacts.csv"),
+            "id,first_name,last_name,email,phone\n\
+             1,Ann,Lee,ann@example.com,1\n\
+             1,Ann,Lee,ann.lee@example.com,1\n\
+             2,Bob,Ray,bob@example.com,2\n",
+        )
+        .unwrap();
+        let m = write_manifest(
+            d,
+            &format!(
+                r#"
+[entities.contacts]
+primary_key = "id"
+shared_key = {shared}
+[systems.files]
+connector = {csv}
+config = {{ directory = "in" }}
+directories = {{ in = "csv" }}
+[systems.files.entities.contacts]
+direction = "read"
+settings = {{ file = "contacts.csv" }}
+{b}"#,
+                csv = toml_path(&connector("csv")),
+                b = contacts_system("b", &CUSTOMERS, "write", ""),
+            ),
+        );
+        let (s, r) = sync_ok(&m, &["--batch-size", "1"]);
+        assert_eq!(s.read, 3, "{what}: {r:?}");
+        let row =
+            |f: &str, l: &str, e: &str, p: &str| [f, l, e, p].map(|v| Some(v.to_string())).to_vec();
+        let mut contents = CUSTOMERS.contents(&b);
+        contents.sort();
+        assert_eq!(
+            contents,
+            vec![
+                row("Ann", "Lee", "ann.lee@example.com", "1"),
+                row("Bob", "Ray", "bob@example.com", "2"),
+            ],
+            "{what}: each record once in b, with its last content: {r:?}"
+        );
+        let log = audit(&m, &["--system", "b"]);
+        let ops: Vec<&str> = log.iter().map(|a| a.op.as_str()).collect();
+        assert_eq!(
+            ops,
+            ["write:create", "write:update", "write:create"],
+            "{what}: {log:?}"
+        );
+        assert_eq!(outbox_pending(&m), 0, "{what}: nothing is left to deliver");
+    }
+}

@@ -299,6 +299,8 @@ async fn run(
         along: Vec::new(),
         failed_rows: Default::default(),
     };
+    // Spans left by a pass that ended before it delivered them: outbox rows.
+    engine.store.transaction(|tx| tx.expand_spans().map(drop))?;
     if let Some((target, changes)) = undo {
         engine.undo(manifest, target, &changes)?;
     } else {
@@ -313,6 +315,9 @@ async fn run(
             }
         }
     }
+    // Spans of targets that failed along an intake: outbox rows, kept for
+    // the dispatcher (or a later pass) like every other pending delivery.
+    engine.store.transaction(|tx| tx.expand_spans().map(drop))?;
     let due = store::now();
     for entity in &manifest.entities {
         let targets: Vec<(usize, &SystemEntity)> = engine
@@ -449,6 +454,8 @@ struct Engine<'a, 'm> {
 struct PageCounts {
     /// Changes with content weir did not know yet.
     fresh: u64,
+    /// Records new to weir.
+    created: u64,
     echoes: u64,
     conflicts: u64,
     failed: u64,
@@ -761,7 +768,10 @@ impl<'m> Engine<'_, 'm> {
         let Some(instance) = self.participants[s].instance.take() else {
             return Ok(0);
         };
-        let shape = Shape::of(entity, b);
+        // A snapshot of a source weir holds nothing of yet (or a resumed
+        // one) starts out taking its records for new.
+        let new = known.as_ref().is_none_or(|k| k.left.is_empty());
+        let shape = Shape::of(entity, b, &self.along, new);
         let mut first = cursor.is_none();
         let (mut pages, reader) =
             read_pages(instance, bind, &shape, cursor, self.options.batch_size);
@@ -822,7 +832,10 @@ impl<'m> Engine<'_, 'm> {
                     });
                 }
             }
-            fresh += self.accept(s, entity, b, items, prepared, update)?;
+            let read = items.len() as u64;
+            let page = self.accept(s, entity, b, items, prepared, update)?;
+            shape.learn(page.created, read);
+            fresh += page.fresh;
             Faults::count(&mut self.faults.pages_left, 1);
             self.deliver_along(entity).await?;
         }
@@ -842,7 +855,7 @@ impl<'m> Engine<'_, 'm> {
         let mut fresh = 0;
         // The next batch is asked for on a task of its own while this one is
         // accepted (one batch ahead at most, as the WIT `changes` allows).
-        let shape = Shape::of(entity, b);
+        let shape = Shape::of(entity, b, &self.along, false);
         let mut pending = self.participants[s]
             .instance
             .take()
@@ -872,7 +885,8 @@ impl<'m> Engine<'_, 'm> {
             }
             self.report.counts.read += batch.items.len() as u64;
             progress.inc(batch.items.len() as u64);
-            fresh += self.accept(
+            let read = batch.items.len() as u64;
+            let page = self.accept(
                 s,
                 entity,
                 b,
@@ -880,6 +894,8 @@ impl<'m> Engine<'_, 'm> {
                 prepared,
                 CursorUpdate::Changes(batch.cursor),
             )?;
+            shape.learn(page.created, read);
+            fresh += page.fresh;
             Faults::count(&mut self.faults.pages_left, 1);
             self.deliver_along(entity).await?;
         }
@@ -930,6 +946,8 @@ impl<'m> Engine<'_, 'm> {
                         binding: b,
                         targets: &targets,
                         approved: true,
+                        along: &[],
+                        fresh: &mut [],
                     };
                     ctx.accept_one(item, None, &mut counts)?;
                     continue;
@@ -991,14 +1009,17 @@ impl<'m> Engine<'_, 'm> {
         items: Vec<Change>,
         prepared: Vec<Option<Prepared>>,
         cursor: CursorUpdate,
-    ) -> anyhow::Result<u64> {
+    ) -> anyhow::Result<PageCounts> {
         let system = self.participants[s].system.name.clone();
         let targets = self.targets(&entity.name);
         let run_id = self.run_id;
         let parked = &mut self.parked;
         let read = items.len() as u64;
-        let counts = self.store.transaction(|tx| {
+        let along: Vec<String> = self.along.iter().map(|d| d.target.clone()).collect();
+        let (counts, spans) = self.store.transaction(|tx| {
             let mut counts = PageCounts::default();
+            let mut fresh: Vec<Vec<(i64, store::Hash, Ready)>> =
+                along.iter().map(|_| Vec::new()).collect();
             // Items past the prepared ones (deletes found by a full read, or
             // stored changes, never prepared) are taken as they are.
             let mut prepared = prepared.into_iter();
@@ -1015,8 +1036,41 @@ impl<'m> Engine<'_, 'm> {
                     binding: b,
                     targets: &targets,
                     approved: false,
+                    along: &along,
+                    fresh: &mut fresh,
                 };
                 ctx.accept_one(item, prepared, &mut counts)?;
+            }
+            // The new records each target along takes from memory: a span
+            // keeps them in the store until the last is recorded.
+            let mut spans = Vec::new();
+            for (target, fresh) in along.iter().zip(fresh) {
+                let (Some(first), Some(last)) = (fresh.first(), fresh.last()) else {
+                    spans.push(Vec::new());
+                    continue;
+                };
+                let span = tx.add_span(target, &entity.name, first.0, last.0)?;
+                let n = fresh.len();
+                spans.push(
+                    fresh
+                        .into_iter()
+                        .enumerate()
+                        .map(|(k, (gid, hash, ready))| Planned {
+                            gid,
+                            kept: Kept::Span {
+                                id: span,
+                                last: k + 1 == n,
+                            },
+                            hash,
+                            kind: Kind::Create,
+                            item: WriteItem {
+                                id: ready.id,
+                                op: Operation::Upsert,
+                                data: Some(ready.data),
+                            },
+                        })
+                        .collect(),
+                );
             }
             match &cursor {
                 CursorUpdate::None => {}
@@ -1036,8 +1090,11 @@ impl<'m> Engine<'_, 'm> {
                 }
                 CursorUpdate::Changes(c) => tx.set_cursor(&system, &entity.name, "changes", c)?,
             }
-            Ok(counts)
+            Ok((counts, spans))
         })?;
+        for (d, planned) in self.along.iter_mut().zip(spans) {
+            d.fresh.extend(planned);
+        }
         counts.add_to(&mut self.report);
         crate::telemetry::events::RecordsRead {
             system: &system,
@@ -1047,7 +1104,7 @@ impl<'m> Engine<'_, 'm> {
             conflicts: counts.conflicts,
         }
         .emit();
-        Ok(counts.fresh)
+        Ok(counts)
     }
 
     /// Delivers the due outbox rows of one entity to its targets, in batches.
@@ -1096,6 +1153,7 @@ impl<'m> Engine<'_, 'm> {
             hold_deletes: false,
             linger: false,
             in_flight: None,
+            fresh: Default::default(),
         })
     }
 
@@ -1186,7 +1244,18 @@ impl<'m> Engine<'_, 'm> {
         d: &mut Delivery<'_>,
         due: &str,
     ) -> anyhow::Result<bool> {
+        if d.in_flight.is_none() && self.participants[d.t].instance.is_none() {
+            // The target stopped taking writes: its new records wait in
+            // their spans for the dispatcher, not in memory.
+            d.fresh.clear();
+        }
+        let batch = self.options.batch_size.max(1) as usize;
         let next = loop {
+            // New records first, in the order they were accepted.
+            if !d.fresh.is_empty() {
+                let n = batch.min(d.fresh.len());
+                break Some(d.fresh.drain(..n).collect());
+            }
             let rows = self.store.outbox_due(
                 &d.target,
                 &entity.name,
@@ -1197,6 +1266,21 @@ impl<'m> Engine<'_, 'm> {
             let Some(last) = rows.last() else {
                 break None;
             };
+            // A row may change a new record whose write is on its way: it
+            // is planned once that write is recorded (as an update, then).
+            if d.in_flight
+                .as_ref()
+                .is_some_and(|f| f.planned.iter().any(Planned::in_span))
+            {
+                let f = d.in_flight.take().expect("checked above");
+                match self.land(d.t, &d.target, &entity.name, f).await? {
+                    Landed::Done(planned, outcomes) => {
+                        self.record_deliveries(&d.target, &entity.name, planned, outcomes)?
+                    }
+                    Landed::Stop => return Ok(false),
+                    Landed::Skip => {}
+                }
+            }
             d.after = last.id;
             let rows = rows
                 .into_iter()
@@ -1221,7 +1305,7 @@ impl<'m> Engine<'_, 'm> {
         }
         // The write before this one: its outcome decides whether to go on.
         let previous = match d.in_flight.take() {
-            Some(f) => match self.land(d.t, &d.target, f).await? {
+            Some(f) => match self.land(d.t, &d.target, &entity.name, f).await? {
                 Landed::Done(planned, outcomes) => Some((planned, outcomes)),
                 // The next batch stays in the outbox as it is.
                 Landed::Stop => return Ok(false),
@@ -1256,7 +1340,7 @@ impl<'m> Engine<'_, 'm> {
             .is_some_and(|f| !idempotent(&f.planned))
         {
             let f = d.in_flight.take().expect("checked above");
-            match self.land(d.t, &d.target, f).await? {
+            match self.land(d.t, &d.target, &entity.name, f).await? {
                 Landed::Done(planned, outcomes) => {
                     self.record_deliveries(&d.target, &entity.name, planned, outcomes)?
                 }
@@ -1269,7 +1353,13 @@ impl<'m> Engine<'_, 'm> {
 
     /// Waits for a write in flight, gives the instance back, and sorts out
     /// its outcome: recorded by the caller, or failed (postponed here).
-    async fn land(&mut self, t: usize, target: &str, f: InFlight) -> anyhow::Result<Landed> {
+    async fn land(
+        &mut self,
+        t: usize,
+        target: &str,
+        entity: &str,
+        f: InFlight,
+    ) -> anyhow::Result<Landed> {
         let (instance, planned, result) = f.finish().await?;
         self.participants[t].instance = Some(instance);
         Ok(match result {
@@ -1280,7 +1370,7 @@ impl<'m> Engine<'_, 'm> {
                     o.len(),
                     planned.len()
                 );
-                self.postpone(&planned, &message)?;
+                self.postpone(target, entity, &planned, &message)?;
                 self.fail(
                     t,
                     CallError::Trap {
@@ -1291,7 +1381,7 @@ impl<'m> Engine<'_, 'm> {
                 Landed::Stop
             }
             Err(e) => {
-                self.postpone(&planned, &e.to_string())?;
+                self.postpone(target, entity, &planned, &e.to_string())?;
                 self.report.counts.failed += planned.len() as u64;
                 let fatal = e.is_fatal();
                 self.fail(t, e);
@@ -1426,7 +1516,8 @@ impl<'m> Engine<'_, 'm> {
                             Write::Update { local_id } => (Some(local_id), Kind::Update),
                         };
                         planned.push(Planned {
-                            row,
+                            gid: row.global_id,
+                            kept: Kept::of(&row),
                             hash: golden.hash,
                             kind,
                             item: WriteItem {
@@ -1467,7 +1558,8 @@ impl<'m> Engine<'_, 'm> {
                             Kind::SoftDelete
                         };
                         planned.push(Planned {
-                            row,
+                            gid: row.global_id,
+                            kept: Kept::of(&row),
                             hash: golden.hash,
                             kind,
                             item,
@@ -1482,15 +1574,23 @@ impl<'m> Engine<'_, 'm> {
         Ok(planned)
     }
 
-    /// Puts planned rows back for a later attempt, with backoff.
-    fn postpone(&mut self, planned: &[Planned], error: &str) -> anyhow::Result<()> {
-        self.store.transaction(|tx| {
+    /// Puts planned writes back for a later attempt, with backoff.
+    fn postpone(
+        &mut self,
+        target: &str,
+        entity: &str,
+        planned: &[Planned],
+        error: &str,
+    ) -> anyhow::Result<()> {
+        let rows = self.store.transaction(|tx| {
+            let mut rows = Vec::new();
             for p in planned {
-                tx.outbox_retry(p.row.id, &backoff(p.row.attempts, None), error, true)?;
+                let at = backoff(p.attempts(), None);
+                rows.push(p.retry(tx, target, entity, &at, error)?);
             }
-            Ok(())
+            Ok(rows)
         })?;
-        self.failed_rows.extend(planned.iter().map(|p| p.row.id));
+        self.failed_rows.extend(rows);
         Ok(())
     }
 
@@ -1512,7 +1612,7 @@ impl<'m> Engine<'_, 'm> {
         let mut failed_rows = Vec::new();
         self.store.transaction(|tx| {
             for (p, outcome) in planned.into_iter().zip(outcomes) {
-                let gid = p.row.global_id;
+                let gid = p.gid;
                 let data = p.item.data.as_deref();
                 let audit = |tx: &mut Tx<'_>, local_id: Option<&str>, outcome: &str| {
                     tx.audit(NewAudit {
@@ -1542,7 +1642,7 @@ impl<'m> Engine<'_, 'm> {
                             }
                             Kind::SoftDelete => deleted += 1,
                         }
-                        tx.outbox_delivered(p.row.id, gid, &p.hash, p.kind.deletes())?;
+                        p.settle(tx)?;
                         done += 1;
                         audit(tx, Some(&w.id), "ok")?;
                     }
@@ -1550,13 +1650,8 @@ impl<'m> Engine<'_, 'm> {
                         failed += 1;
                         retries += 1;
                         let reason = format!("{}: {}", kind_name(e.kind), e.message);
-                        tx.outbox_retry(
-                            p.row.id,
-                            &backoff(p.row.attempts, e.retry_after_ms),
-                            &reason,
-                            true,
-                        )?;
-                        failed_rows.push(p.row.id);
+                        let at = backoff(p.attempts(), e.retry_after_ms);
+                        failed_rows.push(p.retry(tx, target, entity, &at, &reason)?);
                         audit(tx, p.item.id.as_deref(), "failed")?;
                     }
                     Err(e) => {
@@ -1572,7 +1667,7 @@ impl<'m> Engine<'_, 'm> {
                             data,
                             reason: &reason,
                         })?;
-                        tx.outbox_delivered(p.row.id, gid, &p.hash, p.kind.deletes())?;
+                        p.settle(tx)?;
                         done += 1;
                         audit(tx, p.item.id.as_deref(), "rejected")?;
                     }
@@ -1731,23 +1826,49 @@ fn changes_ahead(
 struct Shape {
     entity: Entity,
     binding: SystemEntity,
+    /// The bindings of the targets written along the intake, in turn.
+    along: Vec<SystemEntity>,
+    /// Whether the records read are mostly new (as in the last page
+    /// accepted): only then are their writes along made ready, which an
+    /// unchanged record does not need.
+    mostly_new: std::sync::atomic::AtomicBool,
 }
 
 impl Shape {
-    fn of(entity: &Entity, binding: &SystemEntity) -> std::sync::Arc<Shape> {
+    /// The shape of an intake with deliveries `along`, whose records are
+    /// taken for mostly `new` until its first page is accepted.
+    fn of(
+        entity: &Entity,
+        binding: &SystemEntity,
+        along: &[Delivery<'_>],
+        new: bool,
+    ) -> std::sync::Arc<Shape> {
         std::sync::Arc::new(Shape {
             entity: entity.clone(),
             binding: binding.clone(),
+            along: along.iter().map(|d| d.tb.clone()).collect(),
+            mostly_new: new.into(),
         })
+    }
+
+    /// Learns from an accepted page: `created` of its `read` records were new.
+    fn learn(&self, created: u64, read: u64) {
+        self.mostly_new
+            .store(created * 2 >= read, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Each item prepared, and sealed where it can be; none for deletes.
     fn prepare(&self, items: &[Change]) -> Vec<Option<Prepared>> {
+        let along: &[SystemEntity] = if self.mostly_new.load(std::sync::atomic::Ordering::Relaxed) {
+            &self.along
+        } else {
+            &[]
+        };
         items
             .iter()
             .map(|item| {
                 (item.op != Operation::Delete)
-                    .then(|| Prepared::of(&self.entity, &self.binding, item, true))
+                    .then(|| Prepared::of(&self.entity, &self.binding, item, Some(along)))
             })
             .collect()
     }
@@ -1763,23 +1884,53 @@ enum Prepared {
     Refused(String),
     /// The canonical record, whose references are still to translate.
     Record(Record),
-    /// The final hash and canonical text. The record itself is dropped on
-    /// the preparing thread: most reads of a full pass change nothing and
-    /// need only the hash (a conflict parses the text back).
-    Sealed(store::Hash, String),
+    /// The final hash and canonical text, and the record's write to each
+    /// target along the intake should it be new. The record itself is
+    /// dropped on the preparing thread: most reads of a full pass change
+    /// nothing and need only the hash (a conflict parses the text back).
+    Sealed(store::Hash, String, Vec<Option<Ready>>),
+}
+
+/// A new record's write to a target along the intake, made on the
+/// preparing thread: the key it is written under (none where the target
+/// assigns it) and its body in the target's fields. None for a record the
+/// target's filter leaves out or its mapping cannot take: the outbox and its
+/// dispatcher deal with those as with any other.
+struct Ready {
+    id: Option<String>,
+    data: String,
+}
+
+impl Ready {
+    fn of(target: &SystemEntity, record: &Record) -> Option<Ready> {
+        if !target.mapping.accepts(record).ok()? {
+            return None;
+        }
+        let data = target.mapping.from_canonical(record).ok()?;
+        Some(Ready {
+            id: target.mapping.shared_key(record),
+            data: Value::Object(data).to_string(),
+        })
+    }
 }
 
 impl Prepared {
-    /// An upsert prepared; with `seal`, sealed when its entity has no
-    /// references.
-    fn of(entity: &Entity, binding: &SystemEntity, item: &Change, seal: bool) -> Prepared {
-        match canonical(entity, binding, item) {
-            Err(reason) => Prepared::Refused(reason),
-            Ok(r) if seal && entity.references.is_empty() => Prepared::Sealed(
+    /// An upsert prepared; given the targets `along` the intake, sealed
+    /// when its entity has no references.
+    fn of(
+        entity: &Entity,
+        binding: &SystemEntity,
+        item: &Change,
+        along: Option<&[SystemEntity]>,
+    ) -> Prepared {
+        match (canonical(entity, binding, item), along) {
+            (Err(reason), _) => Prepared::Refused(reason),
+            (Ok(r), Some(along)) if entity.references.is_empty() => Prepared::Sealed(
                 mapping::hash(&r),
                 serde_json::to_string(&r).unwrap_or_default(),
+                along.iter().map(|t| Ready::of(t, &r)).collect(),
             ),
-            Ok(r) => Prepared::Record(r),
+            (Ok(r), _) => Prepared::Record(r),
         }
     }
 }
@@ -1844,6 +1995,9 @@ struct Delivery<'e> {
     linger: bool,
     /// The write on its way to the target.
     in_flight: Option<InFlight>,
+    /// Along an intake: the new records accepted for this target, planned
+    /// as they were accepted and written before any outbox row.
+    fresh: std::collections::VecDeque<Planned>,
 }
 
 /// A batch being written by a target's connector on a task of its own.
@@ -1907,7 +2061,7 @@ fn plan_line(
         .unwrap_or_default();
     let previous: Option<Record> = match (before, p.kind) {
         (Some(store), Kind::Update) => store
-            .golden(p.row.global_id)?
+            .golden(p.gid)?
             .and_then(|g| serde_json::from_str::<Record>(&g.data).ok())
             .and_then(|c| tb.mapping.from_canonical(&c).ok()),
         _ => None,
@@ -1936,12 +2090,83 @@ fn plan_line(
     })
 }
 
-/// A write planned from an outbox row.
+/// A planned write: of an outbox row, or of a new record from a span.
 struct Planned {
-    row: OutboxRow,
+    gid: i64,
+    kept: Kept,
     hash: store::Hash,
     kind: Kind,
     item: WriteItem,
+}
+
+/// Where a planned write is kept in the store until it is recorded.
+enum Kept {
+    /// An outbox row.
+    Row { id: i64, attempts: u32 },
+    /// A span of new records; the span goes with the `last` of them.
+    Span { id: i64, last: bool },
+}
+
+impl Kept {
+    fn of(row: &OutboxRow) -> Kept {
+        Kept::Row {
+            id: row.id,
+            attempts: row.attempts,
+        }
+    }
+}
+
+impl Planned {
+    /// Failed attempts so far.
+    fn attempts(&self) -> u32 {
+        match self.kept {
+            Kept::Row { attempts, .. } => attempts,
+            Kept::Span { .. } => 0,
+        }
+    }
+
+    /// Whether it is the write of a new record from a span.
+    fn in_span(&self) -> bool {
+        matches!(self.kept, Kept::Span { .. })
+    }
+
+    /// Ends what keeps a recorded write (delivered, or refused for good):
+    /// its outbox row, unless the record changed since it was planned; its
+    /// span, with the last of the span's records.
+    fn settle(&self, tx: &mut Tx<'_>) -> store::Result<()> {
+        match self.kept {
+            Kept::Row { id, .. } => {
+                tx.outbox_delivered(id, self.gid, &self.hash, self.kind.deletes())
+            }
+            Kept::Span { id, last: true } => tx.span_done(id),
+            Kept::Span { last: false, .. } => Ok(()),
+        }
+    }
+
+    /// Keeps a failed write for another attempt at `at`: its outbox row
+    /// postponed, or, from a span, a row of its own. Returns the row.
+    fn retry(
+        &self,
+        tx: &mut Tx<'_>,
+        target: &str,
+        entity: &str,
+        at: &str,
+        error: &str,
+    ) -> store::Result<i64> {
+        match self.kept {
+            Kept::Row { id, .. } => {
+                tx.outbox_retry(id, at, error, true)?;
+                Ok(id)
+            }
+            Kept::Span { id, last } => {
+                let row = tx.enqueue_failed(target, entity, self.gid, at, error)?;
+                if last {
+                    tx.span_done(id)?;
+                }
+                Ok(row)
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -2071,6 +2296,10 @@ struct AcceptCtx<'t, 'c, 'x> {
     targets: &'c [String],
     /// The change was approved after being held: no per-user limit applies.
     approved: bool,
+    /// The targets written along the intake, in turn, and the new records
+    /// each takes from memory.
+    along: &'c [String],
+    fresh: &'c mut [Vec<(i64, store::Hash, Ready)>],
 }
 
 impl AcceptCtx<'_, '_, '_> {
@@ -2123,6 +2352,31 @@ impl AcceptCtx<'_, '_, '_> {
         Ok(())
     }
 
+    /// Queues a new record for every target but its source: those along
+    /// the intake that took its write ready get it in memory, the others
+    /// an outbox row.
+    fn fan_out_new(
+        &mut self,
+        gid: i64,
+        hash: &store::Hash,
+        ready: Vec<Option<Ready>>,
+    ) -> store::Result<()> {
+        let mut ready = ready;
+        for t in self.targets {
+            if t == self.system {
+                continue;
+            }
+            let along = self.along.iter().position(|a| a == t);
+            match along.and_then(|i| Some((i, ready.get_mut(i)?.take()?))) {
+                Some((i, r)) => self.fresh[i].push((gid, *hash, r)),
+                None => self
+                    .tx
+                    .enqueue(t, &self.entity.name, gid, OutboxOp::Upsert)?,
+            }
+        }
+        Ok(())
+    }
+
     fn accept_one(
         mut self,
         item: Change,
@@ -2146,17 +2400,17 @@ impl AcceptCtx<'_, '_, '_> {
         // Unprepared (a stored change): the hash and text come below, the
         // text only if it is stored.
         let prepared =
-            prepared.unwrap_or_else(|| Prepared::of(self.entity, self.binding, &item, false));
-        let (content, hash) = match prepared {
+            prepared.unwrap_or_else(|| Prepared::of(self.entity, self.binding, &item, None));
+        let (content, hash, ready) = match prepared {
             Prepared::Refused(reason) => {
                 counts.failed += 1;
                 return self.dead_letter(&item, &reason);
             }
-            Prepared::Sealed(hash, text) => (Content::Text(text), hash),
+            Prepared::Sealed(hash, text, ready) => (Content::Text(text), hash, ready),
             Prepared::Record(record) => match self.references_to_global(record)? {
                 Ok(r) => {
                     let hash = mapping::hash(&r);
-                    (Content::Record(r), hash)
+                    (Content::Record(r), hash, Vec::new())
                 }
                 Err(reason) => {
                     // Waits until the record it refers to has been read.
@@ -2215,8 +2469,9 @@ impl AcceptCtx<'_, '_, '_> {
                     .create_golden(&self.entity.name, &text, &hash, system)?;
                 self.tx
                     .record_seen(&self.entity.name, system, &item.id, gid, &hash)?;
-                self.fan_out(gid, OutboxOp::Upsert, Some(system))?;
+                self.fan_out_new(gid, &hash, ready)?;
                 counts.fresh += 1;
+                counts.created += 1;
                 self.audit(Some(gid), &item, "read:create", None, Some(&text), "ok")
             }
             (Accept::Unchanged, _, _) => Ok(()),

@@ -22,6 +22,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The migrations, in order; migration `i` brings the schema to version `i + 1`.
+/// The number of pending deliveries: outbox rows, and the records of spans
+/// (at most: a span counts every global id between its ends).
+const PENDING: &str = "SELECT (SELECT count(*) FROM outbox)
+    + (SELECT coalesce(sum(last_gid - first_gid + 1), 0) FROM outbox_spans)";
+
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_outbox_audit_conflicts.sql"),
@@ -31,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_operations.sql"),
     include_str!("migrations/0007_outbox_order.sql"),
     include_str!("migrations/0008_audit_unindexed_by_record.sql"),
+    include_str!("migrations/0009_outbox_spans.sql"),
 ];
 
 /// A content hash of a canonical record (128 bits of SHA-256).
@@ -807,5 +813,61 @@ mod tests {
         assert!(store.later_changes(8).unwrap().is_empty());
         assert!(store.later_changes(6).unwrap().is_empty());
         assert_eq!(store.later_changes(4).unwrap(), ["run 6"]);
+    }
+
+    #[test]
+    fn a_span_left_over_becomes_outbox_rows_for_its_records_still_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("store.db")).unwrap();
+        let h = [1u8; 16];
+        let (first, last) = store
+            .transaction(|tx| {
+                tx.create_golden("contacts", "{}", &h, "a")?;
+                let gids: Vec<i64> = (0..4)
+                    .map(|_| tx.create_golden("contacts", "{}", &h, "a"))
+                    .collect::<Result<_>>()?;
+                let (first, last) = (gids[0], gids[3]);
+                tx.add_span("b", "contacts", first, last)?;
+                let done = tx.add_span("c", "contacts", first, last)?;
+                tx.span_done(done)?;
+                // Changed since (a row of its own, backed off) and deleted since.
+                tx.enqueue_failed(
+                    "b",
+                    "contacts",
+                    gids[1],
+                    "2999-01-01T00:00:00Z",
+                    "slow down",
+                )?;
+                tx.delete_golden(gids[2], "a")?;
+                Ok((first, last))
+            })
+            .unwrap();
+        assert_eq!(
+            store.outbox_pending().unwrap(),
+            1 + 4,
+            "a row and a span of 4"
+        );
+        let expanded = store.transaction(|tx| tx.expand_spans()).unwrap();
+        assert_eq!(expanded, 1, "the span done is gone");
+        let rows: Vec<(String, i64, i64, String)> = store
+            .conn
+            .prepare("SELECT target, global_id, attempts, next_attempt_at FROM outbox ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let gids: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        assert_eq!(gids, [first + 1, first, last], "{rows:?}");
+        assert!(rows.iter().all(|r| r.0 == "b"), "{rows:?}");
+        assert_eq!(
+            (rows[0].2, rows[0].3.as_str()),
+            (1, "2999-01-01T00:00:00Z"),
+            "kept as it was"
+        );
+        assert_eq!(rows[1].2, 0, "{rows:?}");
+        assert!(rows[1].3.as_str() < "2999", "due: {rows:?}");
+        assert_eq!(store.outbox_pending().unwrap(), 3);
+        assert_eq!(store.transaction(|tx| tx.expand_spans()).unwrap(), 0);
     }
 }

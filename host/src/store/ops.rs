@@ -329,7 +329,7 @@ impl Store {
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(self.err())?;
         Ok(Gauges {
-            outbox: count("SELECT count(*) FROM outbox", &[])?,
+            outbox: count(super::PENDING, &[])?,
             dead_letters: count("SELECT count(*) FROM dead_letters", &[])?,
             open_conflicts: count("SELECT count(*) FROM conflicts WHERE decision IS NULL", &[])?,
             polls,
@@ -626,7 +626,12 @@ impl Store {
     /// When the earliest pending delivery is due (RFC 3339), if any.
     pub fn next_delivery_at(&self) -> Result<Option<String>> {
         self.conn
-            .query_row("SELECT min(next_attempt_at) FROM outbox", [], |r| r.get(0))
+            .query_row(
+                "SELECT min(at) FROM (SELECT min(next_attempt_at) AS at FROM outbox
+                                     UNION ALL SELECT min(created_at) FROM outbox_spans)",
+                [],
+                |r| r.get(0),
+            )
             .map_err(self.err())
     }
 }

@@ -305,6 +305,90 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Keeps the deliveries of a page's new records of `entity` to `target`
+    /// as one span, `first..=last` of their global ids; returns its id.
+    pub fn add_span(&mut self, target: &str, entity: &str, first: i64, last: i64) -> Result<i64> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO outbox_spans (target, entity, first_gid, last_gid, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut st| st.execute(params![target, entity, first, last, &self.now]))
+            .map_err(self.err())?;
+        Ok(self.conn().last_insert_rowid())
+    }
+
+    /// Removes a span once the last of its records is recorded (delivered,
+    /// refused, or back in the outbox).
+    pub fn span_done(&mut self, id: i64) -> Result<()> {
+        self.conn()
+            .prepare_cached("DELETE FROM outbox_spans WHERE id = ?1")
+            .and_then(|mut st| st.execute([id]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Turns every span back into outbox rows: one upsert for each record
+    /// of a span that is not deleted, due since the span was made, unless
+    /// the record already has a row for the target. Returns how many spans
+    /// there were.
+    pub fn expand_spans(&mut self) -> Result<usize> {
+        type Span = (i64, String, String, i64, i64, String);
+        let spans: Vec<Span> = self
+            .conn()
+            .prepare_cached(
+                "SELECT id, target, entity, first_gid, last_gid, created_at FROM outbox_spans ORDER BY id",
+            )
+            .and_then(|mut st| {
+                st.query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                })?
+                .collect()
+            })
+            .map_err(self.err())?;
+        for (id, target, entity, first, last, at) in &spans {
+            self.conn()
+                .prepare_cached(
+                    "INSERT INTO outbox (target, entity, global_id, op, next_attempt_at, created_at)
+                     SELECT ?1, entity, global_id, 'upsert', ?5, ?5 FROM golden
+                     WHERE global_id BETWEEN ?3 AND ?4 AND entity = ?2 AND deleted = 0
+                     ORDER BY global_id
+                     ON CONFLICT (target, global_id) DO NOTHING",
+                )
+                .and_then(|mut st| st.execute(params![target, entity, first, last, at]))
+                .map_err(self.err())?;
+            self.span_done(*id)?;
+        }
+        Ok(spans.len())
+    }
+
+    /// Queues a delivery that failed on its way from a span: an outbox row
+    /// with one attempt counted, tried again at `next_attempt_at`. Returns
+    /// the row's id.
+    pub fn enqueue_failed(
+        &mut self,
+        target: &str,
+        entity: &str,
+        global_id: i64,
+        next_attempt_at: &str,
+        error: &str,
+    ) -> Result<i64> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO outbox (target, entity, global_id, op, attempts, next_attempt_at, last_error, created_at)
+                 VALUES (?1, ?2, ?3, 'upsert', 1, ?4, ?5, ?6)
+                 ON CONFLICT (target, global_id) DO UPDATE SET attempts = attempts + 1,
+                    next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error
+                 RETURNING id",
+            )
+            .and_then(|mut st| {
+                st.query_row(
+                    params![target, entity, global_id, next_attempt_at, error, &self.now],
+                    |r| r.get(0),
+                )
+            })
+            .map_err(self.err())
+    }
+
     /// Postpones an outbox row after a failed or impossible attempt.
     pub fn outbox_retry(
         &mut self,
@@ -712,10 +796,11 @@ impl Store {
         Ok(rows)
     }
 
-    /// Number of pending outbox rows.
+    /// Number of pending deliveries: outbox rows, and the records of spans
+    /// (at most: a span counts every global id between its ends).
     pub fn outbox_pending(&self) -> Result<u64> {
         self.conn
-            .query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0))
+            .query_row(super::PENDING, [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
             .map_err(self.err())
     }
