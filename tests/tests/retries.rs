@@ -119,3 +119,88 @@ direction = "write"
         "{audit:?}"
     );
 }
+
+/// A target written along a full load that crashes mid-way: what it wrote
+/// stays written, the batch it crashed on waits with backoff, and the
+/// records read after the crash (kept in memory for it, and in the store as
+/// spans) become outbox rows; later passes deliver each record once.
+#[test]
+fn a_target_that_crashes_during_a_load_gets_the_rest_later_each_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crm_db(&d.join("crm.db"), 50).unwrap();
+    let m = write_manifest(
+        d,
+        &format!(
+            r#"
+[entities.contacts]
+primary_key = "id"
+{crm}
+[systems.flaky]
+connector = {flaky}
+config = {{ crash_on_call = 3 }}
+[systems.flaky.entities.contacts]
+direction = "write"
+"#,
+            crm = crm_system("read"),
+            flaky = toml_path(&connector("flaky")),
+        ),
+    );
+    let store = d.join("weir.db");
+    let held = || {
+        scalar(
+            &store,
+            "SELECT count(*) FROM connector_state WHERE system = 'flaky' AND key LIKE 'contacts/%'",
+        )
+    };
+
+    // Pages of 7: two written, the third crashes the connector.
+    let first = weir(WEIR, &m, &["sync", "--quiet", "--batch-size", "7"]);
+    assert_eq!(first.code, 1, "{first:?}");
+    assert!(
+        first.stdout.contains("run 1: 50 read, 14 written"),
+        "{first:?}"
+    );
+    assert_eq!(held(), "14");
+    assert_eq!(scalar(&store, "SELECT count(*) FROM outbox_spans"), "0");
+    assert_eq!(scalar(&store, "SELECT count(*) FROM outbox"), "36");
+    assert_eq!(
+        scalar(&store, "SELECT count(*) FROM outbox WHERE attempts = 1"),
+        "7",
+        "the batch the connector crashed on backs off"
+    );
+
+    // The rest read after the crash is due at once.
+    let second = weir(WEIR, &m, &["sync", "--quiet", "--batch-size", "7"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    assert!(
+        second.stdout.contains("run 2: 0 read, 29 written"),
+        "{second:?}"
+    );
+    assert_eq!(held(), "43");
+
+    rusqlite::Connection::open(&store)
+        .unwrap()
+        .execute(
+            "UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00.000Z'",
+            [],
+        )
+        .unwrap();
+    let third = weir(WEIR, &m, &["sync", "--quiet", "--batch-size", "7"]);
+    assert_eq!(third.code, 0, "{third:?}");
+    assert!(
+        third.stdout.contains("run 3: 0 read, 7 written"),
+        "{third:?}"
+    );
+    assert_eq!(held(), "50");
+    assert_eq!(scalar(&store, "SELECT count(*) FROM outbox"), "0");
+    assert_eq!(
+        scalar(
+            &store,
+            "SELECT count(DISTINCT global_id) || '/' || count(*) FROM audit
+             WHERE system = 'flaky' AND operation = 'write:create' AND outcome = 'ok'"
+        ),
+        "50/50",
+        "each record created once"
+    );
+}

@@ -3,11 +3,11 @@
 //! connector-private key/value store) and fails the first calls as configured.
 //!
 //! System config: `{"rate_limited_calls": N, "retry_after_ms": MS,
-//! "transient_calls": N, "reject_field": "name"}`. The first
-//! `rate_limited_calls` calls fail every item with `rate-limited` (and
+//! "transient_calls": N, "reject_field": "name", "crash_on_call": N}`. The
+//! first `rate_limited_calls` calls fail every item with `rate-limited` (and
 //! `retry_after_ms`), the next `transient_calls` calls with `transient`; after
 //! that items are stored, except those having a true `reject_field`, which are
-//! `rejected`.
+//! `rejected`. Call number `crash_on_call` traps, as a connector that crashes.
 
 weir_sdk::bindings!("destination-connector");
 
@@ -26,6 +26,7 @@ struct Config {
     retry_after_ms: Option<u64>,
     transient_calls: u32,
     reject_field: Option<String>,
+    crash_on_call: Option<u32>,
 }
 
 struct Flaky;
@@ -76,6 +77,9 @@ impl destination::Guest for Flaky {
     ) -> Result<Vec<Result<Written>>> {
         let config: Config = weir_sdk::config(&ctx)?;
         let call = next_call();
+        if config.crash_on_call == Some(call) {
+            panic!("call {call}: crashed on purpose");
+        }
         let failure = if call <= config.rate_limited_calls {
             Some(ConnectorError {
                 kind: ErrorKind::RateLimited,
