@@ -24,7 +24,6 @@ use std::path::PathBuf;
 use exports::weir::connector::connector::{self, Description};
 use exports::weir::connector::{destination, source};
 use serde::Deserialize;
-use weir_sdk::json;
 use weir_sdk::{
     Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema, FieldSchema,
     FieldType, Operation, Page, Result, WriteItem, Written,
@@ -200,7 +199,7 @@ impl EntityFile {
             entity: self.entity.clone(),
             id: row.id,
             op: Operation::Upsert,
-            data: Some(json::to_text(&row.record)),
+            data: Some(row.data),
             previous: None,
             version: None,
             actor: None,

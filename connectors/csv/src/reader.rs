@@ -6,8 +6,6 @@ use std::io::{Read, Seek};
 
 use csv::{ByteRecord, StringRecord};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use weir_sdk::json::Record;
 use weir_sdk::{ConnectorError, Result};
 
 use crate::errors;
@@ -54,8 +52,10 @@ impl ReadCursor {
 pub struct Row {
     /// The primary-key cell.
     pub id: String,
-    /// Header name → cell text, empty cells as null.
-    pub record: Record,
+    /// The record's JSON text: header name → cell text, empty cells as
+    /// null, in header order (a name the header repeats keeps its last cell
+    /// when the text is read).
+    pub data: String,
 }
 
 /// One page of records.
@@ -149,23 +149,36 @@ pub fn to_row(
             header.len()
         ));
     }
-    let mut map = Record::new();
+    // Written as it is read: no map of the cells is built.
+    let mut data = Vec::with_capacity(
+        header.as_byte_record().as_slice().len() + record.as_slice().len() * 2 + 32,
+    );
     let mut id = None;
+    data.push(b'{');
     for (i, name) in header.iter().enumerate() {
-        let cell = match record.get(i) {
-            None | Some(b"") => Value::Null,
+        if i > 0 {
+            data.push(b',');
+        }
+        push_str(&mut data, name);
+        data.push(b':');
+        match record.get(i) {
+            None | Some(b"") => data.extend_from_slice(b"null"),
             Some(bytes) => match std::str::from_utf8(bytes) {
-                Ok(text) => Value::String(text.to_string()),
+                Ok(text) => {
+                    if i == key_at {
+                        id = Some(text.to_string());
+                    }
+                    push_str(&mut data, text);
+                }
                 Err(_) => return Err(format!("cell '{name}' is not valid UTF-8")),
             },
-        };
-        if i == key_at {
-            id = cell.as_str().map(str::to_string);
         }
-        map.insert(name.to_string(), cell);
     }
+    data.push(b'}');
+    // Made of JSON punctuation and escaped UTF-8 text.
+    let data = String::from_utf8(data).map_err(|e| e.to_string())?;
     match id {
-        Some(id) => Ok(Row { id, record: map }),
+        Some(id) => Ok(Row { id, data }),
         None => Err(format!(
             "no value for the primary key '{}'",
             header.get(key_at).unwrap_or_default()
@@ -173,10 +186,18 @@ pub fn to_row(
     }
 }
 
+/// Appends `text` as a JSON string.
+fn push_str(out: &mut Vec<u8>, text: &str) {
+    // Writing a string into a vector cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use std::io::Cursor;
+    use weir_sdk::json::Record;
 
     const FILE: &str =
         "id,name,age\n1,Ada,36\n2,,\n,Nobody,1\n3,\"Grace, H\",85\n4,Bad,1,extra\n5,Eve,40\n";
@@ -193,6 +214,10 @@ mod tests {
         )
         .unwrap();
         (out, warnings)
+    }
+
+    fn record(row: &Row) -> Record {
+        weir_sdk::json::parse_record(&row.data).unwrap()
     }
 
     fn ids(out: &PageOut) -> Vec<&str> {
@@ -225,11 +250,11 @@ mod tests {
     #[test]
     fn cells_become_strings_or_null() {
         let (out, _) = page(FILE, None, 10);
-        let second = &out.rows[1].record;
+        let second = &record(&out.rows[1]);
         assert_eq!(second.get("name"), Some(&Value::Null));
         assert_eq!(second.get("id"), Some(&Value::String("2".into())));
         assert_eq!(
-            out.rows[2].record.get("name"),
+            record(&out.rows[2]).get("name"),
             Some(&Value::String("Grace, H".into()))
         );
         assert!(out.next.is_none());
@@ -240,7 +265,7 @@ mod tests {
         let text = "\u{feff}id,name\r\n1\r\n2,Bo\r\n";
         let (first, _) = page(text, None, 1);
         assert_eq!(ids(&first), ["1"]);
-        assert_eq!(first.rows[0].record.get("name"), Some(&Value::Null));
+        assert_eq!(record(&first.rows[0]).get("name"), Some(&Value::Null));
         let (second, _) = page(text, first.next, 1);
         assert_eq!(ids(&second), ["2"]);
     }
