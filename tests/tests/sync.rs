@@ -118,7 +118,16 @@ fn ten_thousand_contacts_arrive_everywhere_and_a_second_run_writes_nothing() {
         shop_before.len()
     );
 
-    // A changed contact is the only change the third run reads, and its only
+    // Read in full again, every contact is unchanged: nothing is written.
+    let full = weir(WEIR, &m, &["sync", "--quiet", "--full"]);
+    assert!(
+        full.stdout.contains(
+            "run 3: 10000 read, 0 written, 0 deleted, 10000 unchanged, 0 echoes, 0 conflicts, 0 failed"
+        ),
+        "{full:?}"
+    );
+
+    // A changed contact is the only change the next run reads, and its only
     // write, to both targets.
     let conn = rusqlite::Connection::open(d.join("crm.db")).unwrap();
     conn.execute(
@@ -129,7 +138,7 @@ fn ten_thousand_contacts_arrive_everywhere_and_a_second_run_writes_nothing() {
     let third = weir(WEIR, &m, &["sync", "--quiet"]);
     assert!(
         third.stdout.contains(
-            "run 3: 1 read, 2 written, 0 deleted, 0 unchanged, 0 echoes, 0 conflicts, 0 failed"
+            "run 4: 1 read, 2 written, 0 deleted, 0 unchanged, 0 echoes, 0 conflicts, 0 failed"
         ),
         "{third:?}"
     );

@@ -456,6 +456,8 @@ struct PageCounts {
     fresh: u64,
     /// Records new to weir.
     created: u64,
+    /// Records read with content weir already had.
+    unchanged: u64,
     echoes: u64,
     conflicts: u64,
     failed: u64,
@@ -464,6 +466,7 @@ struct PageCounts {
 
 impl PageCounts {
     fn add_to(&self, report: &mut SyncReport) {
+        report.counts.skipped += self.unchanged;
         report.counts.echoes += self.echoes;
         report.counts.conflicts += self.conflicts;
         report.counts.failed += self.failed;
@@ -2474,7 +2477,10 @@ impl AcceptCtx<'_, '_, '_> {
                 counts.created += 1;
                 self.audit(Some(gid), &item, "read:create", None, Some(&text), "ok")
             }
-            (Accept::Unchanged, _, _) => Ok(()),
+            (Accept::Unchanged, _, _) => {
+                counts.unchanged += 1;
+                Ok(())
+            }
             (Accept::Echo, Some(l), _) => {
                 counts.echoes += 1;
                 self.tx
@@ -2482,6 +2488,7 @@ impl AcceptCtx<'_, '_, '_> {
                 self.audit(Some(l.global_id), &item, "read:update", None, None, "echo")
             }
             (Accept::Same, Some(l), _) => {
+                counts.unchanged += 1;
                 self.tx
                     .record_seen(&self.entity.name, system, &item.id, l.global_id, &hash)
             }

@@ -106,7 +106,9 @@ pub struct RunCounts {
     pub read: u64,
     /// Records written to destinations.
     pub written: u64,
-    /// Writes skipped because the destination already holds the same content.
+    /// Records that changed nothing: read with content weir already had, or
+    /// not written because the destination already holds it (printed as
+    /// "unchanged").
     pub skipped: u64,
     /// Writes that failed (dead letters).
     pub failed: u64,
