@@ -2362,9 +2362,8 @@ impl AcceptCtx<'_, '_, '_> {
         &mut self,
         gid: i64,
         hash: &store::Hash,
-        ready: Vec<Option<Ready>>,
+        mut ready: Vec<Option<Ready>>,
     ) -> store::Result<()> {
-        let mut ready = ready;
         for t in self.targets {
             if t == self.system {
                 continue;

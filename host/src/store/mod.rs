@@ -21,12 +21,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// The migrations, in order; migration `i` brings the schema to version `i + 1`.
 /// The number of pending deliveries: outbox rows, and the records of spans
 /// (at most: a span counts every global id between its ends).
 const PENDING: &str = "SELECT (SELECT count(*) FROM outbox)
     + (SELECT coalesce(sum(last_gid - first_gid + 1), 0) FROM outbox_spans)";
 
+/// The migrations, in order; migration `i` brings the schema to version `i + 1`.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_outbox_audit_conflicts.sql"),
