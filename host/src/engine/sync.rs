@@ -1271,18 +1271,11 @@ impl<'m> Engine<'_, 'm> {
             };
             // A row may change a new record whose write is on its way: it
             // is planned once that write is recorded (as an update, then).
-            if d.in_flight
-                .as_ref()
-                .is_some_and(|f| f.planned.iter().any(Planned::in_span))
+            if !self
+                .land_now(entity, d, |p| p.iter().any(Planned::in_span))
+                .await?
             {
-                let f = d.in_flight.take().expect("checked above");
-                match self.land(d.t, &d.target, &entity.name, f).await? {
-                    Landed::Done(planned, outcomes) => {
-                        self.record_deliveries(&d.target, &entity.name, planned, outcomes)?
-                    }
-                    Landed::Stop => return Ok(false),
-                    Landed::Skip => {}
-                }
+                return Ok(false);
             }
             d.after = last.id;
             let rows = rows
@@ -1338,20 +1331,31 @@ impl<'m> Engine<'_, 'm> {
         if let Some((planned, outcomes)) = previous {
             self.record_deliveries(&d.target, &entity.name, planned, outcomes)?;
         }
-        if d.in_flight
-            .as_ref()
-            .is_some_and(|f| !idempotent(&f.planned))
-        {
-            let f = d.in_flight.take().expect("checked above");
-            match self.land(d.t, &d.target, &entity.name, f).await? {
-                Landed::Done(planned, outcomes) => {
-                    self.record_deliveries(&d.target, &entity.name, planned, outcomes)?
-                }
-                Landed::Stop => return Ok(false),
-                Landed::Skip => {}
-            }
+        if !self.land_now(entity, d, |p| !idempotent(p)).await? {
+            return Ok(false);
         }
         Ok(more || d.in_flight.is_some())
+    }
+
+    /// Waits for the write in flight and records it, if `now` says so of
+    /// its batch. False when the target takes no more writes in this pass.
+    async fn land_now(
+        &mut self,
+        entity: &Entity,
+        d: &mut Delivery<'_>,
+        now: fn(&[Planned]) -> bool,
+    ) -> anyhow::Result<bool> {
+        let Some(f) = d.in_flight.take_if(|f| now(&f.planned)) else {
+            return Ok(true);
+        };
+        match self.land(d.t, &d.target, &entity.name, f).await? {
+            Landed::Done(planned, outcomes) => {
+                self.record_deliveries(&d.target, &entity.name, planned, outcomes)?
+            }
+            Landed::Stop => return Ok(false),
+            Landed::Skip => {}
+        }
+        Ok(true)
     }
 
     /// Waits for a write in flight, gives the instance back, and sorts out
