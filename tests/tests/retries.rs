@@ -1,5 +1,6 @@
 //! Deliveries that fail for a while: rate limits with retry-after, passing
-//! failures with exponential backoff, and success later, through the outbox.
+//! failures with exponential backoff, a target that crashes during a load,
+//! and success later, through the outbox.
 
 use weir_tests::*;
 
@@ -9,12 +10,12 @@ fn scalar(db: &std::path::Path, sql: &str) -> String {
     rows(db, sql)[0][0].clone().unwrap_or_default()
 }
 
-#[test]
-fn rate_limits_and_passing_failures_are_retried_with_backoff_until_delivered() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    crm_db(&d.join("crm.db"), 20).unwrap();
-    let m = write_manifest(
+/// A CRM of `contacts` read into the store and written to the flaky test
+/// connector, configured with `config` (TOML inline table body); returns
+/// the manifest.
+fn setup(d: &std::path::Path, contacts: usize, config: &str) -> std::path::PathBuf {
+    crm_db(&d.join("crm.db"), contacts).unwrap();
+    write_manifest(
         d,
         &format!(
             r#"
@@ -23,13 +24,24 @@ primary_key = "id"
 {crm}
 [systems.flaky]
 connector = {flaky}
-config = {{ rate_limited_calls = 1, retry_after_ms = 0, transient_calls = 1 }}
+config = {{ {config} }}
 [systems.flaky.entities.contacts]
 direction = "write"
 "#,
             crm = crm_system("read"),
             flaky = toml_path(&connector("flaky")),
         ),
+    )
+}
+
+#[test]
+fn rate_limits_and_passing_failures_are_retried_with_backoff_until_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = setup(
+        d,
+        20,
+        "rate_limited_calls = 1, retry_after_ms = 0, transient_calls = 1",
     );
     let store = d.join("weir.db");
 
@@ -128,24 +140,7 @@ direction = "write"
 fn a_target_that_crashes_during_a_load_gets_the_rest_later_each_record_once() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    crm_db(&d.join("crm.db"), 50).unwrap();
-    let m = write_manifest(
-        d,
-        &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-{crm}
-[systems.flaky]
-connector = {flaky}
-config = {{ crash_on_call = 3 }}
-[systems.flaky.entities.contacts]
-direction = "write"
-"#,
-            crm = crm_system("read"),
-            flaky = toml_path(&connector("flaky")),
-        ),
-    );
+    let m = setup(d, 50, "crash_on_call = 3");
     let store = d.join("weir.db");
     let held = || {
         scalar(
