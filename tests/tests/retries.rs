@@ -10,6 +10,32 @@ fn scalar(db: &std::path::Path, sql: &str) -> String {
     rows(db, sql)[0][0].clone().unwrap_or_default()
 }
 
+/// Runs `weir` with `args`, which must exit with `code` and print `line`.
+fn sync(m: &std::path::Path, args: &[&str], code: i32, line: &str) {
+    let run = weir(WEIR, m, args);
+    assert_eq!(run.code, code, "{run:?}");
+    assert!(run.stdout.contains(line), "{run:?}");
+}
+
+/// Moves every backoff into the past, as if its time had come.
+fn make_due(store: &std::path::Path) {
+    rusqlite::Connection::open(store)
+        .unwrap()
+        .execute(
+            "UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00.000Z'",
+            [],
+        )
+        .unwrap();
+}
+
+/// How many records the flaky connector holds.
+fn held(store: &std::path::Path) -> String {
+    scalar(
+        store,
+        "SELECT count(*) FROM connector_state WHERE system = 'flaky' AND key LIKE 'contacts/%'",
+    )
+}
+
 /// A CRM of `contacts` read into the store and written to the flaky test
 /// connector, configured with `config` (TOML inline table body); returns
 /// the manifest.
@@ -46,13 +72,11 @@ fn rate_limits_and_passing_failures_are_retried_with_backoff_until_delivered() {
     let store = d.join("weir.db");
 
     // Rate limited, with retry-after 0: due again at once, so the next pass tries.
-    let first = weir(WEIR, &m, &["sync", "--quiet"]);
-    assert_eq!(first.code, 1, "{first:?}");
-    assert!(
-        first.stdout.contains(
-            "run 1: 20 read, 0 written, 0 deleted, 0 unchanged, 0 echoes, 0 conflicts, 20 failed"
-        ),
-        "{first:?}"
+    sync(
+        &m,
+        &["sync", "--quiet"],
+        1,
+        "run 1: 20 read, 0 written, 0 deleted, 0 unchanged, 0 echoes, 0 conflicts, 20 failed",
     );
     assert_eq!(scalar(&store, "SELECT count(*) FROM outbox WHERE attempts = 1 AND last_error LIKE 'rate-limited: call 1: slow down'"), "20");
     assert_eq!(
@@ -62,13 +86,11 @@ fn rate_limits_and_passing_failures_are_retried_with_backoff_until_delivered() {
     );
 
     // A passing failure: backed off exponentially (2 s after the second attempt).
-    let second = weir(WEIR, &m, &["sync", "--quiet"]);
-    assert_eq!(second.code, 1, "{second:?}");
-    assert!(
-        second.stdout.contains(
-            "run 2: 0 read, 0 written, 0 deleted, 0 unchanged, 0 echoes, 0 conflicts, 20 failed"
-        ),
-        "{second:?}"
+    sync(
+        &m,
+        &["sync", "--quiet"],
+        1,
+        "run 2: 0 read, 0 written, 0 deleted, 0 unchanged, 0 echoes, 0 conflicts, 20 failed",
     );
     assert_eq!(scalar(&store, "SELECT count(*) FROM outbox WHERE attempts = 2 AND last_error LIKE 'transient: call 2: try again'"), "20");
     let delay: f64 = scalar(
@@ -84,37 +106,15 @@ fn rate_limits_and_passing_failures_are_retried_with_backoff_until_delivered() {
     );
 
     // Not due yet: nothing is attempted, nothing fails.
-    let third = weir(WEIR, &m, &["sync", "--quiet"]);
-    assert_eq!(third.code, 0, "{third:?}");
-    assert!(
-        third.stdout.contains("run 3: 0 read, 0 written"),
-        "{third:?}"
-    );
+    sync(&m, &["sync", "--quiet"], 0, "run 3: 0 read, 0 written");
     let status = weir(WEIR, &m, &["status"]);
     assert!(status.stdout.contains("outbox: 20 pending"), "{status:?}");
 
     // Once the backoff has passed (moved into the past here), every record is delivered once.
-    rusqlite::Connection::open(&store)
-        .unwrap()
-        .execute(
-            "UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00.000Z'",
-            [],
-        )
-        .unwrap();
-    let fourth = weir(WEIR, &m, &["sync", "--quiet"]);
-    assert_eq!(fourth.code, 0, "{fourth:?}");
-    assert!(
-        fourth.stdout.contains("run 4: 0 read, 20 written"),
-        "{fourth:?}"
-    );
+    make_due(&store);
+    sync(&m, &["sync", "--quiet"], 0, "run 4: 0 read, 20 written");
     assert_eq!(scalar(&store, "SELECT count(*) FROM outbox"), "0");
-    assert_eq!(
-        scalar(
-            &store,
-            "SELECT count(*) FROM connector_state WHERE system = 'flaky' AND key LIKE 'contacts/%'"
-        ),
-        "20"
-    );
+    assert_eq!(held(&store), "20");
     assert_eq!(
         scalar(&store, "SELECT group_concat(outcome, ',') FROM (SELECT outcome FROM audit WHERE system = 'flaky' AND global_id = 1 ORDER BY id)"),
         "failed,failed,ok"
@@ -142,21 +142,15 @@ fn a_target_that_crashes_during_a_load_gets_the_rest_later_each_record_once() {
     let d = dir.path();
     let m = setup(d, 50, "crash_on_call = 3");
     let store = d.join("weir.db");
-    let held = || {
-        scalar(
-            &store,
-            "SELECT count(*) FROM connector_state WHERE system = 'flaky' AND key LIKE 'contacts/%'",
-        )
-    };
 
     // Pages of 7: two written, the third crashes the connector.
-    let first = weir(WEIR, &m, &["sync", "--quiet", "--batch-size", "7"]);
-    assert_eq!(first.code, 1, "{first:?}");
-    assert!(
-        first.stdout.contains("run 1: 50 read, 14 written"),
-        "{first:?}"
+    sync(
+        &m,
+        &["sync", "--quiet", "--batch-size", "7"],
+        1,
+        "run 1: 50 read, 14 written",
     );
-    assert_eq!(held(), "14");
+    assert_eq!(held(&store), "14");
     assert_eq!(scalar(&store, "SELECT count(*) FROM outbox_spans"), "0");
     assert_eq!(scalar(&store, "SELECT count(*) FROM outbox"), "36");
     assert_eq!(
@@ -166,28 +160,22 @@ fn a_target_that_crashes_during_a_load_gets_the_rest_later_each_record_once() {
     );
 
     // The rest read after the crash is due at once.
-    let second = weir(WEIR, &m, &["sync", "--quiet", "--batch-size", "7"]);
-    assert_eq!(second.code, 0, "{second:?}");
-    assert!(
-        second.stdout.contains("run 2: 0 read, 29 written"),
-        "{second:?}"
+    sync(
+        &m,
+        &["sync", "--quiet", "--batch-size", "7"],
+        0,
+        "run 2: 0 read, 29 written",
     );
-    assert_eq!(held(), "43");
+    assert_eq!(held(&store), "43");
 
-    rusqlite::Connection::open(&store)
-        .unwrap()
-        .execute(
-            "UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00.000Z'",
-            [],
-        )
-        .unwrap();
-    let third = weir(WEIR, &m, &["sync", "--quiet", "--batch-size", "7"]);
-    assert_eq!(third.code, 0, "{third:?}");
-    assert!(
-        third.stdout.contains("run 3: 0 read, 7 written"),
-        "{third:?}"
+    make_due(&store);
+    sync(
+        &m,
+        &["sync", "--quiet", "--batch-size", "7"],
+        0,
+        "run 3: 0 read, 7 written",
     );
-    assert_eq!(held(), "50");
+    assert_eq!(held(&store), "50");
     assert_eq!(scalar(&store, "SELECT count(*) FROM outbox"), "0");
     assert_eq!(
         scalar(
