@@ -192,12 +192,12 @@ fn with_contacts(pg: Postgres) -> Postgres {
     pg
 }
 
-/// The PostgreSQL rows as `id|first|email|balance|birth|tags|vip` (vip 0
-/// or 1), ordered by id.
-fn pg_rows(pg: &Postgres) -> Vec<String> {
+/// The rows of PostgreSQL table `table` as `id|first|email|balance|birth|tags|vip`
+/// (vip 0 or 1), ordered by id.
+fn pg_rows_of(pg: &Postgres, table: &str) -> Vec<String> {
     pg.psql(
         "crm",
-        "SELECT id, first_name, email, balance, birth_date, tags, vip::int FROM contacts ORDER BY id",
+        &format!("SELECT id, first_name, email, balance, birth_date, tags, vip::int FROM {table} ORDER BY id"),
     )
     .unwrap()
     .lines()
@@ -224,7 +224,12 @@ fn lite_rows(db: &std::path::Path) -> Vec<String> {
 /// Asserts that both sides hold the same rows (sorted as text; jsonb's
 /// spaces after commas removed), naming only the rows that differ.
 fn assert_agree(pg: &Postgres, lite: &std::path::Path) {
-    let mut left: Vec<String> = pg_rows(pg)
+    assert_agree_of(pg, "contacts", lite)
+}
+
+/// [`assert_agree`] with the PostgreSQL table `table`.
+fn assert_agree_of(pg: &Postgres, table: &str, lite: &std::path::Path) {
+    let mut left: Vec<String> = pg_rows_of(pg, table)
         .into_iter()
         .map(|r| r.replace(", ", ","))
         .collect();
@@ -1221,5 +1226,129 @@ fn the_service_reads_a_table_altered_under_it() {
     assert_eq!(
         rows(&lite, "SELECT email FROM contacts WHERE id = 2"),
         vec![vec![Some("altered@example.com".into())]]
+    );
+}
+
+/// A table in a schema other than the search path's first, next to a table
+/// of the same name in `public`: the `schema` setting finds it, and its
+/// tombstone table, trigger function and replication slot go with it.
+fn in_sales_schema(pg: &Postgres, deletes: &str, n: usize) -> TwoWay {
+    pg.create_database("crm").unwrap();
+    pg.psql(
+        "crm",
+        &format!(
+            "CREATE SCHEMA sales; SET search_path = sales; {PG_CONTACTS}
+             SET search_path = public; CREATE TABLE contacts (id bigint PRIMARY KEY, email text);"
+        ),
+    )
+    .unwrap();
+    let two = two_way(pg, n, deletes);
+    // The PostgreSQL system's settings come last in the manifest.
+    let text = std::fs::read_to_string(&two.m).unwrap();
+    let pg_settings = format!(r#"deletes = "{deletes}" }}"#);
+    let at = text.rfind(&pg_settings).expect("the PostgreSQL settings");
+    let in_schema = format!(
+        r#"{}deletes = "{deletes}", schema = "sales" }}{}"#,
+        &text[..at],
+        &text[at + pg_settings.len()..]
+    );
+    std::fs::write(&two.m, in_schema).unwrap();
+    two
+}
+
+#[test]
+fn a_table_in_another_schema_syncs_both_ways_with_its_tombstones_there() {
+    let pg = Postgres::start().expect("start PostgreSQL");
+    let TwoWay { dir: _dir, lite, m } = in_sales_schema(&pg, "tombstones", 30);
+    let check = weir_pg(&m, &["check"]);
+    assert_eq!(check.code, 0, "{}\n{}", check.stdout, check.stderr);
+    assert_eq!(
+        pg.psql(
+            "crm",
+            "SELECT to_regclass('sales.contacts_weir_deleted') IS NOT NULL,
+                    to_regclass('public.contacts_weir_deleted') IS NULL,
+                    (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                      WHERE p.proname = 'contacts_weir_deleted_keep' AND n.nspname = 'sales')"
+        )
+        .unwrap(),
+        "t|t|1\n"
+    );
+
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (30, 0));
+    let counts =
+        "SELECT (SELECT count(*) FROM sales.contacts), (SELECT count(*) FROM public.contacts)";
+    assert_eq!(pg.psql("crm", counts).unwrap(), "30|0\n");
+
+    // Changes and a hard delete in the schema's table reach SQLite.
+    pg.psql(
+        "crm",
+        "UPDATE sales.contacts SET email = 'moved@example.com' WHERE id = 3;
+         DELETE FROM sales.contacts WHERE id = 4;
+         INSERT INTO public.contacts VALUES (3, 'decoy@example.com');",
+    )
+    .unwrap();
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 1));
+    assert_eq!(
+        rows(&lite, "SELECT email FROM contacts WHERE id IN (3, 4)"),
+        [[Some("moved@example.com".to_string())]]
+    );
+    // And SQLite's reach the schema's table.
+    let conn = rusqlite::Connection::open(&lite).unwrap();
+    conn.execute("DELETE FROM contacts WHERE id = 5", [])
+        .unwrap();
+    drop(conn);
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 1));
+    assert_eq!(pg.psql("crm", counts).unwrap(), "28|1\n");
+    assert_agree_of(&pg, "sales.contacts", &lite);
+}
+
+#[test]
+fn a_table_in_another_schema_has_its_own_replication_slot() {
+    let pg = Postgres::start_with(&["fsync=off", "wal_level=logical"]).expect("start PostgreSQL");
+    let TwoWay { dir: _dir, lite, m } = in_sales_schema(&pg, "logical", 10);
+    let check = weir_pg(&m, &["check"]);
+    assert_eq!(check.code, 0, "{}\n{}", check.stdout, check.stderr);
+    assert_eq!(
+        pg.psql("crm", "SELECT slot_name FROM pg_replication_slots")
+            .unwrap(),
+        "weir_pg_sales_contacts\n"
+    );
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (10, 0));
+    // A delete in the other schema's table of the same name is not one.
+    pg.psql(
+        "crm",
+        "INSERT INTO public.contacts VALUES (2, 'decoy@example.com');
+         DELETE FROM public.contacts WHERE id = 2;
+         DELETE FROM sales.contacts WHERE id = 3;",
+    )
+    .unwrap();
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 1));
+    assert_eq!(count(&lite, "SELECT count(*) FROM contacts"), 9);
+    assert_eq!(
+        count(&lite, "SELECT count(*) FROM contacts WHERE id = 2"),
+        1
+    );
+}
+
+#[test]
+fn a_schema_setting_on_sqlite_is_refused_by_name() {
+    let pg = Postgres::start().expect("start PostgreSQL");
+    let TwoWay { dir: _dir, m, .. } = in_sales_schema(&pg, "tombstones", 1);
+    let text = std::fs::read_to_string(&m).unwrap();
+    let lite_schema = text.replacen(
+        r#"deletes = "tombstones" }"#,
+        r#"deletes = "tombstones", schema = "main" }"#,
+        1,
+    );
+    assert_ne!(text, lite_schema);
+    std::fs::write(&m, lite_schema).unwrap();
+    let out = weir_pg(&m, &["check"]);
+    assert_ne!(out.code, 0);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        text.contains(
+            "setting 'schema' is for PostgreSQL, and database 'lite' is SQLite; leave it out"
+        ),
+        "{text}"
     );
 }

@@ -7,14 +7,16 @@
 //!
 //! System config: `{"database": "<grant name>"}`.
 //! Entity settings, all optional: `table` (the entity name by default);
+//! on PostgreSQL, `schema` (the table's schema, the first of the search path
+//! by default; its tombstone table and trigger function go there too);
 //! `updated_at`, a column that enables incremental changes; `actor`, a column
 //! naming who changed a row; `deletes = "tombstones"`, which keeps deleted keys
 //! in a table (`tombstones`, `<table>_weir_deleted` by default) filled by an
 //! `AFTER DELETE` trigger that `check` installs, and reports them as changes
 //! (tombstones older than `tombstone_days`, 30 by default, are removed);
 //! or, on PostgreSQL, `deletes = "logical"`, which reads them from a logical
-//! replication slot (`slot`, `weir_<system>_<table>` by default) that `check`
-//! creates.
+//! replication slot (`slot`, `weir_<system>_<table>` by default, or
+//! `weir_<system>_<schema>_<table>`) that `check` creates.
 //!
 //! Reads are keyset pages; writes group runs of alike records into multi-row
 //! statements, one batch (one transaction) per call. On PostgreSQL, a change
@@ -36,7 +38,7 @@ use exports::weir::connector::{destination, source};
 use serde::Deserialize;
 use weir_sdk::json;
 use weir_sdk::sql::{self, Dialect, Rows, Statement, Value};
-use weir_sdk::sql_util::{quote_ident, row_to_record, to_id, to_json, to_sql};
+use weir_sdk::sql_util::{row_to_record, to_id, to_json, to_sql};
 use weir_sdk::{
     Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema, FieldSchema,
     FieldType, Operation, Page, Result, WriteItem, Written,
@@ -65,6 +67,9 @@ struct Config {
 struct Settings {
     /// The table; the entity name by default.
     table: Option<String>,
+    /// The table's schema (PostgreSQL); the first of the connection's
+    /// search path by default.
+    schema: Option<String>,
     /// The column holding each row's last-update time, if any.
     updated_at: Option<String>,
     /// The column naming the user who last changed each row, if any.
@@ -96,6 +101,8 @@ struct Database {
 struct Table {
     entity: String,
     name: String,
+    /// The schema, when set (PostgreSQL).
+    schema: Option<String>,
     pk: String,
     updated_at: Option<String>,
     actor: Option<String>,
@@ -181,12 +188,35 @@ impl Database {
     /// The columns of an entity's table; a schema error if the table does not exist.
     fn columns(&self, table: &Table) -> Result<Vec<Column>> {
         let sql = statements::columns(self.dialect).to_string();
-        let rows = self.query(&table.entity, sql, vec![Value::Text(table.name.clone())])?;
+        let mut params = vec![Value::Text(table.name.clone())];
+        match (self.dialect, &table.schema) {
+            (Dialect::Postgres, schema) => {
+                params.push(schema.clone().map_or(Value::Null, Value::Text));
+            }
+            (Dialect::Sqlite, None) => {}
+            (Dialect::Sqlite, Some(_)) => {
+                return Err(ConnectorError::invalid_config(format!(
+                    "entity '{}': setting 'schema' is for PostgreSQL, and database '{}' is SQLite; leave it out",
+                    table.entity, self.name
+                )))
+            }
+        }
+        let rows = self.query(&table.entity, sql, params)?;
         let columns = schema::parse_columns(&rows);
         if columns.is_empty() {
+            let schema = match &table.schema {
+                Some(schema) => format!("schema '{schema}'"),
+                None => "the first schema of the search path".to_string(),
+            };
             return Err(ConnectorError::schema(format!(
-                "entity '{}': table '{}' not found in database '{}'",
-                table.entity, table.name, self.name
+                "entity '{}': table '{}' not found in database '{}'{}",
+                table.entity,
+                table.name,
+                self.name,
+                match self.dialect {
+                    Dialect::Postgres => format!(" ({schema}); set 'schema' if it is in another"),
+                    Dialect::Sqlite => String::new(),
+                }
             )));
         }
         Ok(columns)
@@ -222,12 +252,27 @@ impl Database {
 }
 
 impl Table {
+    /// The table's name in statements (and messages).
+    fn sql_name(&self) -> statements::Name<'_> {
+        statements::Name {
+            schema: self.schema.as_deref(),
+            name: &self.name,
+        }
+    }
+
     /// Reads an entity's settings.
     fn of(entity: &EntityBinding) -> Result<Self> {
         let settings = entity_settings(entity)?;
         let name = settings.table.unwrap_or_else(|| entity.name.clone());
         if name.trim().is_empty() {
             return Err(bad_setting(&entity.name, "table"));
+        }
+        if settings
+            .schema
+            .as_deref()
+            .is_some_and(|s| s.trim().is_empty())
+        {
+            return Err(bad_setting(&entity.name, "schema"));
         }
         if settings
             .updated_at
@@ -310,6 +355,7 @@ impl Table {
         Ok(Table {
             entity: entity.name.clone(),
             name,
+            schema: settings.schema,
             pk: entity.primary_key.clone(),
             updated_at: settings.updated_at,
             actor: settings.actor,
@@ -326,9 +372,10 @@ impl Table {
         };
         // Only what is missing is created: the rights to create are needed once.
         let trigger = format!("{tombstones}_keep");
+        let table = self.sql_name();
         let names = match db.dialect {
             Dialect::Sqlite => [tombstones.clone(), trigger, self.name.clone()],
-            Dialect::Postgres => [quote_ident(tombstones), trigger, quote_ident(&self.name)],
+            Dialect::Postgres => [table.beside(tombstones).sql(), trigger, table.sql()],
         };
         let exists = db.query(
             &self.entity,
@@ -359,8 +406,13 @@ impl Table {
             _ => key_type,
         }
         .to_string();
-        let setup =
-            statements::tombstone_setup(db.dialect, &self.name, &self.pk, &key_type, tombstones);
+        let setup = statements::tombstone_setup(
+            db.dialect,
+            table,
+            &self.pk,
+            &key_type,
+            table.beside(tombstones),
+        );
         let statements: Vec<Statement> = setup
             .into_iter()
             .map(|sql| Statement {
@@ -395,7 +447,7 @@ impl Table {
             )));
         }
         Ok(Some(named.clone().unwrap_or_else(|| {
-            logical::default_slot(&db.system, &self.name)
+            logical::default_slot(&db.system, &self.sql_name().to_string())
         })))
     }
 
@@ -403,7 +455,7 @@ impl Table {
     /// the quoted table name and the column name.
     fn table_and_key(&self) -> Vec<Value> {
         vec![
-            Value::Text(quote_ident(&self.name)),
+            Value::Text(self.sql_name().sql()),
             Value::Text(self.pk.clone()),
         ]
     }
@@ -423,7 +475,7 @@ impl Table {
             // Logical decoding names the partition a row was deleted from.
             return Err(ConnectorError::invalid_config(format!(
                 "{what}: table '{}' is partitioned or has child tables, whose deletes logical decoding reports under their own names; use deletes = \"tombstones\"",
-                self.name
+                self.sql_name()
             )));
         }
         let fit = matches!(row.get(1), Some(Value::Text(f)) if f == "f")
@@ -432,8 +484,8 @@ impl Table {
             return Err(ConnectorError::schema(format!(
                 "{what}: deletes = \"logical\" needs column '{}' in the replica identity of table '{}'; make it the primary key, or run ALTER TABLE {} REPLICA IDENTITY FULL",
                 self.pk,
-                self.name,
-                quote_ident(&self.name)
+                self.sql_name(),
+                self.sql_name().sql()
             )));
         }
         let state = db.query(
@@ -535,7 +587,7 @@ impl Table {
                 logical::PEEK_DELETES.to_string(),
                 vec![
                     Value::Text(slot.to_string()),
-                    Value::Text(quote_ident(&self.name)),
+                    Value::Text(self.sql_name().sql()),
                     // A dry run cannot move the slot on, so it reads all the
                     // slot holds at once (batches would start over each time).
                     if db.dry_run {
@@ -564,7 +616,7 @@ impl Table {
                 Some(Value::Integer(2)) => {
                     return Err(ConnectorError::schema(format!(
                         "{what}: table '{}' was truncated (replication slot '{slot}'); a truncate names no rows, so the deletes it made are unknown: run `weir sync --full`",
-                        self.name
+                        self.sql_name()
                     )))
                 }
                 _ => {}
@@ -600,7 +652,7 @@ impl Table {
             };
             let gone = db.query(
                 &self.entity,
-                logical::gone_keys(&self.name, &self.pk, &key_type),
+                logical::gone_keys(self.sql_name(), &self.pk, &key_type),
                 vec![Value::Text(serde_json::Value::from(keys).to_string())],
             )?;
             keys = gone
@@ -647,8 +699,8 @@ impl Table {
         let flagged = horizon.is_some();
         let sql = statements::tombstones(
             db.dialect,
-            &self.name,
-            tombstones,
+            self.sql_name(),
+            self.sql_name().beside(tombstones),
             &self.pk,
             after.is_some(),
             flagged,
@@ -691,7 +743,9 @@ impl Table {
             if schema::find(columns, column).is_none() {
                 return Err(ConnectorError::schema(format!(
                     "entity '{}': {role} '{column}' is not a column of table '{}' in database '{}'",
-                    self.entity, self.name, db.name
+                    self.entity,
+                    self.sql_name(),
+                    db.name
                 )));
             }
         }
@@ -703,7 +757,7 @@ impl Table {
         self.updated_at.as_deref().ok_or_else(|| {
             ConnectorError::unsupported(format!(
                 "entity '{}': no 'updated_at' column is configured for table '{}', so it has no change feed",
-                self.entity, self.name
+                self.entity, self.sql_name()
             ))
         })
     }
@@ -795,7 +849,8 @@ impl Table {
             .ok_or_else(|| {
                 ConnectorError::schema(format!(
                     "entity '{}': column '{column}' is missing from the rows of table '{}'",
-                    self.entity, self.name
+                    self.entity,
+                    self.sql_name()
                 ))
             })
     }
@@ -947,13 +1002,13 @@ impl source::Guest for SqlConnector {
         let limit = page_limit(limit);
         let (sql, mut params) = match cursor {
             None => (
-                statements::read_page(db.dialect, &table.name, &table.pk, false),
+                statements::read_page(db.dialect, table.sql_name(), &table.pk, false),
                 Vec::new(),
             ),
             Some(text) => {
                 let at: ReadCursor = cursor::decode(&text, &table.entity)?;
                 (
-                    statements::read_page(db.dialect, &table.name, &table.pk, true),
+                    statements::read_page(db.dialect, table.sql_name(), &table.pk, true),
                     vec![to_sql(&at.after)],
                 )
             }
@@ -986,7 +1041,8 @@ impl source::Guest for SqlConnector {
             Dialect::Sqlite => None,
         };
         let stamps = horizon.and_then(|h| Some((table.stamps(&columns)?, h)));
-        let sql = statements::checkpoint(&table.name, &table.pk, updated_at, stamps.map(|s| s.0));
+        let sql =
+            statements::checkpoint(table.sql_name(), &table.pk, updated_at, stamps.map(|s| s.0));
         let params = stamps.map(|s| Value::Real(s.1)).into_iter().collect();
         let rows = db.query(&table.entity, sql, params)?;
         let (ts, id) = match rows.rows.first() {
@@ -996,8 +1052,11 @@ impl source::Guest for SqlConnector {
         let deleted = match &table.tombstones {
             Some(tombstones) => {
                 table.keep_tombstones(&db, &columns)?;
-                let sql =
-                    statements::tombstone_checkpoint(tombstones, &table.pk, horizon.is_some());
+                let sql = statements::tombstone_checkpoint(
+                    table.sql_name().beside(tombstones),
+                    &table.pk,
+                    horizon.is_some(),
+                );
                 let params = horizon.map(Value::Real).into_iter().collect();
                 let rows = db.query(&table.entity, sql, params)?;
                 Some(match rows.rows.first() {
@@ -1069,7 +1128,7 @@ impl source::Guest for SqlConnector {
                 // Tombstones are kept for a while, not for ever.
                 db.query(
                     &table.entity,
-                    statements::prune_tombstones(db.dialect, tombstones),
+                    statements::prune_tombstones(db.dialect, table.sql_name().beside(tombstones)),
                     vec![Value::Integer(i64::from(table.tombstone_days))],
                 )?;
             }
@@ -1127,7 +1186,7 @@ impl source::Guest for SqlConnector {
         let flagged = stamps.is_some();
         let sql = statements::changes(
             db.dialect,
-            &table.name,
+            table.sql_name(),
             &table.pk,
             updated_at,
             after,
@@ -1186,7 +1245,7 @@ impl destination::Guest for SqlConnector {
         let target = write::Target {
             dialect: db.dialect,
             entity: &table.entity,
-            table: &table.name,
+            table: table.sql_name(),
             pk: &table.pk,
             updated_at: table.updated_at.as_deref(),
             integer_key,

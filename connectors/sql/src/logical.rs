@@ -15,6 +15,7 @@
 //! attribute. A slot holds the server's WAL until it is moved on: a slot that
 //! weir no longer reads must be dropped (`SELECT pg_drop_replication_slot('…')`).
 
+use crate::statements::Name;
 use weir_sdk::sql::Value;
 use weir_sdk::sql_util::quote_ident;
 use weir_sdk::ConnectorError;
@@ -125,8 +126,8 @@ pub const PEEK_DELETES: &str = "WITH target AS ( \
 /// The keys among a JSON array of key texts ($1) that the table no longer
 /// holds, read back as the column's type (so that they have the form reads
 /// give them); a key deleted and inserted anew is not among them.
-pub fn gone_keys(table: &str, pk: &str, key_type: &str) -> String {
-    let (t, k) = (quote_ident(table), quote_ident(pk));
+pub fn gone_keys(table: Name<'_>, pk: &str, key_type: &str) -> String {
+    let (t, k) = (table.sql(), quote_ident(pk));
     format!(
         "SELECT key FROM (SELECT DISTINCT CAST(j AS {key_type}) AS key FROM jsonb_array_elements_text($1::text::jsonb) AS j) AS keys \
          WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.{k} = keys.key)"

@@ -4,6 +4,52 @@
 use weir_sdk::sql::Dialect;
 use weir_sdk::sql_util::quote_ident;
 
+/// A table (or function) of the database as SQL names it: quoted, and
+/// qualified by its schema when one is set (PostgreSQL; without one, the
+/// first schema of the connection's search path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Name<'a> {
+    pub schema: Option<&'a str>,
+    pub name: &'a str,
+}
+
+impl<'a> From<&'a str> for Name<'a> {
+    fn from(name: &'a str) -> Self {
+        Name { schema: None, name }
+    }
+}
+
+impl<'a> Name<'a> {
+    /// The name in SQL.
+    pub fn sql(&self) -> String {
+        match self.schema {
+            Some(schema) => format!("{}.{}", quote_ident(schema), quote_ident(self.name)),
+            None => quote_ident(self.name),
+        }
+    }
+
+    /// Another object, `name`, in the same schema.
+    pub fn beside<'b>(&self, name: &'b str) -> Name<'b>
+    where
+        'a: 'b,
+    {
+        Name {
+            schema: self.schema,
+            name,
+        }
+    }
+}
+
+impl std::fmt::Display for Name<'_> {
+    /// The name as a user writes it in messages: `schema.table` or `table`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.schema {
+            Some(schema) => write!(f, "{schema}.{}", self.name),
+            None => f.write_str(self.name),
+        }
+    }
+}
+
 /// The positional placeholder number `n` (1-based) of a dialect: `?n` or `$n`.
 pub fn placeholder(dialect: Dialect, n: usize) -> String {
     match dialect {
@@ -12,19 +58,39 @@ pub fn placeholder(dialect: Dialect, n: usize) -> String {
     }
 }
 
-/// Lists the columns of the table named by parameter 1, one row per column:
+/// Lists the columns of the table named by parameter 1 (in the schema named
+/// by parameter 2 on PostgreSQL, or the current one if it is null), one row per column:
 /// name, declared type, not-null flag (0/1), primary-key flag (0 when unknown),
 /// and on PostgreSQL the fractional digits a time column keeps.
+///
+/// On PostgreSQL the types are spelt as `information_schema.columns` spells
+/// them (`ARRAY`, `USER-DEFINED`, a domain as its base type), but read from
+/// the system catalogs: the view costs milliseconds a call, and the
+/// connector asks at every batch it writes.
 pub fn columns(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Sqlite => r#"SELECT name, type, "notnull", pk FROM pragma_table_info(?1)"#,
         Dialect::Postgres => {
-            "SELECT column_name, data_type, \
-             CASE WHEN is_nullable = 'NO' THEN 1 ELSE 0 END AS notnull, 0 AS pk, \
-             CAST(datetime_precision AS bigint) \
-             FROM information_schema.columns \
-             WHERE table_name = $1 AND table_schema = current_schema() \
-             ORDER BY ordinal_position"
+            "SELECT a.attname::text, \
+               CASE WHEN t.typtype = 'd' THEN \
+                      CASE WHEN b.typelem <> 0 AND b.typlen = -1 THEN 'ARRAY' \
+                           WHEN b.typnamespace = 'pg_catalog'::regnamespace THEN format_type(t.typbasetype, NULL) \
+                           ELSE 'USER-DEFINED' END \
+                    WHEN t.typelem <> 0 AND t.typlen = -1 THEN 'ARRAY' \
+                    WHEN t.typnamespace = 'pg_catalog'::regnamespace THEN format_type(a.atttypid, NULL) \
+                    ELSE 'USER-DEFINED' END, \
+               CASE WHEN a.attnotnull OR (t.typtype = 'd' AND t.typnotnull) THEN 1 ELSE 0 END, 0, \
+               CAST(information_schema._pg_datetime_precision( \
+                      CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, \
+                      CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END) AS bigint) \
+             FROM pg_attribute a \
+             JOIN pg_class c ON c.oid = a.attrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_type t ON t.oid = a.atttypid \
+             LEFT JOIN pg_type b ON t.typtype = 'd' AND b.oid = t.typbasetype \
+             WHERE c.relname = $1 AND n.nspname = coalesce($2::text, current_schema()) \
+               AND c.relkind IN ('r', 'v', 'f', 'p') AND a.attnum > 0 AND NOT a.attisdropped \
+             ORDER BY a.attnum"
         }
     }
 }
@@ -32,8 +98,8 @@ pub fn columns(dialect: Dialect) -> &'static str {
 /// One page of a keyset-paginated snapshot, ordered by the primary key.
 /// With `after`, parameter 1 is the last key of the previous page and parameter 2
 /// the limit; without it, parameter 1 is the limit.
-pub fn read_page(dialect: Dialect, table: &str, pk: &str, after: bool) -> String {
-    let (t, k) = (quote_ident(table), quote_ident(pk));
+pub fn read_page(dialect: Dialect, table: Name<'_>, pk: &str, after: bool) -> String {
+    let (t, k) = (table.sql(), quote_ident(pk));
     if after {
         format!(
             "SELECT * FROM {t} WHERE {k} > {} ORDER BY {k} LIMIT {}",
@@ -51,8 +117,8 @@ pub fn read_page(dialect: Dialect, table: &str, pk: &str, after: bool) -> String
 /// The newest (updated-at, primary key) pair of the table, if any row has an
 /// updated-at. With `settled` (PostgreSQL), only rows settled by the
 /// horizon, parameter 1, count.
-pub fn checkpoint(table: &str, pk: &str, updated_at: &str, settled: Option<Stamps>) -> String {
-    let (t, k, u) = (quote_ident(table), quote_ident(pk), quote_ident(updated_at));
+pub fn checkpoint(table: Name<'_>, pk: &str, updated_at: &str, settled: Option<Stamps>) -> String {
+    let (t, k, u) = (table.sql(), quote_ident(pk), quote_ident(updated_at));
     let before = match settled {
         Some(stamps) => format!(" AND {}", stamps.settled(&u, "$1")),
         None => String::new(),
@@ -128,13 +194,13 @@ pub const SETTLED: &str = "weir:settled";
 /// column named [`SETTLED`]: whether the horizon settles it.
 pub fn changes(
     dialect: Dialect,
-    table: &str,
+    table: Name<'_>,
     pk: &str,
     updated_at: &str,
     after: bool,
     settled: Option<Stamps>,
 ) -> String {
-    let (t, k, u) = (quote_ident(table), quote_ident(pk), quote_ident(updated_at));
+    let (t, k, u) = (table.sql(), quote_ident(pk), quote_ident(updated_at));
     let (filter, limit) = if after {
         (
             format!(
@@ -166,14 +232,17 @@ pub fn changes(
 /// `key_type` is the type of the primary key. Each statement is idempotent.
 pub fn tombstone_setup(
     dialect: Dialect,
-    table: &str,
+    table: Name<'_>,
     pk: &str,
     key_type: &str,
-    tombstones: &str,
+    tombstones: Name<'_>,
 ) -> Vec<String> {
-    let (t, k, d) = (quote_ident(table), quote_ident(pk), quote_ident(tombstones));
-    let index = quote_ident(&format!("{tombstones}_by_time"));
-    let trigger = quote_ident(&format!("{tombstones}_keep"));
+    let (t, k, d) = (table.sql(), quote_ident(pk), tombstones.sql());
+    // The index goes into its table's schema, and the function is put there.
+    let index = quote_ident(&format!("{}_by_time", tombstones.name));
+    let trigger_name = format!("{}_keep", tombstones.name);
+    let trigger = quote_ident(&trigger_name);
+    let function = tombstones.beside(&trigger_name).sql();
     match dialect {
         Dialect::Sqlite => vec![
             format!(
@@ -192,12 +261,12 @@ pub fn tombstone_setup(
             ),
             format!("CREATE INDEX IF NOT EXISTS {index} ON {d} (deleted_at, {k})"),
             format!(
-                "CREATE OR REPLACE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $weir$ BEGIN \
+                "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $weir$ BEGIN \
                  INSERT INTO {d} ({k}, deleted_at) VALUES (OLD.{k}, clock_timestamp()) \
                  ON CONFLICT ({k}) DO UPDATE SET deleted_at = excluded.deleted_at; RETURN OLD; END $weir$"
             ),
             format!(
-                "CREATE OR REPLACE TRIGGER {trigger} AFTER DELETE ON {t} FOR EACH ROW EXECUTE FUNCTION {trigger}()"
+                "CREATE OR REPLACE TRIGGER {trigger} AFTER DELETE ON {t} FOR EACH ROW EXECUTE FUNCTION {function}()"
             ),
         ],
     }
@@ -225,13 +294,13 @@ pub fn tombstones_exist(dialect: Dialect) -> &'static str {
 /// each row ends with a column named [`SETTLED`], as in [`changes`].
 pub fn tombstones(
     dialect: Dialect,
-    table: &str,
-    tombstones: &str,
+    table: Name<'_>,
+    tombstones: Name<'_>,
     pk: &str,
     after: bool,
     settled: bool,
 ) -> String {
-    let (t, d, k) = (quote_ident(table), quote_ident(tombstones), quote_ident(pk));
+    let (t, d, k) = (table.sql(), tombstones.sql(), quote_ident(pk));
     let gone = format!("NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.{k} = {d}.{k})");
     let (filter, limit) = if after {
         (
@@ -261,8 +330,8 @@ pub fn tombstones(
 }
 
 /// Removes the tombstones older than parameter 1 days.
-pub fn prune_tombstones(dialect: Dialect, tombstones: &str) -> String {
-    let d = quote_ident(tombstones);
+pub fn prune_tombstones(dialect: Dialect, tombstones: Name<'_>) -> String {
+    let d = tombstones.sql();
     match dialect {
         Dialect::Sqlite => format!(
             "DELETE FROM {d} WHERE deleted_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || ?1 || ' days')"
@@ -274,8 +343,8 @@ pub fn prune_tombstones(dialect: Dialect, tombstones: &str) -> String {
 }
 
 /// The newest (deleted-at, key) pair of a tombstone table, if any.
-pub fn tombstone_checkpoint(tombstones: &str, pk: &str, settled: bool) -> String {
-    let (d, k) = (quote_ident(tombstones), quote_ident(pk));
+pub fn tombstone_checkpoint(tombstones: Name<'_>, pk: &str, settled: bool) -> String {
+    let (d, k) = (tombstones.sql(), quote_ident(pk));
     let before = if settled {
         format!(" WHERE {}", DELETED_AT.settled("deleted_at", "$1"))
     } else {
@@ -297,12 +366,12 @@ fn returning(pk: &str, updated_at: Option<&str>) -> String {
 /// hold the key). With no columns the update is a no-op that still returns the row.
 pub fn upsert(
     dialect: Dialect,
-    table: &str,
+    table: Name<'_>,
     pk: &str,
     updated_at: Option<&str>,
     columns: &[&str],
 ) -> String {
-    let (t, k) = (quote_ident(table), quote_ident(pk));
+    let (t, k) = (table.sql(), quote_ident(pk));
     let names: Vec<String> = std::iter::once(k.clone())
         .chain(columns.iter().map(|c| quote_ident(c)))
         .collect();
@@ -346,7 +415,7 @@ fn value_rows(dialect: Dialect, width: usize, rows: usize) -> String {
 /// after row. Without columns, one row of defaults is created.
 pub fn insert_many(
     dialect: Dialect,
-    table: &str,
+    table: Name<'_>,
     pk: &str,
     updated_at: Option<&str>,
     columns: &[&str],
@@ -355,7 +424,7 @@ pub fn insert_many(
     if columns.is_empty() {
         return format!(
             "INSERT INTO {} DEFAULT VALUES{}",
-            quote_ident(table),
+            table.sql(),
             returning(pk, updated_at)
         );
     }
@@ -366,7 +435,7 @@ pub fn insert_many(
         .join(", ");
     format!(
         "INSERT INTO {} ({names}) VALUES {}{}",
-        quote_ident(table),
+        table.sql(),
         value_rows(dialect, columns.len(), rows),
         returning(pk, updated_at)
     )
@@ -377,7 +446,7 @@ pub fn insert_many(
 /// not hold the key); the keys must differ.
 pub fn upsert_many(
     dialect: Dialect,
-    table: &str,
+    table: Name<'_>,
     pk: &str,
     updated_at: Option<&str>,
     columns: &[&str],
@@ -390,14 +459,14 @@ pub fn upsert_many(
 }
 
 /// Deletes the `rows` rows whose primary keys are the parameters.
-pub fn delete_many(dialect: Dialect, table: &str, pk: &str, rows: usize) -> String {
+pub fn delete_many(dialect: Dialect, table: Name<'_>, pk: &str, rows: usize) -> String {
     let keys = (1..=rows)
         .map(|n| placeholder(dialect, n))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
         "DELETE FROM {} WHERE {} IN ({keys})",
-        quote_ident(table),
+        table.sql(),
         quote_ident(pk)
     )
 }
@@ -415,11 +484,11 @@ mod tests {
     #[test]
     fn read_pages_use_keyset_pagination() {
         assert_eq!(
-            read_page(Dialect::Sqlite, "people", "id", false),
+            read_page(Dialect::Sqlite, "people".into(), "id", false),
             r#"SELECT * FROM "people" WHERE "id" IS NOT NULL ORDER BY "id" LIMIT ?1"#
         );
         assert_eq!(
-            read_page(Dialect::Postgres, "people", "id", true),
+            read_page(Dialect::Postgres, "people".into(), "id", true),
             r#"SELECT * FROM "people" WHERE "id" > $1 ORDER BY "id" LIMIT $2"#
         );
     }
@@ -427,11 +496,11 @@ mod tests {
     #[test]
     fn changes_compare_row_values() {
         assert_eq!(
-            changes(Dialect::Sqlite, "t", "id", "updated", true, None),
+            changes(Dialect::Sqlite, "t".into(), "id", "updated", true, None),
             r#"SELECT * FROM "t" WHERE ("updated", "id") > (?1, ?2) ORDER BY "updated", "id" LIMIT ?3"#
         );
         assert_eq!(
-            checkpoint("t", "id", "updated", None),
+            checkpoint("t".into(), "id", "updated", None),
             r#"SELECT "updated", "id" FROM "t" WHERE "updated" IS NOT NULL ORDER BY "updated" DESC, "id" DESC LIMIT 1"#
         );
     }
@@ -441,7 +510,7 @@ mod tests {
         assert_eq!(
             changes(
                 Dialect::Postgres,
-                "t",
+                "t".into(),
                 "id",
                 "updated",
                 true,
@@ -452,7 +521,7 @@ mod tests {
         assert_eq!(
             changes(
                 Dialect::Postgres,
-                "t",
+                "t".into(),
                 "id",
                 "updated",
                 false,
@@ -461,7 +530,12 @@ mod tests {
             r#"SELECT *, "updated" < CAST(to_timestamp($2) AS date) AS "weir:settled" FROM "t" WHERE "updated" IS NOT NULL ORDER BY "updated", "id" LIMIT $1"#
         );
         assert_eq!(
-            checkpoint("t", "id", "updated", Some(Stamps::Times { precision: 0 })),
+            checkpoint(
+                "t".into(),
+                "id",
+                "updated",
+                Some(Stamps::Times { precision: 0 })
+            ),
             r#"SELECT "updated", "id" FROM "t" WHERE "updated" IS NOT NULL AND "updated" < CAST(to_timestamp($1) AS timestamptz(0)) ORDER BY "updated" DESC, "id" DESC LIMIT 1"#
         );
     }
@@ -469,11 +543,11 @@ mod tests {
     #[test]
     fn inserts_return_the_key_and_version() {
         assert_eq!(
-            insert_many(Dialect::Sqlite, "t", "id", Some("u"), &["a", "b"], 1),
+            insert_many(Dialect::Sqlite, "t".into(), "id", Some("u"), &["a", "b"], 1),
             r#"INSERT INTO "t" ("a", "b") VALUES (?1, ?2) RETURNING "id", "u""#
         );
         assert_eq!(
-            insert_many(Dialect::Postgres, "t", "id", None, &[], 1),
+            insert_many(Dialect::Postgres, "t".into(), "id", None, &[], 1),
             r#"INSERT INTO "t" DEFAULT VALUES RETURNING "id""#
         );
     }
@@ -481,11 +555,11 @@ mod tests {
     #[test]
     fn upserts_update_only_given_columns() {
         assert_eq!(
-            upsert(Dialect::Sqlite, "t", "id", None, &["a", "b"]),
+            upsert(Dialect::Sqlite, "t".into(), "id", None, &["a", "b"]),
             r#"INSERT INTO "t" ("id", "a", "b") VALUES (?1, ?2, ?3) ON CONFLICT ("id") DO UPDATE SET "a" = excluded."a", "b" = excluded."b" RETURNING "id""#
         );
         assert_eq!(
-            upsert(Dialect::Postgres, "t", "id", Some("u"), &[]),
+            upsert(Dialect::Postgres, "t".into(), "id", Some("u"), &[]),
             r#"INSERT INTO "t" ("id") VALUES ($1) ON CONFLICT ("id") DO UPDATE SET "id" = excluded."id" RETURNING "id", "u""#
         );
     }
@@ -493,22 +567,28 @@ mod tests {
     #[test]
     fn multi_row_statements_number_their_parameters_row_by_row() {
         assert_eq!(
-            insert_many(Dialect::Postgres, "t", "id", None, &["a", "b"], 2),
+            insert_many(Dialect::Postgres, "t".into(), "id", None, &["a", "b"], 2),
             r#"INSERT INTO "t" ("a", "b") VALUES ($1, $2), ($3, $4) RETURNING "id""#
         );
         assert_eq!(
-            upsert_many(Dialect::Sqlite, "t", "id", Some("u"), &["a"], 3),
+            upsert_many(Dialect::Sqlite, "t".into(), "id", Some("u"), &["a"], 3),
             r#"INSERT INTO "t" ("id", "a") VALUES (?1, ?2), (?3, ?4), (?5, ?6) ON CONFLICT ("id") DO UPDATE SET "a" = excluded."a" RETURNING "id", "u""#
         );
         assert_eq!(
-            delete_many(Dialect::Postgres, "t", "id", 3),
+            delete_many(Dialect::Postgres, "t".into(), "id", 3),
             r#"DELETE FROM "t" WHERE "id" IN ($1, $2, $3)"#
         );
     }
 
     #[test]
     fn tombstones_are_kept_by_a_trigger_and_read_in_order() {
-        let pg = tombstone_setup(Dialect::Postgres, "people", "id", "bigint", "people_gone");
+        let pg = tombstone_setup(
+            Dialect::Postgres,
+            "people".into(),
+            "id",
+            "bigint",
+            "people_gone".into(),
+        );
         assert_eq!(pg.len(), 4);
         assert!(
             pg[0].starts_with(
@@ -524,7 +604,13 @@ mod tests {
             "{}",
             pg[3]
         );
-        let lite = tombstone_setup(Dialect::Sqlite, "people", "id", "INTEGER", "people_gone");
+        let lite = tombstone_setup(
+            Dialect::Sqlite,
+            "people".into(),
+            "id",
+            "INTEGER",
+            "people_gone".into(),
+        );
         assert!(
             lite[2].contains(r#"INSERT INTO "people_gone" ("id", deleted_at) VALUES (OLD."id""#),
             "{}",
@@ -533,8 +619,8 @@ mod tests {
         assert_eq!(
             tombstones(
                 Dialect::Postgres,
-                "people",
-                "people_gone",
+                "people".into(),
+                "people_gone".into(),
                 "id",
                 true,
                 false
@@ -544,8 +630,8 @@ mod tests {
         assert_eq!(
             tombstones(
                 Dialect::Postgres,
-                "people",
-                "people_gone",
+                "people".into(),
+                "people_gone".into(),
                 "id",
                 false,
                 true
@@ -553,19 +639,64 @@ mod tests {
             r#"SELECT "id", deleted_at, deleted_at < to_timestamp($2) AS "weir:settled" FROM "people_gone" WHERE NOT EXISTS (SELECT 1 FROM "people" WHERE "people"."id" = "people_gone"."id") ORDER BY deleted_at, "id" LIMIT $1"#
         );
         assert_eq!(
-            tombstone_checkpoint("people_gone", "id", false),
+            tombstone_checkpoint("people_gone".into(), "id", false),
             r#"SELECT deleted_at, "id" FROM "people_gone" ORDER BY deleted_at DESC, "id" DESC LIMIT 1"#
         );
         assert_eq!(
-            tombstone_checkpoint("people_gone", "id", true),
+            tombstone_checkpoint("people_gone".into(), "id", true),
             r#"SELECT deleted_at, "id" FROM "people_gone" WHERE deleted_at < to_timestamp($1) ORDER BY deleted_at DESC, "id" DESC LIMIT 1"#
+        );
+    }
+
+    #[test]
+    fn a_table_in_a_schema_is_named_with_it_and_keeps_its_tombstones_there() {
+        let table = Name {
+            schema: Some("sales"),
+            name: "people",
+        };
+        assert_eq!(table.to_string(), "sales.people");
+        assert_eq!(
+            read_page(Dialect::Postgres, table, "id", false),
+            r#"SELECT * FROM "sales"."people" WHERE "id" IS NOT NULL ORDER BY "id" LIMIT $1"#
+        );
+        let setup = tombstone_setup(
+            Dialect::Postgres,
+            table,
+            "id",
+            "bigint",
+            table.beside("people_gone"),
+        );
+        assert!(
+            setup[0].starts_with(r#"CREATE TABLE IF NOT EXISTS "sales"."people_gone" ("#),
+            "{}",
+            setup[0]
+        );
+        // An index is created in its table's schema, and named without it.
+        assert!(
+            setup[1].starts_with(
+                r#"CREATE INDEX IF NOT EXISTS "people_gone_by_time" ON "sales"."people_gone""#
+            ),
+            "{}",
+            setup[1]
+        );
+        assert!(
+            setup[2].starts_with(
+                r#"CREATE OR REPLACE FUNCTION "sales"."people_gone_keep"() RETURNS trigger"#
+            ),
+            "{}",
+            setup[2]
+        );
+        assert!(
+            setup[3].ends_with(r#"AFTER DELETE ON "sales"."people" FOR EACH ROW EXECUTE FUNCTION "sales"."people_gone_keep"()"#),
+            "{}",
+            setup[3]
         );
     }
 
     #[test]
     fn identifiers_are_quoted() {
         assert_eq!(
-            delete_many(Dialect::Sqlite, "we\"ird", "id", 1),
+            delete_many(Dialect::Sqlite, "we\"ird".into(), "id", 1),
             r#"DELETE FROM "we""ird" WHERE "id" IN (?1)"#
         );
     }

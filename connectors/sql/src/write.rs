@@ -6,7 +6,7 @@ use weir_sdk::sql::{Dialect, Rows, Statement, Value};
 use weir_sdk::sql_util::{to_id, to_sql};
 use weir_sdk::{ConnectorError, Operation, Result, WriteItem, Written};
 
-use crate::statements;
+use crate::statements::{self, Name};
 
 /// The table a batch writes to, as the statements need it.
 pub struct Target<'a> {
@@ -14,8 +14,8 @@ pub struct Target<'a> {
     pub dialect: Dialect,
     /// The entity name, for messages.
     pub entity: &'a str,
-    /// The table name.
-    pub table: &'a str,
+    /// The table.
+    pub table: Name<'a>,
     /// The primary-key column.
     pub pk: &'a str,
     /// The updated-at column, if configured.
@@ -357,7 +357,7 @@ mod tests {
         Target {
             dialect: Dialect::Sqlite,
             entity: "contacts",
-            table: "people",
+            table: "people".into(),
             pk: "id",
             updated_at: Some("updated"),
             integer_key,
