@@ -295,6 +295,8 @@ pub struct JsonServer {
 
 impl JsonServer {
     /// Starts json-server on `db` (a JSON file) and waits until it answers.
+    /// Writes are stamped (`updatedAt`) with the time they arrive, unless
+    /// the URL carries `?keep_stamp` (a write stamped earlier, by its client).
     /// `tests/run.sh` installs it and sets `WEIR_JSON_SERVER` to its `bin.js`.
     pub fn start(dir: &Path, db: &Path) -> JsonServer {
         let bin = std::env::var("WEIR_JSON_SERVER").unwrap_or_else(|_| {
@@ -305,7 +307,7 @@ impl JsonServer {
         let stamp = dir.join("stamp.js");
         std::fs::write(
             &stamp,
-            "module.exports = (req, res, next) => {\n  if (['POST', 'PUT', 'PATCH'].includes(req.method)) req.body.updatedAt = new Date().toISOString();\n  next();\n};\n",
+            "module.exports = (req, res, next) => {\n  if (['POST', 'PUT', 'PATCH'].includes(req.method) && !('keep_stamp' in req.query)) req.body.updatedAt = new Date().toISOString();\n  next();\n};\n",
         )
         .expect("write the middleware");
         let port = std::net::TcpListener::bind("127.0.0.1:0")

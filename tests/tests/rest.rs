@@ -153,3 +153,104 @@ settings = {{ table = "people", updated_at = "updated_at" }}
     );
     assert_eq!(api_contacts(), db_contacts());
 }
+
+/// A change committed late: json-server gets a contact stamped before a
+/// change weir has already read. Returns whether its new email reached
+/// SQLite, with change reads looking back `lookback_secs`, and the run line
+/// of one more pass.
+fn late_change_reaches_sqlite(lookback_secs: u32) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("db.json"),
+        r#"{"contacts": [
+            {"id": 1, "first_name": "Ada", "email": "ada@example.com", "updatedAt": "2026-01-01T00:00:00.000Z"},
+            {"id": 2, "first_name": "Grace", "email": "grace@example.com", "updatedAt": "2026-01-01T00:00:00.000Z"}
+        ]}"#,
+    )
+    .unwrap();
+    let api = JsonServer::start(d, &d.join("db.json"));
+    let db = d.join("people.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE people (id INTEGER PRIMARY KEY, first_name TEXT, email TEXT);")
+        .unwrap();
+    let m = write_manifest(
+        d,
+        &format!(
+            r#"
+[entities.contacts]
+primary_key = "id"
+shared_key = true
+[systems.api]
+connector = {rest}
+config = {{ base_url = "{url}" }}
+allowed_hosts = ["127.0.0.1"]
+allow_private_network = true
+[systems.api.entities.contacts]
+direction = "read"
+ignore = ["updatedAt"]
+settings = {{ path = "/contacts", updated_at = "updatedAt", since_param = "updatedAt_gte", lookback_secs = {lookback_secs} }}
+[systems.db]
+connector = {sql}
+config = {{ database = "db" }}
+databases = {{ db = "people.db" }}
+[systems.db.entities.contacts]
+direction = "write"
+settings = {{ table = "people" }}
+"#,
+            rest = toml_path(&connector("rest")),
+            sql = toml_path(&connector("sql")),
+            url = api.url,
+        ),
+    );
+    let sync = || {
+        let run = weir(WEIR, &m, &["sync", "--quiet"]);
+        assert_eq!(run.code, 0, "{run:?}");
+        run.stdout
+    };
+    let patch = |id: u32, body: &str| {
+        let (status, _) = api
+            .request("PATCH", &format!("/contacts/{id}?keep_stamp"), Some(body))
+            .unwrap();
+        assert_eq!(status, 200);
+    };
+    sync();
+    assert_eq!(count(&db, "SELECT count(*) FROM people"), 2);
+    // Read by the next change read: weir's change cursor moves to its time
+    // (both writes carry their own stamps, far ahead of the clock).
+    patch(
+        2,
+        r#"{"email": "grace@new.example", "updatedAt": "2099-01-01T00:00:05.000Z"}"#,
+    );
+    sync();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM people WHERE email = 'grace@new.example'"
+        ),
+        1
+    );
+    // Committed after it, stamped two seconds before it.
+    patch(
+        1,
+        r#"{"email": "ada@late.example", "updatedAt": "2099-01-01T00:00:03.000Z"}"#,
+    );
+    sync();
+    let found = count(
+        &db,
+        "SELECT count(*) FROM people WHERE email = 'ada@late.example'",
+    ) == 1;
+    (found, sync())
+}
+
+#[test]
+fn change_reads_that_look_back_find_a_change_committed_late() {
+    // Without a look-back the late change is skipped until a full read.
+    assert!(!late_change_reaches_sqlite(0).0);
+    let (found, next) = late_change_reaches_sqlite(60);
+    assert!(found);
+    // What the look-back reads again is unchanged: nothing is written.
+    assert!(next.contains(" 0 written, "), "{next}");
+    assert!(next.contains(" 2 unchanged"), "{next}");
+}

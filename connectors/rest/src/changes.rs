@@ -100,6 +100,53 @@ pub(crate) fn change_time(record: &Value, fields: &[String]) -> Option<String> {
     fields.iter().find_map(|f| paths::text(record, f))
 }
 
+/// The time `secs` seconds before `time`, written the way `time` is: an
+/// ISO 8601 date and time keeps its separator, its fractional digits and its
+/// offset (`Z`, `+01:00` or none), a date steps back whole days (at least
+/// one), and a number of seconds or milliseconds since the epoch stays a
+/// number. `None` for a time in another form.
+pub(crate) fn earlier(time: &str, secs: u32) -> Option<String> {
+    let t = time.trim();
+    if let Ok(n) = t.parse::<i64>() {
+        // Past the year 5138 in seconds, it counts milliseconds.
+        let step = if n.abs() >= 100_000_000_000 { 1000 } else { 1 };
+        return Some((n - i64::from(secs) * step).to_string());
+    }
+    if let Ok(n) = t.parse::<f64>() {
+        if n.is_finite() {
+            return Some((n - f64::from(secs)).to_string());
+        }
+    }
+    if let Ok(date) = t.parse::<jiff::civil::Date>() {
+        if t.len() == 10 {
+            let days = i64::from(secs.div_ceil(86_400).max(1));
+            return date
+                .checked_sub(jiff::Span::new().days(days))
+                .ok()
+                .map(|d| d.to_string());
+        }
+    }
+    // A date and a time, then an offset or nothing.
+    let offset_at = t
+        .char_indices()
+        .skip(10)
+        .find(|&(_, c)| matches!(c, 'Z' | 'z' | '+' | '-'))
+        .map_or(t.len(), |(i, _)| i);
+    let (civil, offset) = t.split_at(offset_at);
+    let at: jiff::civil::DateTime = civil.parse().ok()?;
+    let before = at
+        .checked_sub(jiff::SignedDuration::from_secs(i64::from(secs)))
+        .ok()?;
+    let digits = civil
+        .split_once('.')
+        .map_or(0, |(_, fraction)| fraction.len().min(9));
+    let mut text = format!("{before:.digits$}");
+    if civil.as_bytes().get(10) == Some(&b' ') {
+        text.replace_range(10..11, " ");
+    }
+    Some(text + offset)
+}
+
 /// Whether time `a` is after time `b`: compared as instants when both are
 /// RFC 3339 times (`...Z` and `...+01:00` alike), as numbers when both are
 /// numbers, as text otherwise.
@@ -117,6 +164,33 @@ pub(crate) fn is_later(a: &str, b: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_time_steps_back_in_its_own_form() {
+        let cases = [
+            ("2026-11-30T14:00:30.123Z", "2026-11-30T13:59:30.123Z"),
+            ("2026-11-30T14:00:30Z", "2026-11-30T13:59:30Z"),
+            (
+                "2026-11-30T00:00:30.000+01:00",
+                "2026-11-29T23:59:30.000+01:00",
+            ),
+            ("2026-11-30 14:00:30.5-05:00", "2026-11-30 13:59:30.5-05:00"),
+            ("2026-11-30T14:00:30", "2026-11-30T13:59:30"),
+            ("2026-11-30", "2026-11-29"),
+            ("1780000000", "1779999940"),
+            ("1780000000000", "1779999940000"),
+            ("1780000000.5", "1779999940.5"),
+        ];
+        for (time, before) in cases {
+            assert_eq!(earlier(time, 60).as_deref(), Some(before), "{time}");
+        }
+        assert_eq!(earlier("last tuesday", 60), None);
+        // Times in the same form compare as they did.
+        assert!(is_later(
+            "2026-11-30T14:00:30.123Z",
+            &earlier("2026-11-30T14:00:30.123Z", 1).unwrap()
+        ));
+    }
 
     #[test]
     fn the_change_time_is_the_first_non_null_field() {

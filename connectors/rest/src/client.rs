@@ -40,6 +40,28 @@ impl Collection {
         ConnectorError::invalid_config(format!("entity '{}': {message}", self.entity.name))
     }
 
+    /// The time change reads ask from for a cursor at `since`: that long
+    /// before it as `lookback_secs` says, so that a change committed late,
+    /// with a time before changes already read, is found (a record read again
+    /// unchanged costs a read and nothing else). A time of a form that cannot
+    /// be stepped back is asked for as it is, with a warning.
+    pub(crate) fn asked_since(&self, since: &str) -> String {
+        let secs = self.settings.lookback_secs;
+        if secs == 0 {
+            return since.to_string();
+        }
+        crate::changes::earlier(since, secs).unwrap_or_else(|| {
+            weir_sdk::log(
+                weir_sdk::log::Level::Warn,
+                format!(
+                    "entity '{}': lookback_secs: the change time '{since}' is neither an ISO 8601 time nor a number, so change reads ask from it as it is",
+                    self.entity.name
+                ),
+            );
+            since.to_string()
+        })
+    }
+
     fn credential(&self) -> Option<&str> {
         self.config.credential.as_deref()
     }

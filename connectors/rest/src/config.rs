@@ -288,6 +288,7 @@ struct RawSettings {
     since_param: Option<String>,
     change_filter: Option<String>,
     change_params: Option<String>,
+    lookback_secs: Option<Value>,
     update_method: Option<String>,
     webhook_name: Option<String>,
     deletes: Option<Deletes>,
@@ -332,6 +333,9 @@ pub(crate) struct Settings {
     pub updated_at: Vec<String>,
     pub changed_since: Option<ChangedSince>,
     pub change_params: Option<String>,
+    /// How far before the last change time seen change reads ask from, in
+    /// seconds: changes committed late with earlier times are found.
+    pub lookback_secs: u32,
     /// `PATCH` or `PUT`.
     pub update_method: String,
     pub webhook_name: Option<String>,
@@ -388,6 +392,22 @@ impl Settings {
                 )))
             }
         };
+        let lookback_secs = match raw.lookback_secs {
+            None => 0,
+            Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+                Some(n) => n,
+                None => {
+                    return Err(bad(format!(
+                        "lookback_secs = {v}: write a whole number of seconds, 0 or more (for example 60)"
+                    )))
+                }
+            },
+        };
+        if lookback_secs > 0 && changed_since.is_none() {
+            return Err(bad(
+                "lookback_secs is set but changes are not read: set since_param or change_filter, and updated_at".into(),
+            ));
+        }
         if let Some(d) = &raw.deletes {
             if !d.query.contains(SINCE) {
                 return Err(bad(format!(
@@ -411,6 +431,7 @@ impl Settings {
             updated_at,
             changed_since,
             change_params: raw.change_params,
+            lookback_secs,
             update_method,
             webhook_name: raw.webhook_name,
             deletes: raw.deletes,
@@ -622,6 +643,14 @@ mod tests {
             (
                 json!({"deletes": {"path": "/activity", "query": "x={since}"}}),
                 "missing field `at`",
+            ),
+            (
+                json!({"lookback_secs": 60}),
+                "lookback_secs is set but changes are not read",
+            ),
+            (
+                json!({"lookback_secs": -1, "since_param": "a"}),
+                "lookback_secs = -1: write a whole number of seconds, 0 or more",
             ),
             (json!({"paht": "/x"}), "unknown field `paht`"),
         ] {

@@ -79,6 +79,13 @@
 //!   is replaced; keys are kept as written.
 //! - `change_params`: extra query of change requests, encoded the same way
 //!   (for example `"_sort=updatedAt&_order=asc"`).
+//! - `lookback_secs`: change requests ask from that many seconds before the
+//!   last change time seen (default 0). A system that stamps a record when a
+//!   write begins and shows it when the write commits can show a change
+//!   stamped before changes already read; looking back finds it. Records
+//!   read again unchanged cost a read and nothing else. The time keeps the
+//!   system's form (ISO 8601 with its offset and digits, a date, or a number
+//!   of seconds or milliseconds since the epoch).
 //! - `deletes`: a feed of deleted records, read after the changed records of
 //!   each round: `path` (under `base_url`), `query` (a template with
 //!   `{since}`, the time of the last delete seen), `id` (dotted path of the
@@ -233,7 +240,7 @@ impl source::Guest for Rest {
     ) -> Result<ChangeBatch> {
         let c = Collection::new(&ctx, &entity)?;
         let mut cursor = ChangeCursor::parse(&cursor).map_err(|m| c.bad(m))?;
-        let filters = change_filters(&c, &cursor.since)?;
+        let filters = change_filters(&c, &c.asked_since(&cursor.since))?;
         let listing = c.list(&filters, cursor.next.as_ref(), limit)?;
         for item in &listing.items {
             if let Some(time) = change_time(item, &c.settings.updated_at) {
