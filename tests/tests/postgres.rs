@@ -1352,3 +1352,107 @@ fn a_schema_setting_on_sqlite_is_refused_by_name() {
         "{text}"
     );
 }
+
+/// Columns the database computes, on both sides: a key `GENERATED ALWAYS AS
+/// IDENTITY` and a stored full name on PostgreSQL, a generated full name on
+/// SQLite. Records cross both ways with their keys; computed columns are
+/// read, never written, and come back as echoes.
+#[test]
+fn identity_keys_and_generated_columns_sync_both_ways() {
+    let pg = Postgres::start().expect("start PostgreSQL");
+    pg.create_database("crm").unwrap();
+    pg.psql(
+        "crm",
+        "CREATE TABLE people (
+             id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+             first_name text NOT NULL,
+             last_name text NOT NULL,
+             full_name text NOT NULL GENERATED ALWAYS AS (first_name || ' ' || last_name) STORED
+         );",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lite = dir.path().join("lite.db");
+    rusqlite::Connection::open(&lite)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE people (
+                 id INTEGER PRIMARY KEY,
+                 first_name TEXT NOT NULL,
+                 last_name TEXT NOT NULL,
+                 full_name TEXT GENERATED ALWAYS AS (first_name || ' ' || last_name) VIRTUAL
+             );
+             INSERT INTO people (id, first_name, last_name) VALUES
+                 (1, 'Ada', 'Lovelace'), (2, 'Grace', 'Hopper'), (7, 'Alan', 'Turing');",
+        )
+        .unwrap();
+    let sql = toml_path(&connector("sql"));
+    let m = write_manifest(
+        dir.path(),
+        &format!(
+            r#"
+[entities.people]
+primary_key = "id"
+shared_key = true
+
+[systems.lite]
+connector = {sql}
+config = {{ database = "lite" }}
+databases = {{ lite = "lite.db" }}
+[systems.lite.entities.people]
+direction = "both"
+
+[systems.pg]
+connector = {sql}
+config = {{ database = "main" }}
+databases = {{ main = {{ url = "{url}" }} }}
+[systems.pg.entities.people]
+direction = "both"
+"#,
+            url = pg.url("crm")
+        ),
+    );
+    let pg_people = || {
+        pg.psql("crm", "SELECT id, full_name FROM people ORDER BY id")
+            .unwrap()
+    };
+    let lite_people = || {
+        rows(&lite, "SELECT id, full_name FROM people ORDER BY id")
+            .into_iter()
+            .map(|r| format!("{}|{}\n", r[0].clone().unwrap(), r[1].clone().unwrap()))
+            .collect::<String>()
+    };
+    let check = weir_pg(&m, &["check"]);
+    assert_eq!(check.code, 0, "{}\n{}", check.stdout, check.stderr);
+
+    // SQLite -> PostgreSQL under SQLite's keys.
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (3, 0));
+    assert_eq!(
+        pg_people(),
+        "1|Ada Lovelace\n2|Grace Hopper\n7|Alan Turing\n"
+    );
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
+
+    // PostgreSQL -> SQLite: a change, and a row whose key PostgreSQL assigns.
+    pg.psql(
+        "crm",
+        "UPDATE people SET last_name = 'Hopper-Murray' WHERE id = 2;
+         INSERT INTO people (first_name, last_name) VALUES ('Edsger', 'Dijkstra');",
+    )
+    .unwrap();
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (2, 0));
+    assert_eq!(lite_people(), pg_people());
+    assert!(
+        lite_people().contains("2|Grace Hopper-Murray\n"),
+        "{}",
+        lite_people()
+    );
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
+    assert_eq!(
+        count(
+            &dir.path().join("weir.db"),
+            "SELECT count(*) FROM dead_letters"
+        ),
+        0
+    );
+}

@@ -19,7 +19,9 @@
 //! `weir_<system>_<schema>_<table>`) that `check` creates.
 //!
 //! Reads are keyset pages; writes group runs of alike records into multi-row
-//! statements, one batch (one transaction) per call. On PostgreSQL, a change
+//! statements, one batch (one transaction) per call. Generated columns are
+//! left out of writes; a key written as given moves the key column's
+//! sequence past it (PostgreSQL). On PostgreSQL, a change
 //! read ends its cursors (rows and tombstones) before the horizon of
 //! transactions still open ([`statements::HORIZON`]), so that what they
 //! commit late is read by the next one.
@@ -451,6 +453,24 @@ impl Table {
         })))
     }
 
+    /// Moves the key column's sequence past the keys written as given, so
+    /// that inserts taking keys from it do not collide with them. A failure
+    /// (no right to change the sequence) is a warning: the writes stand.
+    fn catch_up_sequence(&self, db: &Database, sequence: &str) {
+        let sql = statements::catch_up_sequence(self.sql_name(), &self.pk);
+        if let Err(e) = db.query(&self.entity, sql, vec![Value::Text(sequence.to_string())]) {
+            weir_sdk::log(
+                weir_sdk::log::Level::Warn,
+                format!(
+                    "entity '{}': cannot move sequence {sequence} past the keys written to table '{}' ({}); inserts that take their keys from it may collide with them: grant UPDATE on it",
+                    self.entity,
+                    self.sql_name(),
+                    e.message
+                ),
+            );
+        }
+    }
+
     /// The parameters of the catalog queries about the table's key column:
     /// the quoted table name and the column name.
     fn table_and_key(&self) -> Vec<Value> {
@@ -769,7 +789,7 @@ impl Table {
             .map(|c| FieldSchema {
                 name: c.name.clone(),
                 kind: c.field_type(),
-                required: c.not_null || c.name == self.pk,
+                required: (c.not_null && !c.generated) || c.name == self.pk,
             })
             .collect();
         EntitySchema {
@@ -1249,6 +1269,13 @@ impl destination::Guest for SqlConnector {
             pk: &table.pk,
             updated_at: table.updated_at.as_deref(),
             integer_key,
+            generated: columns
+                .iter()
+                .filter(|c| c.generated)
+                .map(|c| c.name.as_str())
+                .collect(),
+            overriding: db.dialect == Dialect::Postgres
+                && schema::find(&columns, &table.pk).is_some_and(|c| c.always_identity),
         };
 
         let mut outcomes: Vec<Option<Result<Written>>> = items.iter().map(|_| None).collect();
@@ -1259,6 +1286,7 @@ impl destination::Guest for SqlConnector {
                 Err(e) => outcomes[i] = Some(Err(e)),
             }
         }
+        let keyed = prepared.iter().any(|(_, p)| p.gives_key(&table.pk));
         let chunks = target.chunks(&prepared);
         let mut retry = Vec::new();
         for (chunk, result) in db.run_chunks(&table.entity, &chunks)? {
@@ -1280,6 +1308,16 @@ impl destination::Guest for SqlConnector {
                 if let Some(done) = target.chunk_outcomes(chunk, result) {
                     done.into_iter().for_each(|(i, o)| outcomes[i] = Some(o));
                 }
+            }
+        }
+        let wrote = outcomes.iter().any(|o| matches!(o, Some(Ok(_))));
+        if let (true, true, Some(column)) = (
+            keyed && wrote,
+            integer_key,
+            schema::find(&columns, &table.pk),
+        ) {
+            if let Some(sequence) = &column.sequence {
+                table.catch_up_sequence(&db, sequence);
             }
         }
         Ok(outcomes

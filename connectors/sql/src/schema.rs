@@ -15,6 +15,15 @@ pub struct Column {
     /// The fractional digits of seconds a time column keeps, when the
     /// database says (PostgreSQL: 6 unless declared `timestamp(p)`).
     pub precision: Option<i64>,
+    /// Whether the database computes its values (a generated column): it is
+    /// read, never written.
+    pub generated: bool,
+    /// Whether it is `GENERATED ALWAYS AS IDENTITY` (PostgreSQL): a value
+    /// given for it is written with `OVERRIDING SYSTEM VALUE`.
+    pub always_identity: bool,
+    /// The sequence that gives the column its default values (PostgreSQL
+    /// `serial` and identity columns).
+    pub sequence: Option<String>,
 }
 
 impl Column {
@@ -70,6 +79,12 @@ pub fn parse_columns(rows: &Rows) -> Vec<Column> {
                 sql_type,
                 not_null,
                 precision,
+                generated: row.get(5).is_some_and(is_true),
+                always_identity: row.get(6).is_some_and(is_true),
+                sequence: match row.get(7) {
+                    Some(Value::Text(name)) => Some(name.clone()),
+                    _ => None,
+                },
             })
         })
         .collect()
@@ -127,6 +142,20 @@ mod tests {
                     Value::Text("INTEGER".into()),
                     Value::Integer(0),
                     Value::Integer(1),
+                    Value::Null,
+                    Value::Integer(0),
+                    Value::Integer(1),
+                    Value::Text("people_id_seq".into()),
+                ],
+                vec![
+                    Value::Text("full_name".into()),
+                    Value::Text("TEXT".into()),
+                    Value::Integer(1),
+                    Value::Integer(0),
+                    Value::Null,
+                    Value::Integer(1),
+                    Value::Integer(0),
+                    Value::Null,
                 ],
                 vec![
                     Value::Text("name".into()),
@@ -138,7 +167,14 @@ mod tests {
             ],
         };
         let columns = parse_columns(&rows);
-        assert_eq!(columns.len(), 2);
+        assert_eq!(columns.len(), 3);
+        let id = find(&columns, "id").unwrap();
+        assert!(id.always_identity && !id.generated);
+        assert_eq!(id.sequence.as_deref(), Some("people_id_seq"));
+        let full = find(&columns, "full_name").unwrap();
+        assert!(full.generated && !full.always_identity && full.sequence.is_none());
+        // Rows of four columns (older forms) read as plain columns.
+        assert!(!find(&columns, "name").unwrap().generated);
         assert_eq!(find(&columns, "name").map(|c| c.not_null), Some(true));
         assert_eq!(
             find(&columns, "id").map(Column::field_type),

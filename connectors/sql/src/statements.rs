@@ -61,7 +61,10 @@ pub fn placeholder(dialect: Dialect, n: usize) -> String {
 /// Lists the columns of the table named by parameter 1 (in the schema named
 /// by parameter 2 on PostgreSQL, or the current one if it is null), one row per column:
 /// name, declared type, not-null flag (0/1), primary-key flag (0 when unknown),
-/// and on PostgreSQL the fractional digits a time column keeps.
+/// on PostgreSQL the fractional digits a time column keeps (else null),
+/// whether the database computes the column's values (a generated column:
+/// never written), whether it is `GENERATED ALWAYS AS IDENTITY`, and the
+/// sequence its default values come from (`serial` or identity; else null).
 ///
 /// On PostgreSQL the types are spelt as `information_schema.columns` spells
 /// them (`ARRAY`, `USER-DEFINED`, a domain as its base type), but read from
@@ -69,7 +72,9 @@ pub fn placeholder(dialect: Dialect, n: usize) -> String {
 /// connector asks at every batch it writes.
 pub fn columns(dialect: Dialect) -> &'static str {
     match dialect {
-        Dialect::Sqlite => r#"SELECT name, type, "notnull", pk FROM pragma_table_info(?1)"#,
+        Dialect::Sqlite => {
+            r#"SELECT name, type, "notnull", pk, NULL, hidden IN (2, 3), 0, NULL FROM pragma_table_xinfo(?1) WHERE hidden <> 1"#
+        }
         Dialect::Postgres => {
             "SELECT a.attname::text, \
                CASE WHEN t.typtype = 'd' THEN \
@@ -82,7 +87,11 @@ pub fn columns(dialect: Dialect) -> &'static str {
                CASE WHEN a.attnotnull OR (t.typtype = 'd' AND t.typnotnull) THEN 1 ELSE 0 END, 0, \
                CAST(information_schema._pg_datetime_precision( \
                       CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, \
-                      CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END) AS bigint) \
+                      CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END) AS bigint), \
+               CASE WHEN a.attgenerated <> '' THEN 1 ELSE 0 END, CASE WHEN a.attidentity = 'a' THEN 1 ELSE 0 END, \
+               (SELECT d.objid::regclass::text FROM pg_depend d JOIN pg_class q ON q.oid = d.objid AND q.relkind = 'S' \
+                 WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass \
+                   AND d.refobjid = c.oid AND d.refobjsubid = a.attnum AND d.deptype IN ('a', 'i') LIMIT 1) \
              FROM pg_attribute a \
              JOIN pg_class c ON c.oid = a.attrelid \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -364,12 +373,15 @@ fn returning(pk: &str, updated_at: Option<&str>) -> String {
 /// Creates the row with a given primary key, or updates the columns given if it exists.
 /// Parameter 1 is the key, parameters 2..=n+1 the values of `columns` (which must not
 /// hold the key). With no columns the update is a no-op that still returns the row.
+/// `overriding` (PostgreSQL) writes the key given into a key column
+/// `GENERATED ALWAYS AS IDENTITY`.
 pub fn upsert(
     dialect: Dialect,
     table: Name<'_>,
     pk: &str,
     updated_at: Option<&str>,
     columns: &[&str],
+    overriding: bool,
 ) -> String {
     let (t, k) = (table.sql(), quote_ident(pk));
     let names: Vec<String> = std::iter::once(k.clone())
@@ -389,10 +401,21 @@ pub fn upsert(
             .join(", ")
     };
     format!(
-        "INSERT INTO {t} ({}) VALUES ({values}) ON CONFLICT ({k}) DO UPDATE SET {updates}{}",
+        "INSERT INTO {t} ({}) {}VALUES ({values}) ON CONFLICT ({k}) DO UPDATE SET {updates}{}",
         names.join(", "),
+        overriding_clause(overriding),
         returning(pk, updated_at)
     )
+}
+
+/// The clause that lets an insert give a value to a column `GENERATED
+/// ALWAYS AS IDENTITY` (PostgreSQL), when `overriding`.
+fn overriding_clause(overriding: bool) -> &'static str {
+    if overriding {
+        "OVERRIDING SYSTEM VALUE "
+    } else {
+        ""
+    }
 }
 
 /// The `VALUES` rows of a multi-row statement: `rows` tuples of `width`
@@ -411,8 +434,9 @@ fn value_rows(dialect: Dialect, width: usize, rows: usize) -> String {
 }
 
 /// Creates `rows` rows in one statement; the database assigns the primary key
-/// unless `columns` holds it. The parameters are the values of `columns`, row
-/// after row. Without columns, one row of defaults is created.
+/// unless `columns` holds it (then `overriding` as in [`upsert`]). The
+/// parameters are the values of `columns`, row after row. Without columns,
+/// one row of defaults is created.
 pub fn insert_many(
     dialect: Dialect,
     table: Name<'_>,
@@ -420,6 +444,7 @@ pub fn insert_many(
     updated_at: Option<&str>,
     columns: &[&str],
     rows: usize,
+    overriding: bool,
 ) -> String {
     if columns.is_empty() {
         return format!(
@@ -433,9 +458,11 @@ pub fn insert_many(
         .map(|c| quote_ident(c))
         .collect::<Vec<_>>()
         .join(", ");
+    let overriding = overriding && columns.contains(&pk);
     format!(
-        "INSERT INTO {} ({names}) VALUES {}{}",
+        "INSERT INTO {} ({names}) {}VALUES {}{}",
         table.sql(),
+        overriding_clause(overriding),
         value_rows(dialect, columns.len(), rows),
         returning(pk, updated_at)
     )
@@ -451,11 +478,24 @@ pub fn upsert_many(
     updated_at: Option<&str>,
     columns: &[&str],
     rows: usize,
+    overriding: bool,
 ) -> String {
-    let single = upsert(dialect, table, pk, updated_at, columns);
+    let single = upsert(dialect, table, pk, updated_at, columns, overriding);
     // The single-row statement with its one VALUES tuple widened to `rows`.
     let one = value_rows(dialect, columns.len() + 1, 1);
     single.replacen(&one, &value_rows(dialect, columns.len() + 1, rows), 1)
+}
+
+/// Moves the key sequence named by parameter 1 past the largest key of the
+/// table, if it is behind: keys written as given (shared keys) do not move
+/// it, and the inserts that take their keys from it would then collide.
+/// Never moves it back.
+pub fn catch_up_sequence(table: Name<'_>, pk: &str) -> String {
+    let (t, k) = (table.sql(), quote_ident(pk));
+    format!(
+        "SELECT setval($1::regclass, x.m) FROM (SELECT max({k}) AS m FROM {t}) AS x \
+         WHERE x.m > coalesce(pg_sequence_last_value($1::regclass), 0)"
+    )
 }
 
 /// Deletes the `rows` rows whose primary keys are the parameters.
@@ -543,11 +583,19 @@ mod tests {
     #[test]
     fn inserts_return_the_key_and_version() {
         assert_eq!(
-            insert_many(Dialect::Sqlite, "t".into(), "id", Some("u"), &["a", "b"], 1),
+            insert_many(
+                Dialect::Sqlite,
+                "t".into(),
+                "id",
+                Some("u"),
+                &["a", "b"],
+                1,
+                false
+            ),
             r#"INSERT INTO "t" ("a", "b") VALUES (?1, ?2) RETURNING "id", "u""#
         );
         assert_eq!(
-            insert_many(Dialect::Postgres, "t".into(), "id", None, &[], 1),
+            insert_many(Dialect::Postgres, "t".into(), "id", None, &[], 1, false),
             r#"INSERT INTO "t" DEFAULT VALUES RETURNING "id""#
         );
     }
@@ -555,23 +603,64 @@ mod tests {
     #[test]
     fn upserts_update_only_given_columns() {
         assert_eq!(
-            upsert(Dialect::Sqlite, "t".into(), "id", None, &["a", "b"]),
+            upsert(Dialect::Sqlite, "t".into(), "id", None, &["a", "b"], false),
             r#"INSERT INTO "t" ("id", "a", "b") VALUES (?1, ?2, ?3) ON CONFLICT ("id") DO UPDATE SET "a" = excluded."a", "b" = excluded."b" RETURNING "id""#
         );
         assert_eq!(
-            upsert(Dialect::Postgres, "t".into(), "id", Some("u"), &[]),
+            upsert(Dialect::Postgres, "t".into(), "id", Some("u"), &[], false),
             r#"INSERT INTO "t" ("id") VALUES ($1) ON CONFLICT ("id") DO UPDATE SET "id" = excluded."id" RETURNING "id", "u""#
+        );
+    }
+
+    #[test]
+    fn a_key_given_to_an_identity_column_overrides_the_system_value() {
+        assert_eq!(
+            upsert_many(Dialect::Postgres, "t".into(), "id", None, &["a"], 2, true),
+            r#"INSERT INTO "t" ("id", "a") OVERRIDING SYSTEM VALUE VALUES ($1, $2), ($3, $4) ON CONFLICT ("id") DO UPDATE SET "a" = excluded."a" RETURNING "id""#
+        );
+        assert_eq!(
+            insert_many(
+                Dialect::Postgres,
+                "t".into(),
+                "id",
+                None,
+                &["id", "a"],
+                1,
+                true
+            ),
+            r#"INSERT INTO "t" ("id", "a") OVERRIDING SYSTEM VALUE VALUES ($1, $2) RETURNING "id""#
+        );
+        // Without the key, the database assigns it.
+        assert_eq!(
+            insert_many(Dialect::Postgres, "t".into(), "id", None, &["a"], 1, true),
+            r#"INSERT INTO "t" ("a") VALUES ($1) RETURNING "id""#
         );
     }
 
     #[test]
     fn multi_row_statements_number_their_parameters_row_by_row() {
         assert_eq!(
-            insert_many(Dialect::Postgres, "t".into(), "id", None, &["a", "b"], 2),
+            insert_many(
+                Dialect::Postgres,
+                "t".into(),
+                "id",
+                None,
+                &["a", "b"],
+                2,
+                false
+            ),
             r#"INSERT INTO "t" ("a", "b") VALUES ($1, $2), ($3, $4) RETURNING "id""#
         );
         assert_eq!(
-            upsert_many(Dialect::Sqlite, "t".into(), "id", Some("u"), &["a"], 3),
+            upsert_many(
+                Dialect::Sqlite,
+                "t".into(),
+                "id",
+                Some("u"),
+                &["a"],
+                3,
+                false
+            ),
             r#"INSERT INTO "t" ("id", "a") VALUES (?1, ?2), (?3, ?4), (?5, ?6) ON CONFLICT ("id") DO UPDATE SET "a" = excluded."a" RETURNING "id", "u""#
         );
         assert_eq!(

@@ -22,6 +22,11 @@ pub struct Target<'a> {
     pub updated_at: Option<&'a str>,
     /// Whether the primary-key column holds integers.
     pub integer_key: bool,
+    /// The columns the database computes: left out of every write.
+    pub generated: Vec<&'a str>,
+    /// Whether a key given is written with `OVERRIDING SYSTEM VALUE` (a
+    /// PostgreSQL key column `GENERATED ALWAYS AS IDENTITY`).
+    pub overriding: bool,
 }
 
 /// What a planned statement does, to read its outcome.
@@ -73,6 +78,15 @@ impl Prepared {
         match self {
             Prepared::Create(r) | Prepared::Upsert(_, r) => r.keys().map(String::as_str).collect(),
             Prepared::Delete(_) => Vec::new(),
+        }
+    }
+
+    /// Whether it writes a key it gives (not one the database assigns).
+    pub fn gives_key(&self, pk: &str) -> bool {
+        match self {
+            Prepared::Upsert(..) => true,
+            Prepared::Create(r) => r.contains_key(pk),
+            Prepared::Delete(_) => false,
         }
     }
 
@@ -162,6 +176,7 @@ impl Target<'_> {
                     self.updated_at,
                     &columns,
                     run.len(),
+                    self.overriding,
                 ),
                 params: run
                     .iter()
@@ -179,6 +194,7 @@ impl Target<'_> {
                     self.updated_at,
                     &columns,
                     run.len(),
+                    self.overriding,
                 ),
                 params: run
                     .iter()
@@ -321,9 +337,14 @@ impl Target<'_> {
     }
 
     /// Parses the body of an upsert.
+    /// The record of an upsert, without the columns the database computes.
     fn record(&self, id: Option<&str>, data: Option<&str>) -> Result<Record> {
         let text = data.ok_or_else(|| self.rejected(id, "upsert without a record body"))?;
-        json::parse_record(text).map_err(|e| self.rejected(id, &e.message))
+        let mut record = json::parse_record(text).map_err(|e| self.rejected(id, &e.message))?;
+        for column in &self.generated {
+            record.remove(*column);
+        }
+        Ok(record)
     }
 
     /// The parameter holding a record id: an integer for integer keys when it parses as one.
@@ -361,6 +382,8 @@ mod tests {
             pk: "id",
             updated_at: Some("updated"),
             integer_key,
+            generated: Vec::new(),
+            overriding: false,
         }
     }
 
@@ -414,6 +437,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!(debug(&st.params), debug(&[Value::Text("12".into())]));
+    }
+
+    #[test]
+    fn generated_columns_are_left_out_of_writes() {
+        let t = Target {
+            generated: vec!["full_name"],
+            ..target(true)
+        };
+        let (st, _) = plan(
+            &t,
+            &item(
+                Some("12"),
+                Operation::Upsert,
+                Some(r#"{"age":3,"full_name":"Ada L"}"#),
+            ),
+        )
+        .unwrap();
+        assert!(st.sql.contains(r#"("id", "age")"#), "{}", st.sql);
+        assert_eq!(
+            debug(&st.params),
+            debug(&[Value::Integer(12), Value::Integer(3)])
+        );
     }
 
     #[test]
