@@ -1456,3 +1456,116 @@ direction = "both"
         0
     );
 }
+
+/// Target tables whose key column has no primary key or unique index, on
+/// PostgreSQL and SQLite: `weir check` warns, a write is refused whole with
+/// the fix, and the records wait in the outbox (no dead letters) until the
+/// index exists.
+#[test]
+fn a_target_table_without_a_unique_key_is_refused_whole_and_waits() {
+    let pg = Postgres::start().expect("start PostgreSQL");
+    pg.create_database("crm").unwrap();
+    pg.psql("crm", "CREATE TABLE people (id bigint, name text);")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src = d.join("src.db");
+    rusqlite::Connection::open(&src)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT);
+             INSERT INTO people VALUES (1, 'Ada'), (2, 'Grace'), (3, 'Alan');",
+        )
+        .unwrap();
+    let dst = d.join("dst.db");
+    rusqlite::Connection::open(&dst)
+        .unwrap()
+        // A unique index with a condition cannot match records either.
+        .execute_batch(
+            "CREATE TABLE people (id INTEGER, name TEXT);
+             CREATE UNIQUE INDEX named ON people (id) WHERE name IS NOT NULL;",
+        )
+        .unwrap();
+    let sql = toml_path(&connector("sql"));
+    let m = write_manifest(
+        d,
+        &format!(
+            r#"
+[entities.people]
+primary_key = "id"
+shared_key = true
+
+[systems.src]
+connector = {sql}
+config = {{ database = "src" }}
+databases = {{ src = "src.db" }}
+[systems.src.entities.people]
+direction = "read"
+
+[systems.dst]
+connector = {sql}
+config = {{ database = "dst" }}
+databases = {{ dst = "dst.db" }}
+[systems.dst.entities.people]
+direction = "write"
+
+[systems.pg]
+connector = {sql}
+config = {{ database = "main" }}
+databases = {{ main = {{ url = "{url}" }} }}
+[systems.pg.entities.people]
+direction = "write"
+"#,
+            url = pg.url("crm")
+        ),
+    );
+    let fix = "is neither its primary key nor alone in a unique index, so writes cannot match records by it; add one";
+    let check = weir_pg(&m, &["check"]);
+    let text = format!("{}{}", check.stdout, check.stderr);
+    assert!(
+        text.contains(&format!(
+            "column 'id' of table 'people' in database 'main' {fix}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "column 'id' of table 'people' in database 'dst' {fix}"
+        )),
+        "{text}"
+    );
+
+    let run = weir_pg(&m, &["sync"]);
+    let text = format!("{}{}", run.stdout, run.stderr);
+    assert_ne!(run.code, 0, "{text}");
+    assert!(text.contains(fix), "{text}");
+    let store = d.join("weir.db");
+    assert_eq!(count(&store, "SELECT count(*) FROM dead_letters"), 0);
+    assert_eq!(count(&store, "SELECT count(*) FROM outbox"), 6);
+    assert_eq!(
+        pg.psql("crm", "SELECT count(*) FROM people").unwrap(),
+        "0\n"
+    );
+
+    // The fix, and the backoff moved into the past: the records arrive.
+    pg.psql("crm", "ALTER TABLE people ADD PRIMARY KEY (id);")
+        .unwrap();
+    rusqlite::Connection::open(&dst)
+        .unwrap()
+        .execute_batch("CREATE UNIQUE INDEX by_id ON people (id);")
+        .unwrap();
+    rusqlite::Connection::open(&store)
+        .unwrap()
+        .execute(
+            "UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00.000Z'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (6, 0));
+    assert_eq!(
+        pg.psql("crm", "SELECT id, name FROM people ORDER BY id")
+            .unwrap(),
+        "1|Ada\n2|Grace\n3|Alan\n"
+    );
+    assert_eq!(count(&dst, "SELECT count(*) FROM people"), 3);
+}

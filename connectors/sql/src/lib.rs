@@ -40,7 +40,7 @@ use exports::weir::connector::{destination, source};
 use serde::Deserialize;
 use weir_sdk::json;
 use weir_sdk::sql::{self, Dialect, Rows, Statement, Value};
-use weir_sdk::sql_util::{row_to_record, to_id, to_json, to_sql};
+use weir_sdk::sql_util::{quote_ident, row_to_record, to_id, to_json, to_sql};
 use weir_sdk::{
     Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema, FieldSchema,
     FieldType, Operation, Page, Result, WriteItem, Written,
@@ -772,6 +772,24 @@ impl Table {
         Ok(())
     }
 
+    /// Why writes cannot match records by the primary-key column, if they
+    /// cannot: it is neither the whole primary key nor alone in a unique
+    /// index, and an upsert (`ON CONFLICT`) needs one of them.
+    fn unmatchable(&self, db: &Database, columns: &[Column]) -> Option<String> {
+        if schema::find(columns, &self.pk).is_none_or(|c| c.unique) {
+            return None;
+        }
+        Some(format!(
+            "entity '{}': column '{}' of table '{}' in database '{}' is neither its primary key nor alone in a unique index, so writes cannot match records by it; add one (ALTER TABLE {} ADD PRIMARY KEY ({}), or CREATE UNIQUE INDEX), or make the entity's primary_key a column that has one",
+            self.entity,
+            self.pk,
+            self.sql_name(),
+            db.name,
+            self.sql_name().sql(),
+            quote_ident(&self.pk)
+        ))
+    }
+
     /// The updated-at column, or an `unsupported` error naming the entity.
     fn change_column(&self) -> Result<&str> {
         self.updated_at.as_deref().ok_or_else(|| {
@@ -992,6 +1010,10 @@ impl connector::Guest for SqlConnector {
                 let table = Table::of(entity)?;
                 let columns = db.columns(&table)?;
                 table.verify(&db, &columns)?;
+                if let Some(why) = table.unmatchable(&db, &columns) {
+                    // Fine for a table weir only reads.
+                    weir_sdk::log(weir_sdk::log::Level::Warn, why);
+                }
                 table.keep_tombstones(&db, &columns)?;
                 if let Some(slot) = table.slot(&db)? {
                     // One slot serves one entity: each moves it on.
@@ -1260,6 +1282,9 @@ impl destination::Guest for SqlConnector {
         let table = Table::of(&entity)?;
         let columns = db.columns(&table)?;
         table.verify(&db, &columns)?;
+        if let Some(why) = table.unmatchable(&db, &columns) {
+            return Err(ConnectorError::schema(why));
+        }
         let integer_key =
             schema::find(&columns, &table.pk).is_some_and(|c| c.field_type() == FieldType::Integer);
         let target = write::Target {

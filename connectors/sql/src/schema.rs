@@ -24,6 +24,9 @@ pub struct Column {
     /// The sequence that gives the column its default values (PostgreSQL
     /// `serial` and identity columns).
     pub sequence: Option<String>,
+    /// Whether it is unique on its own: the whole primary key, or alone in
+    /// a unique index without a condition.
+    pub unique: bool,
 }
 
 impl Column {
@@ -85,6 +88,7 @@ pub fn parse_columns(rows: &Rows) -> Vec<Column> {
                     Some(Value::Text(name)) => Some(name.clone()),
                     _ => None,
                 },
+                unique: row.get(8).is_some_and(is_true),
             })
         })
         .collect()
@@ -146,6 +150,7 @@ mod tests {
                     Value::Integer(0),
                     Value::Integer(1),
                     Value::Text("people_id_seq".into()),
+                    Value::Integer(1),
                 ],
                 vec![
                     Value::Text("full_name".into()),
@@ -171,8 +176,10 @@ mod tests {
         let id = find(&columns, "id").unwrap();
         assert!(id.always_identity && !id.generated);
         assert_eq!(id.sequence.as_deref(), Some("people_id_seq"));
+        assert!(id.unique);
         let full = find(&columns, "full_name").unwrap();
         assert!(full.generated && !full.always_identity && full.sequence.is_none());
+        assert!(!full.unique);
         // Rows of four columns (older forms) read as plain columns.
         assert!(!find(&columns, "name").unwrap().generated);
         assert_eq!(find(&columns, "name").map(|c| c.not_null), Some(true));

@@ -63,8 +63,10 @@ pub fn placeholder(dialect: Dialect, n: usize) -> String {
 /// name, declared type, not-null flag (0/1), primary-key flag (0 when unknown),
 /// on PostgreSQL the fractional digits a time column keeps (else null),
 /// whether the database computes the column's values (a generated column:
-/// never written), whether it is `GENERATED ALWAYS AS IDENTITY`, and the
-/// sequence its default values come from (`serial` or identity; else null).
+/// never written), whether it is `GENERATED ALWAYS AS IDENTITY`, the
+/// sequence its default values come from (`serial` or identity; else null),
+/// and whether it is unique on its own (the whole primary key, or alone in a
+/// unique index without a condition): what an upsert matches rows by.
 ///
 /// On PostgreSQL the types are spelt as `information_schema.columns` spells
 /// them (`ARRAY`, `USER-DEFINED`, a domain as its base type), but read from
@@ -73,7 +75,13 @@ pub fn placeholder(dialect: Dialect, n: usize) -> String {
 pub fn columns(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Sqlite => {
-            r#"SELECT name, type, "notnull", pk, NULL, hidden IN (2, 3), 0, NULL FROM pragma_table_xinfo(?1) WHERE hidden <> 1"#
+            r#"SELECT x.name, x.type, x."notnull", x.pk, NULL, x.hidden IN (2, 3), 0, NULL,
+                 (x.pk = 1 AND (SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0) = 1)
+                 OR EXISTS (SELECT 1 FROM pragma_index_list(?1) AS l
+                            WHERE l."unique" AND NOT l.partial
+                              AND (SELECT count(*) FROM pragma_index_info(l.name)) = 1
+                              AND (SELECT i.name FROM pragma_index_info(l.name) AS i) = x.name)
+               FROM pragma_table_xinfo(?1) AS x WHERE x.hidden <> 1"#
         }
         Dialect::Postgres => {
             "SELECT a.attname::text, \
@@ -91,7 +99,10 @@ pub fn columns(dialect: Dialect) -> &'static str {
                CASE WHEN a.attgenerated <> '' THEN 1 ELSE 0 END, CASE WHEN a.attidentity = 'a' THEN 1 ELSE 0 END, \
                (SELECT d.objid::regclass::text FROM pg_depend d JOIN pg_class q ON q.oid = d.objid AND q.relkind = 'S' \
                  WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass \
-                   AND d.refobjid = c.oid AND d.refobjsubid = a.attnum AND d.deptype IN ('a', 'i') LIMIT 1) \
+                   AND d.refobjid = c.oid AND d.refobjsubid = a.attnum AND d.deptype IN ('a', 'i') LIMIT 1), \
+               CASE WHEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique AND i.indimmediate \
+                   AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum AND i.indpred IS NULL AND i.indexprs IS NULL) \
+                 THEN 1 ELSE 0 END \
              FROM pg_attribute a \
              JOIN pg_class c ON c.oid = a.attrelid \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
