@@ -1042,22 +1042,24 @@ impl source::Guest for SqlConnector {
         let db = Database::open(&ctx)?;
         let table = Table::of(&entity)?;
         let limit = page_limit(limit);
+        let columns = db.columns(&table)?;
+        let select = statements::select_list(db.dialect, &columns);
         let (sql, mut params) = match cursor {
             None => (
-                statements::read_page(db.dialect, table.sql_name(), &table.pk, false),
+                statements::read_page(db.dialect, table.sql_name(), &table.pk, false, &select),
                 Vec::new(),
             ),
             Some(text) => {
                 let at: ReadCursor = cursor::decode(&text, &table.entity)?;
                 (
-                    statements::read_page(db.dialect, table.sql_name(), &table.pk, true),
+                    statements::read_page(db.dialect, table.sql_name(), &table.pk, true, &select),
                     vec![to_sql(&at.after)],
                 )
             }
         };
         params.push(Value::Integer(limit as i64));
         let rows = db.query(&table.entity, sql, params)?;
-        let items = table.changes(&db, &rows)?;
+        let items = table.changes_of(&columns, &rows)?;
         let next = match rows.rows.last() {
             Some(last) if rows.rows.len() >= limit => {
                 let key_at = table.column_index(&rows, &table.pk)?;
@@ -1226,6 +1228,10 @@ impl source::Guest for SqlConnector {
         };
         let after = !at.ts.is_null();
         let flagged = stamps.is_some();
+        let select = match &columns {
+            Some(columns) => statements::select_list(db.dialect, columns),
+            None => "*".to_string(),
+        };
         let sql = statements::changes(
             db.dialect,
             table.sql_name(),
@@ -1233,6 +1239,7 @@ impl source::Guest for SqlConnector {
             updated_at,
             after,
             stamps.map(|s| s.0),
+            &select,
         );
         let mut params = if after {
             vec![to_sql(&at.ts), to_sql(&at.id)]
@@ -1297,6 +1304,11 @@ impl destination::Guest for SqlConnector {
             generated: columns
                 .iter()
                 .filter(|c| c.generated)
+                .map(|c| c.name.as_str())
+                .collect(),
+            arrays: columns
+                .iter()
+                .filter(|c| db.dialect == Dialect::Postgres && c.sql_type == "ARRAY")
                 .map(|c| c.name.as_str())
                 .collect(),
             overriding: db.dialect == Dialect::Postgres

@@ -1,6 +1,7 @@
 //! The SQL text the connector sends, built for one dialect. Pure functions only:
 //! values travel as positional parameters, identifiers are always quoted.
 
+use crate::schema::Column;
 use weir_sdk::sql::Dialect;
 use weir_sdk::sql_util::quote_ident;
 
@@ -115,20 +116,76 @@ pub fn columns(dialect: Dialect) -> &'static str {
     }
 }
 
-/// One page of a keyset-paginated snapshot, ordered by the primary key.
+/// The types the host reads from PostgreSQL as they are, as
+/// [`columns`] spells them; enums too.
+const DECODED: &[&str] = &[
+    "boolean",
+    "smallint",
+    "integer",
+    "bigint",
+    "oid",
+    "real",
+    "double precision",
+    "bytea",
+    "text",
+    "character varying",
+    "character",
+    "name",
+    "json",
+    "jsonb",
+    "numeric",
+    "date",
+    "timestamp without time zone",
+    "timestamp with time zone",
+    "time without time zone",
+    "uuid",
+];
+
+/// What a read selects: `*`, or on PostgreSQL, when a column's type is one
+/// the host does not read as it is, every column by name: arrays as JSON
+/// (`to_jsonb`, read like a `jsonb` column) and the other such types
+/// (`interval`, `inet`, ranges, user-defined types, ...) as their text, as
+/// psql prints them.
+pub fn select_list(dialect: Dialect, columns: &[Column]) -> String {
+    let decoded = |c: &Column| DECODED.contains(&c.sql_type.as_str());
+    if dialect == Dialect::Sqlite || columns.iter().all(decoded) {
+        return "*".to_string();
+    }
+    columns
+        .iter()
+        .map(|c| {
+            let name = quote_ident(&c.name);
+            if decoded(c) {
+                name
+            } else if c.sql_type == "ARRAY" {
+                format!("to_jsonb({name}) AS {name}")
+            } else {
+                // The type's own output, as psql prints it (a cast to text
+                // can differ: `inet` gains its netmask).
+                format!(
+                    "CASE WHEN {name} IS NULL THEN NULL ELSE format('%s', {name}) END AS {name}"
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One page of a keyset-paginated snapshot, ordered by the primary key,
+/// selecting `select` ([`select_list`]).
 /// With `after`, parameter 1 is the last key of the previous page and parameter 2
 /// the limit; without it, parameter 1 is the limit.
-pub fn read_page(dialect: Dialect, table: Name<'_>, pk: &str, after: bool) -> String {
+pub fn read_page(dialect: Dialect, table: Name<'_>, pk: &str, after: bool, select: &str) -> String {
     let (t, k) = (table.sql(), quote_ident(pk));
     if after {
         format!(
-            "SELECT * FROM {t} WHERE {k} > {} ORDER BY {k} LIMIT {}",
+            "SELECT {select} FROM {t} WHERE {k} > {} ORDER BY {k} LIMIT {}",
             placeholder(dialect, 1),
             placeholder(dialect, 2)
         )
     } else {
         format!(
-            "SELECT * FROM {t} WHERE {k} IS NOT NULL ORDER BY {k} LIMIT {}",
+            "SELECT {select} FROM {t} WHERE {k} IS NOT NULL ORDER BY {k} LIMIT {}",
             placeholder(dialect, 1)
         )
     }
@@ -219,6 +276,7 @@ pub fn changes(
     updated_at: &str,
     after: bool,
     settled: Option<Stamps>,
+    select: &str,
 ) -> String {
     let (t, k, u) = (table.sql(), quote_ident(pk), quote_ident(updated_at));
     let (filter, limit) = if after {
@@ -242,7 +300,7 @@ pub fn changes(
         None => String::new(),
     };
     format!(
-        "SELECT *{flag} FROM {t} WHERE {filter} ORDER BY {u}, {k} LIMIT {}",
+        "SELECT {select}{flag} FROM {t} WHERE {filter} ORDER BY {u}, {k} LIMIT {}",
         placeholder(dialect, limit)
     )
 }
@@ -535,11 +593,11 @@ mod tests {
     #[test]
     fn read_pages_use_keyset_pagination() {
         assert_eq!(
-            read_page(Dialect::Sqlite, "people".into(), "id", false),
+            read_page(Dialect::Sqlite, "people".into(), "id", false, "*"),
             r#"SELECT * FROM "people" WHERE "id" IS NOT NULL ORDER BY "id" LIMIT ?1"#
         );
         assert_eq!(
-            read_page(Dialect::Postgres, "people".into(), "id", true),
+            read_page(Dialect::Postgres, "people".into(), "id", true, "*"),
             r#"SELECT * FROM "people" WHERE "id" > $1 ORDER BY "id" LIMIT $2"#
         );
     }
@@ -547,7 +605,15 @@ mod tests {
     #[test]
     fn changes_compare_row_values() {
         assert_eq!(
-            changes(Dialect::Sqlite, "t".into(), "id", "updated", true, None),
+            changes(
+                Dialect::Sqlite,
+                "t".into(),
+                "id",
+                "updated",
+                true,
+                None,
+                "*"
+            ),
             r#"SELECT * FROM "t" WHERE ("updated", "id") > (?1, ?2) ORDER BY "updated", "id" LIMIT ?3"#
         );
         assert_eq!(
@@ -565,7 +631,8 @@ mod tests {
                 "id",
                 "updated",
                 true,
-                Some(Stamps::Times { precision: 6 })
+                Some(Stamps::Times { precision: 6 }),
+                "*"
             ),
             r#"SELECT *, "updated" < to_timestamp($4) AS "weir:settled" FROM "t" WHERE ("updated", "id") > ($1, $2) ORDER BY "updated", "id" LIMIT $3"#
         );
@@ -576,7 +643,8 @@ mod tests {
                 "id",
                 "updated",
                 false,
-                Some(Stamps::Dates)
+                Some(Stamps::Dates),
+                "*"
             ),
             r#"SELECT *, "updated" < CAST(to_timestamp($2) AS date) AS "weir:settled" FROM "t" WHERE "updated" IS NOT NULL ORDER BY "updated", "id" LIMIT $1"#
         );
@@ -756,7 +824,7 @@ mod tests {
         };
         assert_eq!(table.to_string(), "sales.people");
         assert_eq!(
-            read_page(Dialect::Postgres, table, "id", false),
+            read_page(Dialect::Postgres, table, "id", false, "*"),
             r#"SELECT * FROM "sales"."people" WHERE "id" IS NOT NULL ORDER BY "id" LIMIT $1"#
         );
         let setup = tombstone_setup(
@@ -791,6 +859,36 @@ mod tests {
             "{}",
             setup[3]
         );
+    }
+
+    #[test]
+    fn reads_select_arrays_as_json_and_other_types_as_text_on_postgresql() {
+        let column = |name: &str, sql_type: &str| Column {
+            name: name.into(),
+            sql_type: sql_type.into(),
+            not_null: false,
+            precision: None,
+            generated: false,
+            always_identity: false,
+            sequence: None,
+            unique: false,
+        };
+        let plain = [
+            column("id", "bigint"),
+            column("at", "timestamp with time zone"),
+        ];
+        assert_eq!(select_list(Dialect::Postgres, &plain), "*");
+        let odd = [
+            column("id", "bigint"),
+            column("tags", "ARRAY"),
+            column("span", "interval"),
+            column("mood", "USER-DEFINED"),
+        ];
+        assert_eq!(
+            select_list(Dialect::Postgres, &odd),
+            r#""id", to_jsonb("tags") AS "tags", CASE WHEN "span" IS NULL THEN NULL ELSE format('%s', "span") END AS "span", CASE WHEN "mood" IS NULL THEN NULL ELSE format('%s', "mood") END AS "mood""#
+        );
+        assert_eq!(select_list(Dialect::Sqlite, &odd), "*");
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct Target<'a> {
     pub integer_key: bool,
     /// The columns the database computes: left out of every write.
     pub generated: Vec<&'a str>,
+    /// The array columns (PostgreSQL): a JSON array given for one, or a
+    /// text holding one (as reads give them), is written as an array.
+    pub arrays: Vec<&'a str>,
     /// Whether a key given is written with `OVERRIDING SYSTEM VALUE` (a
     /// PostgreSQL key column `GENERATED ALWAYS AS IDENTITY`).
     pub overriding: bool,
@@ -344,6 +347,13 @@ impl Target<'_> {
         for column in &self.generated {
             record.remove(*column);
         }
+        for column in &self.arrays {
+            if let Some(value) = record.get_mut(*column) {
+                if let Some(literal) = array_literal(value) {
+                    *value = serde_json::Value::String(literal);
+                }
+            }
+        }
         Ok(record)
     }
 
@@ -354,6 +364,45 @@ impl Target<'_> {
             _ => Value::Text(id.to_string()),
         }
     }
+}
+
+/// PostgreSQL's text form of an array (`{"a","b"}`) for a JSON array, or a
+/// text holding one; `None` for another value (written as it is).
+fn array_literal(value: &serde_json::Value) -> Option<String> {
+    fn put(items: &[serde_json::Value], out: &mut String) {
+        out.push('{');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            match item {
+                serde_json::Value::Null => out.push_str("NULL"),
+                serde_json::Value::Array(inner) => put(inner, out),
+                other => {
+                    let text = match other {
+                        serde_json::Value::String(s) => s.clone(),
+                        _ => other.to_string(),
+                    };
+                    out.push('"');
+                    out.push_str(&text.replace('\\', "\\\\").replace('"', "\\\""));
+                    out.push('"');
+                }
+            }
+        }
+        out.push('}');
+    }
+    let parsed;
+    let items = match value {
+        serde_json::Value::Array(items) => items,
+        serde_json::Value::String(s) if s.trim_start().starts_with('[') => {
+            parsed = serde_json::from_str::<Vec<serde_json::Value>>(s).ok()?;
+            &parsed
+        }
+        _ => return None,
+    };
+    let mut out = String::new();
+    put(items, &mut out);
+    Some(out)
 }
 
 /// A result without rows.
@@ -383,6 +432,7 @@ mod tests {
             updated_at: Some("updated"),
             integer_key,
             generated: Vec::new(),
+            arrays: Vec::new(),
             overriding: false,
         }
     }
@@ -458,6 +508,32 @@ mod tests {
         assert_eq!(
             debug(&st.params),
             debug(&[Value::Integer(12), Value::Integer(3)])
+        );
+    }
+
+    #[test]
+    fn arrays_are_written_in_postgresql_array_form() {
+        let t = Target {
+            arrays: vec!["tags", "grid"],
+            ..target(true)
+        };
+        let (st, _) = plan(
+            &t,
+            &item(
+                Some("1"),
+                Operation::Upsert,
+                Some(r#"{"tags":"[\"a\",\"say \\\"hi\\\"\",null]","grid":[[1,2],[3,4]],"note":"[not an array"}"#),
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            debug(&st.params),
+            debug(&[
+                Value::Integer(1),
+                Value::Text(r#"{{"1","2"},{"3","4"}}"#.into()),
+                Value::Text("[not an array".into()),
+                Value::Text(r#"{"a","say \"hi\"",NULL}"#.into()),
+            ])
         );
     }
 
