@@ -103,18 +103,41 @@ pub(crate) fn change_time(record: &Value, fields: &[String]) -> Option<String> {
 /// The time `secs` seconds before `time`, written the way `time` is: an
 /// ISO 8601 date and time keeps its separator, its fractional digits and its
 /// offset (`Z`, `+01:00` or none), a date steps back whole days (at least
-/// one), and a number of seconds or milliseconds since the epoch stays a
-/// number. `None` for a time in another form.
+/// one), compact `YYYYMMDD` and `YYYYMMDDhhmmss` stay compact, and a number
+/// of seconds, milliseconds, microseconds or nanoseconds since the epoch
+/// stays a number of the same unit. `None` for a time in another form.
 pub(crate) fn earlier(time: &str, secs: u32) -> Option<String> {
     let t = time.trim();
+    let digits = t.len();
+    if digits == 8 && t.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(date) = jiff::civil::Date::strptime("%Y%m%d", t) {
+            let days = i64::from(secs.div_ceil(86_400).max(1));
+            let before = date.checked_sub(jiff::Span::new().days(days)).ok()?;
+            return Some(before.strftime("%Y%m%d").to_string());
+        }
+    }
+    if digits == 14 && t.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(at) = jiff::civil::DateTime::strptime("%Y%m%d%H%M%S", t) {
+            let before = at
+                .checked_sub(jiff::SignedDuration::from_secs(i64::from(secs)))
+                .ok()?;
+            return Some(before.strftime("%Y%m%d%H%M%S").to_string());
+        }
+    }
+    // The unit of an epoch number, by its size: seconds until the year 5138.
+    let unit = |n: f64| match n.abs() {
+        n if n >= 1e17 => 1e9,
+        n if n >= 1e14 => 1e6,
+        n if n >= 1e11 => 1e3,
+        _ => 1.0,
+    };
     if let Ok(n) = t.parse::<i64>() {
-        // Past the year 5138 in seconds, it counts milliseconds.
-        let step = if n.abs() >= 100_000_000_000 { 1000 } else { 1 };
+        let step = unit(n as f64) as i64;
         return Some((n - i64::from(secs) * step).to_string());
     }
     if let Ok(n) = t.parse::<f64>() {
         if n.is_finite() {
-            return Some((n - f64::from(secs)).to_string());
+            return Some((n - f64::from(secs) * unit(n)).to_string());
         }
     }
     if let Ok(date) = t.parse::<jiff::civil::Date>() {
@@ -180,6 +203,10 @@ mod tests {
             ("1780000000", "1779999940"),
             ("1780000000000", "1779999940000"),
             ("1780000000.5", "1779999940.5"),
+            ("1780000000000000", "1779999940000000"),
+            ("1780000000000.5", "1779999940000.5"),
+            ("20261130", "20261129"),
+            ("20261130000030", "20261129235930"),
         ];
         for (time, before) in cases {
             assert_eq!(earlier(time, 60).as_deref(), Some(before), "{time}");

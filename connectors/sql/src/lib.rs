@@ -408,6 +408,26 @@ impl Table {
             _ => key_type,
         }
         .to_string();
+        // On PostgreSQL the trigger runs in the deleting session, whose
+        // search path may be another: its function names the tombstone table
+        // with its schema (the current one, when none is set).
+        let current = match (db.dialect, &self.schema) {
+            (Dialect::Postgres, None) => {
+                let rows = db.query(&self.entity, "SELECT current_schema()".into(), Vec::new())?;
+                match rows.rows.first().and_then(|r| r.first()) {
+                    Some(Value::Text(schema)) => Some(schema.clone()),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let table = match &current {
+            Some(schema) => statements::Name {
+                schema: Some(schema),
+                name: &self.name,
+            },
+            None => table,
+        };
         let setup = statements::tombstone_setup(
             db.dialect,
             table,
@@ -453,12 +473,21 @@ impl Table {
         })))
     }
 
-    /// Moves the key column's sequence past the keys written as given, so
-    /// that inserts taking keys from it do not collide with them. A failure
-    /// (no right to change the sequence) is a warning: the writes stand.
-    fn catch_up_sequence(&self, db: &Database, sequence: &str) {
+    /// Moves the key column's sequence past the keys about to be written as
+    /// given (up to `largest`), so that inserts taking keys from it do not
+    /// collide with them. A failure (no right to change the sequence) is a
+    /// warning, once a run: the writes go on.
+    fn catch_up_sequence(&self, db: &Database, sequence: &str, largest: i64) {
+        thread_local! {
+            static WARNED: std::cell::RefCell<std::collections::BTreeSet<String>> =
+                const { std::cell::RefCell::new(std::collections::BTreeSet::new()) };
+        }
         let sql = statements::catch_up_sequence(self.sql_name(), &self.pk);
-        if let Err(e) = db.query(&self.entity, sql, vec![Value::Text(sequence.to_string())]) {
+        let params = vec![Value::Text(sequence.to_string()), Value::Integer(largest)];
+        if let Err(e) = db.query(&self.entity, sql, params) {
+            if !WARNED.with(|w| w.borrow_mut().insert(sequence.to_string())) {
+                return;
+            }
             weir_sdk::log(
                 weir_sdk::log::Level::Warn,
                 format!(
@@ -1301,9 +1330,10 @@ impl destination::Guest for SqlConnector {
             pk: &table.pk,
             updated_at: table.updated_at.as_deref(),
             integer_key,
+            // An identity column other than the key is the database's too.
             generated: columns
                 .iter()
-                .filter(|c| c.generated)
+                .filter(|c| c.generated || (c.always_identity && c.name != table.pk))
                 .map(|c| c.name.as_str())
                 .collect(),
             arrays: columns
@@ -1323,7 +1353,15 @@ impl destination::Guest for SqlConnector {
                 Err(e) => outcomes[i] = Some(Err(e)),
             }
         }
-        let keyed = prepared.iter().any(|(_, p)| p.gives_key(&table.pk));
+        // Keys written as given move the key's sequence past them first.
+        let sequence = schema::find(&columns, &table.pk).and_then(|c| c.sequence.as_deref());
+        let largest = prepared
+            .iter()
+            .filter_map(|(_, p)| p.given_key(&table.pk))
+            .max();
+        if let (Some(sequence), Some(largest), true) = (sequence, largest, integer_key) {
+            table.catch_up_sequence(&db, sequence, largest);
+        }
         let chunks = target.chunks(&prepared);
         let mut retry = Vec::new();
         for (chunk, result) in db.run_chunks(&table.entity, &chunks)? {
@@ -1345,16 +1383,6 @@ impl destination::Guest for SqlConnector {
                 if let Some(done) = target.chunk_outcomes(chunk, result) {
                     done.into_iter().for_each(|(i, o)| outcomes[i] = Some(o));
                 }
-            }
-        }
-        let wrote = outcomes.iter().any(|o| matches!(o, Some(Ok(_))));
-        if let (true, true, Some(column)) = (
-            keyed && wrote,
-            integer_key,
-            schema::find(&columns, &table.pk),
-        ) {
-            if let Some(sequence) = &column.sequence {
-                table.catch_up_sequence(&db, sequence);
             }
         }
         Ok(outcomes

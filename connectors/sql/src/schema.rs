@@ -41,7 +41,10 @@ impl Column {
 pub fn field_type(sql_type: &str) -> FieldType {
     let t = sql_type.to_ascii_uppercase();
     let has = |word: &str| t.contains(word);
-    if has("INT") && !has("INTERVAL") && !has("POINT") {
+    if has("RANGE") {
+        // `int4range`, `daterange`, ...: read as PostgreSQL prints them.
+        FieldType::Text
+    } else if has("INT") && !has("INTERVAL") && !has("POINT") {
         FieldType::Integer
     } else if has("BOOL") {
         FieldType::Boolean
@@ -128,6 +131,8 @@ mod tests {
             ("DATETIME", FieldType::Timestamp),
             ("timestamp with time zone", FieldType::Timestamp),
             ("interval", FieldType::Text),
+            ("int4range", FieldType::Text),
+            ("tstzrange", FieldType::Text),
             ("TEXT", FieldType::Text),
             ("", FieldType::Text),
         ];

@@ -67,7 +67,9 @@ pub fn placeholder(dialect: Dialect, n: usize) -> String {
 /// never written), whether it is `GENERATED ALWAYS AS IDENTITY`, the
 /// sequence its default values come from (`serial` or identity; else null),
 /// and whether it is unique on its own (the whole primary key, or alone in a
-/// unique index without a condition): what an upsert matches rows by.
+/// valid unique index without a condition): what an upsert matches rows by.
+/// A view or a foreign table has no index to tell: it counts as unique, and
+/// the database judges its writes.
 ///
 /// On PostgreSQL the types are spelt as `information_schema.columns` spells
 /// them (`ARRAY`, `USER-DEFINED`, a domain as its base type), but read from
@@ -101,7 +103,8 @@ pub fn columns(dialect: Dialect) -> &'static str {
                (SELECT d.objid::regclass::text FROM pg_depend d JOIN pg_class q ON q.oid = d.objid AND q.relkind = 'S' \
                  WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass \
                    AND d.refobjid = c.oid AND d.refobjsubid = a.attnum AND d.deptype IN ('a', 'i') LIMIT 1), \
-               CASE WHEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique AND i.indimmediate \
+               CASE WHEN c.relkind IN ('v', 'f') OR EXISTS (SELECT 1 FROM pg_index i \
+                   WHERE i.indrelid = c.oid AND i.indisunique AND i.indimmediate AND i.indisvalid \
                    AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum AND i.indpred IS NULL AND i.indexprs IS NULL) \
                  THEN 1 ELSE 0 END \
              FROM pg_attribute a \
@@ -161,9 +164,11 @@ pub fn select_list(dialect: Dialect, columns: &[Column]) -> String {
                 format!("to_jsonb({name}) AS {name}")
             } else {
                 // The type's own output, as psql prints it (a cast to text
-                // can differ: `inet` gains its netmask).
+                // can differ: `inet` gains its netmask). `IS NULL` is true
+                // of a composite value whose fields are all null;
+                // `num_nulls` asks about the value itself.
                 format!(
-                    "CASE WHEN {name} IS NULL THEN NULL ELSE format('%s', {name}) END AS {name}"
+                    "CASE WHEN num_nulls({name}) = 1 THEN NULL ELSE format('%s', {name}) END AS {name}"
                 )
             }
         })
@@ -177,17 +182,29 @@ pub fn select_list(dialect: Dialect, columns: &[Column]) -> String {
 /// the limit; without it, parameter 1 is the limit.
 pub fn read_page(dialect: Dialect, table: Name<'_>, pk: &str, after: bool, select: &str) -> String {
     let (t, k) = (table.sql(), quote_ident(pk));
+    let by = ordered(&t, &k, select);
     if after {
         format!(
-            "SELECT {select} FROM {t} WHERE {k} > {} ORDER BY {k} LIMIT {}",
+            "SELECT {select} FROM {t} WHERE {k} > {} ORDER BY {by} LIMIT {}",
             placeholder(dialect, 1),
             placeholder(dialect, 2)
         )
     } else {
         format!(
-            "SELECT {select} FROM {t} WHERE {k} IS NOT NULL ORDER BY {k} LIMIT {}",
+            "SELECT {select} FROM {t} WHERE {k} IS NOT NULL ORDER BY {by} LIMIT {}",
             placeholder(dialect, 1)
         )
+    }
+}
+
+/// A column to order a read by: named through its table when the select
+/// list may give an output column its name (a key read as text must be
+/// ordered as the key, as the `WHERE` compares it).
+fn ordered(table: &str, column: &str, select: &str) -> String {
+    if select == "*" {
+        column.to_string()
+    } else {
+        format!("{table}.{column}")
     }
 }
 
@@ -300,7 +317,9 @@ pub fn changes(
         None => String::new(),
     };
     format!(
-        "SELECT {select}{flag} FROM {t} WHERE {filter} ORDER BY {u}, {k} LIMIT {}",
+        "SELECT {select}{flag} FROM {t} WHERE {filter} ORDER BY {}, {} LIMIT {}",
+        ordered(&t, &u, select),
+        ordered(&t, &k, select),
         placeholder(dialect, limit)
     )
 }
@@ -555,15 +574,23 @@ pub fn upsert_many(
     single.replacen(&one, &value_rows(dialect, columns.len() + 1, rows), 1)
 }
 
-/// Moves the key sequence named by parameter 1 past the largest key of the
-/// table, if it is behind: keys written as given (shared keys) do not move
-/// it, and the inserts that take their keys from it would then collide.
-/// Never moves it back.
+/// Moves the key sequence named by parameter 1 past the larger of the
+/// table's largest key and parameter 2 (the largest key about to be
+/// written), if its next value would not be past it: keys written as given
+/// (shared keys) do not move it, and the inserts that take their keys from
+/// it would collide with them. Run before the keys are written, so that no
+/// insert of the application takes one of them meanwhile. Never moves it
+/// back, and leaves alone a sequence that counts down or still starts past
+/// the keys (each system its own range of keys). The next value is read and
+/// set in one statement; an application taking values past the keys in
+/// between could be set back: a window of microseconds.
 pub fn catch_up_sequence(table: Name<'_>, pk: &str) -> String {
     let (t, k) = (table.sql(), quote_ident(pk));
     format!(
-        "SELECT setval($1::regclass, x.m) FROM (SELECT max({k}) AS m FROM {t}) AS x \
-         WHERE x.m > coalesce(pg_sequence_last_value($1::regclass), 0)"
+        "SELECT setval($1::regclass, x.m) \
+         FROM (SELECT greatest((SELECT max({k}) FROM {t}), $2::bigint) AS m) AS x, pg_sequence AS s \
+         WHERE s.seqrelid = $1::regclass AND s.seqincrement > 0 \
+           AND x.m >= coalesce(pg_sequence_last_value($1::regclass) + s.seqincrement, s.seqstart)"
     )
 }
 
@@ -886,7 +913,7 @@ mod tests {
         ];
         assert_eq!(
             select_list(Dialect::Postgres, &odd),
-            r#""id", to_jsonb("tags") AS "tags", CASE WHEN "span" IS NULL THEN NULL ELSE format('%s', "span") END AS "span", CASE WHEN "mood" IS NULL THEN NULL ELSE format('%s', "mood") END AS "mood""#
+            r#""id", to_jsonb("tags") AS "tags", CASE WHEN num_nulls("span") = 1 THEN NULL ELSE format('%s', "span") END AS "span", CASE WHEN num_nulls("mood") = 1 THEN NULL ELSE format('%s', "mood") END AS "mood""#
         );
         assert_eq!(select_list(Dialect::Sqlite, &odd), "*");
     }

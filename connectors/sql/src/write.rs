@@ -84,12 +84,15 @@ impl Prepared {
         }
     }
 
-    /// Whether it writes a key it gives (not one the database assigns).
-    pub fn gives_key(&self, pk: &str) -> bool {
+    /// The integer key it writes as given (not one the database assigns).
+    pub fn given_key(&self, pk: &str) -> Option<i64> {
         match self {
-            Prepared::Upsert(..) => true,
-            Prepared::Create(r) => r.contains_key(pk),
-            Prepared::Delete(_) => false,
+            Prepared::Upsert(id, _) => id.parse().ok(),
+            Prepared::Create(r) => r.get(pk).and_then(|k| {
+                k.as_i64()
+                    .or_else(|| k.as_str().and_then(|s| s.parse().ok()))
+            }),
+            Prepared::Delete(_) => None,
         }
     }
 
@@ -367,21 +370,25 @@ impl Target<'_> {
 }
 
 /// PostgreSQL's text form of an array (`{"a","b"}`) for a JSON array, or a
-/// text holding one; `None` for another value (written as it is).
+/// text holding one; `None` for another value (written as it is). Numbers
+/// keep their digits as the JSON text has them (no trip through `f64`).
 fn array_literal(value: &serde_json::Value) -> Option<String> {
-    fn put(items: &[serde_json::Value], out: &mut String) {
+    use serde_json::value::RawValue;
+    fn put(text: &str, out: &mut String) -> Option<()> {
+        let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
         out.push('{');
         for (i, item) in items.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            match item {
-                serde_json::Value::Null => out.push_str("NULL"),
-                serde_json::Value::Array(inner) => put(inner, out),
-                other => {
-                    let text = match other {
-                        serde_json::Value::String(s) => s.clone(),
-                        _ => other.to_string(),
+            let raw = item.get().trim();
+            match raw.as_bytes().first() {
+                Some(b'[') => put(raw, out)?,
+                Some(b'n') => out.push_str("NULL"),
+                first => {
+                    let text = match first {
+                        Some(b'"') => serde_json::from_str::<String>(raw).ok()?,
+                        _ => raw.to_string(),
                     };
                     out.push('"');
                     out.push_str(&text.replace('\\', "\\\\").replace('"', "\\\""));
@@ -390,18 +397,15 @@ fn array_literal(value: &serde_json::Value) -> Option<String> {
             }
         }
         out.push('}');
+        Some(())
     }
-    let parsed;
-    let items = match value {
-        serde_json::Value::Array(items) => items,
-        serde_json::Value::String(s) if s.trim_start().starts_with('[') => {
-            parsed = serde_json::from_str::<Vec<serde_json::Value>>(s).ok()?;
-            &parsed
-        }
+    let text = match value {
+        serde_json::Value::Array(_) => value.to_string(),
+        serde_json::Value::String(s) if s.trim_start().starts_with('[') => s.clone(),
         _ => return None,
     };
     let mut out = String::new();
-    put(items, &mut out);
+    put(&text, &mut out)?;
     Some(out)
 }
 
@@ -535,6 +539,21 @@ mod tests {
                 Value::Text(r#"{"a","say \"hi\"",NULL}"#.into()),
             ])
         );
+    }
+
+    #[test]
+    fn array_numbers_keep_their_digits() {
+        let text = serde_json::json!(
+            "[0.12345678901234567890123, 1.10, 123456789012345678901234, {\"k\": [1]}]"
+        );
+        assert_eq!(
+            array_literal(&text).as_deref(),
+            Some(
+                r#"{"0.12345678901234567890123","1.10","123456789012345678901234","{\"k\": [1]}"}"#
+            )
+        );
+        assert_eq!(array_literal(&serde_json::json!([])).as_deref(), Some("{}"));
+        assert_eq!(array_literal(&serde_json::json!("[1, oops")), None);
     }
 
     #[test]
