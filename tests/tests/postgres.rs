@@ -1371,47 +1371,21 @@ fn identity_keys_and_generated_columns_sync_both_ways() {
          );",
     )
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let lite = dir.path().join("lite.db");
-    rusqlite::Connection::open(&lite)
-        .unwrap()
-        .execute_batch(
-            "CREATE TABLE people (
-                 id INTEGER PRIMARY KEY,
-                 first_name TEXT NOT NULL,
-                 last_name TEXT NOT NULL,
-                 full_name TEXT GENERATED ALWAYS AS (first_name || ' ' || last_name) VIRTUAL
-             );
-             INSERT INTO people (id, first_name, last_name) VALUES
-                 (1, 'Ada', 'Lovelace'), (2, 'Grace', 'Hopper'), (7, 'Alan', 'Turing');",
-        )
-        .unwrap();
-    let sql = toml_path(&connector("sql"));
-    let m = write_manifest(
-        dir.path(),
-        &format!(
-            r#"
-[entities.people]
-primary_key = "id"
-shared_key = true
-
-[systems.lite]
-connector = {sql}
-config = {{ database = "lite" }}
-databases = {{ lite = "lite.db" }}
-[systems.lite.entities.people]
-direction = "both"
-
-[systems.pg]
-connector = {sql}
-config = {{ database = "main" }}
-databases = {{ main = {{ url = "{url}" }} }}
-[systems.pg.entities.people]
-direction = "both"
-"#,
-            url = pg.url("crm")
-        ),
+    let (dir, m) = lite_and_pg(
+        &pg,
+        "people",
+        "id",
+        "CREATE TABLE people (
+             id INTEGER PRIMARY KEY,
+             first_name TEXT NOT NULL,
+             last_name TEXT NOT NULL,
+             full_name TEXT GENERATED ALWAYS AS (first_name || ' ' || last_name) VIRTUAL
+         );
+         INSERT INTO people (id, first_name, last_name) VALUES
+             (1, 'Ada', 'Lovelace'), (2, 'Grace', 'Hopper'), (7, 'Alan', 'Turing');",
+        ("both", "both"),
     );
+    let lite = dir.path().join("lite.db");
     let pg_people = || {
         pg.psql("crm", "SELECT id, full_name FROM people ORDER BY id")
             .unwrap()
@@ -1592,40 +1566,14 @@ fn arrays_and_other_postgresql_types_sync_both_ways() {
              (2, '{}', NULL, NULL, '192.168.0.0/16', 'empty');"#,
     )
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let lite = dir.path().join("lite.db");
-    rusqlite::Connection::open(&lite)
-        .unwrap()
-        .execute_batch(
-            "CREATE TABLE things (id INTEGER PRIMARY KEY, tags TEXT, grid TEXT, span TEXT, addr TEXT, days TEXT);",
-        )
-        .unwrap();
-    let sql = toml_path(&connector("sql"));
-    let m = write_manifest(
-        dir.path(),
-        &format!(
-            r#"
-[entities.things]
-primary_key = "id"
-shared_key = true
-
-[systems.lite]
-connector = {sql}
-config = {{ database = "lite" }}
-databases = {{ lite = "lite.db" }}
-[systems.lite.entities.things]
-direction = "both"
-
-[systems.pg]
-connector = {sql}
-config = {{ database = "main" }}
-databases = {{ main = {{ url = "{url}" }} }}
-[systems.pg.entities.things]
-direction = "both"
-"#,
-            url = pg.url("crm")
-        ),
+    let (dir, m) = lite_and_pg(
+        &pg,
+        "things",
+        "id",
+        "CREATE TABLE things (id INTEGER PRIMARY KEY, tags TEXT, grid TEXT, span TEXT, addr TEXT, days TEXT);",
+        ("both", "both"),
     );
+    let lite = dir.path().join("lite.db");
     let lite_things = || {
         rows(
             &lite,
@@ -1678,41 +1626,44 @@ direction = "both"
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
 }
 
-/// A one-way copy of PostgreSQL table `table` into the same table in SQLite
-/// (`lite.db`), keyed by `key`: the folder and the manifest.
-fn pg_to_lite(
+/// A folder whose `lite.db` is made by `lite_sql`, and a manifest that
+/// syncs entity `entity` (keyed by `key`, shared keys) between it (system
+/// `lite`) and the cluster's `crm` database (system `pg`), each system with
+/// its direction: `read`, `write` or `both`.
+fn lite_and_pg(
     pg: &Postgres,
-    table: &str,
+    entity: &str,
     key: &str,
-    lite_schema: &str,
+    lite_sql: &str,
+    (lite, pg_direction): (&str, &str),
 ) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     rusqlite::Connection::open(dir.path().join("lite.db"))
         .unwrap()
-        .execute_batch(lite_schema)
+        .execute_batch(lite_sql)
         .unwrap();
     let sql = toml_path(&connector("sql"));
     let m = write_manifest(
         dir.path(),
         &format!(
             r#"
-[entities.{table}]
+[entities.{entity}]
 primary_key = "{key}"
 shared_key = true
-
-[systems.pg]
-connector = {sql}
-config = {{ database = "main" }}
-databases = {{ main = {{ url = "{url}" }} }}
-[systems.pg.entities.{table}]
-direction = "read"
 
 [systems.lite]
 connector = {sql}
 config = {{ database = "lite" }}
 databases = {{ lite = "lite.db" }}
-[systems.lite.entities.{table}]
-direction = "write"
+[systems.lite.entities.{entity}]
+direction = "{lite}"
+
+[systems.pg]
+connector = {sql}
+config = {{ database = "main" }}
+databases = {{ main = {{ url = "{url}" }} }}
+[systems.pg.entities.{entity}]
+direction = "{pg_direction}"
 "#,
             url = pg.url("crm")
         ),
@@ -1732,11 +1683,12 @@ fn a_key_read_as_text_is_paged_in_its_own_order() {
          INSERT INTO hosts VALUES ('10.0.0.9', 'a'), ('10.0.0.10', 'b'), ('10.0.0.11', 'c'), ('10.0.0.100', 'd');",
     )
     .unwrap();
-    let (dir, m) = pg_to_lite(
+    let (dir, m) = lite_and_pg(
         &pg,
         "hosts",
         "addr",
         "CREATE TABLE hosts (addr TEXT PRIMARY KEY, name TEXT);",
+        ("write", "read"),
     );
     sync(&m, &["--quiet", "--batch-size", "2"]);
     assert_eq!(
@@ -1762,37 +1714,13 @@ fn a_key_sequence_that_starts_past_the_keys_is_left_alone() {
         "CREATE TABLE people (id bigint GENERATED BY DEFAULT AS IDENTITY (START WITH 1000) PRIMARY KEY, name text);",
     )
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    rusqlite::Connection::open(dir.path().join("lite.db"))
-        .unwrap()
-        .execute_batch(
-            "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT);
-             INSERT INTO people VALUES (1, 'Ada'), (2, 'Grace');",
-        )
-        .unwrap();
-    let sql = toml_path(&connector("sql"));
-    let m = write_manifest(
-        dir.path(),
-        &format!(
-            r#"
-[entities.people]
-primary_key = "id"
-shared_key = true
-[systems.lite]
-connector = {sql}
-config = {{ database = "lite" }}
-databases = {{ lite = "lite.db" }}
-[systems.lite.entities.people]
-direction = "read"
-[systems.pg]
-connector = {sql}
-config = {{ database = "main" }}
-databases = {{ main = {{ url = "{url}" }} }}
-[systems.pg.entities.people]
-direction = "write"
-"#,
-            url = pg.url("crm")
-        ),
+    let (_dir, m) = lite_and_pg(
+        &pg,
+        "people",
+        "id",
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT);
+         INSERT INTO people VALUES (1, 'Ada'), (2, 'Grace');",
+        ("read", "write"),
     );
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (2, 0));
     assert_eq!(
