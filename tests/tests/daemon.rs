@@ -292,8 +292,13 @@ primary_key = "id"
     insert("branch.db", "branch-new@example.com");
 
     // The branch is polled every two seconds (cron with seconds); the CRM,
-    // polled hourly, is left alone by those passes.
-    let line = daemon.expect_line("polled: branch/contacts");
+    // polled hourly, is left alone by those passes. A pass that began
+    // before the inserts reads nothing: the next one reads the branch's.
+    let mut line = daemon.expect_line("polled: branch/contacts");
+    if line.contains(": 0 read, ") {
+        assert!(!line.contains("crm/contacts"), "{line}");
+        line = daemon.expect_line("polled: branch/contacts");
+    }
     assert!(line.contains("1 read, 1 written"), "{line}");
     assert!(!line.contains("crm/contacts"), "{line}");
     let line = daemon.expect_line("polled: branch/contacts");
