@@ -111,8 +111,7 @@ pub(crate) fn earlier(time: &str, secs: u32) -> Option<String> {
     let digits = t.len();
     if digits == 8 && t.bytes().all(|b| b.is_ascii_digit()) {
         if let Ok(date) = jiff::civil::Date::strptime("%Y%m%d", t) {
-            let days = i64::from(secs.div_ceil(86_400).max(1));
-            let before = date.checked_sub(jiff::Span::new().days(days)).ok()?;
+            let before = date.checked_sub(days_back(secs)).ok()?;
             return Some(before.strftime("%Y%m%d").to_string());
         }
     }
@@ -142,9 +141,8 @@ pub(crate) fn earlier(time: &str, secs: u32) -> Option<String> {
     }
     if let Ok(date) = t.parse::<jiff::civil::Date>() {
         if t.len() == 10 {
-            let days = i64::from(secs.div_ceil(86_400).max(1));
             return date
-                .checked_sub(jiff::Span::new().days(days))
+                .checked_sub(days_back(secs))
                 .ok()
                 .map(|d| d.to_string());
         }
@@ -168,6 +166,11 @@ pub(crate) fn earlier(time: &str, secs: u32) -> Option<String> {
         text.replace_range(10..11, " ");
     }
     Some(text + offset)
+}
+
+/// How far a date steps back for `secs` seconds: whole days, at least one.
+fn days_back(secs: u32) -> jiff::Span {
+    jiff::Span::new().days(i64::from(secs.div_ceil(86_400).max(1)))
 }
 
 /// Whether time `a` is after time `b`: compared as instants when both are

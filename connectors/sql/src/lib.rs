@@ -1321,8 +1321,8 @@ impl destination::Guest for SqlConnector {
         if let Some(why) = table.unmatchable(&db, &columns) {
             return Err(ConnectorError::schema(why));
         }
-        let integer_key =
-            schema::find(&columns, &table.pk).is_some_and(|c| c.field_type() == FieldType::Integer);
+        let key = schema::find(&columns, &table.pk);
+        let integer_key = key.is_some_and(|c| c.field_type() == FieldType::Integer);
         let target = write::Target {
             dialect: db.dialect,
             entity: &table.entity,
@@ -1341,8 +1341,7 @@ impl destination::Guest for SqlConnector {
                 .filter(|c| db.dialect == Dialect::Postgres && c.sql_type == "ARRAY")
                 .map(|c| c.name.as_str())
                 .collect(),
-            overriding: db.dialect == Dialect::Postgres
-                && schema::find(&columns, &table.pk).is_some_and(|c| c.always_identity),
+            overriding: db.dialect == Dialect::Postgres && key.is_some_and(|c| c.always_identity),
         };
 
         let mut outcomes: Vec<Option<Result<Written>>> = items.iter().map(|_| None).collect();
@@ -1354,7 +1353,7 @@ impl destination::Guest for SqlConnector {
             }
         }
         // Keys written as given move the key's sequence past them first.
-        let sequence = schema::find(&columns, &table.pk).and_then(|c| c.sequence.as_deref());
+        let sequence = key.and_then(|c| c.sequence.as_deref());
         let largest = prepared
             .iter()
             .filter_map(|(_, p)| p.given_key(&table.pk))
