@@ -3,6 +3,15 @@
 use crate::sql::Value as SqlValue;
 use serde_json::{Map, Number, Value};
 
+/// Converts a JSON value to a SQL parameter, taking its text rather than
+/// copying it; as [`to_sql`].
+pub fn into_sql(v: Value) -> SqlValue {
+    match v {
+        Value::String(s) => SqlValue::Text(s),
+        other => to_sql(&other),
+    }
+}
+
 /// Converts a JSON value to a SQL parameter. Booleans become 0/1, arrays and
 /// objects become their JSON text.
 pub fn to_sql(v: &Value) -> SqlValue {

@@ -166,18 +166,26 @@ impl Database {
 
     /// Runs the statements of `chunks` in one batch and pairs each chunk with
     /// its outcome; a missing outcome reads as a failure of its statement.
-    fn run_chunks<'c>(
+    fn run_chunks(
         &self,
         entity: &str,
-        chunks: &'c [write::Chunk],
-    ) -> Result<Vec<(&'c write::Chunk, std::result::Result<Rows, String>)>> {
+        mut chunks: Vec<write::Chunk>,
+    ) -> Result<Vec<(write::Chunk, std::result::Result<Rows, String>)>> {
         if chunks.is_empty() {
             return Ok(Vec::new());
         }
-        let statements: Vec<Statement> = chunks.iter().map(|c| c.statement.clone()).collect();
-        let mut results = self.batch(entity, &statements)?.into_iter();
+        let statements: Vec<Statement> = chunks
+            .iter_mut()
+            .map(|c| std::mem::replace(&mut c.statement, write::no_statement()))
+            .collect();
+        let results = self.batch(entity, &statements);
+        // The statements go back to their chunks: a failed one is split.
+        for (c, s) in chunks.iter_mut().zip(statements) {
+            c.statement = s;
+        }
+        let mut results = results?.into_iter();
         Ok(chunks
-            .iter()
+            .into_iter()
             .map(|c| {
                 let result = results
                     .next()
@@ -1361,27 +1369,19 @@ impl destination::Guest for SqlConnector {
         if let (Some(sequence), Some(largest), true) = (sequence, largest, integer_key) {
             table.catch_up_sequence(&db, sequence, largest);
         }
-        let chunks = target.chunks(&prepared);
-        let mut retry = Vec::new();
-        for (chunk, result) in db.run_chunks(&table.entity, &chunks)? {
-            match target.chunk_outcomes(chunk, result) {
+        let chunks = target.chunks(prepared);
+        let mut singles = Vec::new();
+        for (chunk, result) in db.run_chunks(&table.entity, chunks)? {
+            match target.chunk_outcomes(&chunk, result) {
                 Some(done) => done.into_iter().for_each(|(i, o)| outcomes[i] = Some(o)),
-                None => retry.extend(chunk.members.iter().map(|(i, _)| *i)),
+                None => singles.extend(target.singles(chunk)),
             }
         }
         // A multi-row statement that failed: each of its items alone, in one
         // more batch, to learn which were refused.
-        if !retry.is_empty() {
-            let mut by_index: std::collections::HashMap<usize, write::Prepared> =
-                prepared.into_iter().collect();
-            let singles: Vec<write::Chunk> = retry
-                .iter()
-                .filter_map(|i| by_index.remove(i).map(|p| target.chunk(&[(*i, p)])))
-                .collect();
-            for (chunk, result) in db.run_chunks(&table.entity, &singles)? {
-                if let Some(done) = target.chunk_outcomes(chunk, result) {
-                    done.into_iter().for_each(|(i, o)| outcomes[i] = Some(o));
-                }
+        for (chunk, result) in db.run_chunks(&table.entity, singles)? {
+            if let Some(done) = target.chunk_outcomes(&chunk, result) {
+                done.into_iter().for_each(|(i, o)| outcomes[i] = Some(o));
             }
         }
         Ok(outcomes

@@ -507,18 +507,51 @@ fn overriding_clause(overriding: bool) -> &'static str {
 }
 
 /// The `VALUES` rows of a multi-row statement: `rows` tuples of `width`
-/// placeholders, numbered in order from 1.
+/// placeholders, numbered in order from 1. Batches repeat a few shapes, and
+/// a full one has thousands of placeholders: the texts are kept for the
+/// instance (a few dozen at most).
 fn value_rows(dialect: Dialect, width: usize, rows: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let row = (1..=width)
-                .map(|c| placeholder(dialect, r * width + c))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!("({row})")
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    type Key = (bool, usize, usize);
+    thread_local! {
+        static KEPT: RefCell<HashMap<Key, String>> = RefCell::new(HashMap::new());
+    }
+    const MOST_KEPT: usize = 64;
+    let key = (dialect == Dialect::Postgres, width, rows);
+    if let Some(text) = KEPT.with(|k| k.borrow().get(&key).cloned()) {
+        return text;
+    }
+    use std::fmt::Write;
+    let sigil = match dialect {
+        Dialect::Sqlite => '?',
+        Dialect::Postgres => '$',
+    };
+    let mut text = String::with_capacity(rows * width * 7);
+    for r in 0..rows {
+        if r > 0 {
+            text.push_str(", ");
+        }
+        text.push('(');
+        for c in 1..=width {
+            if c > 1 {
+                text.push_str(", ");
+            }
+            text.push(sigil);
+            let _ = write!(text, "{}", r * width + c);
+        }
+        text.push(')');
+    }
+    if rows > 1 {
+        KEPT.with(|k| {
+            let mut kept = k.borrow_mut();
+            if kept.len() >= MOST_KEPT {
+                kept.clear();
+            }
+            kept.insert(key, text.clone());
+        });
+    }
+    text
 }
 
 /// Creates `rows` rows in one statement; the database assigns the primary key
@@ -615,6 +648,21 @@ mod tests {
     fn placeholders_follow_the_dialect() {
         assert_eq!(placeholder(Dialect::Sqlite, 3), "?3");
         assert_eq!(placeholder(Dialect::Postgres, 3), "$3");
+        // Kept texts are told apart by dialect and shape.
+        for _ in 0..2 {
+            assert_eq!(
+                value_rows(Dialect::Postgres, 2, 3),
+                "($1, $2), ($3, $4), ($5, $6)"
+            );
+            assert_eq!(
+                value_rows(Dialect::Sqlite, 2, 3),
+                "(?1, ?2), (?3, ?4), (?5, ?6)"
+            );
+            assert_eq!(
+                value_rows(Dialect::Sqlite, 3, 2),
+                "(?1, ?2, ?3), (?4, ?5, ?6)"
+            );
+        }
     }
 
     #[test]

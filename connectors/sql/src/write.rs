@@ -3,7 +3,7 @@
 
 use weir_sdk::json::{self, Record};
 use weir_sdk::sql::{Dialect, Rows, Statement, Value};
-use weir_sdk::sql_util::{to_id, to_sql};
+use weir_sdk::sql_util::{into_sql, to_id};
 use weir_sdk::{ConnectorError, Operation, Result, WriteItem, Written};
 
 use crate::statements::{self, Name};
@@ -64,6 +64,18 @@ pub struct Chunk {
     pub statement: Statement,
     /// The items it writes, in the order of its rows, with what it does to each.
     pub members: Vec<(usize, Action)>,
+    /// The columns its rows write (the key first for upserts), to write
+    /// them one by one when the statement fails.
+    columns: Vec<String>,
+}
+
+/// A statement that takes no time to make: the placeholder of a chunk's
+/// statement while the batch holds it.
+pub fn no_statement() -> Statement {
+    Statement {
+        sql: String::new(),
+        params: Vec::new(),
+    }
 }
 
 impl Prepared {
@@ -81,6 +93,16 @@ impl Prepared {
         match self {
             Prepared::Create(r) | Prepared::Upsert(_, r) => r.keys().map(String::as_str).collect(),
             Prepared::Delete(_) => Vec::new(),
+        }
+    }
+
+    /// Whether it writes exactly `columns`, in that order.
+    fn writes_columns(&self, columns: &[&str]) -> bool {
+        match self {
+            Prepared::Create(r) | Prepared::Upsert(_, r) => {
+                r.len() == columns.len() && r.keys().zip(columns).all(|(a, b)| a == b)
+            }
+            Prepared::Delete(_) => columns.is_empty(),
         }
     }
 
@@ -131,8 +153,8 @@ impl Target<'_> {
     /// Combines consecutive items of one kind that write the same columns into
     /// multi-row statements (no key twice in one statement); an item that fits
     /// with no neighbour gets a statement of its own.
-    pub fn chunks(&self, items: &[(usize, Prepared)]) -> Vec<Chunk> {
-        let mut chunks = Vec::new();
+    pub fn chunks(&self, items: Vec<(usize, Prepared)>) -> Vec<Chunk> {
+        let mut runs = Vec::new();
         let mut start = 0;
         while start < items.len() {
             let first = &items[start].1;
@@ -144,7 +166,7 @@ impl Target<'_> {
             while end < items.len() && end - start < limit {
                 let p = &items[end].1;
                 let same = std::mem::discriminant(p) == std::mem::discriminant(first)
-                    && p.columns() == columns
+                    && p.writes_columns(&columns)
                     && p.key().is_none_or(|k| keys.insert(k));
                 if !same {
                     break;
@@ -155,65 +177,89 @@ impl Target<'_> {
             if matches!(first, Prepared::Create(_)) && columns.is_empty() {
                 end = start + 1;
             }
-            chunks.push(self.chunk(&items[start..end]));
+            runs.push(end - start);
             start = end;
         }
-        chunks
+        let mut items = items.into_iter();
+        runs.into_iter()
+            .map(|n| self.chunk(items.by_ref().take(n).collect()))
+            .collect()
     }
 
     /// The statement for a run of items of one kind and the same columns.
-    pub fn chunk(&self, run: &[(usize, Prepared)]) -> Chunk {
-        let members = run.iter().map(|(i, p)| (*i, p.action())).collect();
-        let columns = run[0].1.columns();
-        let statement = match &run[0].1 {
-            Prepared::Delete(_) => Statement {
-                sql: statements::delete_many(self.dialect, self.table, self.pk, run.len()),
-                params: run
-                    .iter()
-                    .filter_map(|(_, p)| p.key().map(|k| self.key(k)))
-                    .collect(),
-            },
+    pub fn chunk(&self, run: Vec<(usize, Prepared)>) -> Chunk {
+        let members: Vec<(usize, Action)> = run.iter().map(|(i, p)| (*i, p.action())).collect();
+        let columns: Vec<String> = run[0].1.columns().into_iter().map(String::from).collect();
+        let mut params = Vec::with_capacity(run.len() * (columns.len() + 1));
+        for (_, p) in run {
+            match p {
+                Prepared::Delete(id) => params.push(self.key(&id)),
+                Prepared::Create(r) => params.extend(r.into_iter().map(|(_, v)| into_sql(v))),
+                Prepared::Upsert(id, r) => {
+                    params.push(self.key(&id));
+                    params.extend(r.into_iter().map(|(_, v)| into_sql(v)));
+                }
+            }
+        }
+        let sql = self.sql(&members[0].1, &columns, members.len());
+        Chunk {
+            statement: Statement { sql, params },
+            members,
+            columns,
+        }
+    }
+
+    /// The text of a statement doing `action` to `rows` rows that write `columns`.
+    fn sql(&self, action: &Action, columns: &[String], rows: usize) -> String {
+        let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+        match action {
+            Action::Delete(_) => statements::delete_many(self.dialect, self.table, self.pk, rows),
             // A record with no column gets a statement of its own (`chunks`).
-            Prepared::Create(_) => Statement {
-                sql: statements::insert_many(
-                    self.dialect,
-                    self.table,
-                    self.pk,
-                    self.updated_at,
-                    &columns,
-                    run.len(),
-                    self.overriding,
-                ),
-                params: run
-                    .iter()
-                    .flat_map(|(_, p)| match p {
-                        Prepared::Create(r) => r.values().map(to_sql).collect::<Vec<_>>(),
-                        _ => Vec::new(),
-                    })
-                    .collect(),
-            },
-            Prepared::Upsert(..) => Statement {
-                sql: statements::upsert_many(
-                    self.dialect,
-                    self.table,
-                    self.pk,
-                    self.updated_at,
-                    &columns,
-                    run.len(),
-                    self.overriding,
-                ),
-                params: run
-                    .iter()
-                    .flat_map(|(_, p)| match p {
-                        Prepared::Upsert(id, r) => std::iter::once(self.key(id))
-                            .chain(r.values().map(to_sql))
-                            .collect::<Vec<_>>(),
-                        _ => Vec::new(),
-                    })
-                    .collect(),
-            },
-        };
-        Chunk { statement, members }
+            Action::Create => statements::insert_many(
+                self.dialect,
+                self.table,
+                self.pk,
+                self.updated_at,
+                &columns,
+                rows,
+                self.overriding,
+            ),
+            Action::Upsert(_) => statements::upsert_many(
+                self.dialect,
+                self.table,
+                self.pk,
+                self.updated_at,
+                &columns,
+                rows,
+                self.overriding,
+            ),
+        }
+    }
+
+    /// A chunk's items each in a statement of its own, to learn which of
+    /// them made the whole statement fail.
+    pub fn singles(&self, chunk: Chunk) -> Vec<Chunk> {
+        let Chunk {
+            statement,
+            members,
+            columns,
+        } = chunk;
+        if members.len() < 2 {
+            return Vec::new();
+        }
+        let width = statement.params.len() / members.len();
+        let mut params = statement.params.into_iter();
+        members
+            .into_iter()
+            .map(|(i, action)| Chunk {
+                statement: Statement {
+                    sql: self.sql(&action, &columns, 1),
+                    params: params.by_ref().take(width).collect(),
+                },
+                members: vec![(i, action)],
+                columns: columns.clone(),
+            })
+            .collect()
     }
 
     /// The outcomes of a chunk's items, or `None` when the chunk failed as a
@@ -271,11 +317,7 @@ impl Target<'_> {
                             )),
                         );
                     };
-                    let one = Rows {
-                        columns: rows.columns.clone(),
-                        rows: vec![rows.rows[at].clone()],
-                    };
-                    (*i, self.outcome(action, Ok(one)))
+                    (*i, self.written(action, rows.rows.get(at)))
                 })
                 .collect(),
         )
@@ -292,7 +334,12 @@ impl Target<'_> {
             Action::Upsert(id) | Action::Delete(id) => Some(id.as_str()),
         };
         let rows = result.map_err(|msg| self.failed(id, &msg))?;
-        let row = rows.rows.first();
+        self.written(action, rows.rows.first())
+    }
+
+    /// What a statement that succeeded wrote for an item, from the row it
+    /// returned for it (the key, then the version), if any.
+    fn written(&self, action: &Action, row: Option<&Vec<Value>>) -> Result<Written> {
         let returned_id = row
             .and_then(|r| r.first())
             .filter(|v| !matches!(v, Value::Null))
@@ -317,7 +364,6 @@ impl Target<'_> {
         }
     }
 
-    /// A rejection of the record `id` (none for a new record).
     /// A statement error for one record: a passing one (a deadlock, a lock
     /// that could not be had, a lost connection, a busy SQLite file) is
     /// transient, so the host tries again later; any other is a refusal.
@@ -330,6 +376,7 @@ impl Target<'_> {
         }
     }
 
+    /// A rejection of the record `id` (none for a new record).
     fn rejected(&self, id: Option<&str>, message: &str) -> ConnectorError {
         match id {
             Some(id) => ConnectorError::rejected(format!(
@@ -444,7 +491,7 @@ mod tests {
     /// The single-item statement of an item and what it does.
     fn plan(t: &Target<'_>, item: &WriteItem) -> Result<(Statement, Action)> {
         let prepared = t.prepare(item)?;
-        let chunk = t.chunk(&[(0, prepared)]);
+        let chunk = t.chunk(vec![(0, prepared)]);
         let action = chunk.members[0].1.clone();
         Ok((chunk.statement, action))
     }
@@ -574,7 +621,7 @@ mod tests {
             .enumerate()
             .map(|(i, it)| (i, t.prepare(it).unwrap()))
             .collect();
-        let chunks = t.chunks(&prepared);
+        let mut chunks = t.chunks(prepared);
         let members: Vec<Vec<usize>> = chunks
             .iter()
             .map(|c| c.members.iter().map(|(i, _)| *i).collect())
@@ -603,6 +650,21 @@ mod tests {
             .collect();
         assert_eq!(versions, vec![(0, "t1".to_string()), (1, "t2".to_string())]);
         assert!(t.chunk_outcomes(&chunks[0], Err("boom".into())).is_none());
+        // Written one by one, each item has its own row of the parameters.
+        let singles = t.singles(chunks.swap_remove(0));
+        assert_eq!(singles.len(), 2);
+        for (n, single) in singles.iter().enumerate() {
+            assert_eq!(single.members[0].0, n);
+            assert_eq!(
+                single.statement.sql,
+                r#"INSERT INTO "people" ("id", "a") VALUES (?1, ?2) ON CONFLICT ("id") DO UPDATE SET "a" = excluded."a" RETURNING "id", "updated""#
+            );
+            let n = n as i64 + 1;
+            assert_eq!(
+                debug(&single.statement.params),
+                debug(&[Value::Integer(n), Value::Integer(n)])
+            );
+        }
     }
 
     #[test]
