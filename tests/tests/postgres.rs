@@ -1431,6 +1431,47 @@ fn identity_keys_and_generated_columns_sync_both_ways() {
     );
 }
 
+/// Records that hold nothing but their key reach a table whose key is
+/// `GENERATED ALWAYS AS IDENTITY`, whether their row is there already or
+/// not (an update of such a key to itself is refused).
+#[test]
+fn records_of_only_a_key_reach_an_identity_key_table() {
+    let pg = Postgres::start().expect("start PostgreSQL");
+    pg.create_database("crm").unwrap();
+    pg.psql(
+        "crm",
+        "CREATE TABLE badges (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);
+         INSERT INTO badges (id) OVERRIDING SYSTEM VALUE VALUES (2);",
+    )
+    .unwrap();
+    let (dir, m) = lite_and_pg(
+        &pg,
+        "badges",
+        "id",
+        "CREATE TABLE badges (id INTEGER PRIMARY KEY);
+         INSERT INTO badges VALUES (1), (2), (3);",
+        ("read", "write"),
+    );
+    let pg_badges = || pg.psql("crm", "SELECT id FROM badges ORDER BY id").unwrap();
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (3, 0));
+    assert_eq!(pg_badges(), "1\n2\n3\n");
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
+    // One alone takes a statement of its own.
+    rusqlite::Connection::open(dir.path().join("lite.db"))
+        .unwrap()
+        .execute("INSERT INTO badges VALUES (4)", [])
+        .unwrap();
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 0));
+    assert_eq!(pg_badges(), "1\n2\n3\n4\n");
+    assert_eq!(
+        count(
+            &dir.path().join("weir.db"),
+            "SELECT count(*) FROM dead_letters"
+        ),
+        0
+    );
+}
+
 /// Target tables whose key column has no primary key or unique index, on
 /// PostgreSQL and SQLite: `weir check` warns, a write is refused whole with
 /// the fix, and the records wait in the outbox (no dead letters) until the
@@ -1604,24 +1645,35 @@ fn arrays_and_other_postgresql_types_sync_both_ways() {
         .unwrap()
         .execute_batch(
             r#"UPDATE things SET tags = '["x", "y,z", null]', grid = '[[5], [6]]', span = '03:00:00', addr = '::1', days = '[2,3]' WHERE id = 2;
-               INSERT INTO things (id, tags) VALUES (3, '["new"]');"#,
+               INSERT INTO things (id, tags) VALUES (3, '["new"]');
+               INSERT INTO things (id, grid) VALUES (4, '[[]]');"#,
         )
         .unwrap();
-    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (2, 0));
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (3, 0));
     assert_eq!(
         pg.psql(
             "crm",
             "SELECT id, tags, grid, span, addr, days FROM things WHERE id > 1 ORDER BY id"
         )
         .unwrap(),
-        "2|{x,\"y,z\",NULL}|{{5},{6}}|03:00:00|::1|[2,4)\n3|{new}||||\n"
+        "2|{x,\"y,z\",NULL}|{{5},{6}}|03:00:00|::1|[2,4)\n3|{new}||||\n4||{}|||\n"
     );
-    // PostgreSQL spells the range its own way: that comes back to SQLite
-    // once, and then nothing moves.
-    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 0));
+    // PostgreSQL spells the range and the empty grid its own way: they
+    // come back to SQLite once, and then nothing moves.
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (2, 0));
     assert_eq!(
-        rows(&lite, "SELECT days FROM things WHERE id = 2"),
-        [[Some("[2,4)".to_string())]]
+        rows(
+            &lite,
+            "SELECT id, days, grid FROM things WHERE id IN (2, 4)"
+        ),
+        [
+            [
+                Some("2".to_string()),
+                Some("[2,4)".to_string()),
+                Some("[[5], [6]]".to_string())
+            ],
+            [Some("4".to_string()), None, Some("[]".to_string())]
+        ]
     );
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
 }

@@ -460,8 +460,9 @@ fn returning(pk: &str, updated_at: Option<&str>) -> String {
 
 /// Creates the row with a given primary key, or updates the columns given if it exists.
 /// Parameter 1 is the key, parameters 2..=n+1 the values of `columns` (which must not
-/// hold the key). With no columns the update is a no-op that still returns the row.
-/// `overriding` (PostgreSQL) writes the key given into a key column
+/// hold the key). With no columns there is nothing to update: a row that
+/// exists is left alone and not returned (setting the key to itself instead
+/// is refused for a key `GENERATED ALWAYS AS IDENTITY`). `overriding` (PostgreSQL) writes the key given into a key column
 /// `GENERATED ALWAYS AS IDENTITY`.
 pub fn upsert(
     dialect: Dialect,
@@ -479,17 +480,18 @@ pub fn upsert(
         .map(|n| placeholder(dialect, n))
         .collect::<Vec<_>>()
         .join(", ");
-    let updates = if columns.is_empty() {
-        format!("{k} = excluded.{k}")
+    let action = if columns.is_empty() {
+        "DO NOTHING".to_string()
     } else {
-        names[1..]
+        let updates = names[1..]
             .iter()
             .map(|c| format!("{c} = excluded.{c}"))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", ");
+        format!("DO UPDATE SET {updates}")
     };
     format!(
-        "INSERT INTO {t} ({}) {}VALUES ({values}) ON CONFLICT ({k}) DO UPDATE SET {updates}{}",
+        "INSERT INTO {t} ({}) {}VALUES ({values}) ON CONFLICT ({k}) {action}{}",
         names.join(", "),
         overriding_clause(overriding),
         returning(pk, updated_at)
@@ -762,7 +764,7 @@ mod tests {
         );
         assert_eq!(
             upsert(Dialect::Postgres, "t".into(), "id", Some("u"), &[], false),
-            r#"INSERT INTO "t" ("id") VALUES ($1) ON CONFLICT ("id") DO UPDATE SET "id" = excluded."id" RETURNING "id", "u""#
+            r#"INSERT INTO "t" ("id") VALUES ($1) ON CONFLICT ("id") DO NOTHING RETURNING "id", "u""#
         );
     }
 

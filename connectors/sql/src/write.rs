@@ -305,6 +305,11 @@ impl Target<'_> {
                     }
                     .or(positional.then_some(n));
                     let Some(at) = at else {
+                        // A record with only its key that exists already is
+                        // left as it is (`DO NOTHING`): no row comes back.
+                        if chunk.columns.is_empty() && matches!(action, Action::Upsert(_)) {
+                            return (*i, self.written(action, None));
+                        }
                         let id = match action {
                             Action::Upsert(id) | Action::Delete(id) => Some(id.as_str()),
                             Action::Create => None,
@@ -453,6 +458,11 @@ fn array_literal(value: &serde_json::Value) -> Option<String> {
     };
     let mut out = String::new();
     put(&text, &mut out)?;
+    // Arrays holding only empty arrays (`[[]]`) have no elements: PostgreSQL
+    // spells that `{}` and refuses `{{}}`.
+    if out.bytes().all(|b| matches!(b, b'{' | b'}' | b',')) {
+        out = "{}".to_string();
+    }
     Some(out)
 }
 
@@ -600,6 +610,19 @@ mod tests {
             )
         );
         assert_eq!(array_literal(&serde_json::json!([])).as_deref(), Some("{}"));
+        assert_eq!(
+            array_literal(&serde_json::json!([[], []])).as_deref(),
+            Some("{}")
+        );
+        assert_eq!(
+            array_literal(&serde_json::json!("[[]]")).as_deref(),
+            Some("{}")
+        );
+        assert_eq!(
+            array_literal(&serde_json::json!([[], [""]])).as_deref(),
+            Some(r#"{{},{""}}"#),
+            "an empty text is an element"
+        );
         assert_eq!(array_literal(&serde_json::json!("[1, oops")), None);
     }
 
@@ -665,6 +688,31 @@ mod tests {
                 debug(&[Value::Integer(n), Value::Integer(n)])
             );
         }
+    }
+
+    #[test]
+    fn records_with_only_their_key_that_exist_are_written() {
+        let t = target(true);
+        let prepared = (1..=2)
+            .map(|n| {
+                let it = item(Some(&n.to_string()), Operation::Upsert, Some("{}"));
+                (n - 1, t.prepare(&it).unwrap())
+            })
+            .collect();
+        let chunks = t.chunks(prepared);
+        assert_eq!(chunks.len(), 1);
+        assert!(chunks[0].statement.sql.contains("DO NOTHING"));
+        // Only the new row comes back; the one there already is left alone.
+        let rows = Rows {
+            columns: vec!["id".into(), "updated".into()],
+            rows: vec![vec![Value::Integer(2), Value::Text("t2".into())]],
+        };
+        let out = t.chunk_outcomes(&chunks[0], Ok(rows)).unwrap();
+        let ids: Vec<_> = out
+            .iter()
+            .map(|(i, w)| (*i, w.as_ref().unwrap().id.clone()))
+            .collect();
+        assert_eq!(ids, vec![(0, "1".to_string()), (1, "2".to_string())]);
     }
 
     #[test]
