@@ -1723,6 +1723,94 @@ direction = "{pg_direction}"
     (dir, m)
 }
 
+/// A batch of new rows is loaded with `COPY` (a statement trigger notes
+/// each statement's kind and the keys it inserted), its values just as
+/// upserts write them. A batch with a row the table holds already makes the
+/// `COPY` fail: its rows are upserted instead, and so are the later batches
+/// of the run.
+#[test]
+fn new_rows_in_bulk_are_copied_and_rows_that_exist_upserted() {
+    let pg = Postgres::start().expect("start PostgreSQL");
+    pg.create_database("crm").unwrap();
+    pg.psql(
+        "crm",
+        "CREATE TABLE people (id bigint PRIMARY KEY, name text, vip boolean, balance numeric(10,2), tags text[], seen timestamptz);
+         CREATE TABLE statements (kind text);
+         CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN INSERT INTO statements SELECT split_part(ltrim(current_query()), ' ', 1) || min(id) || '-' || max(id) FROM fresh; RETURN NULL; END $$;
+         CREATE TRIGGER noted AFTER INSERT ON people REFERENCING NEW TABLE AS fresh FOR EACH STATEMENT EXECUTE FUNCTION note();",
+    )
+    .unwrap();
+    let (dir, m) = lite_and_pg(
+        &pg,
+        "people",
+        "id",
+        r#"CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, vip INTEGER, balance TEXT, tags TEXT, seen TEXT);
+           WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 250)
+           INSERT INTO people SELECT i, 'person ' || i, i % 2, i * 1.25, '["a", "b\\c"]', '2025-01-02T03:04:05Z' FROM n;
+           UPDATE people SET name = 'tab' || char(9) || 'new' || char(10) || 'line back\slash \N' WHERE id = 1;
+           UPDATE people SET name = NULL WHERE id = 2;"#,
+        ("read", "write"),
+    );
+    let one = |sql: &str| pg.psql("crm", sql).unwrap().trim().to_string();
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (250, 0));
+    assert_eq!(
+        one("SELECT string_agg(kind, ',') FROM statements"),
+        "COPY1-250"
+    );
+    assert_eq!(one("SELECT count(*) FROM people WHERE vip"), "125");
+    assert_eq!(one("SELECT sum(balance) FROM people"), "39218.75");
+    assert_eq!(
+        one(r"SELECT id FROM people WHERE name = E'tab\tnew\nline back\\slash \\N'"),
+        "1"
+    );
+    assert_eq!(one("SELECT id FROM people WHERE name IS NULL"), "2");
+    assert_eq!(one("SELECT tags[2] FROM people WHERE id = 3"), r"b\c");
+    assert_eq!(
+        one("SELECT count(*) FROM people WHERE seen = '2025-01-02T03:04:05Z'"),
+        "250"
+    );
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
+
+    // 400 more in batches of 100: among the first 200, every 25th is in
+    // the table already (so each full batch there has one); none after.
+    rusqlite::Connection::open(dir.path().join("lite.db"))
+        .unwrap()
+        .execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 251 UNION ALL SELECT i + 1 FROM n WHERE i < 650)
+             INSERT INTO people SELECT i, 'person ' || i, 0, '1', '[]', NULL FROM n;",
+        )
+        .unwrap();
+    pg.psql(
+        "crm",
+        "INSERT INTO people (id, name) SELECT i, 'old' FROM generate_series(260, 450, 25) AS i;
+         DELETE FROM statements;",
+    )
+    .unwrap();
+    assert_eq!(
+        written_and_deleted(&sync(&m, &["--quiet", "--batch-size", "100"])),
+        (400, 0)
+    );
+    assert_eq!(one("SELECT count(*) FROM people"), "650");
+    assert_eq!(
+        one("SELECT count(*) FROM people WHERE name = 'person ' || id"),
+        "648"
+    );
+    // The failed COPY left nothing, and the batches after it (with no row
+    // there already) were upserts too.
+    assert_eq!(
+        one("SELECT string_agg(DISTINCT left(kind, 6), ',') || ' ' || max(kind) FROM statements"),
+        "INSERT INSERT601-650"
+    );
+    assert_eq!(
+        count(
+            &dir.path().join("weir.db"),
+            "SELECT count(*) FROM dead_letters"
+        ),
+        0
+    );
+}
+
 /// A key whose type is read as text (`inet`) is still paged in the key's
 /// own order: text order (`10.0.0.10` before `10.0.0.9`) would skip rows.
 #[test]

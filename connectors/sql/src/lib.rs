@@ -1350,6 +1350,12 @@ impl destination::Guest for SqlConnector {
                 .map(|c| c.name.as_str())
                 .collect(),
             overriding: db.dialect == Dialect::Postgres && key.is_some_and(|c| c.always_identity),
+            copy: db.dialect == Dialect::Postgres && !copy_failed(&table.sql_name().sql(), None),
+            not_copied: columns
+                .iter()
+                .filter(|c| c.sql_type == "bytea")
+                .map(|c| c.name.as_str())
+                .collect(),
         };
 
         let mut outcomes: Vec<Option<Result<Written>>> = items.iter().map(|_| None).collect();
@@ -1369,7 +1375,23 @@ impl destination::Guest for SqlConnector {
         if let (Some(sequence), Some(largest), true) = (sequence, largest, integer_key) {
             table.catch_up_sequence(&db, sequence, largest);
         }
-        let chunks = target.chunks(prepared);
+        let mut chunks = target.chunks(prepared);
+        // New rows in bulk (a first load): COPY, or the upserts if it fails.
+        if let Some(copy) = target.copy_of(&chunks) {
+            let rows = target.copy_rows(&mut chunks);
+            match sql::copy_in(&db.name, &copy, &rows) {
+                Ok(_) => {
+                    for (i, o) in target.copied(std::mem::take(&mut chunks)) {
+                        outcomes[i] = Some(o);
+                    }
+                }
+                Err(e) => {
+                    let why = ConnectorError::from(e).message;
+                    copy_failed(&table.sql_name().sql(), Some(&why));
+                    target.put_back(&mut chunks, rows);
+                }
+            }
+        }
         let mut singles = Vec::new();
         for (chunk, result) in db.run_chunks(&table.entity, chunks)? {
             match target.chunk_outcomes(&chunk, result) {
@@ -1396,6 +1418,26 @@ impl destination::Guest for SqlConnector {
             })
             .collect())
     }
+}
+
+/// Whether a `COPY` into `table` failed earlier in the run; with `why`,
+/// records that one did (logged once): the run's later batches into it are
+/// upserts, since rows that exist already are what makes a `COPY` fail.
+fn copy_failed(table: &str, why: Option<&str>) -> bool {
+    thread_local! {
+        static FAILED: std::cell::RefCell<std::collections::BTreeSet<String>> =
+            const { std::cell::RefCell::new(std::collections::BTreeSet::new()) };
+    }
+    let Some(why) = why else {
+        return FAILED.with(|f| f.borrow().contains(table));
+    };
+    if FAILED.with(|f| f.borrow_mut().insert(table.to_string())) {
+        weir_sdk::log(
+            weir_sdk::log::Level::Debug,
+            format!("COPY into {table} failed ({why}); its rows are upserted instead, and so are the run's later batches into it"),
+        );
+    }
+    true
 }
 
 export!(SqlConnector);

@@ -3,7 +3,7 @@
 
 use weir_sdk::json::{self, Record};
 use weir_sdk::sql::{Dialect, Rows, Statement, Value};
-use weir_sdk::sql_util::{into_sql, to_id};
+use weir_sdk::sql_util::{into_sql, quote_ident, to_id};
 use weir_sdk::{ConnectorError, Operation, Result, WriteItem, Written};
 
 use crate::statements::{self, Name};
@@ -30,6 +30,12 @@ pub struct Target<'a> {
     /// Whether a key given is written with `OVERRIDING SYSTEM VALUE` (a
     /// PostgreSQL key column `GENERATED ALWAYS AS IDENTITY`).
     pub overriding: bool,
+    /// Whether a batch of new rows may be loaded with `COPY` (PostgreSQL,
+    /// and no `COPY` into the table failed earlier in the run).
+    pub copy: bool,
+    /// Columns `COPY` cannot fill with the values a write gives (`bytea`,
+    /// given as hex text): a batch writing one is not copied.
+    pub not_copied: Vec<&'a str>,
 }
 
 /// What a planned statement does, to read its outcome.
@@ -45,6 +51,9 @@ pub enum Action {
 
 /// The most rows one multi-row statement writes.
 const MAX_ROWS: usize = 500;
+/// The fewest rows a batch loads with `COPY`: below, the transaction of its
+/// own costs more than it saves.
+const COPY_AT_LEAST: usize = 100;
 /// The most parameters of one statement (SQLite allows 32766, PostgreSQL 65535).
 const MAX_PARAMS: usize = 30_000;
 
@@ -234,6 +243,78 @@ impl Target<'_> {
                 self.overriding,
             ),
         }
+    }
+
+    /// The `COPY` statement that loads the rows of all `chunks` at once, if
+    /// they may be: only upserts, of the same columns, no key twice, none
+    /// into a column `COPY` cannot fill, and enough of them. Should a row
+    /// exist already, the `COPY` fails whole and the chunks are written as
+    /// they are.
+    pub fn copy_of(&self, chunks: &[Chunk]) -> Option<String> {
+        let first = chunks.first()?;
+        let rows: usize = chunks.iter().map(|c| c.members.len()).sum();
+        if !self.copy
+            || rows < COPY_AT_LEAST
+            || first
+                .columns
+                .iter()
+                .any(|c| self.not_copied.contains(&c.as_str()))
+            || self.not_copied.contains(&self.pk)
+        {
+            return None;
+        }
+        let mut keys = std::collections::HashSet::with_capacity(rows);
+        for chunk in chunks {
+            if chunk.columns != first.columns {
+                return None;
+            }
+            for (_, action) in &chunk.members {
+                match action {
+                    Action::Upsert(id) if keys.insert(id.as_str()) => {}
+                    _ => return None,
+                }
+            }
+        }
+        let names: Vec<String> = std::iter::once(self.pk)
+            .chain(first.columns.iter().map(String::as_str))
+            .map(quote_ident)
+            .collect();
+        Some(format!(
+            "COPY {} ({}) FROM STDIN",
+            self.table.sql(),
+            names.join(", ")
+        ))
+    }
+
+    /// The rows of `chunks` for [`Target::copy_of`], taken out of their
+    /// statements; [`Target::put_back`] returns them.
+    pub fn copy_rows(&self, chunks: &mut [Chunk]) -> Vec<Vec<Value>> {
+        let mut rows = Vec::new();
+        for chunk in chunks {
+            let width = chunk.columns.len() + 1;
+            let mut params = std::mem::take(&mut chunk.statement.params).into_iter();
+            for _ in 0..chunk.members.len() {
+                rows.push(params.by_ref().take(width).collect());
+            }
+        }
+        rows
+    }
+
+    /// Returns rows taken by [`Target::copy_rows`] to their statements.
+    pub fn put_back(&self, chunks: &mut [Chunk], rows: Vec<Vec<Value>>) {
+        let mut rows = rows.into_iter();
+        for chunk in chunks {
+            chunk.statement.params = rows.by_ref().take(chunk.members.len()).flatten().collect();
+        }
+    }
+
+    /// What each item of chunks loaded by `COPY` became: written under its key.
+    pub fn copied(&self, chunks: Vec<Chunk>) -> Vec<(usize, Result<Written>)> {
+        chunks
+            .into_iter()
+            .flat_map(|c| c.members)
+            .map(|(i, action)| (i, self.written(&action, None)))
+            .collect()
     }
 
     /// A chunk's items each in a statement of its own, to learn which of
@@ -495,6 +576,8 @@ mod tests {
             generated: Vec::new(),
             arrays: Vec::new(),
             overriding: false,
+            copy: false,
+            not_copied: Vec::new(),
         }
     }
 
@@ -688,6 +771,74 @@ mod tests {
                 debug(&[Value::Integer(n), Value::Integer(n)])
             );
         }
+    }
+
+    #[test]
+    fn batches_of_new_rows_are_copied_when_nothing_stands_in_the_way() {
+        let t = Target {
+            dialect: Dialect::Postgres,
+            copy: true,
+            not_copied: vec!["photo"],
+            ..target(true)
+        };
+        let upserts = |from: usize, n: usize, body: &str| -> Vec<(usize, Prepared)> {
+            (from..from + n)
+                .map(|k| {
+                    let it = item(Some(&k.to_string()), Operation::Upsert, Some(body));
+                    (k, t.prepare(&it).unwrap())
+                })
+                .collect()
+        };
+        // 600 rows: two statements, one COPY of all their rows.
+        let mut chunks = t.chunks(upserts(0, 600, r#"{"a":"x","b":null}"#));
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(
+            t.copy_of(&chunks).as_deref(),
+            Some(r#"COPY "people" ("id", "a", "b") FROM STDIN"#)
+        );
+        let rows = t.copy_rows(&mut chunks);
+        assert_eq!(rows.len(), 600);
+        assert_eq!(
+            debug(&rows[599]),
+            debug(&[Value::Integer(599), Value::Text("x".into()), Value::Null])
+        );
+        // Failed: the statements get their parameters back, in order.
+        t.put_back(&mut chunks, rows);
+        assert_eq!(chunks[0].statement.params.len(), 500 * 3);
+        assert_eq!(
+            debug(&chunks[1].statement.params[..3]),
+            debug(&[Value::Integer(500), Value::Text("x".into()), Value::Null])
+        );
+        let copied = t.copied(chunks);
+        assert_eq!(copied.len(), 600);
+        assert_eq!(copied[7].1.as_ref().unwrap().id, "7");
+
+        // What is not copied: too few rows, a column COPY cannot fill, a
+        // key twice, a delete among them, other columns, no COPY allowed.
+        assert!(t.copy_of(&t.chunks(upserts(0, 99, r#"{"a":1}"#))).is_none());
+        assert!(t
+            .copy_of(&t.chunks(upserts(0, 200, r#"{"photo":"00"}"#)))
+            .is_none());
+        let mut twice = upserts(0, 150, r#"{"a":1}"#);
+        twice.extend(upserts(0, 1, r#"{"a":1}"#));
+        assert!(t.copy_of(&t.chunks(twice)).is_none());
+        let mut delete = upserts(0, 150, r#"{"a":1}"#);
+        delete.push((
+            150,
+            t.prepare(&item(Some("150"), Operation::Delete, None))
+                .unwrap(),
+        ));
+        assert!(t.copy_of(&t.chunks(delete)).is_none());
+        let mut other = upserts(0, 150, r#"{"a":1}"#);
+        other.extend(upserts(150, 1, r#"{"b":1}"#));
+        assert!(t.copy_of(&t.chunks(other)).is_none());
+        let off = Target {
+            copy: false,
+            ..target(true)
+        };
+        assert!(off
+            .copy_of(&off.chunks(upserts(0, 200, r#"{"a":1}"#)))
+            .is_none());
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod pg_values;
 mod postgres;
 mod sqlite;
 
-use super::bindings::weir::connector::sql::{Dialect, Host, Rows, SqlError, Statement};
+use super::bindings::weir::connector::sql::{Dialect, Host, Rows, SqlError, Statement, Value};
 use super::HostState;
 use crate::manifest::{Database, System};
 use rusqlite::Connection;
@@ -101,6 +101,29 @@ impl Host for HostState {
                 let pool = sql.pools.get(&sql.system, &db, &grant, timeout);
                 match pool {
                     Ok(pool) => postgres::batch(&pool, &db, &statements, max_rows, timeout).await,
+                    Err(e) => Err(e),
+                }
+            }
+            None => Err(self.denied_db(&db)),
+        })
+    }
+
+    async fn copy_in(
+        &mut self,
+        db: String,
+        copy: String,
+        rows: Vec<Vec<Value>>,
+    ) -> wasmtime::Result<Result<u64, SqlError>> {
+        let sql = &mut self.sql;
+        let timeout = sql.timeout;
+        Ok(match sql.grants.get(&db).cloned() {
+            Some(Database::Sqlite(_)) => Err(SqlError::Failed(format!(
+                "database '{db}' is SQLite, and COPY is PostgreSQL's: write its rows with batch"
+            ))),
+            Some(Database::Postgres(grant)) => {
+                let pool = sql.pools.get(&sql.system, &db, &grant, timeout);
+                match pool {
+                    Ok(pool) => postgres::copy_in(&pool, &db, &copy, &rows, timeout).await,
                     Err(e) => Err(e),
                 }
             }

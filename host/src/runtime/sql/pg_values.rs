@@ -87,6 +87,44 @@ impl ToSql for Param<'_> {
     to_sql_checked!();
 }
 
+/// Appends a value to a row of `COPY ... FROM STDIN` in text format: `\N`
+/// for NULL, bytes as `bytea` hex, and the four characters the format
+/// gives a meaning to (backslash, tab, newline, carriage return) escaped.
+pub(super) fn copy_text(value: &Value, out: &mut BytesMut) {
+    match value {
+        Value::Null => out.put_slice(b"\\N"),
+        Value::Integer(i) => {
+            let _ = write!(Text(out), "{i}");
+        }
+        Value::Real(f) => {
+            let _ = write!(Text(out), "{f}");
+        }
+        Value::Text(s) => {
+            let mut rest = s.as_bytes();
+            while let Some(at) = rest
+                .iter()
+                .position(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+            {
+                out.put_slice(&rest[..at]);
+                out.put_slice(match rest[at] {
+                    b'\\' => b"\\\\",
+                    b'\t' => b"\\t",
+                    b'\n' => b"\\n",
+                    _ => b"\\r",
+                });
+                rest = &rest[at + 1..];
+            }
+            out.put_slice(rest);
+        }
+        Value::Blob(b) => {
+            out.put_slice(b"\\\\x");
+            for byte in b {
+                let _ = write!(Text(out), "{byte:02x}");
+            }
+        }
+    }
+}
+
 /// Whether a text is bytes in plain hex (an even number of hex digits).
 fn is_hex(s: &str) -> bool {
     s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -371,6 +409,26 @@ mod tests {
         assert_eq!(
             uuid(&[0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 1, 2, 3, 4, 5, 6, 7, 8]),
             "12345678-9abc-def0-0102-030405060708"
+        );
+    }
+
+    #[test]
+    fn copy_rows_escape_what_the_text_format_gives_a_meaning_to() {
+        let mut out = BytesMut::new();
+        for v in [
+            Value::Null,
+            Value::Text("\\N".into()),
+            Value::Text("a\tb\nc\rd\\e \"f\" ü".into()),
+            Value::Integer(-7),
+            Value::Real(1.5),
+            Value::Blob(vec![0, 0xab]),
+        ] {
+            copy_text(&v, &mut out);
+            out.put_u8(b'|');
+        }
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "\\N|\\\\N|a\\tb\\nc\\rd\\\\e \"f\" ü|-7|1.5|\\\\x00ab|"
         );
     }
 

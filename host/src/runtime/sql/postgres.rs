@@ -11,12 +11,16 @@
 //! A batch runs in one transaction with its statements pipelined on one
 //! connection; if one fails, the transaction is rolled back and the batch runs
 //! again with a savepoint per statement, so that only the failing ones are undone.
+//!
+//! A `copy-in` streams its rows as `COPY ... FROM STDIN` text, in pieces of
+//! about a megabyte, in a transaction of its own that is committed only when
+//! the database loaded every row.
 
-use super::super::bindings::weir::connector::sql::{Rows, SqlError, Statement};
-use super::pg_values::{decode, Param};
+use super::super::bindings::weir::connector::sql::{Rows, SqlError, Statement, Value};
+use super::pg_values::{copy_text, decode, Param};
 use crate::manifest::{PgGrant, PgTls};
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use futures_util::TryStreamExt;
+use futures_util::{SinkExt, TryStreamExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -363,4 +367,50 @@ async fn batch_on(
     }
     tx.commit().await.map_err(failed)?;
     Ok(outcomes)
+}
+
+/// The bytes of COPY data sent at a time.
+const COPY_PIECE: usize = 1 << 20;
+
+/// Loads `rows` with `copy` (a `COPY ... FROM STDIN` statement, text
+/// format) on the grant `db`: all of them, or none.
+pub(super) async fn copy_in(
+    pool: &Pool,
+    db: &str,
+    copy: &str,
+    rows: &[Vec<Value>],
+    timeout: Duration,
+) -> Result<u64, SqlError> {
+    bounded(pool, db, timeout, async |client| {
+        let tx = client.transaction().await.map_err(failed)?;
+        let sink = tx.copy_in(copy).await.map_err(failed)?;
+        futures_util::pin_mut!(sink);
+        let mut piece = bytes::BytesMut::with_capacity(COPY_PIECE);
+        for row in rows {
+            for (i, value) in row.iter().enumerate() {
+                if i > 0 {
+                    piece.extend_from_slice(b"\t");
+                }
+                copy_text(value, &mut piece);
+            }
+            piece.extend_from_slice(b"\n");
+            if piece.len() >= COPY_PIECE {
+                sink.send(piece.split().freeze()).await.map_err(failed)?;
+            }
+        }
+        if !piece.is_empty() {
+            sink.send(piece.freeze()).await.map_err(failed)?;
+        }
+        let loaded = sink.as_mut().finish().await.map_err(failed)?;
+        if loaded != rows.len() as u64 {
+            tx.rollback().await.map_err(failed)?;
+            return Err(SqlError::Failed(format!(
+                "COPY loaded {loaded} of {} rows (a trigger skipped some?); none were kept",
+                rows.len()
+            )));
+        }
+        tx.commit().await.map_err(failed)?;
+        Ok(loaded)
+    })
+    .await
 }
