@@ -1350,7 +1350,7 @@ impl destination::Guest for SqlConnector {
                 .map(|c| c.name.as_str())
                 .collect(),
             overriding: db.dialect == Dialect::Postgres && key.is_some_and(|c| c.always_identity),
-            copy: db.dialect == Dialect::Postgres && !copy_failed(&table.sql_name().sql(), None),
+            copy: db.dialect == Dialect::Postgres && !copy_failed(&table.sql_name().sql()),
             not_copied: columns
                 .iter()
                 .filter(|c| c.sql_type == "bytea")
@@ -1387,7 +1387,7 @@ impl destination::Guest for SqlConnector {
                 }
                 Err(e) => {
                     let why = ConnectorError::from(e).message;
-                    copy_failed(&table.sql_name().sql(), Some(&why));
+                    note_copy_failed(&table.sql_name().sql(), &why);
                     target.put_back(&mut chunks, rows);
                 }
             }
@@ -1420,24 +1420,27 @@ impl destination::Guest for SqlConnector {
     }
 }
 
-/// Whether a `COPY` into `table` failed earlier in the run; with `why`,
-/// records that one did (logged once): the run's later batches into it are
-/// upserts, since rows that exist already are what makes a `COPY` fail.
-fn copy_failed(table: &str, why: Option<&str>) -> bool {
-    thread_local! {
-        static FAILED: std::cell::RefCell<std::collections::BTreeSet<String>> =
-            const { std::cell::RefCell::new(std::collections::BTreeSet::new()) };
-    }
-    let Some(why) = why else {
-        return FAILED.with(|f| f.borrow().contains(table));
-    };
-    if FAILED.with(|f| f.borrow_mut().insert(table.to_string())) {
+thread_local! {
+    /// The tables a `COPY` failed into in this run (an instance lives for one run).
+    static COPY_FAILED: std::cell::RefCell<std::collections::BTreeSet<String>> =
+        const { std::cell::RefCell::new(std::collections::BTreeSet::new()) };
+}
+
+/// Whether a `COPY` into `table` failed earlier in the run: the run's later
+/// batches into it are upserts, since rows that exist already are what
+/// makes a `COPY` fail.
+fn copy_failed(table: &str) -> bool {
+    COPY_FAILED.with(|f| f.borrow().contains(table))
+}
+
+/// Records that a `COPY` into `table` failed, and logs why (once).
+fn note_copy_failed(table: &str, why: &str) {
+    if COPY_FAILED.with(|f| f.borrow_mut().insert(table.to_string())) {
         weir_sdk::log(
             weir_sdk::log::Level::Debug,
             format!("COPY into {table} failed ({why}); its rows are upserted instead, and so are the run's later batches into it"),
         );
     }
-    true
 }
 
 export!(SqlConnector);
