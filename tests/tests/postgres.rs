@@ -1843,6 +1843,99 @@ fn a_key_read_as_text_is_paged_in_its_own_order() {
     );
 }
 
+/// A key whose type the host reads as text (`inet`) on both sides of a
+/// two-way sync: rows written to PostgreSQL give their key back, and change
+/// reads, their checkpoint and the tombstones of deletes read it as text.
+#[test]
+fn a_key_read_as_text_syncs_both_ways_with_changes_and_deletes() {
+    let pg = Postgres::start().expect("start PostgreSQL");
+    pg.create_database("crm").unwrap();
+    pg.psql(
+        "crm",
+        "CREATE TABLE hosts (addr inet PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
+         INSERT INTO hosts (addr, name) VALUES ('10.0.0.9', 'a'), ('10.0.0.10', 'b');",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lite = dir.path().join("lite.db");
+    rusqlite::Connection::open(&lite)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE hosts (addr TEXT PRIMARY KEY, name TEXT, updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
+             INSERT INTO hosts (addr, name) VALUES ('192.168.1.1', 'c');",
+        )
+        .unwrap();
+    let sql = toml_path(&connector("sql"));
+    let m = write_manifest(
+        dir.path(),
+        &format!(
+            r#"
+[entities.hosts]
+primary_key = "addr"
+shared_key = true
+
+[systems.lite]
+connector = {sql}
+config = {{ database = "lite" }}
+databases = {{ lite = "lite.db" }}
+[systems.lite.entities.hosts]
+direction = "both"
+ignore = ["updated_at"]
+settings = {{ updated_at = "updated_at", deletes = "tombstones" }}
+
+[systems.pg]
+connector = {sql}
+config = {{ database = "main" }}
+databases = {{ main = {{ url = "{url}" }} }}
+[systems.pg.entities.hosts]
+direction = "both"
+ignore = ["updated_at"]
+settings = {{ updated_at = "updated_at", deletes = "tombstones" }}
+"#,
+            url = pg.url("crm")
+        ),
+    );
+    let pg_hosts = || {
+        pg.psql("crm", "SELECT addr, name FROM hosts ORDER BY addr")
+            .unwrap()
+    };
+    let lite_hosts = || {
+        rows(&lite, "SELECT addr, name FROM hosts")
+            .into_iter()
+            .map(|r| format!("{}|{}", r[0].clone().unwrap(), r[1].clone().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (3, 0));
+    assert_eq!(pg_hosts(), "10.0.0.9|a\n10.0.0.10|b\n192.168.1.1|c\n");
+    assert_eq!(lite_hosts(), ["10.0.0.10|b", "10.0.0.9|a", "192.168.1.1|c"]);
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
+
+    // Changes and a delete in PostgreSQL reach SQLite.
+    pg.psql(
+        "crm",
+        "UPDATE hosts SET name = 'b2', updated_at = clock_timestamp() WHERE addr = '10.0.0.10';
+         DELETE FROM hosts WHERE addr = '10.0.0.9';",
+    )
+    .unwrap();
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 1));
+    assert_eq!(lite_hosts(), ["10.0.0.10|b2", "192.168.1.1|c"]);
+    // And back: a delete in SQLite reaches PostgreSQL.
+    rusqlite::Connection::open(&lite)
+        .unwrap()
+        .execute("DELETE FROM hosts WHERE addr = '192.168.1.1'", [])
+        .unwrap();
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 1));
+    assert_eq!(pg_hosts(), "10.0.0.10|b2\n");
+    assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
+    assert_eq!(
+        count(
+            &dir.path().join("weir.db"),
+            "SELECT count(*) FROM dead_letters"
+        ),
+        0
+    );
+}
+
 /// A key sequence that starts past the keys written as given (each system
 /// its own range of keys) is left where it is.
 #[test]

@@ -263,6 +263,14 @@ impl Database {
 
 impl Table {
     /// The table's name in statements (and messages).
+    fn key(&self, dialect: Dialect, columns: &[Column]) -> statements::Key<'_> {
+        statements::Key {
+            name: &self.pk,
+            as_text: schema::find(columns, &self.pk)
+                .is_some_and(|c| statements::read_as_text(dialect, c)),
+        }
+    }
+
     fn sql_name(&self) -> statements::Name<'_> {
         statements::Name {
             schema: self.schema.as_deref(),
@@ -743,6 +751,7 @@ impl Table {
     fn deletes(
         &self,
         db: &Database,
+        key: statements::Key<'_>,
         tombstones: &str,
         after: Option<&cursor::Position>,
         limit: usize,
@@ -758,7 +767,7 @@ impl Table {
             db.dialect,
             self.sql_name(),
             self.sql_name().beside(tombstones),
-            &self.pk,
+            key,
             after.is_some(),
             flagged,
         );
@@ -1117,13 +1126,13 @@ impl source::Guest for SqlConnector {
         // row now: the cursor starts before the horizon, so the first change
         // read takes them (and reads the rows after it again).
         let columns = db.columns(&table)?;
+        let key = table.key(db.dialect, &columns);
         let horizon = match db.dialect {
             Dialect::Postgres => Some(db.horizon(&table.entity)?),
             Dialect::Sqlite => None,
         };
         let stamps = horizon.and_then(|h| Some((table.stamps(&columns)?, h)));
-        let sql =
-            statements::checkpoint(table.sql_name(), &table.pk, updated_at, stamps.map(|s| s.0));
+        let sql = statements::checkpoint(table.sql_name(), key, updated_at, stamps.map(|s| s.0));
         let params = stamps.map(|s| Value::Real(s.1)).into_iter().collect();
         let rows = db.query(&table.entity, sql, params)?;
         let (ts, id) = match rows.rows.first() {
@@ -1135,7 +1144,7 @@ impl source::Guest for SqlConnector {
                 table.keep_tombstones(&db, &columns)?;
                 let sql = statements::tombstone_checkpoint(
                     table.sql_name().beside(tombstones),
-                    &table.pk,
+                    key,
                     horizon.is_some(),
                 );
                 let params = horizon.map(Value::Real).into_iter().collect();
@@ -1213,8 +1222,12 @@ impl source::Guest for SqlConnector {
                     vec![Value::Integer(i64::from(table.tombstone_days))],
                 )?;
             }
+            let key = match &columns {
+                Some(columns) => table.key(db.dialect, columns),
+                None => table.pk.as_str().into(),
+            };
             let (deletes, last, settled) =
-                table.deletes(&db, tombstones, at.deleted.as_ref(), limit, horizon)?;
+                table.deletes(&db, key, tombstones, at.deleted.as_ref(), limit, horizon)?;
             let full = deletes.len() >= limit;
             limit -= deletes.len().min(limit - 1);
             items = deletes;
@@ -1336,6 +1349,7 @@ impl destination::Guest for SqlConnector {
             entity: &table.entity,
             table: table.sql_name(),
             pk: &table.pk,
+            key_text: table.key(db.dialect, &columns).as_text,
             updated_at: table.updated_at.as_deref(),
             integer_key,
             // An identity column other than the key is the database's too.

@@ -41,6 +41,50 @@ impl<'a> Name<'a> {
     }
 }
 
+/// The primary-key column as queries return it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key<'a> {
+    /// The column name.
+    pub name: &'a str,
+    /// Whether queries return it as its text: a PostgreSQL type the host
+    /// does not read as it is ([`read_as_text`]: `inet`, an enum, ...).
+    pub as_text: bool,
+}
+
+impl<'a> From<&'a str> for Key<'a> {
+    fn from(name: &'a str) -> Self {
+        Key {
+            name,
+            as_text: false,
+        }
+    }
+}
+
+impl Key<'_> {
+    /// The key in a select list or a `RETURNING` clause, of the table
+    /// `table` (quoted): as it is, or its text under its own name, the text
+    /// reads give it ([`select_list`]), so that ids agree.
+    fn out(&self, table: &str) -> String {
+        let k = quote_ident(self.name);
+        if self.as_text {
+            format!("format('%s', {table}.{k}) AS {k}")
+        } else {
+            k
+        }
+    }
+
+    /// The key in an `ORDER BY` of a query selecting [`Key::out`]: the
+    /// column, not the text of the same name.
+    fn order(&self, table: &str) -> String {
+        let k = quote_ident(self.name);
+        if self.as_text {
+            format!("{table}.{k}")
+        } else {
+            k
+        }
+    }
+}
+
 impl std::fmt::Display for Name<'_> {
     /// The name as a user writes it in messages: `schema.table` or `table`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,14 +188,20 @@ const DECODED: &[&str] = &[
     "uuid",
 ];
 
+/// Whether reads take a column as its text (PostgreSQL types the host does
+/// not read as they are; arrays, as JSON text).
+pub fn read_as_text(dialect: Dialect, column: &Column) -> bool {
+    dialect == Dialect::Postgres && !DECODED.contains(&column.sql_type.as_str())
+}
+
 /// What a read selects: `*`, or on PostgreSQL, when a column's type is one
 /// the host does not read as it is, every column by name: arrays as JSON
 /// (`to_jsonb`, read like a `jsonb` column) and the other such types
 /// (`interval`, `inet`, ranges, user-defined types, ...) as their text, as
 /// psql prints them.
 pub fn select_list(dialect: Dialect, columns: &[Column]) -> String {
-    let decoded = |c: &Column| DECODED.contains(&c.sql_type.as_str());
-    if dialect == Dialect::Sqlite || columns.iter().all(decoded) {
+    let decoded = |c: &Column| !read_as_text(dialect, c);
+    if columns.iter().all(decoded) {
         return "*".to_string();
     }
     columns
@@ -211,14 +261,21 @@ fn ordered(table: &str, column: &str, select: &str) -> String {
 /// The newest (updated-at, primary key) pair of the table, if any row has an
 /// updated-at. With `settled` (PostgreSQL), only rows settled by the
 /// horizon, parameter 1, count.
-pub fn checkpoint(table: Name<'_>, pk: &str, updated_at: &str, settled: Option<Stamps>) -> String {
-    let (t, k, u) = (table.sql(), quote_ident(pk), quote_ident(updated_at));
+pub fn checkpoint<'k>(
+    table: Name<'_>,
+    pk: impl Into<Key<'k>>,
+    updated_at: &str,
+    settled: Option<Stamps>,
+) -> String {
+    let (t, pk, u) = (table.sql(), pk.into(), quote_ident(updated_at));
     let before = match settled {
         Some(stamps) => format!(" AND {}", stamps.settled(&u, "$1")),
         None => String::new(),
     };
     format!(
-        "SELECT {u}, {k} FROM {t} WHERE {u} IS NOT NULL{before} ORDER BY {u} DESC, {k} DESC LIMIT 1"
+        "SELECT {u}, {} FROM {t} WHERE {u} IS NOT NULL{before} ORDER BY {u} DESC, {} DESC LIMIT 1",
+        pk.out(&t),
+        pk.order(&t)
     )
 }
 
@@ -389,15 +446,16 @@ pub fn tombstones_exist(dialect: Dialect) -> &'static str {
 /// position and 3 the limit; without it, parameter 1 is the limit. With
 /// `settled` (PostgreSQL), the parameter after the limit is the horizon, and
 /// each row ends with a column named [`SETTLED`], as in [`changes`].
-pub fn tombstones(
+pub fn tombstones<'k>(
     dialect: Dialect,
     table: Name<'_>,
     tombstones: Name<'_>,
-    pk: &str,
+    pk: impl Into<Key<'k>>,
     after: bool,
     settled: bool,
 ) -> String {
-    let (t, d, k) = (table.sql(), tombstones.sql(), quote_ident(pk));
+    let pk = pk.into();
+    let (t, d, k) = (table.sql(), tombstones.sql(), quote_ident(pk.name));
     let gone = format!("NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.{k} = {d}.{k})");
     let (filter, limit) = if after {
         (
@@ -421,7 +479,9 @@ pub fn tombstones(
         String::new()
     };
     format!(
-        "SELECT {k}, deleted_at{flag} FROM {d} WHERE {filter} ORDER BY deleted_at, {k} LIMIT {}",
+        "SELECT {}, deleted_at{flag} FROM {d} WHERE {filter} ORDER BY deleted_at, {} LIMIT {}",
+        pk.out(&d),
+        pk.order(&d),
         placeholder(dialect, limit)
     )
 }
@@ -440,21 +500,30 @@ pub fn prune_tombstones(dialect: Dialect, tombstones: Name<'_>) -> String {
 }
 
 /// The newest (deleted-at, key) pair of a tombstone table, if any.
-pub fn tombstone_checkpoint(tombstones: Name<'_>, pk: &str, settled: bool) -> String {
-    let (d, k) = (tombstones.sql(), quote_ident(pk));
+pub fn tombstone_checkpoint<'k>(
+    tombstones: Name<'_>,
+    pk: impl Into<Key<'k>>,
+    settled: bool,
+) -> String {
+    let (d, pk) = (tombstones.sql(), pk.into());
     let before = if settled {
         format!(" WHERE {}", DELETED_AT.settled("deleted_at", "$1"))
     } else {
         String::new()
     };
-    format!("SELECT deleted_at, {k} FROM {d}{before} ORDER BY deleted_at DESC, {k} DESC LIMIT 1")
+    format!(
+        "SELECT deleted_at, {} FROM {d}{before} ORDER BY deleted_at DESC, {} DESC LIMIT 1",
+        pk.out(&d),
+        pk.order(&d)
+    )
 }
 
-/// The `RETURNING` clause giving back the primary key and, if configured, the updated-at.
-fn returning(pk: &str, updated_at: Option<&str>) -> String {
+/// The `RETURNING` clause of a write to `table` (quoted) giving back the
+/// primary key and, if configured, the updated-at.
+fn returning(table: &str, pk: Key<'_>, updated_at: Option<&str>) -> String {
     match updated_at {
-        Some(u) => format!(" RETURNING {}, {}", quote_ident(pk), quote_ident(u)),
-        None => format!(" RETURNING {}", quote_ident(pk)),
+        Some(u) => format!(" RETURNING {}, {}", pk.out(table), quote_ident(u)),
+        None => format!(" RETURNING {}", pk.out(table)),
     }
 }
 
@@ -464,15 +533,16 @@ fn returning(pk: &str, updated_at: Option<&str>) -> String {
 /// exists is left alone and not returned (setting the key to itself instead
 /// is refused for a key `GENERATED ALWAYS AS IDENTITY`). `overriding` (PostgreSQL) writes the key given into a key column
 /// `GENERATED ALWAYS AS IDENTITY`.
-pub fn upsert(
+pub fn upsert<'k>(
     dialect: Dialect,
     table: Name<'_>,
-    pk: &str,
+    pk: impl Into<Key<'k>>,
     updated_at: Option<&str>,
     columns: &[&str],
     overriding: bool,
 ) -> String {
-    let (t, k) = (table.sql(), quote_ident(pk));
+    let pk = pk.into();
+    let (t, k) = (table.sql(), quote_ident(pk.name));
     let names: Vec<String> = std::iter::once(k.clone())
         .chain(columns.iter().map(|c| quote_ident(c)))
         .collect();
@@ -494,7 +564,7 @@ pub fn upsert(
         "INSERT INTO {t} ({}) {}VALUES ({values}) ON CONFLICT ({k}) {action}{}",
         names.join(", "),
         overriding_clause(overriding),
-        returning(pk, updated_at)
+        returning(&t, pk, updated_at)
     )
 }
 
@@ -560,20 +630,20 @@ fn value_rows(dialect: Dialect, width: usize, rows: usize) -> String {
 /// unless `columns` holds it (then `overriding` as in [`upsert`]). The
 /// parameters are the values of `columns`, row after row. Without columns,
 /// one row of defaults is created.
-pub fn insert_many(
+pub fn insert_many<'k>(
     dialect: Dialect,
     table: Name<'_>,
-    pk: &str,
+    pk: impl Into<Key<'k>>,
     updated_at: Option<&str>,
     columns: &[&str],
     rows: usize,
     overriding: bool,
 ) -> String {
+    let (t, pk) = (table.sql(), pk.into());
     if columns.is_empty() {
         return format!(
-            "INSERT INTO {} DEFAULT VALUES{}",
-            table.sql(),
-            returning(pk, updated_at)
+            "INSERT INTO {t} DEFAULT VALUES{}",
+            returning(&t, pk, updated_at)
         );
     }
     let names = columns
@@ -581,23 +651,22 @@ pub fn insert_many(
         .map(|c| quote_ident(c))
         .collect::<Vec<_>>()
         .join(", ");
-    let overriding = overriding && columns.contains(&pk);
+    let overriding = overriding && columns.contains(&pk.name);
     format!(
-        "INSERT INTO {} ({names}) {}VALUES {}{}",
-        table.sql(),
+        "INSERT INTO {t} ({names}) {}VALUES {}{}",
         overriding_clause(overriding),
         value_rows(dialect, columns.len(), rows),
-        returning(pk, updated_at)
+        returning(&t, pk, updated_at)
     )
 }
 
 /// Creates or updates `rows` rows in one statement, each by its primary key.
 /// Each row's parameters are its key, then the values of `columns` (which must
 /// not hold the key); the keys must differ.
-pub fn upsert_many(
+pub fn upsert_many<'k>(
     dialect: Dialect,
     table: Name<'_>,
-    pk: &str,
+    pk: impl Into<Key<'k>>,
     updated_at: Option<&str>,
     columns: &[&str],
     rows: usize,
@@ -753,6 +822,28 @@ mod tests {
         assert_eq!(
             insert_many(Dialect::Postgres, "t".into(), "id", None, &[], 1, false),
             r#"INSERT INTO "t" DEFAULT VALUES RETURNING "id""#
+        );
+    }
+
+    #[test]
+    fn a_key_read_as_text_is_returned_as_text_and_ordered_as_itself() {
+        let key = Key {
+            name: "addr",
+            as_text: true,
+        };
+        assert_eq!(
+            checkpoint("hosts".into(), key, "u", None),
+            r#"SELECT "u", format('%s', "hosts"."addr") AS "addr" FROM "hosts" WHERE "u" IS NOT NULL ORDER BY "u" DESC, "hosts"."addr" DESC LIMIT 1"#
+        );
+        assert_eq!(
+            tombstone_checkpoint("gone".into(), key, false),
+            r#"SELECT deleted_at, format('%s', "gone"."addr") AS "addr" FROM "gone" ORDER BY deleted_at DESC, "gone"."addr" DESC LIMIT 1"#
+        );
+        assert!(tombstones(Dialect::Postgres, "hosts".into(), "gone".into(), key, true, false)
+            .starts_with(r#"SELECT format('%s', "gone"."addr") AS "addr", deleted_at FROM "gone" WHERE (deleted_at, "addr") > ($1, $2)"#));
+        assert_eq!(
+            upsert(Dialect::Postgres, "hosts".into(), key, None, &["n"], false),
+            r#"INSERT INTO "hosts" ("addr", "n") VALUES ($1, $2) ON CONFLICT ("addr") DO UPDATE SET "n" = excluded."n" RETURNING format('%s', "hosts"."addr") AS "addr""#
         );
     }
 

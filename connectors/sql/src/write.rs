@@ -18,6 +18,8 @@ pub struct Target<'a> {
     pub table: Name<'a>,
     /// The primary-key column.
     pub pk: &'a str,
+    /// Whether the database returns the key as its text ([`statements::Key`]).
+    pub key_text: bool,
     /// The updated-at column, if configured.
     pub updated_at: Option<&'a str>,
     /// Whether the primary-key column holds integers.
@@ -221,13 +223,17 @@ impl Target<'_> {
     /// The text of a statement doing `action` to `rows` rows that write `columns`.
     fn sql(&self, action: &Action, columns: &[String], rows: usize) -> String {
         let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+        let key = statements::Key {
+            name: self.pk,
+            as_text: self.key_text,
+        };
         match action {
             Action::Delete(_) => statements::delete_many(self.dialect, self.table, self.pk, rows),
             // A record with no column gets a statement of its own (`chunks`).
             Action::Create => statements::insert_many(
                 self.dialect,
                 self.table,
-                self.pk,
+                key,
                 self.updated_at,
                 &columns,
                 rows,
@@ -236,7 +242,7 @@ impl Target<'_> {
             Action::Upsert(_) => statements::upsert_many(
                 self.dialect,
                 self.table,
-                self.pk,
+                key,
                 self.updated_at,
                 &columns,
                 rows,
@@ -571,6 +577,7 @@ mod tests {
             entity: "contacts",
             table: "people".into(),
             pk: "id",
+            key_text: false,
             updated_at: Some("updated"),
             integer_key,
             generated: Vec::new(),
