@@ -102,7 +102,7 @@ pub(crate) fn change_time(record: &Value, fields: &[String]) -> Option<String> {
 
 /// The time `secs` seconds before `time`, written the way `time` is: an
 /// ISO 8601 date and time keeps its separator, its fractional digits and its
-/// offset (`Z`, `+01:00` or none), a date steps back whole days (at least
+/// offset (`Z`, `+01:00`, ` +01:00` or none), a date steps back whole days (at least
 /// one), compact `YYYYMMDD` and `YYYYMMDDhhmmss` stay compact, and a number
 /// of seconds, milliseconds, microseconds or nanoseconds since the epoch
 /// stays a number of the same unit. `None` for a time in another form.
@@ -154,6 +154,9 @@ pub(crate) fn earlier(time: &str, secs: u32) -> Option<String> {
         .find(|&(_, c)| matches!(c, 'Z' | 'z' | '+' | '-'))
         .map_or(t.len(), |(i, _)| i);
     let (civil, offset) = t.split_at(offset_at);
+    // Spaces before the offset (`14:00:30 +01:00`) stay where they are.
+    let spaced = civil.trim_end();
+    let (civil, gap) = civil.split_at(spaced.len());
     let at: jiff::civil::DateTime = civil.parse().ok()?;
     let before = at
         .checked_sub(jiff::SignedDuration::from_secs(i64::from(secs)))
@@ -165,7 +168,7 @@ pub(crate) fn earlier(time: &str, secs: u32) -> Option<String> {
     if civil.as_bytes().get(10) == Some(&b' ') {
         text.replace_range(10..11, " ");
     }
-    Some(text + offset)
+    Some(text + gap + offset)
 }
 
 /// How far a date steps back for `secs` seconds: whole days, at least one.
@@ -201,6 +204,8 @@ mod tests {
                 "2026-11-29T23:59:30.000+01:00",
             ),
             ("2026-11-30 14:00:30.5-05:00", "2026-11-30 13:59:30.5-05:00"),
+            ("2026-11-30 14:00:30 +01:00", "2026-11-30 13:59:30 +01:00"),
+            ("2026-11-30 14:00:30.25 Z", "2026-11-30 13:59:30.25 Z"),
             ("2026-11-30T14:00:30", "2026-11-30T13:59:30"),
             ("2026-11-30", "2026-11-29"),
             ("1780000000", "1779999940"),
