@@ -288,3 +288,58 @@ fn http_reaches_private_addresses_only_when_allowed_and_the_host_injects_credent
         }
     }
 }
+
+/// A component built against the connector API as 0.1.0 shipped it (before
+/// `sql.copy-in`) still links and runs: its exports and its imports of the
+/// earlier version are served by the host of the later one.
+#[test]
+fn a_connector_built_against_an_earlier_api_version_still_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crm_db(&d.join("crm.db"), 20).unwrap();
+    rusqlite::Connection::open(d.join("copy.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE records (id TEXT PRIMARY KEY, data TEXT);")
+        .unwrap();
+    let sql = toml_path(&connector("sql"));
+    let legacy = toml_path(&connector("legacy"));
+    let m = write_manifest(
+        d,
+        &format!(
+            r#"
+[entities.contacts]
+primary_key = "id"
+shared_key = true
+
+[systems.crm]
+connector = {sql}
+config = {{ database = "crm" }}
+databases = {{ crm = "crm.db" }}
+[systems.crm.entities.contacts]
+direction = "read"
+ignore = ["updated_at"]
+
+[systems.old]
+connector = {legacy}
+config = {{ database = "copy" }}
+databases = {{ copy = "copy.db" }}
+[systems.old.entities.contacts]
+direction = "write"
+"#
+        ),
+    );
+    let connectors = weir(WEIR, &m, &["connectors"]);
+    assert!(
+        connectors.stdout.contains("old: legacy 0.1.0"),
+        "{connectors:?}"
+    );
+    let run = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("20 read, 20 written"), "{run:?}");
+    let copied = rows(
+        &d.join("copy.db"),
+        "SELECT id, json_extract(data, '$.email') FROM records WHERE id = '7'",
+    );
+    let email = rows(&d.join("crm.db"), "SELECT email FROM contacts WHERE id = 7");
+    assert_eq!(copied, [[Some("7".to_string()), email[0][0].clone()]]);
+}
