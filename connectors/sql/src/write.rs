@@ -75,8 +75,8 @@ pub struct Chunk {
     pub statement: Statement,
     /// The items it writes, in the order of its rows, with what it does to each.
     pub members: Vec<(usize, Action)>,
-    /// The columns its rows write (the key first for upserts), to write
-    /// them one by one when the statement fails.
+    /// The columns its rows write (after the key, for upserts and deletes),
+    /// to write them one by one when the statement fails.
     columns: Vec<String>,
 }
 
