@@ -98,33 +98,44 @@ fn lite_db(path: &std::path::Path, n: usize) {
 /// A manifest syncing `contacts` both ways between the SQLite file `lite.db`
 /// (tombstone deletes) and the PostgreSQL grant `main` (`pg_deletes`).
 fn two_way_manifest(dir: &std::path::Path, pg_url: &str, pg_deletes: &str) -> std::path::PathBuf {
+    two_way_manifest_of(dir, pg_url, ("contacts", "id"), pg_deletes)
+}
+
+/// The two-way manifest of entity `entity` (table of the same name on both
+/// sides, keyed by `key`, shared keys, changes by `updated_at`).
+fn two_way_manifest_of(
+    dir: &std::path::Path,
+    pg_url: &str,
+    (entity, key): (&str, &str),
+    pg_deletes: &str,
+) -> std::path::PathBuf {
     let sql = toml_path(&connector("sql"));
     write_manifest(
         dir,
         &format!(
             r#"
-[entities.contacts]
-primary_key = "id"
+[entities.{entity}]
+primary_key = "{key}"
 shared_key = true
 
 [systems.lite]
 connector = {sql}
 config = {{ database = "lite" }}
 databases = {{ lite = "lite.db" }}
-[systems.lite.entities.contacts]
+[systems.lite.entities.{entity}]
 direction = "both"
 ignore = ["updated_at"]
-settings = {{ table = "contacts", updated_at = "updated_at", deletes = "tombstones" }}
+settings = {{ table = "{entity}", updated_at = "updated_at", deletes = "tombstones" }}
 
 [systems.pg]
 connector = {sql}
 config = {{ database = "main" }}
 [systems.pg.databases]
 main = {{ url = "{pg_url}", password = "${{WEIR_TEST_PG_PASSWORD}}", pool_size = 2 }}
-[systems.pg.entities.contacts]
+[systems.pg.entities.{entity}]
 direction = "both"
 ignore = ["updated_at"]
-settings = {{ table = "contacts", updated_at = "updated_at", deletes = "{pg_deletes}" }}
+settings = {{ table = "{entity}", updated_at = "updated_at", deletes = "{pg_deletes}" }}
 "#
         ),
     )
@@ -1865,36 +1876,7 @@ fn a_key_read_as_text_syncs_both_ways_with_changes_and_deletes() {
              INSERT INTO hosts (addr, name) VALUES ('192.168.1.1', 'c');",
         )
         .unwrap();
-    let sql = toml_path(&connector("sql"));
-    let m = write_manifest(
-        dir.path(),
-        &format!(
-            r#"
-[entities.hosts]
-primary_key = "addr"
-shared_key = true
-
-[systems.lite]
-connector = {sql}
-config = {{ database = "lite" }}
-databases = {{ lite = "lite.db" }}
-[systems.lite.entities.hosts]
-direction = "both"
-ignore = ["updated_at"]
-settings = {{ updated_at = "updated_at", deletes = "tombstones" }}
-
-[systems.pg]
-connector = {sql}
-config = {{ database = "main" }}
-databases = {{ main = {{ url = "{url}" }} }}
-[systems.pg.entities.hosts]
-direction = "both"
-ignore = ["updated_at"]
-settings = {{ updated_at = "updated_at", deletes = "tombstones" }}
-"#,
-            url = pg.url("crm")
-        ),
-    );
+    let m = two_way_manifest_of(dir.path(), &pg.url("crm"), ("hosts", "addr"), "tombstones");
     let pg_hosts = || {
         pg.psql("crm", "SELECT addr, name FROM hosts ORDER BY addr")
             .unwrap()
