@@ -262,15 +262,17 @@ impl Database {
 }
 
 impl Table {
-    /// The table's name in statements (and messages).
+    /// The primary-key column as queries return it.
     fn key(&self, dialect: Dialect, columns: &[Column]) -> statements::Key<'_> {
         statements::Key {
             name: &self.pk,
-            as_text: schema::find(columns, &self.pk)
-                .is_some_and(|c| statements::read_as_text(dialect, c)),
+            form: schema::find(columns, &self.pk).map_or(statements::KeyForm::AsIs, |c| {
+                statements::key_form(dialect, c)
+            }),
         }
     }
 
+    /// The table's name in statements (and messages).
     fn sql_name(&self) -> statements::Name<'_> {
         statements::Name {
             schema: self.schema.as_deref(),
@@ -1329,7 +1331,9 @@ impl destination::Guest for SqlConnector {
     /// Writes the whole batch with one `batch` call: runs of alike items share a
     /// multi-row statement, and each statement runs in its own savepoint. If a
     /// multi-row statement is refused, its items are written one by one in a
-    /// second batch, so that only the refused items fail.
+    /// second batch, so that only the refused items fail. A batch of new
+    /// rows into a PostgreSQL table may first be loaded with one `copy-in`
+    /// call ([`write::Target::copy_of`]); if that fails, it is written as above.
     fn write(
         ctx: Context,
         entity: EntityBinding,
@@ -1349,7 +1353,7 @@ impl destination::Guest for SqlConnector {
             entity: &table.entity,
             table: table.sql_name(),
             pk: &table.pk,
-            key_text: table.key(db.dialect, &columns).as_text,
+            key_form: table.key(db.dialect, &columns).form,
             updated_at: table.updated_at.as_deref(),
             integer_key,
             // An identity column other than the key is the database's too.
@@ -1364,7 +1368,11 @@ impl destination::Guest for SqlConnector {
                 .map(|c| c.name.as_str())
                 .collect(),
             overriding: db.dialect == Dialect::Postgres && key.is_some_and(|c| c.always_identity),
-            copy: db.dialect == Dialect::Postgres && !copy_failed(&table.sql_name().sql()),
+            copy: db.dialect == Dialect::Postgres
+                && key.is_some_and(|c| {
+                    c.copy && write::COPIED_KEY_TYPES.contains(&c.sql_type.as_str())
+                })
+                && !copy_failed(&table.sql_name().sql()),
             not_copied: columns
                 .iter()
                 .filter(|c| c.sql_type == "bytea")

@@ -27,6 +27,10 @@ pub struct Column {
     /// Whether it is unique on its own: the whole primary key, or alone in
     /// a unique index without a condition.
     pub unique: bool,
+    /// Whether its table takes `COPY` as it takes inserts (the same for
+    /// every column of a table): an ordinary or partitioned PostgreSQL
+    /// table without rules.
+    pub copy: bool,
 }
 
 impl Column {
@@ -92,6 +96,7 @@ pub fn parse_columns(rows: &Rows) -> Vec<Column> {
                     _ => None,
                 },
                 unique: row.get(8).is_some_and(is_true),
+                copy: row.get(9).is_some_and(is_true),
             })
         })
         .collect()

@@ -46,41 +46,50 @@ impl<'a> Name<'a> {
 pub struct Key<'a> {
     /// The column name.
     pub name: &'a str,
-    /// Whether queries return it as its text: a PostgreSQL type the host
-    /// does not read as it is ([`read_as_text`]: `inet`, an enum, ...).
-    pub as_text: bool,
+    /// In what form queries return it: the form reads give it.
+    pub form: KeyForm,
+}
+
+/// The form a query returns a primary key in ([`key_form`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyForm {
+    /// As it is: a type the host reads.
+    AsIs,
+    /// As its text (PostgreSQL `inet`, an enum, ...).
+    Text,
+    /// As JSON (a PostgreSQL array).
+    Json,
 }
 
 impl<'a> From<&'a str> for Key<'a> {
     fn from(name: &'a str) -> Self {
         Key {
             name,
-            as_text: false,
+            form: KeyForm::AsIs,
         }
     }
 }
 
 impl Key<'_> {
     /// The key in a select list or a `RETURNING` clause, of the table
-    /// `table` (quoted): as it is, or its text under its own name, the text
-    /// reads give it ([`select_list`]), so that ids agree.
+    /// `table` (quoted): as it is, or in the form reads give it
+    /// ([`select_list`]) under its own name, so that ids agree.
     fn out(&self, table: &str) -> String {
         let k = quote_ident(self.name);
-        if self.as_text {
-            format!("format('%s', {table}.{k}) AS {k}")
-        } else {
-            k
+        match self.form {
+            KeyForm::AsIs => k,
+            KeyForm::Text => format!("format('%s', {table}.{k}) AS {k}"),
+            KeyForm::Json => format!("to_jsonb({table}.{k}) AS {k}"),
         }
     }
 
     /// The key in an `ORDER BY` of a query selecting [`Key::out`]: the
-    /// column, not the text of the same name.
+    /// column, not the value of the same name.
     fn order(&self, table: &str) -> String {
         let k = quote_ident(self.name);
-        if self.as_text {
-            format!("{table}.{k}")
-        } else {
-            k
+        match self.form {
+            KeyForm::AsIs => k,
+            KeyForm::Text | KeyForm::Json => format!("{table}.{k}"),
         }
     }
 }
@@ -113,7 +122,9 @@ pub fn placeholder(dialect: Dialect, n: usize) -> String {
 /// and whether it is unique on its own (the whole primary key, or alone in a
 /// valid unique index without a condition): what an upsert matches rows by.
 /// A view or a foreign table has no index to tell: it counts as unique, and
-/// the database judges its writes.
+/// the database judges its writes. Last, whether the table takes `COPY`
+/// as it takes inserts: an ordinary or partitioned PostgreSQL table without
+/// rules (`COPY` ignores rules and does not reach through views).
 ///
 /// On PostgreSQL the types are spelt as `information_schema.columns` spells
 /// them (`ARRAY`, `USER-DEFINED`, a domain as its base type), but read from
@@ -127,7 +138,8 @@ pub fn columns(dialect: Dialect) -> &'static str {
                  OR EXISTS (SELECT 1 FROM pragma_index_list(?1) AS l
                             WHERE l."unique" AND NOT l.partial
                               AND (SELECT count(*) FROM pragma_index_info(l.name)) = 1
-                              AND (SELECT i.name FROM pragma_index_info(l.name) AS i) = x.name)
+                              AND (SELECT i.name FROM pragma_index_info(l.name) AS i) = x.name),
+                 0
                FROM pragma_table_xinfo(?1) AS x WHERE x.hidden <> 1"#
         }
         Dialect::Postgres => {
@@ -150,7 +162,8 @@ pub fn columns(dialect: Dialect) -> &'static str {
                CASE WHEN c.relkind IN ('v', 'f') OR EXISTS (SELECT 1 FROM pg_index i \
                    WHERE i.indrelid = c.oid AND i.indisunique AND i.indimmediate AND i.indisvalid \
                    AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum AND i.indpred IS NULL AND i.indexprs IS NULL) \
-                 THEN 1 ELSE 0 END \
+                 THEN 1 ELSE 0 END, \
+               CASE WHEN c.relkind IN ('r', 'p') AND NOT c.relhasrules THEN 1 ELSE 0 END \
              FROM pg_attribute a \
              JOIN pg_class c ON c.oid = a.attrelid \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -192,6 +205,18 @@ const DECODED: &[&str] = &[
 /// not read as they are; arrays, as JSON text).
 pub fn read_as_text(dialect: Dialect, column: &Column) -> bool {
     dialect == Dialect::Postgres && !DECODED.contains(&column.sql_type.as_str())
+}
+
+/// The form reads give a key column, which the other queries returning it
+/// follow.
+pub fn key_form(dialect: Dialect, column: &Column) -> KeyForm {
+    if !read_as_text(dialect, column) {
+        KeyForm::AsIs
+    } else if column.sql_type == "ARRAY" {
+        KeyForm::Json
+    } else {
+        KeyForm::Text
+    }
 }
 
 /// What a read selects: `*`, or on PostgreSQL, when a column's type is one
@@ -529,9 +554,10 @@ fn returning(table: &str, pk: Key<'_>, updated_at: Option<&str>) -> String {
 
 /// Creates the row with a given primary key, or updates the columns given if it exists.
 /// Parameter 1 is the key, parameters 2..=n+1 the values of `columns` (which must not
-/// hold the key). With no columns there is nothing to update: a row that
-/// exists is left alone and not returned (setting the key to itself instead
-/// is refused for a key `GENERATED ALWAYS AS IDENTITY`). `overriding` (PostgreSQL) writes the key given into a key column
+/// hold the key). With no columns the update sets the key to itself, so that
+/// the row comes back as the database spells its key; under `overriding`,
+/// which refuses that, a row that exists is left alone and not returned.
+/// `overriding` (PostgreSQL) writes the key given into a key column
 /// `GENERATED ALWAYS AS IDENTITY`.
 pub fn upsert<'k>(
     dialect: Dialect,
@@ -550,8 +576,10 @@ pub fn upsert<'k>(
         .map(|n| placeholder(dialect, n))
         .collect::<Vec<_>>()
         .join(", ");
-    let action = if columns.is_empty() {
+    let action = if columns.is_empty() && overriding {
         "DO NOTHING".to_string()
+    } else if columns.is_empty() {
+        format!("DO UPDATE SET {k} = excluded.{k}")
     } else {
         let updates = names[1..]
             .iter()
@@ -829,7 +857,7 @@ mod tests {
     fn a_key_read_as_text_is_returned_as_text_and_ordered_as_itself() {
         let key = Key {
             name: "addr",
-            as_text: true,
+            form: KeyForm::Text,
         };
         assert_eq!(
             checkpoint("hosts".into(), key, "u", None),
@@ -841,6 +869,14 @@ mod tests {
         );
         assert!(tombstones(Dialect::Postgres, "hosts".into(), "gone".into(), key, true, false)
             .starts_with(r#"SELECT format('%s', "gone"."addr") AS "addr", deleted_at FROM "gone" WHERE (deleted_at, "addr") > ($1, $2)"#));
+        let array = Key {
+            name: "path",
+            form: KeyForm::Json,
+        };
+        assert_eq!(
+            checkpoint("t".into(), array, "u", None),
+            r#"SELECT "u", to_jsonb("t"."path") AS "path" FROM "t" WHERE "u" IS NOT NULL ORDER BY "u" DESC, "t"."path" DESC LIMIT 1"#
+        );
         assert_eq!(
             upsert(Dialect::Postgres, "hosts".into(), key, None, &["n"], false),
             r#"INSERT INTO "hosts" ("addr", "n") VALUES ($1, $2) ON CONFLICT ("addr") DO UPDATE SET "n" = excluded."n" RETURNING format('%s', "hosts"."addr") AS "addr""#
@@ -855,7 +891,11 @@ mod tests {
         );
         assert_eq!(
             upsert(Dialect::Postgres, "t".into(), "id", Some("u"), &[], false),
-            r#"INSERT INTO "t" ("id") VALUES ($1) ON CONFLICT ("id") DO NOTHING RETURNING "id", "u""#
+            r#"INSERT INTO "t" ("id") VALUES ($1) ON CONFLICT ("id") DO UPDATE SET "id" = excluded."id" RETURNING "id", "u""#
+        );
+        assert_eq!(
+            upsert(Dialect::Postgres, "t".into(), "id", None, &[], true),
+            r#"INSERT INTO "t" ("id") OVERRIDING SYSTEM VALUE VALUES ($1) ON CONFLICT ("id") DO NOTHING RETURNING "id""#
         );
     }
 
@@ -1040,6 +1080,7 @@ mod tests {
             always_identity: false,
             sequence: None,
             unique: false,
+            copy: false,
         };
         let plain = [
             column("id", "bigint"),

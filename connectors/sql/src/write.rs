@@ -18,8 +18,8 @@ pub struct Target<'a> {
     pub table: Name<'a>,
     /// The primary-key column.
     pub pk: &'a str,
-    /// Whether the database returns the key as its text ([`statements::Key`]).
-    pub key_text: bool,
+    /// The form the database returns the key in ([`statements::Key`]).
+    pub key_form: statements::KeyForm,
     /// The updated-at column, if configured.
     pub updated_at: Option<&'a str>,
     /// Whether the primary-key column holds integers.
@@ -32,8 +32,10 @@ pub struct Target<'a> {
     /// Whether a key given is written with `OVERRIDING SYSTEM VALUE` (a
     /// PostgreSQL key column `GENERATED ALWAYS AS IDENTITY`).
     pub overriding: bool,
-    /// Whether a batch of new rows may be loaded with `COPY` (PostgreSQL,
-    /// and no `COPY` into the table failed earlier in the run).
+    /// Whether a batch of new rows may be loaded with `COPY`: PostgreSQL, a
+    /// table that takes `COPY` as it takes inserts, a key of one of the
+    /// [`COPIED_KEY_TYPES`], and no `COPY` into the table failed earlier in
+    /// the run.
     pub copy: bool,
     /// Columns `COPY` cannot fill with the values a write gives (`bytea`,
     /// given as hex text): a batch writing one is not copied.
@@ -56,6 +58,14 @@ const MAX_ROWS: usize = 500;
 /// The fewest rows a batch loads with `COPY`: below, the transaction of its
 /// own costs more than it saves.
 const COPY_AT_LEAST: usize = 100;
+/// The key types whose values PostgreSQL keeps as a write spells them
+/// (integers when spelt as PostgreSQL prints them, which
+/// [`Target::copy_of`] checks): a row loaded with `COPY` is reported under
+/// the key it was given, which reads give back. Other keys (`uuid`,
+/// `char(n)`, `inet`...) may be spelt anew, and only the upserts'
+/// `RETURNING` says how.
+pub const COPIED_KEY_TYPES: &[&str] =
+    &["bigint", "integer", "smallint", "text", "character varying"];
 /// The most parameters of one statement (SQLite allows 32766, PostgreSQL 65535).
 const MAX_PARAMS: usize = 30_000;
 
@@ -225,7 +235,7 @@ impl Target<'_> {
         let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
         let key = statements::Key {
             name: self.pk,
-            as_text: self.key_text,
+            form: self.key_form,
         };
         match action {
             Action::Delete(_) => statements::delete_many(self.dialect, self.table, self.pk, rows),
@@ -252,7 +262,8 @@ impl Target<'_> {
     }
 
     /// The `COPY` statement that loads the rows of all `chunks` at once, if
-    /// they may be: only upserts, of the same columns, no key twice, none
+    /// they may be: only upserts, of the same columns, no key twice (nor an
+    /// integer key spelt otherwise than PostgreSQL prints it, `007`), none
     /// into a column `COPY` cannot fill, and enough of them. Should a row
     /// exist already, the `COPY` fails whole and the chunks are written as
     /// they are.
@@ -276,7 +287,10 @@ impl Target<'_> {
             }
             for (_, action) in &chunk.members {
                 match action {
-                    Action::Upsert(id) if keys.insert(id.as_str()) => {}
+                    Action::Upsert(id)
+                        if keys.insert(id.as_str())
+                            && (!self.integer_key
+                                || id.parse::<i64>().is_ok_and(|n| n.to_string() == *id)) => {}
                     _ => return None,
                 }
             }
@@ -392,9 +406,13 @@ impl Target<'_> {
                     }
                     .or(positional.then_some(n));
                     let Some(at) = at else {
-                        // A record with only its key that exists already is
-                        // left as it is (`DO NOTHING`): no row comes back.
-                        if chunk.columns.is_empty() && matches!(action, Action::Upsert(_)) {
+                        // A record with only its key that exists already in a
+                        // table whose key is always an identity is left as it
+                        // is (`DO NOTHING`): no row comes back.
+                        if self.overriding
+                            && chunk.columns.is_empty()
+                            && matches!(action, Action::Upsert(_))
+                        {
                             return (*i, self.written(action, None));
                         }
                         let id = match action {
@@ -577,7 +595,7 @@ mod tests {
             entity: "contacts",
             table: "people".into(),
             pk: "id",
-            key_text: false,
+            key_form: statements::KeyForm::AsIs,
             updated_at: Some("updated"),
             integer_key,
             generated: Vec::new(),
@@ -829,6 +847,16 @@ mod tests {
         let mut twice = upserts(0, 150, r#"{"a":1}"#);
         twice.extend(upserts(0, 1, r#"{"a":1}"#));
         assert!(t.copy_of(&t.chunks(twice)).is_none());
+        let mut padded = upserts(0, 150, r#"{"a":1}"#);
+        padded.push((
+            150,
+            t.prepare(&item(Some("0150"), Operation::Upsert, Some(r#"{"a":1}"#)))
+                .unwrap(),
+        ));
+        assert!(
+            t.copy_of(&t.chunks(padded)).is_none(),
+            "0150 reads back as 150"
+        );
         let mut delete = upserts(0, 150, r#"{"a":1}"#);
         delete.push((
             150,
@@ -850,7 +878,12 @@ mod tests {
 
     #[test]
     fn records_with_only_their_key_that_exist_are_written() {
-        let t = target(true);
+        // A key column GENERATED ALWAYS AS IDENTITY.
+        let t = Target {
+            dialect: Dialect::Postgres,
+            overriding: true,
+            ..target(true)
+        };
         let prepared = (1..=2)
             .map(|n| {
                 let it = item(Some(&n.to_string()), Operation::Upsert, Some("{}"));
