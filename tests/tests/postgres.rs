@@ -158,6 +158,16 @@ fn two_way(pg: &Postgres, n: usize, pg_deletes: &str) -> TwoWay {
     TwoWay { dir, lite, m }
 }
 
+/// Asserts that the store in `dir` holds no dead letters.
+fn assert_no_dead_letters(dir: &std::path::Path) {
+    assert_eq!(
+        count(&dir.join("weir.db"), "SELECT count(*) FROM dead_letters"),
+        0,
+        "dead letters in {}",
+        dir.display()
+    );
+}
+
 /// The runs of `weir sync` print "run N: R read, W written, D deleted, ...":
 /// the written and deleted counts of the last one.
 fn written_and_deleted(run: &Run) -> (u64, u64) {
@@ -1433,13 +1443,7 @@ fn identity_keys_and_generated_columns_sync_both_ways() {
         lite_people()
     );
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
-    assert_eq!(
-        count(
-            &dir.path().join("weir.db"),
-            "SELECT count(*) FROM dead_letters"
-        ),
-        0
-    );
+    assert_no_dead_letters(dir.path());
 }
 
 /// Records that hold nothing but their key reach a table whose key is
@@ -1474,13 +1478,7 @@ fn records_of_only_a_key_reach_an_identity_key_table() {
         .unwrap();
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 0));
     assert_eq!(pg_badges(), "1\n2\n3\n4\n");
-    assert_eq!(
-        count(
-            &dir.path().join("weir.db"),
-            "SELECT count(*) FROM dead_letters"
-        ),
-        0
-    );
+    assert_no_dead_letters(dir.path());
 }
 
 /// Target tables whose key column has no primary key or unique index, on
@@ -1813,13 +1811,7 @@ fn new_rows_in_bulk_are_copied_and_rows_that_exist_upserted() {
         one("SELECT string_agg(DISTINCT left(kind, 6), ',') || ' ' || max(kind) FROM statements"),
         "INSERT INSERT601-650"
     );
-    assert_eq!(
-        count(
-            &dir.path().join("weir.db"),
-            "SELECT count(*) FROM dead_letters"
-        ),
-        0
-    );
+    assert_no_dead_letters(dir.path());
 }
 
 /// A key whose type is read as text (`inet`) is still paged in the key's
@@ -1909,13 +1901,7 @@ fn a_key_read_as_text_syncs_both_ways_with_changes_and_deletes() {
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 1));
     assert_eq!(pg_hosts(), "10.0.0.10|b2\n");
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
-    assert_eq!(
-        count(
-            &dir.path().join("weir.db"),
-            "SELECT count(*) FROM dead_letters"
-        ),
-        0
-    );
+    assert_no_dead_letters(dir.path());
 }
 
 /// Keys PostgreSQL spells anew (a `uuid` given in capitals) are not loaded
