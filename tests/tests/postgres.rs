@@ -206,6 +206,14 @@ fn sync(m: &std::path::Path, args: &[&str]) -> Run {
     run
 }
 
+/// A started cluster whose database `crm` holds what `sql` makes.
+fn crm_with(sql: &str) -> Postgres {
+    let pg = Postgres::start().expect("start PostgreSQL");
+    pg.create_database("crm").unwrap();
+    pg.psql("crm", sql).unwrap();
+    pg
+}
+
 /// A started cluster with database `crm` holding the contacts table.
 fn with_contacts(pg: Postgres) -> Postgres {
     pg.create_database("crm").unwrap();
@@ -1380,18 +1388,14 @@ fn a_schema_setting_on_sqlite_is_refused_by_name() {
 /// read, never written, and come back as echoes.
 #[test]
 fn identity_keys_and_generated_columns_sync_both_ways() {
-    let pg = Postgres::start().expect("start PostgreSQL");
-    pg.create_database("crm").unwrap();
-    pg.psql(
-        "crm",
+    let pg = crm_with(
         "CREATE TABLE people (
              id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
              first_name text NOT NULL,
              last_name text NOT NULL,
              full_name text NOT NULL GENERATED ALWAYS AS (first_name || ' ' || last_name) STORED
          );",
-    )
-    .unwrap();
+    );
     let (dir, m) = lite_and_pg(
         &pg,
         "people",
@@ -1451,14 +1455,10 @@ fn identity_keys_and_generated_columns_sync_both_ways() {
 /// not (an update of such a key to itself is refused).
 #[test]
 fn records_of_only_a_key_reach_an_identity_key_table() {
-    let pg = Postgres::start().expect("start PostgreSQL");
-    pg.create_database("crm").unwrap();
-    pg.psql(
-        "crm",
+    let pg = crm_with(
         "CREATE TABLE badges (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);
          INSERT INTO badges (id) OVERRIDING SYSTEM VALUE VALUES (2);",
-    )
-    .unwrap();
+    );
     let (dir, m) = lite_and_pg(
         &pg,
         "badges",
@@ -1487,10 +1487,7 @@ fn records_of_only_a_key_reach_an_identity_key_table() {
 /// index exists.
 #[test]
 fn a_target_table_without_a_unique_key_is_refused_whole_and_waits() {
-    let pg = Postgres::start().expect("start PostgreSQL");
-    pg.create_database("crm").unwrap();
-    pg.psql("crm", "CREATE TABLE people (id bigint, name text);")
-        .unwrap();
+    let pg = crm_with("CREATE TABLE people (id bigint, name text);");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let src = d.join("src.db");
@@ -1599,10 +1596,7 @@ direction = "write"
 /// written as their text. Two-way with SQLite, with no echo.
 #[test]
 fn arrays_and_other_postgresql_types_sync_both_ways() {
-    let pg = Postgres::start().expect("start PostgreSQL");
-    pg.create_database("crm").unwrap();
-    pg.psql(
-        "crm",
+    let pg = crm_with(
         r#"CREATE TABLE things (
              id bigint PRIMARY KEY,
              tags text[],
@@ -1614,8 +1608,7 @@ fn arrays_and_other_postgresql_types_sync_both_ways() {
          INSERT INTO things VALUES
              (1, '{"a","b c","say \"hi\""}', '{{1,2},{3,4}}', '1 day 02:00:00', '10.0.0.1', '[1,5)'),
              (2, '{}', NULL, NULL, '192.168.0.0/16', 'empty');"#,
-    )
-    .unwrap();
+    );
     let (dir, m) = lite_and_pg(
         &pg,
         "things",
@@ -1739,17 +1732,13 @@ direction = "{pg_direction}"
 /// of the run.
 #[test]
 fn new_rows_in_bulk_are_copied_and_rows_that_exist_upserted() {
-    let pg = Postgres::start().expect("start PostgreSQL");
-    pg.create_database("crm").unwrap();
-    pg.psql(
-        "crm",
+    let pg = crm_with(
         "CREATE TABLE people (id bigint PRIMARY KEY, name text, vip boolean, balance numeric(10,2), tags text[], seen timestamptz);
          CREATE TABLE statements (kind text);
          CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $$
              BEGIN INSERT INTO statements SELECT split_part(ltrim(current_query()), ' ', 1) || min(id) || '-' || max(id) FROM fresh; RETURN NULL; END $$;
          CREATE TRIGGER noted AFTER INSERT ON people REFERENCING NEW TABLE AS fresh FOR EACH STATEMENT EXECUTE FUNCTION note();",
-    )
-    .unwrap();
+    );
     let (dir, m) = lite_and_pg(
         &pg,
         "people",
@@ -1818,14 +1807,10 @@ fn new_rows_in_bulk_are_copied_and_rows_that_exist_upserted() {
 /// own order: text order (`10.0.0.10` before `10.0.0.9`) would skip rows.
 #[test]
 fn a_key_read_as_text_is_paged_in_its_own_order() {
-    let pg = Postgres::start().expect("start PostgreSQL");
-    pg.create_database("crm").unwrap();
-    pg.psql(
-        "crm",
+    let pg = crm_with(
         "CREATE TABLE hosts (addr inet PRIMARY KEY, name text);
          INSERT INTO hosts VALUES ('10.0.0.9', 'a'), ('10.0.0.10', 'b'), ('10.0.0.11', 'c'), ('10.0.0.100', 'd');",
-    )
-    .unwrap();
+    );
     let (dir, m) = lite_and_pg(
         &pg,
         "hosts",
@@ -1851,14 +1836,10 @@ fn a_key_read_as_text_is_paged_in_its_own_order() {
 /// reads, their checkpoint and the tombstones of deletes read it as text.
 #[test]
 fn a_key_read_as_text_syncs_both_ways_with_changes_and_deletes() {
-    let pg = Postgres::start().expect("start PostgreSQL");
-    pg.create_database("crm").unwrap();
-    pg.psql(
-        "crm",
+    let pg = crm_with(
         "CREATE TABLE hosts (addr inet PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
          INSERT INTO hosts (addr, name) VALUES ('10.0.0.9', 'a'), ('10.0.0.10', 'b');",
-    )
-    .unwrap();
+    );
     let dir = tempfile::tempdir().unwrap();
     let lite = dir.path().join("lite.db");
     rusqlite::Connection::open(&lite)
@@ -1911,13 +1892,9 @@ fn a_key_read_as_text_syncs_both_ways_with_changes_and_deletes() {
 /// do), not new records to copy back.
 #[test]
 fn keys_the_database_spells_anew_are_upserted_and_read_back_as_the_same_records() {
-    let pg = Postgres::start().expect("start PostgreSQL");
-    pg.create_database("crm").unwrap();
-    pg.psql(
-        "crm",
+    let pg = crm_with(
         "CREATE TABLE tags (id uuid PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT clock_timestamp());",
-    )
-    .unwrap();
+    );
     let dir = tempfile::tempdir().unwrap();
     let lite = dir.path().join("lite.db");
     rusqlite::Connection::open(&lite)
@@ -1956,13 +1933,9 @@ fn keys_the_database_spells_anew_are_upserted_and_read_back_as_the_same_records(
 /// its own range of keys) is left where it is.
 #[test]
 fn a_key_sequence_that_starts_past_the_keys_is_left_alone() {
-    let pg = Postgres::start().expect("start PostgreSQL");
-    pg.create_database("crm").unwrap();
-    pg.psql(
-        "crm",
+    let pg = crm_with(
         "CREATE TABLE people (id bigint GENERATED BY DEFAULT AS IDENTITY (START WITH 1000) PRIMARY KEY, name text);",
-    )
-    .unwrap();
+    );
     let (_dir, m) = lite_and_pg(
         &pg,
         "people",
