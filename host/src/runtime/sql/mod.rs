@@ -13,9 +13,11 @@ mod sqlite;
 
 use super::bindings::weir::connector::sql::{Dialect, Host, Rows, SqlError, Statement, Value};
 use super::HostState;
-use crate::manifest::{Database, System};
+use crate::manifest::{Database, PgGrant, System};
+use deadpool_postgres::Pool;
 use rusqlite::Connection;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub(super) use postgres::Pools;
@@ -53,6 +55,11 @@ impl Connections {
         sqlite::arm(conn, self.timeout);
         Ok(conn)
     }
+
+    /// The runtime's pool of PostgreSQL grant `db`.
+    fn pool(&self, db: &str, grant: &Arc<PgGrant>) -> Result<Pool, SqlError> {
+        self.pools.get(&self.system, db, grant, self.timeout)
+    }
 }
 
 impl Host for HostState {
@@ -75,13 +82,10 @@ impl Host for HostState {
             Some(Database::Sqlite(path)) => sql
                 .sqlite(&db, &path)
                 .and_then(|conn| sqlite::run(conn, &statement, max_rows)),
-            Some(Database::Postgres(grant)) => {
-                let pool = sql.pools.get(&sql.system, &db, &grant, timeout);
-                match pool {
-                    Ok(pool) => postgres::query(&pool, &db, &statement, max_rows, timeout).await,
-                    Err(e) => Err(e),
-                }
-            }
+            Some(Database::Postgres(grant)) => match sql.pool(&db, &grant) {
+                Ok(pool) => postgres::query(&pool, &db, &statement, max_rows, timeout).await,
+                Err(e) => Err(e),
+            },
             None => Err(self.denied_db(&db)),
         })
     }
@@ -97,13 +101,10 @@ impl Host for HostState {
             Some(Database::Sqlite(path)) => sql
                 .sqlite(&db, &path)
                 .and_then(|conn| sqlite::run_batch(conn, &statements, max_rows)),
-            Some(Database::Postgres(grant)) => {
-                let pool = sql.pools.get(&sql.system, &db, &grant, timeout);
-                match pool {
-                    Ok(pool) => postgres::batch(&pool, &db, &statements, max_rows, timeout).await,
-                    Err(e) => Err(e),
-                }
-            }
+            Some(Database::Postgres(grant)) => match sql.pool(&db, &grant) {
+                Ok(pool) => postgres::batch(&pool, &db, &statements, max_rows, timeout).await,
+                Err(e) => Err(e),
+            },
             None => Err(self.denied_db(&db)),
         })
     }
@@ -120,13 +121,10 @@ impl Host for HostState {
             Some(Database::Sqlite(_)) => Err(SqlError::Failed(format!(
                 "database '{db}' is SQLite, and COPY is PostgreSQL's: write its rows with batch"
             ))),
-            Some(Database::Postgres(grant)) => {
-                let pool = sql.pools.get(&sql.system, &db, &grant, timeout);
-                match pool {
-                    Ok(pool) => postgres::copy_in(&pool, &db, &copy, &rows, timeout).await,
-                    Err(e) => Err(e),
-                }
-            }
+            Some(Database::Postgres(grant)) => match sql.pool(&db, &grant) {
+                Ok(pool) => postgres::copy_in(&pool, &db, &copy, &rows, timeout).await,
+                Err(e) => Err(e),
+            },
             None => Err(self.denied_db(&db)),
         })
     }
