@@ -200,6 +200,13 @@ impl Postgres {
         cmd
     }
 
+    /// The server log so far: errors of statements are in it (PostgreSQL's
+    /// default `log_min_error_statement`), each written before the client
+    /// learns of it.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
     /// The server log (`log` in the data directory).
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("log")

@@ -1770,21 +1770,33 @@ fn new_rows_in_bulk_are_copied_and_rows_that_exist_upserted() {
     );
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
 
-    // 400 more in batches of 100: among the first 200, every 25th is in
-    // the table already (so each full batch there has one); none after.
-    rusqlite::Connection::open(dir.path().join("lite.db"))
-        .unwrap()
-        .execute_batch(
-            "WITH RECURSIVE n(i) AS (SELECT 251 UNION ALL SELECT i + 1 FROM n WHERE i < 650)
-             INSERT INTO people SELECT i, 'person ' || i, 0, '1', '[]', NULL FROM n;",
+    // 400 more in batches of 100, with rows from 460 on in the table
+    // already: the first batches are copied, the batch that holds 460 fails
+    // to be and is upserted, and so are the batches after it.
+    let add = |from: u32, to: u32, there: &str| {
+        rusqlite::Connection::open(dir.path().join("lite.db"))
+            .unwrap()
+            .execute(
+                "WITH RECURSIVE n(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2)
+                 INSERT INTO people SELECT i, 'person ' || i, 0, '1', '[]', NULL FROM n",
+                [from, to],
+            )
+            .unwrap();
+        pg.psql(
+            "crm",
+            &format!(
+                "INSERT INTO people (id, name) SELECT i, 'old' FROM {there};
+                 DELETE FROM statements;"
+            ),
         )
         .unwrap();
-    pg.psql(
-        "crm",
-        "INSERT INTO people (id, name) SELECT i, 'old' FROM generate_series(260, 450, 25) AS i;
-         DELETE FROM statements;",
-    )
-    .unwrap();
+    };
+    let failed_copies = || {
+        pg.log()
+            .matches(r#"violates unique constraint "people_pkey""#)
+            .count()
+    };
+    add(251, 650, "generate_series(460, 550, 25) AS i");
     assert_eq!(
         written_and_deleted(&sync(&m, &["--quiet", "--batch-size", "100"])),
         (400, 0)
@@ -1794,12 +1806,29 @@ fn new_rows_in_bulk_are_copied_and_rows_that_exist_upserted() {
         one("SELECT count(*) FROM people WHERE name = 'person ' || id"),
         "648"
     );
-    // The failed COPY left nothing, and the batches after it (with no row
-    // there already) were upserts too.
+    // The failed COPY left nothing, and was the run's only one.
+    let copies = |rule: &str| {
+        one(&format!(
+            "SELECT count(*) FROM statements WHERE kind LIKE 'COPY%' AND {rule}"
+        ))
+    };
+    assert_ne!(copies("true"), "0", "the first batches are copied");
     assert_eq!(
-        one("SELECT string_agg(DISTINCT left(kind, 6), ',') || ' ' || max(kind) FROM statements"),
-        "INSERT INSERT601-650"
+        copies("split_part(substr(kind, 5), '-', 2)::int >= 460"),
+        "0"
     );
+    assert_eq!(failed_copies(), 1);
+
+    // 200 more, with a row there already in every 100: the run's first
+    // COPY asks whether its rows exist, and none is tried.
+    add(651, 850, "generate_series(660, 850, 25) AS i");
+    assert_eq!(
+        written_and_deleted(&sync(&m, &["--quiet", "--batch-size", "100"])),
+        (200, 0)
+    );
+    assert_eq!(copies("true"), "0");
+    assert_eq!(one("SELECT count(*) FROM people WHERE name = 'old'"), "0");
+    assert_eq!(failed_copies(), 1, "no COPY was tried");
     assert_no_dead_letters(dir.path());
 }
 

@@ -1399,7 +1399,11 @@ impl destination::Guest for SqlConnector {
         }
         let mut chunks = target.chunks(prepared);
         // New rows in bulk (a first load): COPY, or the upserts if it fails.
-        if let Some(copy) = target.copy_of(&chunks) {
+        let name = table.sql_name().sql();
+        let copy = target
+            .copy_of(&chunks)
+            .filter(|_| first_copy_finds_no_rows(&db, &table.entity, &name, &target, &chunks));
+        if let Some(copy) = copy {
             let rows = target.copy_rows(&mut chunks);
             match sql::copy_in(&db.name, &copy, &rows) {
                 Ok(_) => {
@@ -1409,7 +1413,7 @@ impl destination::Guest for SqlConnector {
                 }
                 Err(e) => {
                     let why = ConnectorError::from(e).message;
-                    note_copy_failed(&table.sql_name().sql(), &why);
+                    note_copy_failed(&name, &why);
                     target.put_back(&mut chunks, rows);
                 }
             }
@@ -1455,12 +1459,42 @@ fn copy_failed(table: &str) -> bool {
     COPY_FAILED.with(|f| f.borrow().contains(table))
 }
 
-/// Records that a `COPY` into `table` failed, and logs why (once).
+/// Whether a batch that [`write::Target::copy_of`] takes may be copied into
+/// `table`: at the run's first such batch, none of its keys is in the table
+/// already ([`write::Target::copy_probe`]); later ones go ahead, and a `COPY`
+/// that fails still falls back to upserts. A probe that finds a row turns
+/// `COPY` off for the run, as a failed `COPY` does; one that fails lets the
+/// `COPY` find out.
+fn first_copy_finds_no_rows(
+    db: &Database,
+    entity: &str,
+    table: &str,
+    target: &write::Target<'_>,
+    chunks: &[write::Chunk],
+) -> bool {
+    thread_local! {
+        static PROBED: std::cell::RefCell<std::collections::BTreeSet<String>> =
+            const { std::cell::RefCell::new(std::collections::BTreeSet::new()) };
+    }
+    if !PROBED.with(|p| p.borrow_mut().insert(table.to_string())) {
+        return true;
+    }
+    let probe = target.copy_probe(chunks);
+    match db.query(entity, probe.sql, probe.params) {
+        Ok(found) if !found.rows.is_empty() => {
+            note_copy_failed(table, "rows of its first batch are there already");
+            false
+        }
+        _ => true,
+    }
+}
+
+/// Records that a `COPY` into `table` failed or would, and logs why (once).
 fn note_copy_failed(table: &str, why: &str) {
     if COPY_FAILED.with(|f| f.borrow_mut().insert(table.to_string())) {
         weir_sdk::log(
             weir_sdk::log::Level::Debug,
-            format!("COPY into {table} failed ({why}); its rows are upserted instead, and so are the run's later batches into it"),
+            format!("no COPY into {table} in this run ({why}): its batches are upserted instead"),
         );
     }
 }

@@ -306,6 +306,37 @@ impl Target<'_> {
         ))
     }
 
+    /// A query that returns a row if a key of `chunks` (a batch that
+    /// [`Target::copy_of`] takes) is in the table already: the run's first
+    /// `COPY` into a table asks it first, since in steady state a batch of
+    /// updates would make the `COPY` fail (an error in the database's log
+    /// and a batch's upload spent).
+    pub fn copy_probe(&self, chunks: &[Chunk]) -> Statement {
+        let params: Vec<Value> = chunks
+            .iter()
+            .flat_map(|c| &c.members)
+            .filter_map(|(_, action)| match action {
+                Action::Upsert(id) => Some(match id.parse() {
+                    Ok(n) if self.integer_key => Value::Integer(n),
+                    _ => Value::Text(id.clone()),
+                }),
+                _ => None,
+            })
+            .collect();
+        let slots: Vec<String> = (1..=params.len())
+            .map(|n| statements::placeholder(self.dialect, n))
+            .collect();
+        Statement {
+            sql: format!(
+                "SELECT 1 FROM {} WHERE {} IN ({}) LIMIT 1",
+                self.table.sql(),
+                quote_ident(self.pk),
+                slots.join(", ")
+            ),
+            params,
+        }
+    }
+
     /// The rows of `chunks` for [`Target::copy_of`], taken out of their
     /// statements; [`Target::put_back`] returns them.
     pub fn copy_rows(&self, chunks: &mut [Chunk]) -> Vec<Vec<Value>> {
@@ -833,6 +864,22 @@ mod tests {
         assert_eq!(
             debug(&chunks[1].statement.params[..3]),
             debug(&[Value::Integer(500), Value::Text("x".into()), Value::Null])
+        );
+        // The probe before a run's first COPY asks for any of the keys.
+        let probe = t.copy_probe(&chunks);
+        assert_eq!(
+            probe.sql,
+            format!(
+                r#"SELECT 1 FROM "people" WHERE "id" IN ({}) LIMIT 1"#,
+                (1..=600)
+                    .map(|n| format!("${n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        );
+        assert_eq!(
+            debug(&probe.params[598..]),
+            debug(&[Value::Integer(598), Value::Integer(599)])
         );
         let copied = t.copied(chunks);
         assert_eq!(copied.len(), 600);
