@@ -1733,7 +1733,7 @@ direction = "{pg_direction}"
 #[test]
 fn new_rows_in_bulk_are_copied_and_rows_that_exist_upserted() {
     let pg = crm_with(
-        "CREATE TABLE people (id bigint PRIMARY KEY, name text, vip boolean, balance numeric(10,2), tags text[], seen timestamptz);
+        "CREATE TABLE people (id bigint PRIMARY KEY, name text, vip boolean, balance numeric(10,2), tags text[], seen timestamptz, photo bytea);
          CREATE TABLE statements (kind text);
          CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $$
              BEGIN INSERT INTO statements SELECT split_part(ltrim(current_query()), ' ', 1) || min(id) || '-' || max(id) FROM fresh; RETURN NULL; END $$;
@@ -1743,9 +1743,9 @@ fn new_rows_in_bulk_are_copied_and_rows_that_exist_upserted() {
         &pg,
         "people",
         "id",
-        r#"CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, vip INTEGER, balance TEXT, tags TEXT, seen TEXT);
+        r#"CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, vip INTEGER, balance TEXT, tags TEXT, seen TEXT, photo BLOB);
            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 250)
-           INSERT INTO people SELECT i, 'person ' || i, i % 2, i * 1.25, '["a", "b\\c"]', '2025-01-02T03:04:05Z' FROM n;
+           INSERT INTO people SELECT i, 'person ' || i, i % 2, i * 1.25, '["a", "b\\c"]', '2025-01-02T03:04:05Z', unhex(printf('%04x', i)) FROM n;
            UPDATE people SET name = 'tab' || char(9) || 'new' || char(10) || 'line back\slash \N' WHERE id = 1;
            UPDATE people SET name = NULL WHERE id = 2;"#,
         ("read", "write"),
@@ -1768,6 +1768,11 @@ fn new_rows_in_bulk_are_copied_and_rows_that_exist_upserted() {
         one("SELECT count(*) FROM people WHERE seen = '2025-01-02T03:04:05Z'"),
         "250"
     );
+    // Bytes (read from SQLite as hex) are copied as bytes.
+    assert_eq!(
+        one("SELECT count(*) FROM people WHERE photo = decode(lpad(to_hex(id), 4, '0'), 'hex')"),
+        "250"
+    );
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
 
     // 400 more in batches of 100, with rows from 460 on in the table
@@ -1778,7 +1783,7 @@ fn new_rows_in_bulk_are_copied_and_rows_that_exist_upserted() {
             .unwrap()
             .execute(
                 "WITH RECURSIVE n(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2)
-                 INSERT INTO people SELECT i, 'person ' || i, 0, '1', '[]', NULL FROM n",
+                 INSERT INTO people SELECT i, 'person ' || i, 0, '1', '[]', NULL, NULL FROM n",
                 [from, to],
             )
             .unwrap();

@@ -1373,7 +1373,7 @@ impl destination::Guest for SqlConnector {
                     c.copy && write::COPIED_KEY_TYPES.contains(&c.sql_type.as_str())
                 })
                 && !copy_failed(&table.sql_name().sql()),
-            not_copied: columns
+            bytea: columns
                 .iter()
                 .filter(|c| c.sql_type == "bytea")
                 .map(|c| c.name.as_str())

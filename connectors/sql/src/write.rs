@@ -37,9 +37,23 @@ pub struct Target<'a> {
     /// [`COPIED_KEY_TYPES`], and no `COPY` into the table failed earlier in
     /// the run.
     pub copy: bool,
-    /// Columns `COPY` cannot fill with the values a write gives (`bytea`,
-    /// given as hex text): a batch writing one is not copied.
-    pub not_copied: Vec<&'a str>,
+    /// The `bytea` columns: a write gives their bytes as plain hex text (as
+    /// reads give them), which a parameter takes as hex but `COPY` would
+    /// take as the bytes of the text; [`Target::copy_rows`] turns it into
+    /// bytes.
+    pub bytea: Vec<&'a str>,
+}
+
+/// The bytes of a text value in plain hex (an even number of hex digits).
+fn hex_bytes(value: &Value) -> Option<Vec<u8>> {
+    let Value::Text(s) = value else { return None };
+    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// What a planned statement does, to read its outcome.
@@ -270,14 +284,7 @@ impl Target<'_> {
     pub fn copy_of(&self, chunks: &[Chunk]) -> Option<String> {
         let first = chunks.first()?;
         let rows: usize = chunks.iter().map(|c| c.members.len()).sum();
-        if !self.copy
-            || rows < COPY_AT_LEAST
-            || first
-                .columns
-                .iter()
-                .any(|c| self.not_copied.contains(&c.as_str()))
-            || self.not_copied.contains(&self.pk)
-        {
+        if !self.copy || rows < COPY_AT_LEAST {
             return None;
         }
         let mut keys = std::collections::HashSet::with_capacity(rows);
@@ -338,14 +345,28 @@ impl Target<'_> {
     }
 
     /// The rows of `chunks` for [`Target::copy_of`], taken out of their
-    /// statements; [`Target::put_back`] returns them.
+    /// statements; [`Target::put_back`] returns them. Plain hex text for a
+    /// `bytea` column becomes its bytes, which statements take as well.
     pub fn copy_rows(&self, chunks: &mut [Chunk]) -> Vec<Vec<Value>> {
         let mut rows = Vec::new();
         for chunk in chunks {
             let width = chunk.columns.len() + 1;
+            let bytea: Vec<usize> = chunk
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| self.bytea.contains(&c.as_str()))
+                .map(|(i, _)| i + 1)
+                .collect();
             let mut params = std::mem::take(&mut chunk.statement.params).into_iter();
             for _ in 0..chunk.members.len() {
-                rows.push(params.by_ref().take(width).collect());
+                let mut row: Vec<Value> = params.by_ref().take(width).collect();
+                for &i in &bytea {
+                    if let Some(bytes) = row.get(i).and_then(hex_bytes) {
+                        row[i] = Value::Blob(bytes);
+                    }
+                }
+                rows.push(row);
             }
         }
         rows
@@ -633,7 +654,7 @@ mod tests {
             arrays: Vec::new(),
             overriding: false,
             copy: false,
-            not_copied: Vec::new(),
+            bytea: Vec::new(),
         }
     }
 
@@ -834,7 +855,7 @@ mod tests {
         let t = Target {
             dialect: Dialect::Postgres,
             copy: true,
-            not_copied: vec!["photo"],
+            bytea: vec!["photo"],
             ..target(true)
         };
         let upserts = |from: usize, n: usize, body: &str| -> Vec<(usize, Prepared)> {
@@ -885,12 +906,27 @@ mod tests {
         assert_eq!(copied.len(), 600);
         assert_eq!(copied[7].1.as_ref().unwrap().id, "7");
 
-        // What is not copied: too few rows, a column COPY cannot fill, a
-        // key twice, a delete among them, other columns, no COPY allowed.
+        // A bytea column's plain hex is copied as its bytes; other text
+        // as text, as a parameter takes it.
+        for (given, copied) in [
+            ("00aB", Value::Blob(vec![0, 0xab])),
+            ("", Value::Blob(Vec::new())),
+            ("abc", Value::Text("abc".into())),
+            ("+f+f", Value::Text("+f+f".into())),
+            (r"\x00", Value::Text(r"\x00".into())),
+        ] {
+            let body = serde_json::json!({ "photo": given }).to_string();
+            let mut chunks = t.chunks(upserts(0, 100, &body));
+            assert!(t.copy_of(&chunks).is_some());
+            assert_eq!(
+                debug(&t.copy_rows(&mut chunks)[99]),
+                debug(&[Value::Integer(99), copied])
+            );
+        }
+
+        // What is not copied: too few rows, a key twice, a delete among
+        // them, other columns, no COPY allowed.
         assert!(t.copy_of(&t.chunks(upserts(0, 99, r#"{"a":1}"#))).is_none());
-        assert!(t
-            .copy_of(&t.chunks(upserts(0, 200, r#"{"photo":"00"}"#)))
-            .is_none());
         let mut twice = upserts(0, 150, r#"{"a":1}"#);
         twice.extend(upserts(0, 1, r#"{"a":1}"#));
         assert!(t.copy_of(&t.chunks(twice)).is_none());
