@@ -1729,7 +1729,8 @@ direction = "{pg_direction}"
 /// each statement's kind and the keys it inserted), its values just as
 /// upserts write them. A batch with a row the table holds already makes the
 /// `COPY` fail: its rows are upserted instead, and so are the later batches
-/// of the run.
+/// of the run. The run's first `COPY` asks first whether rows exist, so a
+/// run of updates tries none (the server log counts the failed ones).
 #[test]
 fn new_rows_in_bulk_are_copied_and_rows_that_exist_upserted() {
     let pg = crm_with(
@@ -1776,8 +1777,8 @@ fn new_rows_in_bulk_are_copied_and_rows_that_exist_upserted() {
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
 
     // 400 more in batches of 100, with rows from 460 on in the table
-    // already: the first batches are copied, the batch that holds 460 fails
-    // to be and is upserted, and so are the batches after it.
+    // already: the full batches before 460 are copied, the batch that holds
+    // 460 fails to be and is upserted, and so are the batches after it.
     let add = |from: u32, to: u32, there: &str| {
         rusqlite::Connection::open(dir.path().join("lite.db"))
             .unwrap()
