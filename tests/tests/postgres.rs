@@ -1784,7 +1784,7 @@ fn new_rows_in_bulk_are_copied_and_rows_that_exist_upserted() {
             .unwrap()
             .execute(
                 "WITH RECURSIVE n(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2)
-                 INSERT INTO people SELECT i, 'person ' || i, 0, '1', '[]', NULL, NULL FROM n",
+                 INSERT INTO people SELECT i, 'person ' || i, 0, '1', '[]', NULL, unhex(printf('%04x', i)) FROM n",
                 [from, to],
             )
             .unwrap();
@@ -1834,6 +1834,12 @@ fn new_rows_in_bulk_are_copied_and_rows_that_exist_upserted() {
     );
     assert_eq!(copies("true"), "0");
     assert_eq!(one("SELECT count(*) FROM people WHERE name = 'old'"), "0");
+    // Bytes reach the table whether copied or upserted, after a failed
+    // COPY too.
+    assert_eq!(
+        one("SELECT count(*) FROM people WHERE photo = decode(lpad(to_hex(id), 4, '0'), 'hex')"),
+        "850"
+    );
     assert_eq!(failed_copies(), 1, "no COPY was tried");
     assert_no_dead_letters(dir.path());
 }
