@@ -1680,6 +1680,17 @@ fn arrays_and_other_postgresql_types_sync_both_ways() {
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
 }
 
+/// A folder holding `lite.db`, made by `sql`, and the file's path.
+fn lite_with(sql: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let lite = dir.path().join("lite.db");
+    rusqlite::Connection::open(&lite)
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap();
+    (dir, lite)
+}
+
 /// A folder whose `lite.db` is made by `lite_sql`, and a manifest that
 /// syncs entity `entity` (keyed by `key`, shared keys) between it (system
 /// `lite`) and the cluster's `crm` database (system `pg`), each system with
@@ -1691,11 +1702,7 @@ fn lite_and_pg(
     lite_sql: &str,
     (lite, pg_direction): (&str, &str),
 ) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    rusqlite::Connection::open(dir.path().join("lite.db"))
-        .unwrap()
-        .execute_batch(lite_sql)
-        .unwrap();
+    let (dir, _) = lite_with(lite_sql);
     let sql = toml_path(&connector("sql"));
     let m = write_manifest(
         dir.path(),
@@ -1881,15 +1888,10 @@ fn a_key_read_as_text_syncs_both_ways_with_changes_and_deletes() {
         "CREATE TABLE hosts (addr inet PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
          INSERT INTO hosts (addr, name) VALUES ('10.0.0.9', 'a'), ('10.0.0.10', 'b');",
     );
-    let dir = tempfile::tempdir().unwrap();
-    let lite = dir.path().join("lite.db");
-    rusqlite::Connection::open(&lite)
-        .unwrap()
-        .execute_batch(
-            "CREATE TABLE hosts (addr TEXT PRIMARY KEY, name TEXT, updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
+    let (dir, lite) = lite_with(
+        "CREATE TABLE hosts (addr TEXT PRIMARY KEY, name TEXT, updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
              INSERT INTO hosts (addr, name) VALUES ('192.168.1.1', 'c');",
-        )
-        .unwrap();
+    );
     let m = two_way_manifest_of(dir.path(), &pg.url("crm"), ("hosts", "addr"), "tombstones");
     let pg_hosts = || {
         pg.psql("crm", "SELECT addr, name FROM hosts ORDER BY addr")
@@ -1936,16 +1938,11 @@ fn keys_the_database_spells_anew_are_upserted_and_read_back_as_the_same_records(
     let pg = crm_with(
         "CREATE TABLE tags (id uuid PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT clock_timestamp());",
     );
-    let dir = tempfile::tempdir().unwrap();
-    let lite = dir.path().join("lite.db");
-    rusqlite::Connection::open(&lite)
-        .unwrap()
-        .execute_batch(
-            "CREATE TABLE tags (id TEXT PRIMARY KEY, name TEXT, updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
+    let (dir, lite) = lite_with(
+        "CREATE TABLE tags (id TEXT PRIMARY KEY, name TEXT, updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
              WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 150)
              INSERT INTO tags (id, name) SELECT printf('%08X-ABCD-4000-8000-%012X', i, i), 'tag ' || i FROM n;",
-        )
-        .unwrap();
+    );
     let m = two_way_manifest_of(dir.path(), &pg.url("crm"), ("tags", "id"), "tombstones");
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (150, 0));
     assert_eq!(
