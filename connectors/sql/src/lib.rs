@@ -1348,6 +1348,7 @@ impl destination::Guest for SqlConnector {
         }
         let key = schema::find(&columns, &table.pk);
         let integer_key = key.is_some_and(|c| c.field_type() == FieldType::Integer);
+        let name = table.sql_name().sql();
         let target = write::Target {
             dialect: db.dialect,
             entity: &table.entity,
@@ -1372,7 +1373,7 @@ impl destination::Guest for SqlConnector {
                 && key.is_some_and(|c| {
                     c.copy && write::COPIED_KEY_TYPES.contains(&c.sql_type.as_str())
                 })
-                && !copy_failed(&table.sql_name().sql()),
+                && !copy_failed(&name),
             bytea: columns
                 .iter()
                 .filter(|c| c.sql_type == "bytea")
@@ -1399,7 +1400,6 @@ impl destination::Guest for SqlConnector {
         }
         let mut chunks = target.chunks(prepared);
         // New rows in bulk (a first load): COPY, or the upserts if it fails.
-        let name = table.sql_name().sql();
         let copy = target
             .copy_of(&chunks)
             .filter(|_| first_copy_finds_no_rows(&db, &table.entity, &name, &target, &chunks));
