@@ -684,7 +684,11 @@ async fn check(manifest: &Manifest, runtime: &Runtime) -> anyhow::Result<ExitCod
             }
         }
         let mut instance = match runtime
-            .instantiate(&connector, system, &manifest.store)
+            .instantiate(
+                &connector,
+                system,
+                engine::connector_state(&manifest.store, &system.name),
+            )
             .await
         {
             Ok(i) => i,
@@ -773,7 +777,11 @@ async fn connectors(manifest: &Manifest, runtime: &Runtime) -> anyhow::Result<Ex
             }
         };
         let described = match runtime
-            .instantiate(&connector, system, &manifest.store)
+            .instantiate(
+                &connector,
+                system,
+                engine::connector_state(&manifest.store, &system.name),
+            )
             .await
         {
             Ok(mut i) => i.describe().await.map_err(|e| e.to_string()),

@@ -706,7 +706,11 @@ async fn hook(
     };
     let mut instance = match app
         .runtime
-        .instantiate(&connector, s, &app.manifest.store)
+        .instantiate(
+            &connector,
+            s,
+            engine::connector_state(&app.manifest.store, &s.name),
+        )
         .await
     {
         Ok(i) => i,

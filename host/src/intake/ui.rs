@@ -4,7 +4,8 @@
 //! cannot submit the form in a user's browser.
 
 use super::{App, Reply};
-use crate::store::Decided;
+use crate::engine::{self, Decided};
+use crate::store::Choice;
 use crate::web;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -63,34 +64,16 @@ pub(super) async fn decide(
         )
         .into_response();
     }
-    if !matches!(d.choice.as_str(), "result" | "ours" | "theirs") {
+    let Some(choice) = Choice::parse(&d.choice) else {
         return super::reply(
             StatusCode::BAD_REQUEST,
             format!("choice '{}' is not one of result, ours, theirs", d.choice),
         )
         .into_response();
-    }
+    };
     let inner = app.clone();
     let decided = app
-        .with_store(move |s| {
-            let entity = s
-                .conflicts(u32::MAX)?
-                .into_iter()
-                .find(|c| c.id == id)
-                .map(|c| c.entity);
-            let writers: Vec<String> = entity
-                .map(|e| {
-                    inner
-                        .manifest
-                        .systems
-                        .iter()
-                        .filter(|s| s.entity(&e).is_some_and(|b| b.direction.writes()))
-                        .map(|s| s.name.clone())
-                        .collect()
-                })
-                .unwrap_or_default();
-            s.decide_conflict(id, &d.choice, &writers)
-        })
+        .with_store(move |s| engine::decide_conflict(s, &inner.manifest, id, choice))
         .await;
     match decided {
         Ok(Decided::Done) => {

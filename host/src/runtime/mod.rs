@@ -322,12 +322,12 @@ impl Runtime {
     }
 
     /// Starts a fresh instance of `connector` for `system`, with the system's
-    /// grants and limits. `store_path` is the central store (for `state`).
+    /// grants and limits; its `state` import is served by `state`.
     pub async fn instantiate(
         &self,
         connector: &Connector,
         system: &System,
-        store_path: &Path,
+        state: Box<dyn StateBackend>,
     ) -> Result<Instance, CallError> {
         let name = system.name.clone();
         let trap = |e: wasmtime::Error| CallError::Trap {
@@ -360,8 +360,7 @@ impl Runtime {
             system: Arc::new(system.clone()),
             http: self.http.for_system(system),
             sql: sql::Connections::new(system, self.pools.clone()),
-            state_path: store_path.to_path_buf(),
-            state: None,
+            state,
             deadline: Instant::now(),
             denials: Vec::new(),
         };
@@ -756,8 +755,7 @@ pub struct HostState {
     system: Arc<System>,
     http: http::SystemClient,
     sql: sql::Connections,
-    state_path: PathBuf,
-    state: Option<crate::store::StateStore>,
+    state: Box<dyn StateBackend>,
     deadline: Instant,
     denials: Vec<String>,
 }
@@ -776,16 +774,6 @@ impl HostState {
         tracing::warn!(system = %self.system.name, "denied: {message}");
         self.denials.push(message.clone());
         message
-    }
-
-    fn state(&mut self) -> wasmtime::Result<&crate::store::StateStore> {
-        if self.state.is_none() {
-            self.state = Some(crate::store::StateStore::open(
-                &self.state_path,
-                &self.system.name,
-            )?);
-        }
-        Ok(self.state.as_ref().expect("opened above"))
     }
 }
 
@@ -810,14 +798,32 @@ impl bindings::weir::connector::log::Host for HostState {
     }
 }
 
+/// Where a connector's private key/value `state` import is kept: one
+/// backend per instance, given to `Runtime::instantiate` by the host (the
+/// central store, in weir). The runtime keeps nothing itself. A failure
+/// traps the call: a connector cannot go on without its state.
+pub trait StateBackend: Send {
+    /// The value under `key`, if any.
+    fn get(&mut self, key: &str) -> Result<Option<String>, StateError>;
+    /// Sets `key` to `value`.
+    fn set(&mut self, key: &str, value: &str) -> Result<(), StateError>;
+    /// Removes `key`.
+    fn remove(&mut self, key: &str) -> Result<(), StateError>;
+}
+
+/// Why a `StateBackend` failed.
+#[derive(Debug, thiserror::Error)]
+#[error("connector state: {0}")]
+pub struct StateError(pub String);
+
 impl bindings::weir::connector::state::Host for HostState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.state()?.get(&key)?)
+        Ok(self.state.get(&key)?)
     }
     async fn set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
-        Ok(self.state()?.set(&key, &value)?)
+        Ok(self.state.set(&key, &value)?)
     }
     async fn remove(&mut self, key: String) -> wasmtime::Result<()> {
-        Ok(self.state()?.remove(&key)?)
+        Ok(self.state.remove(&key)?)
     }
 }

@@ -7,14 +7,17 @@
 //! order, recording the version in `PRAGMA user_version`.
 
 mod checkpoint;
+mod kinds;
 mod ops;
 mod polling;
 mod records;
 
-pub use ops::{Activity, Decided, Gauges, Problems, RecordLink, RunChange};
+pub use kinds::{AuditOp, Choice, CursorKind, Outcome};
+pub use ops::{Activity, Gauges, OpenConflict, Problems, RecordLink, RunChange};
 pub use polling::{LastPoll, WebhookHealth};
 pub use records::{
-    AuditEntry, Conflict, Golden, Held, NewAudit, NewConflict, OutboxOp, OutboxRow, Retry,
+    parse_record, AuditEntry, Conflict, Golden, Held, NewAudit, NewConflict, OutboxOp, OutboxRow,
+    Retry,
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::collections::HashMap;
@@ -70,6 +73,16 @@ pub enum StoreError {
         /// The file.
         path: PathBuf,
         /// Why not.
+        reason: String,
+    },
+    /// A record's stored text is not what weir wrote there.
+    #[error("central store '{path}': {what} is corrupt: {reason}; restore the store from a backup (`weir restore`)")]
+    Corrupt {
+        /// The store file.
+        path: PathBuf,
+        /// Which record: `golden record 42 of contacts`, `conflict 7`.
+        what: String,
+        /// What is wrong with its text.
         reason: String,
     },
     /// Reading or writing a file failed.
@@ -354,7 +367,7 @@ impl Store {
     }
 
     /// A stored cursor.
-    pub fn cursor(&self, system: &str, entity: &str, kind: &str) -> Result<Option<String>> {
+    pub fn cursor(&self, system: &str, entity: &str, kind: CursorKind) -> Result<Option<String>> {
         self.conn
             .query_row(
                 "SELECT cursor FROM cursors WHERE system = ?1 AND entity = ?2 AND kind = ?3",
@@ -495,6 +508,11 @@ impl<'a> Tx<'a> {
         &self.tx
     }
 
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        self.path
+    }
+
     fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         move |source| StoreError::Sqlite {
             path: self.path.to_path_buf(),
@@ -609,7 +627,7 @@ impl<'a> Tx<'a> {
         &mut self,
         system: &str,
         entity: &str,
-        kind: &str,
+        kind: CursorKind,
         cursor: &str,
     ) -> Result<()> {
         self.tx
@@ -623,7 +641,7 @@ impl<'a> Tx<'a> {
     }
 
     /// Removes a cursor.
-    pub fn clear_cursor(&mut self, system: &str, entity: &str, kind: &str) -> Result<()> {
+    pub fn clear_cursor(&mut self, system: &str, entity: &str, kind: CursorKind) -> Result<()> {
         self.tx
             .prepare_cached("DELETE FROM cursors WHERE system = ?1 AND entity = ?2 AND kind = ?3")
             .and_then(|mut st| st.execute(params![system, entity, kind]))
@@ -668,25 +686,38 @@ pub struct NewDeadLetter<'a> {
 /// to the store so that connector calls never wait for the engine's transaction.
 pub struct StateStore {
     conn: Connection,
+    path: PathBuf,
     system: String,
 }
 
 impl StateStore {
     /// Opens the state of `system` in the store at `path` (which must exist).
-    pub fn open(path: &Path, system: &str) -> rusqlite::Result<StateStore> {
-        let conn = Connection::open(path)?;
-        configure(&conn)?;
+    pub fn open(path: &Path, system: &str) -> Result<StateStore> {
+        let err = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        configure(&conn).map_err(err)?;
         // Its rare commits leave checkpoints to the engine's connection
         // (the writer's own past 32 MiB of log still applies).
         conn.wal_hook(Some(checkpoint::note_commit));
         Ok(StateStore {
             conn,
+            path: path.to_path_buf(),
             system: system.to_string(),
         })
     }
 
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
     /// The value under `key`.
-    pub fn get(&self, key: &str) -> rusqlite::Result<Option<String>> {
+    pub fn get(&self, key: &str) -> Result<Option<String>> {
         self.conn
             .query_row(
                 "SELECT value FROM connector_state WHERE system = ?1 AND key = ?2",
@@ -694,10 +725,11 @@ impl StateStore {
                 |r| r.get(0),
             )
             .optional()
+            .map_err(self.err())
     }
 
     /// Sets `key`.
-    pub fn set(&self, key: &str, value: &str) -> rusqlite::Result<()> {
+    pub fn set(&self, key: &str, value: &str) -> Result<()> {
         self.conn
             .execute(
                 "INSERT INTO connector_state (system, key, value) VALUES (?1, ?2, ?3)
@@ -705,16 +737,18 @@ impl StateStore {
                 params![self.system, key, value],
             )
             .map(|_| ())
+            .map_err(self.err())
     }
 
     /// Removes `key`.
-    pub fn remove(&self, key: &str) -> rusqlite::Result<()> {
+    pub fn remove(&self, key: &str) -> Result<()> {
         self.conn
             .execute(
                 "DELETE FROM connector_state WHERE system = ?1 AND key = ?2",
                 params![self.system, key],
             )
             .map(|_| ())
+            .map_err(self.err())
     }
 }
 

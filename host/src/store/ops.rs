@@ -3,7 +3,7 @@
 
 use super::records::audit_from_row;
 use super::AuditEntry;
-use super::{Result, Store, StoreError, MIGRATIONS};
+use super::{Choice, Result, Store, StoreError, Tx, MIGRATIONS};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::Path;
 
@@ -221,8 +221,8 @@ pub struct RunChange {
     pub system: String,
     /// That system's id of the record.
     pub local_id: Option<String>,
-    /// `read:create`, `read:update` or `read:delete`.
-    pub operation: String,
+    /// `ReadCreate`, `ReadUpdate` or `ReadDelete`.
+    pub operation: super::AuditOp,
     /// The golden record before the run (none when the run created it).
     pub before: Option<String>,
 }
@@ -417,122 +417,58 @@ impl Store {
             .map(|n| n as u64)
             .map_err(self.err())
     }
-
-    /// Records a person's decision on conflict `id`: `result` keeps what the
-    /// policy chose; `ours` or `theirs` makes that value the golden record
-    /// and queues it for every system in `writers`. Refused (and left open)
-    /// when the record changed since the conflict: the decision would
-    /// overwrite a newer value.
-    pub fn decide_conflict(
-        &mut self,
-        id: i64,
-        choice: &str,
-        writers: &[String],
-    ) -> Result<Decided> {
-        self.transaction(|tx| {
-            struct Open {
-                entity: String,
-                gid: i64,
-                ours: Option<String>,
-                theirs: Option<String>,
-                result: String,
-                system: String,
-            }
-            let row = tx
-                .conn()
-                .query_row(
-                    "SELECT entity, global_id, ours, theirs, result, system FROM conflicts
-                     WHERE id = ?1 AND decision IS NULL",
-                    [id],
-                    |r| {
-                        Ok(Open {
-                            entity: r.get(0)?,
-                            gid: r.get(1)?,
-                            ours: r.get(2)?,
-                            theirs: r.get(3)?,
-                            result: r.get(4)?,
-                            system: r.get(5)?,
-                        })
-                    },
-                )
-                .optional()
-                .map_err(tx.err())?;
-            let Some(Open {
-                entity,
-                gid,
-                ours,
-                theirs,
-                result,
-                system,
-            }) = row
-            else {
-                return Ok(Decided::NotOpen);
-            };
-            let record = |text: &str| -> crate::mapping::Record {
-                serde_json::from_str(text).unwrap_or_default()
-            };
-            let current = tx.golden(gid)?;
-            let unchanged = current.as_ref().is_some_and(|g| {
-                !g.deleted && g.hash == crate::mapping::hash(&record(&result))
-            });
-            if !unchanged {
-                return Ok(Decided::Stale);
-            }
-            let chosen = match choice {
-                "ours" => ours,
-                "theirs" => theirs,
-                _ => None,
-            };
-            if let Some(data) = chosen {
-                let origin = if choice == "theirs" {
-                    system.clone()
-                } else {
-                    current
-                        .as_ref()
-                        .and_then(|g| g.origin.clone())
-                        .unwrap_or_else(|| system.clone())
-                };
-                let before = current.map(|g| g.data);
-                tx.update_golden(gid, &data, &crate::mapping::hash(&record(&data)), &origin)?;
-                for w in writers {
-                    tx.enqueue(w, &entity, gid, super::OutboxOp::Upsert)?;
-                }
-                tx.conn()
-                    .execute(
-                        "INSERT INTO audit (at, system, entity, global_id, actor, operation, before, after, outcome)
-                         VALUES (?1, ?2, ?3, ?4, 'dashboard', ?5, ?6, ?7, 'ok')",
-                        params![
-                            super::now(),
-                            system,
-                            entity,
-                            gid,
-                            format!("review:{choice}"),
-                            before,
-                            data
-                        ],
-                    )
-                    .map_err(tx.err())?;
-            }
-            tx.conn()
-                .execute(
-                    "UPDATE conflicts SET decision = ?2, decided_at = ?3 WHERE id = ?1",
-                    params![id, choice, super::now()],
-                )
-                .map_err(tx.err())?;
-            Ok(Decided::Done)
-        })
-    }
 }
 
-/// What became of a decision on a conflict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decided {
-    /// Recorded (and the chosen value queued).
-    Done,
-    /// No such open conflict: none, or decided already.
-    NotOpen,
-    /// The record changed since the conflict; left open.
-    Stale,
+/// A conflict nobody decided on yet, as `Tx::open_conflict` finds it.
+#[derive(Debug, Clone)]
+pub struct OpenConflict {
+    /// The entity.
+    pub entity: String,
+    /// The golden record.
+    pub global_id: i64,
+    /// The golden record before the conflict (canonical JSON).
+    pub ours: Option<String>,
+    /// The arriving change.
+    pub theirs: Option<String>,
+    /// The golden record the policy made of them.
+    pub result: String,
+    /// The system whose change arrived.
+    pub system: String,
+}
+
+impl Tx<'_> {
+    /// Conflict `id`, unless there is none or it was decided already.
+    pub fn open_conflict(&self, id: i64) -> Result<Option<OpenConflict>> {
+        self.conn()
+            .query_row(
+                "SELECT entity, global_id, ours, theirs, result, system FROM conflicts
+                 WHERE id = ?1 AND decision IS NULL",
+                [id],
+                |r| {
+                    Ok(OpenConflict {
+                        entity: r.get(0)?,
+                        global_id: r.get(1)?,
+                        ours: r.get(2)?,
+                        theirs: r.get(3)?,
+                        result: r.get(4)?,
+                        system: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// Records a person's decision on conflict `id`.
+    pub fn decide_conflict(&mut self, id: i64, choice: Choice) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE conflicts SET decision = ?2, decided_at = ?3 WHERE id = ?1",
+                params![id, choice, super::now()],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
 }
 
 /// Conflicts and dead letters recorded after given row ids, per system and

@@ -1,8 +1,11 @@
 //! Golden records, links, the outbox, the audit log and conflicts: the
 //! operations of the engine inside one transaction, and the queries of the CLI.
 
-use super::{hash_col, link_from_row, now, Hash, Link, Result, Store, Tx};
+use super::{
+    hash_col, link_from_row, now, AuditOp, Hash, Link, Outcome, Result, Store, StoreError, Tx,
+};
 use rusqlite::{params, OptionalExtension};
+use std::path::Path;
 
 /// A golden record.
 #[derive(Debug, Clone)]
@@ -19,6 +22,35 @@ pub struct Golden {
     pub deleted: bool,
     /// The system whose change it last took.
     pub origin: Option<String>,
+}
+
+impl Golden {
+    /// The canonical record. A text that is not a JSON object is an error
+    /// naming the record, never an empty record: a corrupt row must not
+    /// be delivered as one.
+    pub fn record(&self, store: &Path) -> Result<crate::mapping::Record> {
+        let what = || format!("golden record {} of {}", self.global_id, self.entity);
+        parse_record(store, &self.data, what)
+    }
+}
+
+/// A canonical record kept as text in the store; `what` names it in the
+/// error when the text is not a JSON object.
+pub fn parse_record(
+    store: &Path,
+    text: &str,
+    what: impl FnOnce() -> String,
+) -> Result<crate::mapping::Record> {
+    let reason = match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(record)) => return Ok(record),
+        Ok(_) => "its text is not a JSON object".to_string(),
+        Err(e) => format!("its text is not JSON ({e})"),
+    };
+    Err(StoreError::Corrupt {
+        path: store.to_path_buf(),
+        what: what(),
+        reason,
+    })
 }
 
 /// What an outbox row delivers.
@@ -54,8 +86,8 @@ pub struct OutboxRow {
 
 /// An audit row to append.
 pub struct NewAudit<'a> {
-    /// The run.
-    pub run_id: i64,
+    /// The run; none for a person's decision outside any run.
+    pub run_id: Option<i64>,
     /// The system read from or written to.
     pub system: &'a str,
     /// The entity.
@@ -66,14 +98,14 @@ pub struct NewAudit<'a> {
     pub local_id: Option<&'a str>,
     /// Who made the change, where the system says.
     pub actor: Option<&'a str>,
-    /// `read:create`, `read:update`, `read:delete`, `write:create`, `write:update`, `write:delete`.
-    pub operation: &'a str,
+    /// What was done.
+    pub operation: AuditOp,
     /// The record before (canonical JSON), if known.
     pub before: Option<&'a str>,
     /// The record after (canonical JSON for reads, the system's JSON for writes).
     pub after: Option<&'a str>,
-    /// `ok`, `echo`, `conflict`, `rejected`, `failed`.
-    pub outcome: &'a str,
+    /// How it ended.
+    pub outcome: Outcome,
 }
 
 /// An audit row.

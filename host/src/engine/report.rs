@@ -1,0 +1,132 @@
+//! What a pass is asked to do and what it reports: options, the report
+//! and its figures, the polls and a dry run's plan lines.
+
+use crate::store::RunCounts;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// How a sync runs.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Records per page read and per batch written (default 1000).
+    pub batch_size: u32,
+    /// Show a progress bar on the terminal.
+    pub progress: bool,
+    /// Read every source in full (RESYNC), even where a change cursor exists.
+    /// Full reads also find records deleted at a source.
+    pub full: bool,
+    /// Deliver deletes even beyond an entity's `max_delete_percent`.
+    pub allow_deletes: bool,
+    /// Deliver to batch systems (`deliver_between`) outside their window too.
+    pub deliver_now: bool,
+    /// The (system, entity) pairs to poll (read or ask for changes); none
+    /// means every one. Changes already in the store (pushed, held, parked)
+    /// are taken whatever this says, and the whole outbox is delivered.
+    pub poll: Option<BTreeSet<(String, String)>>,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            batch_size: 1000,
+            progress: false,
+            full: false,
+            allow_deletes: false,
+            deliver_now: false,
+            poll: None,
+        }
+    }
+}
+
+/// What a sync did.
+#[derive(Debug, Clone)]
+pub struct SyncReport {
+    /// The run's id in the store.
+    pub run_id: i64,
+    /// Its figures.
+    pub counts: RunCounts,
+    /// Failures of whole systems or entities (the rest of the sync went on).
+    pub failures: Vec<String>,
+    /// Changes held for review (per-user limits).
+    pub held: u64,
+    /// For a dry run: what would be written, per target and entity in order.
+    pub plan: Vec<PlanLine>,
+    /// The sources polled in this pass, with the number of changes each poll
+    /// brought that weir did not know yet (new content, not echoes or repeats).
+    pub polled: Vec<Polled>,
+    /// What the user should know that is not a failure.
+    pub notes: Vec<String>,
+}
+
+/// One source polled in a pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Polled {
+    /// The system.
+    pub system: String,
+    /// The entity.
+    pub entity: String,
+    /// Changes the poll found that weir did not know yet.
+    pub fresh: u64,
+    /// Whether the poll failed.
+    pub failed: bool,
+}
+
+impl SyncReport {
+    /// The empty report of run `run_id`.
+    pub(super) fn new(run_id: i64) -> SyncReport {
+        SyncReport {
+            run_id,
+            counts: RunCounts::default(),
+            failures: Vec::new(),
+            held: 0,
+            plan: Vec::new(),
+            polled: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Whether everything synced without a failure or a dead letter.
+    pub fn is_clean(&self) -> bool {
+        self.failures.is_empty() && self.counts.failed == 0
+    }
+}
+
+/// A write a dry run would make.
+#[derive(Debug, Clone)]
+pub struct PlanLine {
+    /// The target system.
+    pub target: String,
+    /// The entity.
+    pub entity: String,
+    /// `create`, `update`, `delete` or `soft-delete`.
+    pub kind: &'static str,
+    /// The record's id in the target (none for a create).
+    pub local_id: Option<String>,
+    /// Changed fields: name, value weir last delivered (if known), new value.
+    pub changes: Vec<(String, Option<Value>, Value)>,
+}
+
+/// What one accepted page changed in the run's figures.
+#[derive(Default)]
+pub(super) struct PageCounts {
+    /// Changes with content weir did not know yet.
+    pub(super) fresh: u64,
+    /// Records new to weir.
+    pub(super) created: u64,
+    /// Records read with content weir already had.
+    pub(super) unchanged: u64,
+    pub(super) echoes: u64,
+    pub(super) conflicts: u64,
+    pub(super) failed: u64,
+    pub(super) held: u64,
+}
+
+impl PageCounts {
+    pub(super) fn add_to(&self, report: &mut SyncReport) {
+        report.counts.skipped += self.unchanged;
+        report.counts.echoes += self.echoes;
+        report.counts.conflicts += self.conflicts;
+        report.counts.failed += self.failed;
+        report.held += self.held;
+    }
+}

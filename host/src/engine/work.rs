@@ -1,0 +1,212 @@
+//! The types handed from one step of a pass to the next: where a page's
+//! cursor goes, the writes planned from the outbox or from memory, and a
+//! target's delivery with its write in flight.
+
+use super::error::SyncError;
+use crate::manifest::SystemEntity;
+use crate::runtime::types::{EntityBinding, WriteItem};
+use crate::runtime::{CallError, Instance};
+use crate::store::{self, AuditOp, OutboxRow, Tx};
+
+/// The binding of a system's entity as the connector sees it.
+pub fn binding(e: &SystemEntity) -> EntityBinding {
+    EntityBinding {
+        name: e.name.clone(),
+        primary_key: e.primary_key.clone(),
+        settings: e.settings.to_string(),
+    }
+}
+
+/// Where a source's cursor goes after a page commits.
+pub(super) enum CursorUpdate {
+    /// Nowhere (parked changes retried).
+    None,
+    /// Nowhere, and these inbox entries are removed.
+    Inbox(Vec<i64>),
+    /// A full read continues at this state.
+    Reading(String),
+    /// A full read ended: the change cursor is set (or kept unset).
+    ReadDone(Option<String>),
+    /// A change batch: the new change cursor.
+    Changes(String),
+}
+
+/// Whether writing a batch twice does no harm: every item names its key.
+pub(super) fn idempotent(planned: &[Planned]) -> bool {
+    planned.iter().all(|p| p.item.id.is_some())
+}
+
+/// The delivery of one entity to one target, served in turn with the others.
+pub(super) struct Delivery<'e> {
+    pub(super) t: usize,
+    pub(super) tb: &'e SystemEntity,
+    pub(super) bind: EntityBinding,
+    pub(super) target: String,
+    /// The last outbox row planned.
+    pub(super) after: i64,
+    /// Whether deletes are held back (over `max_delete_percent`, or, along
+    /// an intake, until the dispatcher).
+    pub(super) hold_deletes: bool,
+    /// Along an intake: once nothing is due, the last write is left in
+    /// flight instead of waited for.
+    pub(super) linger: bool,
+    /// The write on its way to the target.
+    pub(super) in_flight: Option<InFlight>,
+    /// Along an intake: the new records accepted for this target, planned
+    /// as they were accepted and written before any outbox row.
+    pub(super) fresh: std::collections::VecDeque<Planned>,
+}
+
+/// A batch being written by a target's connector on a task of its own.
+pub(super) struct InFlight {
+    pub(super) task: tokio::task::JoinHandle<(Instance, WriteResult)>,
+    pub(super) planned: Vec<Planned>,
+}
+
+/// The outcome of a connector's `write` call.
+pub(super) type WriteResult = Result<
+    Vec<Result<crate::runtime::types::Written, crate::runtime::types::ConnectorError>>,
+    CallError,
+>;
+
+/// What became of a write in flight.
+pub(super) enum Landed {
+    /// Written (item by item outcomes): record them.
+    Done(
+        Vec<Planned>,
+        Vec<Result<crate::runtime::types::Written, crate::runtime::types::ConnectorError>>,
+    ),
+    /// Failed and postponed; the next batch may go.
+    Skip,
+    /// Failed so that the target takes no more writes in this pass.
+    Stop,
+}
+
+impl InFlight {
+    /// Starts writing `planned` through `instance`.
+    pub(super) fn start(
+        mut instance: Instance,
+        bind: &EntityBinding,
+        planned: Vec<Planned>,
+    ) -> InFlight {
+        let items: Vec<WriteItem> = planned.iter().map(|p| p.item.clone()).collect();
+        let bind = bind.clone();
+        let task = tokio::spawn(async move {
+            let result = instance.write(&bind, items).await;
+            (instance, result)
+        });
+        InFlight { task, planned }
+    }
+
+    /// Waits for the write; the instance comes back with the outcome.
+    pub(super) async fn finish(self) -> Result<(Instance, Vec<Planned>, WriteResult), SyncError> {
+        let (instance, result) = self
+            .task
+            .await
+            .map_err(|e| SyncError::task("connector write", e))?;
+        Ok((instance, self.planned, result))
+    }
+}
+
+/// A planned write: of an outbox row, or of a new record from a span.
+pub(super) struct Planned {
+    pub(super) gid: i64,
+    pub(super) kept: Kept,
+    pub(super) hash: store::Hash,
+    pub(super) kind: Kind,
+    pub(super) item: WriteItem,
+}
+
+/// Where a planned write is kept in the store until it is recorded.
+pub(super) enum Kept {
+    /// An outbox row.
+    Row { id: i64, attempts: u32 },
+    /// A span of new records; the span goes with the `last` of them.
+    Span { id: i64, last: bool },
+}
+
+impl Kept {
+    pub(super) fn of(row: &OutboxRow) -> Kept {
+        Kept::Row {
+            id: row.id,
+            attempts: row.attempts,
+        }
+    }
+}
+
+impl Planned {
+    /// Failed attempts so far.
+    pub(super) fn attempts(&self) -> u32 {
+        match self.kept {
+            Kept::Row { attempts, .. } => attempts,
+            Kept::Span { .. } => 0,
+        }
+    }
+
+    /// Whether it is the write of a new record from a span.
+    pub(super) fn in_span(&self) -> bool {
+        matches!(self.kept, Kept::Span { .. })
+    }
+
+    /// Ends what keeps a recorded write (delivered, or refused for good):
+    /// its outbox row, unless the record changed since it was planned; its
+    /// span, with the last of the span's records.
+    pub(super) fn settle(&self, tx: &mut Tx<'_>) -> store::Result<()> {
+        match self.kept {
+            Kept::Row { id, .. } => {
+                tx.outbox_delivered(id, self.gid, &self.hash, self.kind.deletes())
+            }
+            Kept::Span { id, last: true } => tx.span_done(id),
+            Kept::Span { last: false, .. } => Ok(()),
+        }
+    }
+
+    /// Keeps a failed write for another attempt at `at`: its outbox row
+    /// postponed, or, from a span, a row of its own. Returns the row.
+    pub(super) fn retry(
+        &self,
+        tx: &mut Tx<'_>,
+        target: &str,
+        entity: &str,
+        at: &str,
+        error: &str,
+    ) -> store::Result<i64> {
+        match self.kept {
+            Kept::Row { id, .. } => {
+                tx.outbox_retry(id, at, error, true)?;
+                Ok(id)
+            }
+            Kept::Span { id, last } => {
+                let row = tx.enqueue_failed(target, entity, self.gid, at, error)?;
+                if last {
+                    tx.span_done(id)?;
+                }
+                Ok(row)
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Create,
+    Update,
+    Delete,
+    SoftDelete,
+}
+
+impl Kind {
+    /// What its audit row records.
+    pub(super) fn operation(self) -> AuditOp {
+        match self {
+            Kind::Create => AuditOp::WriteCreate,
+            Kind::Update | Kind::SoftDelete => AuditOp::WriteUpdate,
+            Kind::Delete => AuditOp::WriteDelete,
+        }
+    }
+
+    /// Whether the write delivers the record's deletion.
+    pub(super) fn deletes(self) -> bool {
+        matches!(self, Kind::Delete | Kind::SoftDelete)
+    }
+}
