@@ -57,9 +57,14 @@ impl<'m> Pass<'_, 'm> {
         rows: Vec<OutboxRow>,
         hold_deletes: bool,
     ) -> Result<Vec<Planned>, SyncError> {
-        let mut skipped = 0;
-        let mut failed = 0;
-        let run_id = self.run_id;
+        let mut plan = Plan {
+            run_id: self.run_id,
+            target,
+            entity,
+            tb,
+            skipped: 0,
+            failed: 0,
+        };
         let planned = self.store.transaction(|tx| {
             let mut planned = Vec::new();
             for row in rows {
@@ -67,136 +72,22 @@ impl<'m> Pass<'_, 'm> {
                     tx.outbox_done(row.id)?;
                     continue;
                 };
-                let link = tx.link_by_global(target, row.global_id)?;
                 let op = if golden.deleted {
                     OutboxOp::Delete
                 } else {
                     row.op
                 };
-                match op {
-                    OutboxOp::Upsert => {
-                        let Some(w) = plan::write(&golden.hash, link.as_ref()) else {
-                            skipped += 1;
-                            tx.outbox_done(row.id)?;
-                            continue;
-                        };
-                        let canonical: Record =
-                            serde_json::from_str(&golden.data).unwrap_or_default();
-                        match tb.mapping.accepts(&canonical) {
-                            Ok(true) => {}
-                            Ok(false) => {
-                                // Filtered out: this system does not take this record.
-                                skipped += 1;
-                                tx.outbox_done(row.id)?;
-                                continue;
-                            }
-                            Err(e) => {
-                                failed += 1;
-                                reject(
-                                    tx,
-                                    run_id,
-                                    target,
-                                    &entity.name,
-                                    &row,
-                                    &format!("filter: {e}"),
-                                )?;
-                                continue;
-                            }
-                        }
-                        if let Err(v) = mapping::validate(&entity.rules, &canonical) {
-                            failed += 1;
-                            reject(
-                                tx,
-                                run_id,
-                                target,
-                                &entity.name,
-                                &row,
-                                &format!("invalid record: {v}"),
-                            )?;
-                            continue;
-                        }
-                        let record = match references_to_local(tx, entity, target, canonical)? {
-                            Ok(r) => r,
-                            Err(waiting) => {
-                                tx.outbox_retry(row.id, &store::now(), &waiting, false)?;
-                                continue;
-                            }
-                        };
-                        let data = match tb.mapping.from_canonical(&record) {
-                            Ok(r) => Value::Object(r).to_string(),
-                            Err(e) => {
-                                failed += 1;
-                                reject(
-                                    tx,
-                                    run_id,
-                                    target,
-                                    &entity.name,
-                                    &row,
-                                    &format!("cannot map the record: {e}"),
-                                )?;
-                                continue;
-                            }
-                        };
-                        let (id, kind) = match w {
-                            Write::Create => (tb.mapping.shared_key(&record), Kind::Create),
-                            Write::Update { local_id } => (Some(local_id), Kind::Update),
-                        };
-                        planned.push(Planned {
-                            gid: row.global_id,
-                            kept: Kept::of(&row),
-                            hash: golden.hash,
-                            kind,
-                            item: WriteItem {
-                                id,
-                                op: Operation::Upsert,
-                                data: Some(data),
-                            },
-                        });
-                    }
+                let write = match op {
+                    OutboxOp::Upsert => plan.upsert(tx, &row, golden)?,
                     OutboxOp::Delete if hold_deletes => continue,
-                    OutboxOp::Delete => {
-                        let Some(link) = link else {
-                            tx.outbox_done(row.id)?;
-                            continue;
-                        };
-                        let item = match (tb.on_delete, &tb.soft_delete_field) {
-                            (OnDelete::Delete, _) => WriteItem {
-                                id: Some(link.local_id),
-                                op: Operation::Delete,
-                                data: None,
-                            },
-                            (OnDelete::Soft, Some(field)) => {
-                                let data = serde_json::json!({ field.as_str(): true }).to_string();
-                                WriteItem {
-                                    id: Some(link.local_id),
-                                    op: Operation::Upsert,
-                                    data: Some(data),
-                                }
-                            }
-                            _ => {
-                                tx.outbox_done(row.id)?;
-                                continue;
-                            }
-                        };
-                        let kind = if item.op == Operation::Delete {
-                            Kind::Delete
-                        } else {
-                            Kind::SoftDelete
-                        };
-                        planned.push(Planned {
-                            gid: row.global_id,
-                            kept: Kept::of(&row),
-                            hash: golden.hash,
-                            kind,
-                            item,
-                        });
-                    }
-                }
+                    OutboxOp::Delete => plan.delete(tx, &row, golden.hash)?,
+                };
+                planned.extend(write);
             }
             Ok(planned)
         })?;
-        self.report.counts.skipped += skipped;
-        self.report.counts.failed += failed;
+        self.report.counts.skipped += plan.skipped;
+        self.report.counts.failed += plan.failed;
         Ok(planned)
     }
 
@@ -373,4 +264,138 @@ pub(super) fn id_value(id: &str) -> Value {
     id.parse::<i64>()
         .map(Value::from)
         .unwrap_or_else(|_| Value::String(id.to_string()))
+}
+
+/// Outbox rows of one target and entity being planned into writes, and
+/// what became of those that are not written.
+struct Plan<'a> {
+    run_id: i64,
+    target: &'a str,
+    entity: &'a Entity,
+    tb: &'a SystemEntity,
+    /// Rows with nothing to write: the target holds the record, or its
+    /// filter leaves it out.
+    skipped: u64,
+    /// Rows given up: dead letters.
+    failed: u64,
+}
+
+impl Plan<'_> {
+    /// The write of a golden record's content, unless the target holds it
+    /// or leaves it out (the row is completed), refuses it (a dead letter)
+    /// or waits for a record it refers to (the row stays).
+    fn upsert(
+        &mut self,
+        tx: &mut Tx<'_>,
+        row: &OutboxRow,
+        golden: store::Golden,
+    ) -> store::Result<Option<Planned>> {
+        let link = tx.link_by_global(self.target, row.global_id)?;
+        let Some(w) = plan::write(&golden.hash, link.as_ref()) else {
+            self.skipped += 1;
+            tx.outbox_done(row.id)?;
+            return Ok(None);
+        };
+        // A corrupt golden row is refused with the reason that names it:
+        // never delivered as an empty record, and the pass goes on.
+        let canonical = match golden.record(tx.path()) {
+            Ok(r) => r,
+            Err(e) => return self.reject(tx, row, &e.to_string()),
+        };
+        match self.tb.mapping.accepts(&canonical) {
+            Ok(true) => {}
+            Ok(false) => {
+                // Filtered out: this system does not take this record.
+                self.skipped += 1;
+                tx.outbox_done(row.id)?;
+                return Ok(None);
+            }
+            Err(e) => return self.reject(tx, row, &format!("filter: {e}")),
+        }
+        if let Err(v) = mapping::validate(&self.entity.rules, &canonical) {
+            return self.reject(tx, row, &format!("invalid record: {v}"));
+        }
+        let record = match references_to_local(tx, self.entity, self.target, canonical)? {
+            Ok(r) => r,
+            Err(waiting) => {
+                tx.outbox_retry(row.id, &store::now(), &waiting, false)?;
+                return Ok(None);
+            }
+        };
+        let data = match self.tb.mapping.from_canonical(&record) {
+            Ok(r) => Value::Object(r).to_string(),
+            Err(e) => return self.reject(tx, row, &format!("cannot map the record: {e}")),
+        };
+        let (id, kind) = match w {
+            Write::Create => (self.tb.mapping.shared_key(&record), Kind::Create),
+            Write::Update { local_id } => (Some(local_id), Kind::Update),
+        };
+        Ok(Some(Planned {
+            gid: row.global_id,
+            kept: Kept::of(row),
+            hash: golden.hash,
+            kind,
+            item: WriteItem {
+                id,
+                op: Operation::Upsert,
+                data: Some(data),
+            },
+        }))
+    }
+
+    /// The write of a golden record's deletion, per the target's
+    /// `on_delete`; none (the row completed) where the target never held
+    /// the record or keeps what is deleted elsewhere.
+    fn delete(
+        &mut self,
+        tx: &mut Tx<'_>,
+        row: &OutboxRow,
+        hash: store::Hash,
+    ) -> store::Result<Option<Planned>> {
+        let Some(link) = tx.link_by_global(self.target, row.global_id)? else {
+            tx.outbox_done(row.id)?;
+            return Ok(None);
+        };
+        let (kind, item) = match (self.tb.on_delete, &self.tb.soft_delete_field) {
+            (OnDelete::Delete, _) => (
+                Kind::Delete,
+                WriteItem {
+                    id: Some(link.local_id),
+                    op: Operation::Delete,
+                    data: None,
+                },
+            ),
+            (OnDelete::Soft, Some(field)) => (
+                Kind::SoftDelete,
+                WriteItem {
+                    id: Some(link.local_id),
+                    op: Operation::Upsert,
+                    data: Some(serde_json::json!({ field.as_str(): true }).to_string()),
+                },
+            ),
+            _ => {
+                tx.outbox_done(row.id)?;
+                return Ok(None);
+            }
+        };
+        Ok(Some(Planned {
+            gid: row.global_id,
+            kept: Kept::of(row),
+            hash,
+            kind,
+            item,
+        }))
+    }
+
+    /// Gives up a row: a dead letter with the reason.
+    fn reject(
+        &mut self,
+        tx: &mut Tx<'_>,
+        row: &OutboxRow,
+        reason: &str,
+    ) -> store::Result<Option<Planned>> {
+        self.failed += 1;
+        reject(tx, self.run_id, self.target, &self.entity.name, row, reason)?;
+        Ok(None)
+    }
 }

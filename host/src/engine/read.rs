@@ -15,6 +15,30 @@ use crate::runtime::types::{Change, EntityBinding, ErrorKind, Operation};
 use crate::runtime::{CallError, Instance};
 use crate::store::{self, CursorKind, Store};
 
+/// Where a full read starts.
+struct Start {
+    /// The cursor of its first page (none: the beginning).
+    cursor: Option<String>,
+    /// The change cursor taken before the snapshot started.
+    checkpoint: Option<String>,
+    /// The records weir links to that the read has not returned yet;
+    /// none for a resumed read, which finds no deletes.
+    known: Option<Unseen>,
+}
+
+/// A delete of record `id`, found by what a complete snapshot lacks.
+fn deleted(entity: &str, id: String) -> Change {
+    Change {
+        entity: entity.to_string(),
+        id,
+        op: Operation::Delete,
+        data: None,
+        previous: None,
+        version: None,
+        actor: None,
+    }
+}
+
 /// The state of an interrupted full read, kept as the `read` cursor.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ReadState {
@@ -113,34 +137,13 @@ impl<'m> Pass<'_, 'm> {
     ) -> Result<u64, SyncError> {
         let system = self.participants[s].system.name.clone();
         let mut fresh = 0;
-        // Deletes are found by what a complete snapshot lacks; a resumed
-        // snapshot did not see its first pages, so it finds none.
-        let (cursor, checkpoint, mut known) = match resume {
-            Some(r) => (Some(r.next), r.checkpoint, None),
-            None => {
-                let instance = self.participants[s]
-                    .instance
-                    .as_mut()
-                    .expect("checked by the caller");
-                let checkpoint = match instance.checkpoint(bind).await {
-                    Ok(c) => Some(c),
-                    Err(CallError::Connector { error, .. })
-                        if error.kind == ErrorKind::Unsupported =>
-                    {
-                        None
-                    }
-                    Err(CallError::Unsupported { .. }) => None,
-                    Err(e) => {
-                        self.fail(s, e);
-                        return Ok(0);
-                    }
-                };
-                (
-                    None,
-                    checkpoint,
-                    Some(Unseen::load(self.store, &entity.name, &system)?),
-                )
-            }
+        let Some(Start {
+            cursor,
+            checkpoint,
+            mut known,
+        }) = self.start_snapshot(s, &entity.name, bind, resume).await?
+        else {
+            return Ok(0);
         };
         // The connector reads on a task of its own, and each page is
         // prepared on another thread while the connector reads the next and
@@ -199,20 +202,9 @@ impl<'m> Pass<'_, 'm> {
             let mut items = page.items;
             if page.next.is_none() {
                 // The snapshot is complete: what it lacks was deleted at the source.
-                let missing = match known.take() {
-                    Some(k) => k.missing(self.store, &entity.name, &system)?,
-                    None => Vec::new(),
-                };
-                for id in missing {
-                    items.push(Change {
-                        entity: entity.name.clone(),
-                        id,
-                        op: Operation::Delete,
-                        data: None,
-                        previous: None,
-                        version: None,
-                        actor: None,
-                    });
+                if let Some(k) = known.take() {
+                    let missing = k.missing(self.store, &entity.name, &system)?;
+                    items.extend(missing.into_iter().map(|id| deleted(&entity.name, id)));
                 }
             }
             let read = items.len() as u64;
@@ -224,6 +216,45 @@ impl<'m> Pass<'_, 'm> {
         }
         self.participants[s].instance = Some(join_reader(reader).await?);
         Ok(fresh)
+    }
+
+    /// Where a full read starts: a resumed snapshot goes on at its cursor
+    /// and finds no deletes (it did not see its first pages); a new one
+    /// takes the change cursor first (where the connector has one) and
+    /// the records weir links to, to find deletes by what it lacks. None
+    /// when the checkpoint failed or the source is no longer running.
+    async fn start_snapshot(
+        &mut self,
+        s: usize,
+        entity: &str,
+        bind: &EntityBinding,
+        resume: Option<ReadState>,
+    ) -> Result<Option<Start>, SyncError> {
+        if let Some(r) = resume {
+            return Ok(Some(Start {
+                cursor: Some(r.next),
+                checkpoint: r.checkpoint,
+                known: None,
+            }));
+        }
+        let Some(instance) = self.participants[s].instance.as_mut() else {
+            return Ok(None);
+        };
+        let checkpoint = match instance.checkpoint(bind).await {
+            Ok(c) => Some(c),
+            Err(CallError::Connector { error, .. }) if error.kind == ErrorKind::Unsupported => None,
+            Err(CallError::Unsupported { .. }) => None,
+            Err(e) => {
+                self.fail(s, e);
+                return Ok(None);
+            }
+        };
+        let system = &self.participants[s].system.name;
+        Ok(Some(Start {
+            cursor: None,
+            checkpoint,
+            known: Some(Unseen::load(self.store, entity, system)?),
+        }))
     }
 
     async fn read_changes(
