@@ -7,14 +7,16 @@
 //! [`Rules`], not while syncing.
 
 pub mod fields;
+mod hash;
+mod rules;
 
 pub use fields::{Case, Convert, DecimalRepr};
+pub use hash::hash;
+pub use rules::{validate, Kind, Rules, Violation};
 
-use rust_decimal::Decimal;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
+
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 /// A record body: a JSON object.
 pub type Record = Map<String, Value>;
@@ -528,7 +530,7 @@ impl Mapping {
 
 /// JSON equality that also matches `1` with `"1"` (value maps written in TOML
 /// meet values read from CSV files and databases).
-fn loosely_equal(a: &Value, b: &Value) -> bool {
+pub(super) fn loosely_equal(a: &Value, b: &Value) -> bool {
     a == b || id_text(a) == id_text(b)
 }
 
@@ -583,143 +585,6 @@ fn put_path(record: &mut Record, path: &str, value: Value) {
     }
 }
 
-/// The canonical type of a field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Text.
-    String,
-    /// A whole number.
-    Integer,
-    /// An exact decimal, as text.
-    Decimal,
-    /// True or false.
-    Boolean,
-    /// `YYYY-MM-DD`.
-    Date,
-    /// RFC 3339.
-    Timestamp,
-}
-
-/// The rules of one canonical field, checked before every write.
-#[derive(Debug, Clone, Default)]
-pub struct Rules {
-    /// The type.
-    pub kind: Option<Kind>,
-    /// Must be present and not null.
-    pub required: bool,
-    /// Must look like an e-mail address.
-    pub email: bool,
-    /// Must match this regular expression.
-    pub pattern: Option<regex::Regex>,
-    /// Must be one of these.
-    pub allowed: Vec<Value>,
-    /// Lower bound.
-    pub min: Option<Decimal>,
-    /// Upper bound.
-    pub max: Option<Decimal>,
-}
-
-/// A rule a record breaks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    /// The canonical field.
-    pub field: String,
-    /// The rule (`required`, `type`, `format`, `pattern`, `enum`, `min`, `max`).
-    pub rule: &'static str,
-    /// Why.
-    pub message: String,
-}
-
-impl std::fmt::Display for Violation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "field '{}' breaks rule '{}': {}",
-            self.field, self.rule, self.message
-        )
-    }
-}
-
-/// Checks a canonical record against the rules of its entity.
-pub fn validate(rules: &BTreeMap<String, Rules>, record: &Record) -> Result<(), Violation> {
-    for (field, r) in rules {
-        let v = record.get(field).unwrap_or(&Value::Null);
-        let fail = |rule: &'static str, message: String| {
-            Err(Violation {
-                field: field.clone(),
-                rule,
-                message,
-            })
-        };
-        if v.is_null() {
-            if r.required {
-                return fail("required", "the value is missing".into());
-            }
-            continue;
-        }
-        if let Some(kind) = r.kind {
-            let ok = match kind {
-                Kind::String => v.is_string(),
-                Kind::Integer => v.is_i64() || v.as_str().is_some_and(|s| s.parse::<i64>().is_ok()),
-                Kind::Decimal => {
-                    v.is_number() || v.as_str().is_some_and(|s| Decimal::from_str(s).is_ok())
-                }
-                Kind::Boolean => v.is_boolean(),
-                Kind::Date => v
-                    .as_str()
-                    .is_some_and(|s| s.parse::<jiff::civil::Date>().is_ok()),
-                Kind::Timestamp => v
-                    .as_str()
-                    .is_some_and(|s| s.parse::<jiff::Timestamp>().is_ok()),
-            };
-            if !ok {
-                return fail(
-                    "type",
-                    format!("{v} is not of type {}", format!("{kind:?}").to_lowercase()),
-                );
-            }
-        }
-        let text = id_text(v);
-        if r.email && !is_email(&text) {
-            return fail("format", format!("'{text}' is not an e-mail address"));
-        }
-        if let Some(p) = &r.pattern {
-            if !p.is_match(&text) {
-                return fail("pattern", format!("'{text}' does not match /{p}/"));
-            }
-        }
-        if !r.allowed.is_empty() && !r.allowed.iter().any(|a| loosely_equal(a, v)) {
-            let list: Vec<String> = r.allowed.iter().map(Value::to_string).collect();
-            return fail("enum", format!("{v} is not one of {}", list.join(", ")));
-        }
-        if r.min.is_some() || r.max.is_some() {
-            let Ok(n) = Decimal::from_str(&text).or_else(|_| Decimal::from_scientific(&text))
-            else {
-                return fail("type", format!("{v} is not a number"));
-            };
-            if let Some(min) = r.min.filter(|m| n < *m) {
-                return fail("min", format!("{n} is below {min}"));
-            }
-            if let Some(max) = r.max.filter(|m| n > *m) {
-                return fail("max", format!("{n} is above {max}"));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A pragmatic e-mail check: one `@`, a non-empty local part, a dotted domain, no spaces.
-fn is_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && !domain.contains('@')
-        && !s.chars().any(char::is_whitespace)
-        && domain.split('.').count() >= 2
-        && domain.split('.').all(|p| !p.is_empty())
-}
-
 /// The text form of an id value: strings as they are, anything else as JSON.
 pub fn id_text(v: &Value) -> String {
     match v {
@@ -728,123 +593,10 @@ pub fn id_text(v: &Value) -> String {
     }
 }
 
-/// The content hash of a canonical record, independent of key order.
-pub fn hash(record: &Record) -> [u8; 16] {
-    let mut keys: Vec<&String> = record.keys().collect();
-    keys.sort();
-    let mut h = Sha256::new();
-    for k in keys {
-        h.update(k.as_bytes());
-        h.update([0]);
-        feed_canonical(&mut h, &record[k]);
-        h.update([0]);
-    }
-    let full: [u8; 32] = h.finalize().into();
-    full[..16].try_into().expect("16 of 32 bytes")
-}
-
-/// Feeds the hasher a value's canonical JSON text (object keys sorted at
-/// every depth) without building the text.
-fn feed_canonical(h: &mut Sha256, v: &Value) {
-    /// `io::Write` into the hasher, for serde_json's writer.
-    struct Into<'a>(&'a mut Sha256);
-    impl std::io::Write for Into<'_> {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.update(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            h.update(b"{");
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    h.update(b",");
-                }
-                // Writing JSON into a hasher cannot fail.
-                let _ = serde_json::to_writer(Into(h), k);
-                h.update(b":");
-                feed_canonical(h, &m[k]);
-            }
-            h.update(b"}");
-        }
-        Value::Array(a) => {
-            h.update(b"[");
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    h.update(b",");
-                }
-                feed_canonical(h, x);
-            }
-            h.update(b"]");
-        }
-        other => {
-            let _ = serde_json::to_writer(Into(h), other);
-        }
-    }
-}
-
-/// A value's JSON text with object keys sorted at every depth.
-#[cfg(test)]
-fn canonical_value(v: &Value) -> String {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            let parts: Vec<String> = keys
-                .iter()
-                .map(|k| {
-                    format!(
-                        "{}:{}",
-                        Value::String((*k).clone()),
-                        canonical_value(&m[*k])
-                    )
-                })
-                .collect();
-            format!("{{{}}}", parts.join(","))
-        }
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(canonical_value).collect::<Vec<_>>().join(",")
-        ),
-        other => other.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod hash_tests {
-    use super::*;
-
-    /// The hash streams the same bytes as the canonical text: stores keep
-    /// their hashes across versions.
-    #[test]
-    fn streamed_hash_matches_the_canonical_text() {
-        let record: Record = serde_json::from_str(
-            r#"{"b":[1,{"z":"q\"x","a":null}],"a":"é\n","c":{"y":2.5,"x":true}}"#,
-        )
-        .unwrap();
-        let mut keys: Vec<&String> = record.keys().collect();
-        keys.sort();
-        let mut h = Sha256::new();
-        for k in keys {
-            h.update(k.as_bytes());
-            h.update([0]);
-            h.update(canonical_value(&record[k]).as_bytes());
-            h.update([0]);
-        }
-        let full: [u8; 32] = h.finalize().into();
-        assert_eq!(hash(&record)[..], full[..16]);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rust_decimal::Decimal;
     use serde_json::json;
 
     fn rec(v: Value) -> Record {

@@ -16,20 +16,25 @@
 //! FIFO no one writes) holds the call until it returns.
 
 mod bindings;
+mod error;
+mod host;
 mod http;
 mod sql;
 
 use crate::manifest::{Limits, System};
 use bindings::exports::weir::connector as ex;
+pub use error::{kind_name, CallError, LoadError};
+use host::HostState;
+pub use host::{StateBackend, StateError};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
-use wasmtime::{Config, Engine, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Config, Engine, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx};
 
 /// The plain data types of the connector world.
 pub mod types {
@@ -47,105 +52,6 @@ const STDERR_CAPACITY: usize = 1 << 20;
 
 /// How often the epoch advances; the unit of CPU deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// A failure of a call into a connector.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    /// The connector answered with an error.
-    #[error("system '{system}': {kind} error: {message}", kind = kind_name(.error.kind), message = .error.message)]
-    Connector {
-        /// The system.
-        system: String,
-        /// What the connector said.
-        error: ConnectorError,
-    },
-    /// The call ran past the system's time limit and was stopped.
-    #[error("system '{system}': connector stopped: exceeded its time limit of {limit:?} per call (limits.call_timeout_secs)")]
-    Timeout {
-        /// The system.
-        system: String,
-        /// The limit.
-        limit: Duration,
-    },
-    /// The connector tried to use more memory than allowed and was stopped.
-    #[error("system '{system}': connector stopped: exceeded its memory limit of {} MiB (limits.memory_mib)", .limit >> 20)]
-    Memory {
-        /// The system.
-        system: String,
-        /// The limit in bytes.
-        limit: usize,
-    },
-    /// The connector crashed (a trap: a bug in the connector).
-    #[error("system '{system}': connector crashed: {message}")]
-    Trap {
-        /// The system.
-        system: String,
-        /// The trap and its backtrace.
-        message: String,
-    },
-    /// The connector does not export the interface needed.
-    #[error("system '{system}': connector does not export the '{interface}' interface")]
-    Unsupported {
-        /// The system.
-        system: String,
-        /// The interface, for example `source`.
-        interface: &'static str,
-    },
-    /// An earlier call failed hard and the instance was dropped.
-    #[error("system '{system}': connector was stopped after an earlier failure")]
-    Stopped {
-        /// The system.
-        system: String,
-    },
-}
-
-/// The WIT name of an error kind, for messages.
-pub fn kind_name(kind: types::ErrorKind) -> &'static str {
-    use types::ErrorKind as K;
-    match kind {
-        K::InvalidConfig => "invalid-config",
-        K::Auth => "auth",
-        K::Permission => "permission",
-        K::NotFound => "not-found",
-        K::RateLimited => "rate-limited",
-        K::Transient => "transient",
-        K::Rejected => "rejected",
-        K::Schema => "schema",
-        K::Unsupported => "unsupported",
-    }
-}
-
-impl CallError {
-    /// Whether the connector itself was stopped (trap, timeout, memory).
-    pub fn is_fatal(&self) -> bool {
-        !matches!(
-            self,
-            CallError::Connector { .. } | CallError::Unsupported { .. }
-        )
-    }
-}
-
-/// Why the runtime failed to load a component.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The file could not be read.
-    #[error("cannot read connector '{path}': {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not a valid component or does not fit the connector world.
-    #[error("connector '{path}' is not a usable weir connector: {message}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong (compile or link error chain).
-        message: String,
-    },
-}
 
 /// What a component exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -744,86 +650,5 @@ impl Instance {
             })
         })
         .await
-    }
-}
-
-/// The data of one store: WASI context, limits, grants and host-side handles.
-pub struct HostState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limits: StoreLimits,
-    system: Arc<System>,
-    http: http::SystemClient,
-    sql: sql::Connections,
-    state: Box<dyn StateBackend>,
-    deadline: Instant,
-    denials: Vec<String>,
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl HostState {
-    fn deny(&mut self, message: String) -> String {
-        tracing::warn!(system = %self.system.name, "denied: {message}");
-        self.denials.push(message.clone());
-        message
-    }
-}
-
-impl bindings::weir::connector::types::Host for HostState {}
-
-impl bindings::weir::connector::log::Host for HostState {
-    async fn write(
-        &mut self,
-        level: bindings::weir::connector::log::Level,
-        message: String,
-    ) -> wasmtime::Result<()> {
-        use bindings::weir::connector::log::Level;
-        let system = &self.system.name;
-        match level {
-            Level::Trace => tracing::trace!(system = %system, "{message}"),
-            Level::Debug => tracing::debug!(system = %system, "{message}"),
-            Level::Info => tracing::info!(system = %system, "{message}"),
-            Level::Warn => tracing::warn!(system = %system, "{message}"),
-            Level::Error => tracing::error!(system = %system, "{message}"),
-        }
-        Ok(())
-    }
-}
-
-/// Where a connector's private key/value `state` import is kept: one
-/// backend per instance, given to `Runtime::instantiate` by the host (the
-/// central store, in weir). The runtime keeps nothing itself. A failure
-/// traps the call: a connector cannot go on without its state.
-pub trait StateBackend: Send {
-    /// The value under `key`, if any.
-    fn get(&mut self, key: &str) -> Result<Option<String>, StateError>;
-    /// Sets `key` to `value`.
-    fn set(&mut self, key: &str, value: &str) -> Result<(), StateError>;
-    /// Removes `key`.
-    fn remove(&mut self, key: &str) -> Result<(), StateError>;
-}
-
-/// Why a `StateBackend` failed.
-#[derive(Debug, thiserror::Error)]
-#[error("connector state: {0}")]
-pub struct StateError(pub String);
-
-impl bindings::weir::connector::state::Host for HostState {
-    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.state.get(&key)?)
-    }
-    async fn set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
-        Ok(self.state.set(&key, &value)?)
-    }
-    async fn remove(&mut self, key: String) -> wasmtime::Result<()> {
-        Ok(self.state.remove(&key)?)
     }
 }

@@ -9,17 +9,20 @@
 mod checkpoint;
 mod kinds;
 mod ops;
+mod outbox;
+mod pending;
 mod polling;
 mod records;
+mod state;
 
 pub use kinds::{AuditOp, Choice, CursorKind, Outcome};
 pub use ops::{Activity, Gauges, OpenConflict, Problems, RecordLink, RunChange};
+pub use outbox::{OutboxOp, OutboxRow};
+pub use pending::Held;
 pub use polling::{LastPoll, WebhookHealth};
-pub use records::{
-    parse_record, AuditEntry, Conflict, Golden, Held, NewAudit, NewConflict, OutboxOp, OutboxRow,
-    Retry,
-};
+pub use records::{parse_record, AuditEntry, Conflict, Golden, NewAudit, NewConflict, Retry};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
+pub use state::StateStore;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -680,76 +683,6 @@ pub struct NewDeadLetter<'a> {
     pub data: Option<&'a str>,
     /// Why it was refused.
     pub reason: &'a str,
-}
-
-/// The connector-private key/value state of one system, on its own connection
-/// to the store so that connector calls never wait for the engine's transaction.
-pub struct StateStore {
-    conn: Connection,
-    path: PathBuf,
-    system: String,
-}
-
-impl StateStore {
-    /// Opens the state of `system` in the store at `path` (which must exist).
-    pub fn open(path: &Path, system: &str) -> Result<StateStore> {
-        let err = |source| StoreError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(err)?;
-        configure(&conn).map_err(err)?;
-        // Its rare commits leave checkpoints to the engine's connection
-        // (the writer's own past 32 MiB of log still applies).
-        conn.wal_hook(Some(checkpoint::note_commit));
-        Ok(StateStore {
-            conn,
-            path: path.to_path_buf(),
-            system: system.to_string(),
-        })
-    }
-
-    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    /// The value under `key`.
-    pub fn get(&self, key: &str) -> Result<Option<String>> {
-        self.conn
-            .query_row(
-                "SELECT value FROM connector_state WHERE system = ?1 AND key = ?2",
-                params![self.system, key],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.err())
-    }
-
-    /// Sets `key`.
-    pub fn set(&self, key: &str, value: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO connector_state (system, key, value) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (system, key) DO UPDATE SET value = excluded.value",
-                params![self.system, key, value],
-            )
-            .map(|_| ())
-            .map_err(self.err())
-    }
-
-    /// Removes `key`.
-    pub fn remove(&self, key: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "DELETE FROM connector_state WHERE system = ?1 AND key = ?2",
-                params![self.system, key],
-            )
-            .map(|_| ())
-            .map_err(self.err())
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,249 @@
+//! The outbox: one pending write per target and record (several changes
+//! compress into one), the spans of new records a target along an intake
+//! takes from memory, and their retries.
+
+use super::{Hash, Result, Store, Tx};
+use rusqlite::params;
+
+/// What an outbox row delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxOp {
+    /// The golden record's current content.
+    Upsert,
+    /// Its deletion.
+    Delete,
+}
+
+impl OutboxOp {
+    fn as_str(self) -> &'static str {
+        match self {
+            OutboxOp::Upsert => "upsert",
+            OutboxOp::Delete => "delete",
+        }
+    }
+}
+
+/// A pending delivery.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    /// The row id.
+    pub id: i64,
+    /// The golden record.
+    pub global_id: i64,
+    /// What to deliver.
+    pub op: OutboxOp,
+    /// Failed attempts so far.
+    pub attempts: u32,
+}
+
+impl Tx<'_> {
+    /// Queues a delivery. A pending row for the same target and record is
+    /// replaced, so several changes become one write (change compression).
+    pub fn enqueue(
+        &mut self,
+        target: &str,
+        entity: &str,
+        global_id: i64,
+        op: OutboxOp,
+    ) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO outbox (target, entity, global_id, op, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                 ON CONFLICT (target, global_id) DO UPDATE SET op = excluded.op, attempts = 0,
+                    next_attempt_at = excluded.next_attempt_at, last_error = NULL",
+            )
+            .and_then(|mut st| st.execute(params![target, entity, global_id, op.as_str(), &self.now]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Removes a delivered (or given up) outbox row.
+    pub fn outbox_done(&mut self, id: i64) -> Result<()> {
+        self.conn()
+            .prepare_cached("DELETE FROM outbox WHERE id = ?1")
+            .and_then(|mut st| st.execute([id]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Removes an outbox row once its delivery is recorded, unless the golden
+    /// record changed since it was planned (content `hash`, `deleted`): a
+    /// change accepted while the write was on its way is still to deliver.
+    pub fn outbox_delivered(
+        &mut self,
+        id: i64,
+        global_id: i64,
+        hash: &Hash,
+        deleted: bool,
+    ) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "DELETE FROM outbox WHERE id = ?1 AND EXISTS
+                    (SELECT 1 FROM golden WHERE global_id = ?2 AND hash = ?3 AND deleted = ?4)",
+            )
+            .and_then(|mut st| st.execute(params![id, global_id, &hash[..], deleted]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Keeps the deliveries of a page's new records of `entity` to `target`
+    /// as one span, `first..=last` of their global ids; returns its id.
+    pub fn add_span(&mut self, target: &str, entity: &str, first: i64, last: i64) -> Result<i64> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO outbox_spans (target, entity, first_gid, last_gid, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut st| st.execute(params![target, entity, first, last, &self.now]))
+            .map_err(self.err())?;
+        Ok(self.conn().last_insert_rowid())
+    }
+
+    /// Removes a span once the last of its records is recorded (delivered,
+    /// refused, or back in the outbox).
+    pub fn span_done(&mut self, id: i64) -> Result<()> {
+        self.conn()
+            .prepare_cached("DELETE FROM outbox_spans WHERE id = ?1")
+            .and_then(|mut st| st.execute([id]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Turns every span back into outbox rows: one upsert for each record
+    /// of a span that is not deleted, due since the span was made, unless
+    /// the record already has a row for the target. Returns how many spans
+    /// there were.
+    pub fn expand_spans(&mut self) -> Result<usize> {
+        type Span = (i64, String, String, i64, i64, String);
+        let spans: Vec<Span> = self
+            .conn()
+            .prepare_cached(
+                "SELECT id, target, entity, first_gid, last_gid, created_at FROM outbox_spans ORDER BY id",
+            )
+            .and_then(|mut st| {
+                st.query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                })?
+                .collect()
+            })
+            .map_err(self.err())?;
+        for (id, target, entity, first, last, at) in &spans {
+            self.conn()
+                .prepare_cached(
+                    "INSERT INTO outbox (target, entity, global_id, op, next_attempt_at, created_at)
+                     SELECT ?1, entity, global_id, 'upsert', ?5, ?5 FROM golden
+                     WHERE global_id BETWEEN ?3 AND ?4 AND entity = ?2 AND deleted = 0
+                     ORDER BY global_id
+                     ON CONFLICT (target, global_id) DO NOTHING",
+                )
+                .and_then(|mut st| st.execute(params![target, entity, first, last, at]))
+                .map_err(self.err())?;
+            self.span_done(*id)?;
+        }
+        Ok(spans.len())
+    }
+
+    /// Queues a delivery that failed on its way from a span: an outbox row
+    /// with one attempt counted, tried again at `next_attempt_at`. Returns
+    /// the row's id.
+    pub fn enqueue_failed(
+        &mut self,
+        target: &str,
+        entity: &str,
+        global_id: i64,
+        next_attempt_at: &str,
+        error: &str,
+    ) -> Result<i64> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO outbox (target, entity, global_id, op, attempts, next_attempt_at, last_error, created_at)
+                 VALUES (?1, ?2, ?3, 'upsert', 1, ?4, ?5, ?6)
+                 ON CONFLICT (target, global_id) DO UPDATE SET attempts = attempts + 1,
+                    next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error
+                 RETURNING id",
+            )
+            .and_then(|mut st| {
+                st.query_row(
+                    params![target, entity, global_id, next_attempt_at, error, &self.now],
+                    |r| r.get(0),
+                )
+            })
+            .map_err(self.err())
+    }
+
+    /// Postpones an outbox row after a failed or impossible attempt.
+    pub fn outbox_retry(
+        &mut self,
+        id: i64,
+        next_attempt_at: &str,
+        error: &str,
+        count_attempt: bool,
+    ) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "UPDATE outbox SET attempts = attempts + ?4, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+            )
+            .and_then(|mut st| st.execute(params![id, next_attempt_at, error, i64::from(count_attempt)]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Outbox rows for a target and entity that are due at `due` (RFC 3339),
+    /// with an id above `after`, oldest first.
+    pub fn outbox_due(
+        &self,
+        target: &str,
+        entity: &str,
+        due: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT id, global_id, op, attempts FROM outbox
+                 WHERE target = ?1 AND entity = ?2 AND next_attempt_at <= ?3 AND id > ?4 ORDER BY id LIMIT ?5",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map(params![target, entity, due, after, limit], |r| {
+                let op: String = r.get(2)?;
+                Ok(OutboxRow {
+                    id: r.get(0)?,
+                    global_id: r.get(1)?,
+                    op: if op == "delete" {
+                        OutboxOp::Delete
+                    } else {
+                        OutboxOp::Upsert
+                    },
+                    attempts: r.get(3)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(self.err())?;
+        Ok(rows)
+    }
+
+    /// Pending deletes for a target and entity.
+    pub fn outbox_deletes(&self, target: &str, entity: &str) -> Result<u64> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM outbox o JOIN golden g ON g.global_id = o.global_id
+                 WHERE o.target = ?1 AND o.entity = ?2 AND (o.op = 'delete' OR g.deleted = 1)",
+                params![target, entity],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(self.err())
+    }
+
+    /// Number of pending deliveries: outbox rows, and the records of spans
+    /// (at most: a span counts every global id between its ends).
+    pub fn outbox_pending(&self) -> Result<u64> {
+        self.conn
+            .query_row(super::PENDING, [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(self.err())
+    }
+}
