@@ -13,7 +13,7 @@ use super::work::{binding, CursorUpdate};
 use crate::manifest::{Entity, SystemEntity};
 use crate::runtime::types::{Change, EntityBinding, ErrorKind, Operation};
 use crate::runtime::{CallError, Instance};
-use crate::store::{self, CursorKind, Store};
+use crate::store::{self, CursorKind, HeldStatus, Store};
 
 /// Where a full read starts.
 struct Start {
@@ -72,7 +72,7 @@ impl<'m> Pass<'_, 'm> {
             .store
             .held(Some((&system, &entity.name)))?
             .into_iter()
-            .filter(|h| h.status != "held")
+            .filter(|h| h.status != HeldStatus::Held)
             .collect();
         if !decided.is_empty() {
             self.carry_out_decisions(s, entity, b, decided)?;

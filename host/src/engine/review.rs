@@ -10,7 +10,9 @@ use super::report::PageCounts;
 use crate::manifest::{Entity, Manifest, SystemEntity};
 use crate::mapping;
 use crate::runtime::types::Operation;
-use crate::store::{self, parse_record, AuditOp, Choice, NewAudit, OutboxOp, Outcome, Store};
+use crate::store::{
+    self, parse_record, AuditOp, Choice, HeldStatus, NewAudit, OutboxOp, Outcome, Store,
+};
 use serde_json::Value;
 
 impl<'m> Pass<'_, 'm> {
@@ -33,7 +35,7 @@ impl<'m> Pass<'_, 'm> {
             for h in decided {
                 tx.unhold(h.id)?;
                 let item = held_change(&entity.name, &h);
-                if h.status == "approved" {
+                if h.status == HeldStatus::Approved {
                     let ctx = AcceptCtx {
                         tx: &mut *tx,
                         run_id,

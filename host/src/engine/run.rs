@@ -18,7 +18,7 @@ use super::report::{SyncOptions, SyncReport};
 use super::rollback::changes_to_undo;
 use crate::manifest::{Manifest, System, SystemEntity};
 use crate::runtime::{Instance, Runtime};
-use crate::store::{self, Store};
+use crate::store::{self, RunStatus, Store};
 use std::collections::BTreeSet;
 
 /// Runs one sync pass over every system of the manifest.
@@ -124,7 +124,11 @@ async fn run(
     if let Some(dry) = dry {
         report.plan = dry.lines;
     }
-    let status = if report.is_clean() { "ok" } else { "partial" };
+    let status = if report.is_clean() {
+        RunStatus::Ok
+    } else {
+        RunStatus::Partial
+    };
     store.finish_run(
         run_id,
         status,

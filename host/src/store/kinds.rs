@@ -127,6 +127,30 @@ stored_text! {
     }
 }
 
+stored_text! {
+    /// How a run ended (`running` while it has not).
+    RunStatus ("run status") {
+        /// Still going, or killed before its end.
+        Running = "running",
+        /// Every system and record synced.
+        Ok = "ok",
+        /// Some system or record failed; the rest synced.
+        Partial = "partial",
+    }
+}
+
+stored_text! {
+    /// Where a held change stands.
+    HeldStatus ("held change status") {
+        /// Waiting for a person.
+        Held = "held",
+        /// Approved: accepted at the next intake of its source.
+        Approved = "approved",
+        /// Rejected: dropped, and its record put back, at the next intake.
+        Rejected = "rejected",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +180,8 @@ mod tests {
             ["ok", "echo", "conflict", "rejected", "failed", "held"]
         );
         assert_eq!(CursorKind::Read.as_str(), "read");
+        let held: Vec<&str> = HeldStatus::ALL.iter().map(|h| h.as_str()).collect();
+        assert_eq!(held, ["held", "approved", "rejected"]);
         let choices: Vec<&str> = Choice::ALL.iter().map(|c| c.as_str()).collect();
         assert_eq!(choices, ["result", "ours", "theirs"]);
         assert_eq!(CursorKind::Changes.as_str(), "changes");

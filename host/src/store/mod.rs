@@ -15,7 +15,7 @@ mod polling;
 mod records;
 mod state;
 
-pub use kinds::{AuditOp, Choice, CursorKind, Outcome};
+pub use kinds::{AuditOp, Choice, CursorKind, HeldStatus, Outcome, RunStatus};
 pub use ops::{Activity, Gauges, OpenConflict, Problems, RecordLink, RunChange};
 pub use outbox::{OutboxOp, OutboxRow};
 pub use pending::Held;
@@ -305,11 +305,11 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// Ends a run with its figures and status (`ok`, `partial`, `failed`).
+    /// Ends a run with its figures and status.
     pub fn finish_run(
         &self,
         id: i64,
-        status: &str,
+        status: RunStatus,
         counts: RunCounts,
         error: Option<&str>,
     ) -> Result<()> {
@@ -476,7 +476,7 @@ pub struct Run {
     pub started_at: String,
     /// When it ended, if it did.
     pub finished_at: Option<String>,
-    /// `running`, `ok`, `partial` or `failed`.
+    /// `running`, `ok` or `partial` (see `RunStatus`).
     pub status: String,
     /// Its figures.
     pub counts: RunCounts,

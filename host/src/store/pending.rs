@@ -2,7 +2,7 @@
 //! refer to is read, held for review over a per-user limit, or pushed to
 //! the service's inbox.
 
-use super::{now, Result, Store, Tx};
+use super::{now, HeldStatus, Result, Store, Tx};
 use rusqlite::params;
 
 /// A change held for review.
@@ -22,8 +22,8 @@ pub struct Held {
     pub change: String,
     /// Why it is held.
     pub reason: String,
-    /// `held`, `approved` or `rejected`.
-    pub status: String,
+    /// Where it stands.
+    pub status: HeldStatus,
     /// When.
     pub held_at: String,
 }
@@ -165,7 +165,11 @@ impl Store {
 
     /// Approves or rejects a held change; false when there is no such change.
     pub fn decide_held(&self, id: i64, approve: bool) -> Result<bool> {
-        let status = if approve { "approved" } else { "rejected" };
+        let status = if approve {
+            HeldStatus::Approved
+        } else {
+            HeldStatus::Rejected
+        };
         self.conn
             .execute(
                 "UPDATE held SET status = ?2 WHERE id = ?1",
