@@ -1,6 +1,7 @@
 //! weir: keeps systems in agreement through sandboxed WebAssembly connectors
 //! and a central SQLite store. See ARCHITECTURE.md for the map.
 
+pub mod check;
 pub mod cli;
 pub mod engine;
 pub mod intake;
