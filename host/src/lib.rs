@@ -4,10 +4,14 @@
 pub mod check;
 pub mod cli;
 pub mod engine;
-pub mod intake;
 pub mod manifest;
 pub mod mapping;
 pub mod runtime;
+pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod web;
+
+/// The service's former name, for callers not yet moved to [`service`].
+#[doc(hidden)]
+pub use service as intake;

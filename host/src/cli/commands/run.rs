@@ -1,4 +1,4 @@
-//! `weir run`: the service (see [`crate::intake`]).
+//! `weir run`: the service (see [`crate::service`]).
 
 use crate::cli::RunArgs;
 use crate::engine::SyncOptions;
@@ -11,7 +11,7 @@ pub(in crate::cli) async fn run(
     runtime: Runtime,
     args: &RunArgs,
 ) -> anyhow::Result<ExitCode> {
-    let options = crate::intake::DaemonOptions {
+    let options = crate::service::DaemonOptions {
         listen: args.listen,
         interval: std::time::Duration::from_secs(args.interval),
         sync: SyncOptions {
@@ -20,6 +20,6 @@ pub(in crate::cli) async fn run(
         },
         quiet: args.quiet,
     };
-    crate::intake::run(manifest, runtime, options).await?;
+    crate::service::run(manifest, runtime, options).await?;
     Ok(ExitCode::SUCCESS)
 }
