@@ -159,6 +159,43 @@ enum RawCase {
 
 impl RawFieldMap {
     pub(super) fn build(&self) -> Result<FieldMap, FieldProblem> {
+        self.check_keys()?;
+        if let Some(zone) = &self.zone {
+            jiff::tz::TimeZone::get(zone).map_err(|e| {
+                problem(
+                    "zone",
+                    format!("unknown time zone '{zone}': {e}"),
+                    "use an IANA name such as \"Europe/Paris\"",
+                )
+            })?;
+        }
+        let convert = self.convert()?;
+        if self.compute.is_some() && (self.convert.is_some() || !self.values.is_empty()) {
+            return Err(problem(
+                "compute",
+                "a computed field takes no type and no values",
+                "compute the final text in the template",
+            ));
+        }
+        Ok(FieldMap {
+            from: self.from.clone(),
+            convert,
+            case: self.case.map(|c| match c {
+                RawCase::Lower => Case::Lower,
+                RawCase::Upper => Case::Upper,
+            }),
+            values: self
+                .values
+                .iter()
+                .map(|(k, v)| (serde_json::Value::String(k.clone()), json(v)))
+                .collect(),
+            default: self.default.as_ref().map(json),
+            compute: self.compute.clone(),
+        })
+    }
+
+    /// Refuses keys that apply only to another `type`.
+    fn check_keys(&self) -> Result<(), FieldProblem> {
         let only = |key: &'static str,
                     present: bool,
                     kinds: &[RawConvert],
@@ -202,17 +239,12 @@ impl RawFieldMap {
             self.phone_country.is_some(),
             &[RawConvert::Phone],
             "phone",
-        )?;
-        if let Some(zone) = &self.zone {
-            jiff::tz::TimeZone::get(zone).map_err(|e| {
-                problem(
-                    "zone",
-                    format!("unknown time zone '{zone}': {e}"),
-                    "use an IANA name such as \"Europe/Paris\"",
-                )
-            })?;
-        }
-        let convert = match self.convert {
+        )
+    }
+
+    /// The conversion `type` asks for, with its options.
+    fn convert(&self) -> Result<Option<Convert>, FieldProblem> {
+        Ok(match self.convert {
             None => None,
             Some(RawConvert::Date) => {
                 let format = self.format.clone().ok_or_else(|| problem("format", "type = \"date\" needs a format", "add format = \"%m/%d/%Y\" (strftime syntax), the system's way of writing dates"))?;
@@ -239,28 +271,6 @@ impl RawFieldMap {
             Some(RawConvert::Phone) => Some(Convert::Phone {
                 country: self.phone_country.clone(),
             }),
-        };
-        if self.compute.is_some() && (self.convert.is_some() || !self.values.is_empty()) {
-            return Err(problem(
-                "compute",
-                "a computed field takes no type and no values",
-                "compute the final text in the template",
-            ));
-        }
-        Ok(FieldMap {
-            from: self.from.clone(),
-            convert,
-            case: self.case.map(|c| match c {
-                RawCase::Lower => Case::Lower,
-                RawCase::Upper => Case::Upper,
-            }),
-            values: self
-                .values
-                .iter()
-                .map(|(k, v)| (serde_json::Value::String(k.clone()), json(v)))
-                .collect(),
-            default: self.default.as_ref().map(json),
-            compute: self.compute.clone(),
         })
     }
 }

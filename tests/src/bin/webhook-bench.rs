@@ -86,7 +86,7 @@ fn start(
     let manifest = weir::manifest::Manifest::load(manifest).map_err(|e| e.to_string())?;
     let cache = std::env::temp_dir().join("weir-bench-cache");
     let runtime = weir::runtime::Runtime::new(Some(cache))?;
-    let options = weir::intake::DaemonOptions {
+    let options = weir::service::DaemonOptions {
         listen: ([127, 0, 0, 1], port).into(),
         interval: Duration::from_secs(3600),
         sync: weir::engine::SyncOptions::default(),
@@ -97,7 +97,7 @@ fn start(
             .enable_all()
             .build()
             .expect("tokio runtime");
-        if let Err(e) = rt.block_on(weir::intake::run(manifest, runtime, options)) {
+        if let Err(e) = rt.block_on(weir::service::run(manifest, runtime, options)) {
             eprintln!("error: the service stopped: {e:#}");
             std::process::exit(1);
         }

@@ -1,0 +1,168 @@
+//! `POST /publish/{system}/{entity}`: changes pushed by an application,
+//! committed to the inbox before the reply.
+
+use super::server::authorise;
+use super::{reply, store_unavailable, App, Reply, BODY_LIMIT};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Turns a publish body into inbox entries: (local id, change JSON).
+pub fn parse_changes(body: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let items = match v {
+        Value::Array(items) => items,
+        one @ Value::Object(_) => vec![one],
+        _ => return Err("the body must be a change object or an array of them".into()),
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let id = match item.get("id") {
+                Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => {
+                    return Err(format!(
+                        "change {i}: \"id\" must be a non-empty string or a number"
+                    ))
+                }
+            };
+            let op = match item.get("op").and_then(Value::as_str).unwrap_or("upsert") {
+                op @ ("upsert" | "delete") => op,
+                other => {
+                    return Err(format!(
+                        "change {i}: \"op\" must be \"upsert\" or \"delete\", not \"{other}\""
+                    ))
+                }
+            };
+            let data = match (op, item.get("data")) {
+                ("upsert", Some(Value::Object(d))) => Some(Value::Object(d.clone()).to_string()),
+                ("upsert", _) => {
+                    return Err(format!("change {i}: an upsert needs \"data\", an object"))
+                }
+                _ => None,
+            };
+            let actor = item.get("actor").and_then(Value::as_str);
+            Ok((
+                id,
+                json!({ "op": op, "data": data, "actor": actor }).to_string(),
+            ))
+        })
+        .collect()
+}
+
+pub(super) async fn publish(
+    State(app): State<Arc<App>>,
+    Path((system, entity)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Reply {
+    if let Err(r) = authorise(&app, &system, &headers) {
+        return r;
+    }
+    // Refused from the announced length before reading anything; a body that
+    // grows past the limit without announcing it is cut off while it is read.
+    let announced = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > BODY_LIMIT) {
+        return reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {} MiB", BODY_LIMIT >> 20),
+        );
+    }
+    let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            return reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {} MiB", BODY_LIMIT >> 20),
+            )
+        }
+    };
+    let readable = app
+        .manifest
+        .system(&system)
+        .and_then(|s| s.entity(&entity))
+        .is_some_and(|b| b.direction.reads());
+    if !readable {
+        return reply(
+            StatusCode::NOT_FOUND,
+            format!("system '{system}' has no entity '{entity}' that weir reads"),
+        );
+    }
+    let changes = match parse_changes(&body) {
+        Ok(c) => c,
+        Err(e) => return reply(StatusCode::BAD_REQUEST, e),
+    };
+    let n = changes.len();
+    let changes: Vec<(String, String, String)> = changes
+        .into_iter()
+        .map(|(id, c)| (entity.clone(), id, c))
+        .collect();
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let stored = app
+        .with_store(move |s| s.inbox_add(&system, key.as_deref(), &changes))
+        .await;
+    match stored {
+        Ok(true) => {
+            app.wake.notify_one();
+            (StatusCode::ACCEPTED, Json(json!({ "accepted": n })))
+        }
+        Ok(false) => (
+            StatusCode::OK,
+            Json(json!({ "accepted": 0, "duplicate": true })),
+        ),
+        Err(e) => store_unavailable(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_bodies() {
+        let one = parse_changes(br#"{"id": 7, "data": {"name": "Ada"}}"#).unwrap();
+        assert_eq!(
+            one,
+            vec![(
+                "7".to_string(),
+                r#"{"actor":null,"data":"{\"name\":\"Ada\"}","op":"upsert"}"#.to_string()
+            )]
+        );
+        let many = parse_changes(
+            br#"[{"id": "a", "op": "delete"}, {"id": "b", "data": {}, "actor": "bob"}]"#,
+        )
+        .unwrap();
+        assert_eq!(many.len(), 2);
+        assert!(many[1].1.contains(r#""actor":"bob""#));
+        for (body, error) in [
+            (&b"nope"[..], "the body is not JSON"),
+            (br#"3"#, "must be a change object or an array"),
+            (br#"{"data": {}}"#, "change 0: \"id\" must be"),
+            (
+                br#"[{"id": 1, "data": {}}, {"id": 2, "op": "merge"}]"#,
+                "change 1: \"op\" must be",
+            ),
+            (
+                br#"{"id": 1, "data": [1]}"#,
+                "change 0: an upsert needs \"data\", an object",
+            ),
+        ] {
+            assert!(
+                parse_changes(body).unwrap_err().contains(error),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}
