@@ -17,6 +17,8 @@ impl JsonServer {
     /// Starts json-server on `db` (a JSON file) and waits until it answers.
     /// Writes are stamped (`updatedAt`) with the time they arrive, unless
     /// the URL carries `?keep_stamp` (a write stamped earlier, by its client).
+    /// A write whose `email` holds no `@` is refused with 422, as an API
+    /// that validates its input refuses it.
     /// `tests/run.sh` installs it and sets `WEIR_JSON_SERVER` to its `bin.js`.
     pub fn start(dir: &Path, db: &Path) -> JsonServer {
         let bin = std::env::var("WEIR_JSON_SERVER").unwrap_or_else(|_| {
@@ -27,7 +29,15 @@ impl JsonServer {
         let stamp = dir.join("stamp.js");
         std::fs::write(
             &stamp,
-            "module.exports = (req, res, next) => {\n  if (['POST', 'PUT', 'PATCH'].includes(req.method) && !('keep_stamp' in req.query)) req.body.updatedAt = new Date().toISOString();\n  next();\n};\n",
+            concat!(
+                "module.exports = (req, res, next) => {\n",
+                "  const write = ['POST', 'PUT', 'PATCH'].includes(req.method);\n",
+                "  if (write && typeof req.body.email === 'string' && !req.body.email.includes('@'))\n",
+                "    return res.status(422).jsonp({ error: 'email must hold an @' });\n",
+                "  if (write && !('keep_stamp' in req.query)) req.body.updatedAt = new Date().toISOString();\n",
+                "  next();\n",
+                "};\n",
+            ),
         )
         .expect("write the middleware");
         let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -2,6 +2,7 @@
 //! and read what it prints, manifests built from shared blocks, real SQLite
 //! databases and CSV files, and the real systems the tests start.
 
+pub mod conformance;
 pub mod daemon;
 pub mod directus;
 pub mod files;
@@ -22,8 +23,8 @@ pub use manifests::{
 pub use postgres::{Postgres, PsqlSession};
 pub use receiver::{http_receiver, Received};
 pub use run::{
-    audit, audited, conflicts, outbox_pending, parse_summary, summary, weir, weir_command,
-    weir_env, AuditRow, ConflictRow, Run, Summary,
+    audit, audit_args, audit_rows, audited, conflicts, outbox_pending, parse_summary, summary,
+    weir, weir_command, weir_env, AuditRow, ConflictRow, Run, Summary,
 };
 pub use sqlite::{
     after_last_stamp, count, create_table, crm_db, exec, insert_contacts, rows, shop_db, text,

@@ -179,16 +179,10 @@ pub fn parse_audit(line: &str) -> Option<AuditRow> {
     })
 }
 
-/// Every line of `weir ARGS` that is not blank nor indented (detail lines),
-/// parsed by `parse`; the command must succeed and each line parse.
-fn listed<T>(
-    bin: &str,
-    m: &Path,
-    args: &[&str],
-    what: &str,
-    parse: impl Fn(&str) -> Option<T>,
-) -> Vec<T> {
-    let run = crate::weir(bin, m, args);
+/// Every line of a finished `weir` command that is not blank nor indented
+/// (detail lines), parsed by `parse`; the command must have succeeded and
+/// each line parse.
+fn listed<T>(run: &Run, what: &str, parse: impl Fn(&str) -> Option<T>) -> Vec<T> {
     assert_eq!(run.code, 0, "{run:?}");
     run.stdout
         .lines()
@@ -197,12 +191,23 @@ fn listed<T>(
         .collect()
 }
 
-/// Every audit row matching the filters (`--system S`, `--entity E`).
-pub fn audit(bin: &str, m: &Path, filters: &[&str]) -> Vec<AuditRow> {
+/// The arguments of `weir audit` that list every row matching `filters`
+/// (`--system S`, `--entity E`).
+pub fn audit_args<'a>(filters: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec!["audit"];
     args.extend_from_slice(filters);
     args.extend_from_slice(&["--limit", "1000000"]);
-    listed(bin, m, &args, "an audit", parse_audit)
+    args
+}
+
+/// The rows a finished `weir audit` run (see [`audit_args`]) printed.
+pub fn audit_rows(run: &Run) -> Vec<AuditRow> {
+    listed(run, "an audit", parse_audit)
+}
+
+/// Every audit row matching the filters (`--system S`, `--entity E`).
+pub fn audit(bin: &str, m: &Path, filters: &[&str]) -> Vec<AuditRow> {
+    audit_rows(&crate::weir(bin, m, &audit_args(filters)))
 }
 
 /// How many audit rows have this operation and outcome.
@@ -245,7 +250,11 @@ pub fn parse_conflict(line: &str) -> Option<ConflictRow> {
 
 /// Every recorded conflict (indented detail lines, such as the values, are skipped).
 pub fn conflicts(bin: &str, m: &Path) -> Vec<ConflictRow> {
-    listed(bin, m, &["conflicts"], "a conflict", parse_conflict)
+    listed(
+        &crate::weir(bin, m, &["conflicts"]),
+        "a conflict",
+        parse_conflict,
+    )
 }
 
 /// The `outbox: {n} pending` line of `weir status`.
