@@ -1112,18 +1112,12 @@ fn a_row_locked_at_the_target_is_retried_not_dead_lettered() {
     holder
         .send("BEGIN; SELECT id FROM contacts WHERE id = 5 FOR UPDATE;")
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while pg
-        .psql(
-            "crm",
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'crm' AND state = 'idle in transaction'",
-        )
-        .unwrap()
-        != "1\n"
-    {
-        assert!(std::time::Instant::now() < deadline, "the lock was not taken");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for(
+        &pg,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = 'crm' AND state = 'idle in transaction'",
+        "1\n",
+        "the lock was not taken",
+    );
     exec(
         &lite,
         "UPDATE contacts SET email = 'locked@example.com' WHERE id = 5",
