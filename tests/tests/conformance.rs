@@ -18,8 +18,23 @@ use weir_tests::conformance::{self, Csv, Pg, Rest, Sqlite};
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
 
-/// A test per named check of the suite, for the subject `make`.
+/// A test per named check of the suite, for the subject `make`: those
+/// every connector passes, and `more`.
 macro_rules! checks {
+    ($make:expr; $($more:ident),* $(,)?) => {
+        tests!($make;
+            creates_updates_and_deletes_reach_it,
+            a_delete_is_ignored_when_on_delete_says_so,
+            two_way_sync_writes_no_echoes,
+            an_interrupted_full_read_resumes,
+            a_refused_record_is_a_dead_letter,
+            $($more),*
+        );
+    };
+}
+
+/// A test per named check, for the subject `make`.
+macro_rules! tests {
     ($make:expr; $($check:ident),* $(,)?) => {$(
         #[test]
         fn $check() {
@@ -30,49 +45,23 @@ macro_rules! checks {
 
 mod sql_sqlite {
     use super::*;
-    checks!(Sqlite::subject;
-        creates_updates_and_deletes_reach_it,
-        a_delete_is_ignored_when_on_delete_says_so,
-        two_way_sync_writes_no_echoes,
-        an_interrupted_full_read_resumes,
-        a_refused_record_is_a_dead_letter,
-        a_record_breaking_a_rule_is_a_dead_letter_of_its_source,
-    );
+    checks!(Sqlite::subject; a_record_breaking_a_rule_is_a_dead_letter_of_its_source);
 }
 
 mod sql_postgres {
     use super::*;
-    checks!(Pg::subject;
-        creates_updates_and_deletes_reach_it,
-        a_delete_is_ignored_when_on_delete_says_so,
-        two_way_sync_writes_no_echoes,
-        an_interrupted_full_read_resumes,
-        a_refused_record_is_a_dead_letter,
-        a_record_breaking_a_rule_is_a_dead_letter_of_its_source,
-    );
+    checks!(Pg::subject; a_record_breaking_a_rule_is_a_dead_letter_of_its_source);
 }
 
 mod csv {
     use super::*;
-    checks!(Csv::subject;
-        creates_updates_and_deletes_reach_it,
-        a_delete_is_ignored_when_on_delete_says_so,
-        a_delete_sets_the_flag_when_on_delete_is_soft,
-        two_way_sync_writes_no_echoes,
-        an_interrupted_full_read_resumes,
-        a_refused_record_is_a_dead_letter,
-    );
+    checks!(Csv::subject; a_delete_sets_the_flag_when_on_delete_is_soft);
 }
 
 mod rest {
     use super::*;
     checks!(Rest::subject;
-        creates_updates_and_deletes_reach_it,
-        a_delete_is_ignored_when_on_delete_says_so,
         a_delete_sets_the_flag_when_on_delete_is_soft,
-        two_way_sync_writes_no_echoes,
-        an_interrupted_full_read_resumes,
-        a_refused_record_is_a_dead_letter,
         a_record_breaking_a_rule_is_a_dead_letter_of_its_source,
     );
 }

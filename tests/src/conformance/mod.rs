@@ -182,6 +182,18 @@ impl Case {
         (s, run)
     }
 
+    /// A clean pass with `args` that writes and deletes nothing.
+    fn settled(&self, args: &[&str]) -> Run {
+        let (s, r) = self.sync(args);
+        assert_eq!(
+            (s.written, s.deleted),
+            (0, 0),
+            "nothing is left to write: {}\n{r:?}",
+            self.what()
+        );
+        r
+    }
+
     /// Asserts that the subject and the hub hold `want`.
     fn assert_both_hold(&self, want: &[Contact], run: &Run) {
         let mut want = want.to_vec();
@@ -268,13 +280,7 @@ pub fn creates_updates_and_deletes_reach_it(bin: &str, make: &Make) {
     );
     case.assert_both_hold(&held, &r);
 
-    let (s, r) = case.sync(&["--full"]);
-    assert_eq!(
-        (s.written, s.deleted),
-        (0, 0),
-        "nothing is left to write: {}\n{r:?}",
-        case.what()
-    );
+    case.settled(&["--full"]);
 }
 
 /// As a target with `on_delete = "ignore"`: a record deleted in the hub
@@ -286,16 +292,14 @@ pub fn a_delete_is_ignored_when_on_delete_says_so(bin: &str, make: &Make) {
     let (s, r) = case.sync(&[]);
     assert_eq!(s.written, 4, "{}\n{r:?}", case.what());
     case.hub.delete("hub2@example.com");
-    let (s, r) = case.sync(&["--full"]);
-    assert_eq!((s.written, s.deleted), (0, 0), "{}\n{r:?}", case.what());
+    let r = case.settled(&["--full"]);
     assert_eq!(
         case.sub.contacts(),
         held,
         "the system keeps the contact: {}\n{r:?}",
         case.what()
     );
-    let (s, r) = case.sync(&["--full"]);
-    assert_eq!((s.written, s.deleted), (0, 0), "{}\n{r:?}", case.what());
+    case.settled(&["--full"]);
 }
 
 /// Two-way with the hub: what each side holds reaches the other, weir's
@@ -348,8 +352,7 @@ pub fn two_way_sync_writes_no_echoes(bin: &str, make: &Make) {
         case.what()
     );
     case.assert_both_hold(&held, &r);
-    let (s, r) = case.sync(&[]);
-    assert_eq!((s.written, s.deleted), (0, 0), "{}\n{r:?}", case.what());
+    case.settled(&[]);
 
     // A delete in the system, found by a full read, reaches the hub.
     case.sub.delete("sub4@example.com");
@@ -357,8 +360,7 @@ pub fn two_way_sync_writes_no_echoes(bin: &str, make: &Make) {
     let (s, r) = case.sync(&["--full"]);
     assert_eq!((s.written, s.deleted), (0, 1), "{}\n{r:?}", case.what());
     case.assert_both_hold(&held, &r);
-    let (s, r) = case.sync(&["--full"]);
-    assert_eq!((s.written, s.deleted), (0, 0), "{}\n{r:?}", case.what());
+    case.settled(&["--full"]);
 }
 
 /// Pages of [`interrupted_full_read_resumes`].
@@ -416,8 +418,7 @@ pub fn an_interrupted_full_read_resumes(bin: &str, make: &Make) {
         "no contact was created twice: {creates:?}\n{}",
         case.what()
     );
-    let (s, r) = case.sync(&["--full"]);
-    assert_eq!((s.written, s.deleted), (0, 0), "{}\n{r:?}", case.what());
+    case.settled(&["--full"]);
 }
 
 /// As a target: a record the system refuses (or, for a system that refuses
@@ -503,8 +504,7 @@ pub fn a_delete_sets_the_flag_when_on_delete_is_soft(bin: &str, make: &Make) {
         "the contact is flagged deleted: {}\n{r:?}",
         case.what()
     );
-    let (s, r) = case.sync(&["--full"]);
-    assert_eq!((s.written, s.deleted), (0, 0), "{}\n{r:?}", case.what());
+    case.settled(&["--full"]);
 }
 
 /// The address of a contact that breaks the rule of

@@ -64,12 +64,10 @@ impl Subject for Sqlite {
         self.edit(&values_insert(contacts));
     }
     fn set_email(&self, from: &str, to: &str) {
-        self.edit(&format!(
-            "UPDATE contacts SET email = '{to}' WHERE email = '{from}'"
-        ));
+        self.edit(&update_email(from, to));
     }
     fn delete(&self, email: &str) {
-        self.edit(&format!("DELETE FROM contacts WHERE email = '{email}'"));
+        self.edit(&delete_email(email));
     }
     fn contacts(&self) -> Vec<Contact> {
         rows(&self.db, "SELECT name, email FROM contacts")
@@ -89,6 +87,16 @@ impl Subject for Sqlite {
     fn refuses(&self) -> bool {
         self.refuses
     }
+}
+
+/// The statement that moves the contact at `from` to the address `to`.
+fn update_email(from: &str, to: &str) -> String {
+    format!("UPDATE contacts SET email = '{to}' WHERE email = '{from}';")
+}
+
+/// The statement that deletes the contact at `email`.
+fn delete_email(email: &str) -> String {
+    format!("DELETE FROM contacts WHERE email = '{email}';")
 }
 
 /// `INSERT INTO contacts (name, email) VALUES ...` of `contacts`.
@@ -157,12 +165,10 @@ impl Subject for Pg {
         self.psql(&values_insert(contacts));
     }
     fn set_email(&self, from: &str, to: &str) {
-        self.psql(&format!(
-            "UPDATE contacts SET email = '{to}' WHERE email = '{from}';"
-        ));
+        self.psql(&update_email(from, to));
     }
     fn delete(&self, email: &str) {
-        self.psql(&format!("DELETE FROM contacts WHERE email = '{email}';"));
+        self.psql(&delete_email(email));
     }
     fn contacts(&self) -> Vec<Contact> {
         let mut out: Vec<Contact> = self
