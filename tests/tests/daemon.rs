@@ -1,12 +1,31 @@
 //! `weir run`: the publish API acknowledges only committed changes, manual
 //! refresh, endpoint hardening, and graceful shutdown on SIGTERM.
 
-use std::process::Command;
 use std::time::Duration;
 use weir_tests::*;
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
 const TOKEN: &str = "publish-s3cret";
+/// The systems' publish token, from the environment the tests give weir.
+const PUBLISH_TOKEN: &str = r#"publish_token = "${WEIR_TEST_PUBLISH_TOKEN}""#;
+
+/// System `cms`: the `hooks` test connector, which knows contacts only
+/// through webhooks carrying its secret.
+fn cms() -> System {
+    System::new("cms", "hooks", r#"secret = "hook-s3cret""#)
+}
+
+/// The environment of weir for a manifest with publish tokens.
+const WITH_TOKEN: &[(&str, &str)] = &[("WEIR_TEST_PUBLISH_TOKEN", TOKEN)];
+
+/// `weir refresh ARGS --daemon URL` for the service `daemon`, with `envs`.
+fn refresh(m: &std::path::Path, daemon: &Daemon, args: &[&str], envs: &[(&str, &str)]) -> Run {
+    let url = format!("http://127.0.0.1:{}", daemon.port);
+    let mut all = vec!["refresh"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--daemon", &url]);
+    weir_env(WEIR, m, &all, envs)
+}
 
 #[test]
 fn publish_refresh_hardening_and_graceful_shutdown() {
@@ -17,25 +36,13 @@ fn publish_refresh_hardening_and_graceful_shutdown() {
     let m = write_manifest(
         d,
         &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-[systems.crm]
-connector = {sql}
-config = {{ database = "crm" }}
-databases = {{ crm = "crm.db" }}
-publish_token = "${{WEIR_TEST_PUBLISH_TOKEN}}"
-[systems.crm.entities.contacts]
-direction = "read"
-ignore = ["updated_at"]
-settings = {{ updated_at = "updated_at" }}
-{shop}
-"#,
-            shop = shop_system(),
-            sql = toml_path(&connector("sql"))
+            "{}{}{}",
+            entity("contacts", "id", &[]),
+            crm_system("read").line(PUBLISH_TOKEN),
+            shop_system(),
         ),
     );
-    let daemon = Daemon::start(WEIR, &m, &[("WEIR_TEST_PUBLISH_TOKEN", TOKEN)]);
+    let daemon = Daemon::start(WEIR, &m, WITH_TOKEN);
     daemon.expect_line("run 1: 10 read, 10 written");
     let shop = d.join("shop.db");
     assert_eq!(count(&shop, "SELECT count(*) FROM customers"), 10);
@@ -107,27 +114,12 @@ settings = {{ updated_at = "updated_at" }}
     );
 
     // Manual refresh: a row added to the CRM reaches the shop without waiting for the interval.
-    rusqlite::Connection::open(d.join("crm.db"))
-        .unwrap()
-        .execute("INSERT INTO contacts (first_name, last_name, email) VALUES ('Tony', 'Hoare', 'tony@example.com')", [])
-        .unwrap();
-    let refresh = Command::new(WEIR)
-        .args([
-            "--manifest",
-            m.to_str().unwrap(),
-            "refresh",
-            "crm",
-            "--daemon",
-            &format!("http://127.0.0.1:{}", daemon.port),
-        ])
-        .env("WEIR_TEST_PUBLISH_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    assert!(
-        refresh.status.success(),
-        "{}",
-        String::from_utf8_lossy(&refresh.stderr)
+    exec(
+        &d.join("crm.db"),
+        "INSERT INTO contacts (first_name, last_name, email) VALUES ('Tony', 'Hoare', 'tony@example.com')",
     );
+    let refreshed = refresh(&m, &daemon, &["crm"], WITH_TOKEN);
+    assert_eq!(refreshed.code, 0, "{refreshed:?}");
     daemon.expect_line("1 read, 1 written");
     assert_eq!(
         count(
@@ -150,22 +142,15 @@ fn webhooks_go_through_the_connector_and_are_acknowledged_once_stored() {
     let m = write_manifest(
         d,
         &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-[systems.cms]
-connector = {hooks}
-config = {{ secret = "hook-s3cret" }}
-delivery_id_header = "X-Delivery"
-[systems.cms.entities.contacts]
-direction = "read"
-{shop}
-"#,
-            shop = shop_system(),
-            hooks = toml_path(&connector("hooks")),
+            "{}{}{}",
+            entity("contacts", "id", &[]),
+            cms()
+                .line(r#"delivery_id_header = "X-Delivery""#)
+                .entity("contacts", &[r#"direction = "read""#]),
+            shop_system(),
         ),
     );
-    let daemon = Daemon::start(WEIR, &m, &[("WEIR_TEST_PUBLISH_TOKEN", TOKEN)]);
+    let daemon = Daemon::start(WEIR, &m, WITH_TOKEN);
     daemon.expect_line("run 1: 0 read, 0 written");
     let shop = d.join("shop.db");
     let secret = "x-sync-secret: hook-s3cret\r\n";
@@ -177,7 +162,7 @@ direction = "read"
         (status, body.as_str()),
         (401, "bad or missing x-sync-secret")
     );
-    let status = weir_env(WEIR, &m, &["status"], &[("WEIR_TEST_PUBLISH_TOKEN", TOKEN)]);
+    let status = weir_env(WEIR, &m, &["status"], WITH_TOKEN);
     assert!(
         status
             .stdout
@@ -245,48 +230,29 @@ fn sources_are_polled_on_their_schedule_or_when_refreshed() {
     crm_db(&d.join("branch.db"), 0).unwrap();
     shop_db(&d.join("shop.db")).unwrap();
     let source = |name: &str, when: &str| {
-        format!(
-            r#"
-[systems.{name}]
-connector = {sql}
-config = {{ database = "{name}" }}
-databases = {{ {name} = "{name}.db" }}
-publish_token = "${{WEIR_TEST_PUBLISH_TOKEN}}"
-{when}
-[systems.{name}.entities.contacts]
-direction = "read"
-ignore = ["updated_at"]
-settings = {{ updated_at = "updated_at" }}
-"#,
-            sql = toml_path(&connector("sql"))
-        )
+        System::sqlite(name, name, &format!("{name}.db"))
+            .line(PUBLISH_TOKEN)
+            .line(when)
+            .tracked("contacts", "contacts", "read", &[])
     };
     let m = write_manifest(
         d,
         &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-{crm}
-{branch}
-{shop}
-"#,
-            shop = shop_system(),
-            crm = source("crm", "poll_every = \"1h\""),
-            branch = source("branch", "schedule = \"*/2 * * * * *\""),
+            "{}{}{}{}",
+            entity("contacts", "id", &[]),
+            source("crm", r#"poll_every = "1h""#),
+            source("branch", r#"schedule = "*/2 * * * * *""#),
+            shop_system(),
         ),
     );
-    let daemon = Daemon::start(WEIR, &m, &[("WEIR_TEST_PUBLISH_TOKEN", TOKEN)]);
+    let daemon = Daemon::start(WEIR, &m, WITH_TOKEN);
     daemon.expect_line("run 1: 3 read, 3 written");
     let shop = d.join("shop.db");
     let insert = |db: &str, mail: &str| {
-        rusqlite::Connection::open(d.join(db))
-            .unwrap()
-            .execute(
-                "INSERT INTO contacts (first_name, last_name, email) VALUES ('New', 'Person', ?1)",
-                [mail],
-            )
-            .unwrap();
+        exec(
+            &d.join(db),
+            &format!("INSERT INTO contacts (first_name, last_name, email) VALUES ('New', 'Person', '{mail}')"),
+        );
     };
     insert("crm.db", "crm-new@example.com");
     insert("branch.db", "branch-new@example.com");
@@ -312,23 +278,8 @@ primary_key = "id"
     );
 
     // `weir refresh crm contacts` polls that source at once.
-    let refresh = |args: &[&str]| {
-        let mut all = vec!["--manifest", m.to_str().unwrap(), "refresh"];
-        all.extend_from_slice(args);
-        let daemon_url = format!("http://127.0.0.1:{}", daemon.port);
-        all.extend_from_slice(&["--daemon", &daemon_url]);
-        Command::new(WEIR)
-            .args(&all)
-            .env("WEIR_TEST_PUBLISH_TOKEN", TOKEN)
-            .output()
-            .unwrap()
-    };
-    let out = refresh(&["crm", "contacts"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = refresh(&m, &daemon, &["crm", "contacts"], WITH_TOKEN);
+    assert_eq!(out.code, 0, "{out:?}");
     let line = daemon.expect_line("crm/contacts");
     assert!(line.contains("1 read, 1 written"), "{line}");
     assert_eq!(
@@ -338,16 +289,15 @@ primary_key = "id"
         ),
         1
     );
-    let out = refresh(&["crm", "orders"]);
-    assert_eq!(out.status.code(), Some(1));
+    let out = refresh(&m, &daemon, &["crm", "orders"], WITH_TOKEN);
+    assert_eq!(out.code, 1, "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("does not read entity 'orders'"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        out.stderr.contains("does not read entity 'orders'"),
+        "{out:?}"
     );
 
     // `weir status` shows each source's last poll.
-    let status = weir_env(WEIR, &m, &["status"], &[("WEIR_TEST_PUBLISH_TOKEN", TOKEN)]);
+    let status = weir_env(WEIR, &m, &["status"], WITH_TOKEN);
     assert!(
         status.stdout.contains("last poll crm contacts"),
         "{}\n{}",
@@ -367,21 +317,17 @@ fn a_target_that_fails_does_not_mark_its_sources_poll_failed() {
     let d = dir.path();
     crm_db(&d.join("crm.db"), 3).unwrap();
     // The target's database has no `contacts` table: every write call fails.
-    rusqlite::Connection::open(d.join("empty.db"))
-        .unwrap()
-        .execute_batch("CREATE TABLE other (id INTEGER PRIMARY KEY)")
-        .unwrap();
+    exec(
+        &d.join("empty.db"),
+        "CREATE TABLE other (id INTEGER PRIMARY KEY)",
+    );
     let m = write_manifest(
         d,
         &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-shared_key = true
-{crm}
-{empty}"#,
-            crm = crm_system("read"),
-            empty = contacts_target("empty"),
+            "{}{}{}",
+            entity("contacts", "id", &["shared_key = true"]),
+            crm_system("read"),
+            contacts_target("empty"),
         ),
     );
     let daemon = Daemon::start(WEIR, &m, &[]);
@@ -415,28 +361,11 @@ fn metrics_show_every_documented_series_after_a_pass() {
     let m = write_manifest(
         d,
         &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-[systems.crm]
-connector = {sql}
-config = {{ database = "crm" }}
-databases = {{ crm = "crm.db" }}
-poll_every = "1h"
-[systems.crm.entities.contacts]
-direction = "read"
-ignore = ["updated_at"]
-settings = {{ updated_at = "updated_at" }}
-[systems.cms]
-connector = {hooks}
-config = {{ secret = "hook-s3cret" }}
-[systems.cms.entities.contacts]
-direction = "read"
-{shop}
-"#,
-            shop = shop_system(),
-            hooks = toml_path(&connector("hooks")),
-            sql = toml_path(&connector("sql"))
+            "{}{}{}{}",
+            entity("contacts", "id", &[]),
+            crm_system("read").line(r#"poll_every = "1h""#),
+            cms().entity("contacts", &[r#"direction = "read""#]),
+            shop_system(),
         ),
     );
     let daemon = Daemon::start(WEIR, &m, &[]);
@@ -497,24 +426,11 @@ fn json_logs_are_one_object_per_line() {
     let d = dir.path();
     crm_db(&d.join("crm.db"), 2).unwrap();
     shop_db(&d.join("shop.db")).unwrap();
+    let crm = System::sqlite("crm", "crm", "crm.db")
+        .entity("contacts", &[r#"direction = "read""#, IGNORE_UPDATED_AT]);
     let m = write_manifest(
         d,
-        &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-[systems.crm]
-connector = {sql}
-config = {{ database = "crm" }}
-databases = {{ crm = "crm.db" }}
-[systems.crm.entities.contacts]
-direction = "read"
-ignore = ["updated_at"]
-{shop}
-"#,
-            shop = shop_system(),
-            sql = toml_path(&connector("sql"))
-        ),
+        &format!("{}{crm}{}", entity("contacts", "id", &[]), shop_system()),
     );
     let out = weir_env(
         WEIR,
@@ -549,16 +465,14 @@ fn alerts_are_posted_and_rate_limited() {
     crm_db(&d.join("crm.db"), 3).unwrap();
     shop_db(&d.join("shop.db")).unwrap();
     // The shop holds contact 2's address already (mail is UNIQUE there).
-    let taken = rows(&d.join("crm.db"), "SELECT email FROM contacts WHERE id = 2")[0][0]
-        .clone()
-        .unwrap();
-    rusqlite::Connection::open(d.join("shop.db"))
-        .unwrap()
-        .execute(
-            "INSERT INTO customers (customer_id, fname, lname, mail) VALUES (9999, 'X', 'Y', ?1)",
-            [&taken],
-        )
-        .unwrap();
+    let taken = text(&d.join("crm.db"), "SELECT email FROM contacts WHERE id = 2");
+    exec(
+        &d.join("shop.db"),
+        &format!("INSERT INTO customers (customer_id, fname, lname, mail) VALUES (9999, 'X', 'Y', '{taken}')"),
+    );
+    let gone = System::sqlite("gone", "gone", "no-such-folder/gone.db")
+        .line(r#"schedule = "* * * * * *""#)
+        .entity("contacts", &[r#"direction = "read""#]);
     let m = write_manifest(
         d,
         &format!(
@@ -568,28 +482,10 @@ url = "http://127.0.0.1:{port}/alerts"
 headers = {{ Authorization = "Bearer ${{WEIR_TEST_ALERT_TOKEN}}" }}
 min_interval = "1h"
 failing_for = "1s"
-[entities.contacts]
-primary_key = "id"
-[systems.crm]
-connector = {sql}
-config = {{ database = "crm" }}
-databases = {{ crm = "crm.db" }}
-publish_token = "${{WEIR_TEST_PUBLISH_TOKEN}}"
-[systems.crm.entities.contacts]
-direction = "read"
-ignore = ["updated_at"]
-settings = {{ updated_at = "updated_at" }}
-[systems.gone]
-connector = {sql}
-config = {{ database = "gone" }}
-databases = {{ gone = "no-such-folder/gone.db" }}
-schedule = "* * * * * *"
-[systems.gone.entities.contacts]
-direction = "read"
-{shop}
-"#,
-            shop = shop_system(),
-            sql = toml_path(&connector("sql"))
+{}{}{gone}{}"#,
+            entity("contacts", "id", &[]),
+            crm_system("read").line(PUBLISH_TOKEN),
+            shop_system(),
         ),
     );
     let envs = [
@@ -624,24 +520,12 @@ direction = "read"
     );
 
     // A second refusal within min_interval is held back.
-    rusqlite::Connection::open(d.join("crm.db"))
-        .unwrap()
-        .execute(
-            "INSERT INTO contacts (first_name, last_name, email) VALUES ('Dup', 'Licate', ?1)",
-            [&taken],
-        )
-        .unwrap();
-    let out = Command::new(WEIR)
-        .args(["--manifest", m.to_str().unwrap(), "refresh", "crm"])
-        .args(["--daemon", &format!("http://127.0.0.1:{}", daemon.port)])
-        .envs(envs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    exec(
+        &d.join("crm.db"),
+        &format!("INSERT INTO contacts (first_name, last_name, email) VALUES ('Dup', 'Licate', '{taken}')"),
     );
+    let out = refresh(&m, &daemon, &["crm"], &envs);
+    assert_eq!(out.code, 0, "{out:?}");
     let line = daemon.expect_line("polled: crm/contacts");
     assert!(line.contains(" 1 failed"), "{line}");
 

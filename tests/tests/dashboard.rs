@@ -9,12 +9,10 @@ use weir_tests::*;
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
 
 fn first_name(db: &Path, email: &str) -> String {
-    rows(
+    text(
         db,
         &format!("SELECT first_name FROM contacts WHERE email = '{email}'"),
-    )[0][0]
-        .clone()
-        .unwrap()
+    )
 }
 
 #[test]
@@ -29,24 +27,22 @@ fn a_conflict_is_shown_and_decided_in_the_browser() {
     crm_db(&crm, 3).unwrap();
     crm_db(&branch, 0).unwrap();
     let system = |name: &str| {
-        format!(
-            r#"
-[systems.{name}]
-connector = {sql}
-config = {{ database = "{name}" }}
-databases = {{ {name} = "{name}.db" }}
-poll_every = "1h"
-[systems.{name}.entities.contacts]
-ignore = ["updated_at"]
-settings = {{ updated_at = "updated_at" }}
-"#,
-            sql = toml_path(&connector("sql"))
-        )
+        System::sqlite(name, name, &format!("{name}.db"))
+            .line(r#"poll_every = "1h""#)
+            .tracked("contacts", "contacts", "both", &[])
     };
     let m = write_manifest(
         d,
         &format!(
-            "[entities.contacts]\nprimary_key = \"id\"\nconflict = \"priority\"\npriority = [\"crm\", \"branch\"]\n{}{}",
+            "{}{}{}",
+            entity(
+                "contacts",
+                "id",
+                &[
+                    r#"conflict = "priority""#,
+                    r#"priority = ["crm", "branch"]"#
+                ]
+            ),
             system("crm"),
             system("branch")
         ),
@@ -54,17 +50,12 @@ settings = {{ updated_at = "updated_at" }}
     assert_eq!(weir(WEIR, &m, &["sync", "--quiet"]).code, 0);
 
     // The same contact edited in both systems: the CRM wins by priority.
-    let email = rows(&crm, "SELECT email FROM contacts WHERE id = 1")[0][0]
-        .clone()
-        .unwrap();
+    let email = text(&crm, "SELECT email FROM contacts WHERE id = 1");
     let edit = |db: &Path, name: &str| {
-        rusqlite::Connection::open(db)
-            .unwrap()
-            .execute(
-                "UPDATE contacts SET first_name = ?1 WHERE email = ?2",
-                [name, &email],
-            )
-            .unwrap();
+        exec(
+            db,
+            &format!("UPDATE contacts SET first_name = '{name}' WHERE email = '{email}'"),
+        );
     };
     edit(&crm, "CrmName");
     edit(&branch, "BranchName");

@@ -117,15 +117,7 @@ fn directus_changes_arrive_by_webhook_and_are_reconciled_after_downtime() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let db = d.join("people.db");
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute_batch(
-            "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, email TEXT,
-                 updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
-             CREATE TRIGGER touch AFTER UPDATE ON people FOR EACH ROW WHEN NEW.updated_at = OLD.updated_at
-             BEGIN UPDATE people SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = NEW.id; END;",
-        )
-        .unwrap();
+    create_table(&db, "people", "id", Key::Reused, "name TEXT, email TEXT");
     let changed_since = r#"filter={"_or":[{"date_updated":{"_gt":"{since}"}},{"date_created":{"_gt":"{since}"}}]}&sort=date_updated,date_created,id"#;
     let deletes = "filter[collection][_eq]=contacts&filter[action][_eq]=delete&filter[timestamp][_gt]={since}&limit=-1";
     let m = write_manifest(

@@ -11,35 +11,23 @@ fn dry_run_prints_the_plan_with_field_differences_and_writes_nothing() {
     let d = dir.path();
     crm_db(&d.join("crm.db"), 5).unwrap();
     shop_db(&d.join("shop.db")).unwrap();
-    std::fs::create_dir_all(d.join("csv")).unwrap();
     let m = write_manifest(
         d,
         &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-{crm}
-{shop}
-[systems.files]
-connector = {csv}
-config = {{ directory = "out" }}
-directories = {{ out = "csv" }}
-[systems.files.entities.contacts]
-direction = "write"
-"#,
-            crm = crm_system("read"),
-            shop = shop_system(),
-            csv = toml_path(&connector("csv")),
+            "{}{}{}{}",
+            entity("contacts", "id", &[]),
+            crm_system("read"),
+            shop_system(),
+            csv_target(d, "contacts", "out", "csv"),
         ),
     );
     assert_eq!(weir(WEIR, &m, &["sync", "--quiet"]).code, 0);
-    let crm = rusqlite::Connection::open(d.join("crm.db")).unwrap();
-    crm.execute_batch(
+    exec(
+        &d.join("crm.db"),
         "UPDATE contacts SET email = 'changed@example.com', phone = NULL WHERE id = 2;
          DELETE FROM contacts WHERE id = 3;
          INSERT INTO contacts (id, first_name, last_name, email, phone) VALUES (6, 'Radia', 'Perlman', 'radia@example.com', '+1 555 0100');",
-    )
-    .unwrap();
+    );
 
     let files = ["weir.db", "shop.db", "csv/contacts.csv"];
     let before: Vec<Vec<u8>> = files

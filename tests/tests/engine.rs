@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use weir_tests::*;
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
@@ -14,78 +13,13 @@ const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
 // ---------------------------------------------------------------------------
 // Databases
 
-/// The time stamp SQLite writes into `updated_at` (millisecond precision).
-const STAMP: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
-
-/// How a table's primary key is assigned.
-#[derive(Clone, Copy, Debug)]
-enum Key {
-    /// `INTEGER PRIMARY KEY`: the id of a deleted last row is given out again.
-    Reused,
-    /// `INTEGER PRIMARY KEY AUTOINCREMENT`: ids are never reused, and the first
-    /// one is this number plus one.
-    Sequence(i64),
-}
-
-/// Runs SQL statements on a database file.
-fn exec(db: &Path, sql: &str) {
-    let conn =
-        rusqlite::Connection::open(db).unwrap_or_else(|e| panic!("opening {}: {e}", db.display()));
-    conn.execute_batch(sql)
-        .unwrap_or_else(|e| panic!("on {}: {sql}: {e}", db.display()));
-}
-
-/// One integer of a query (a count, an id).
-fn int(db: &Path, sql: &str) -> i64 {
-    let conn =
-        rusqlite::Connection::open(db).unwrap_or_else(|e| panic!("opening {}: {e}", db.display()));
-    conn.query_row(sql, [], |r| r.get::<_, i64>(0))
-        .unwrap_or_else(|e| panic!("on {}: {sql}: {e}", db.display()))
-}
-
-/// One text value of a query.
-fn text(db: &Path, sql: &str) -> String {
-    let conn =
-        rusqlite::Connection::open(db).unwrap_or_else(|e| panic!("opening {}: {e}", db.display()));
-    conn.query_row(sql, [], |r| r.get::<_, String>(0))
-        .unwrap_or_else(|e| panic!("on {}: {sql}: {e}", db.display()))
-}
-
-/// Creates a table with an integer primary key, the given columns and an
-/// `updated_at` column set on insert and kept current by a trigger, so that the
-/// `sql` connector can report incremental changes.
-fn create_table(db: &Path, table: &str, pk: &str, key: Key, columns: &str) {
-    let key_sql = match key {
-        Key::Reused => "INTEGER PRIMARY KEY",
-        Key::Sequence(_) => "INTEGER PRIMARY KEY AUTOINCREMENT",
-    };
-    let mut sql = format!(
-        "PRAGMA journal_mode = WAL;
-         CREATE TABLE {table} (
-             {pk} {key_sql},
-             {columns},
-             updated_at TEXT NOT NULL DEFAULT ({STAMP})
-         );
-         CREATE TRIGGER {table}_touch AFTER UPDATE ON {table} FOR EACH ROW
-         WHEN NEW.updated_at = OLD.updated_at
-         BEGIN
-             UPDATE {table} SET updated_at = {STAMP} WHERE {pk} = NEW.{pk};
-         END;"
-    );
-    if let Key::Sequence(start) = key {
-        if start > 0 {
-            sql.push_str(&format!(
-                "INSERT INTO sqlite_sequence (name, seq) VALUES ('{table}', {start});"
-            ));
-        }
+/// Waits until the clock has passed every `updated_at` of these tables, so
+/// that edits made by the test carry a stamp later than anything a previous
+/// pass, or edit, has seen.
+fn pause(tables: &[(&Path, &str)]) {
+    for (db, table) in tables {
+        after_last_stamp(db, table);
     }
-    exec(db, &sql);
-}
-
-/// Lets the clock move on, so that edits made by the test carry an
-/// `updated_at` later than anything a previous pass has seen.
-fn pause() {
-    std::thread::sleep(Duration::from_millis(30));
 }
 
 /// The canonical contact fields, in the order of [`Layout::fields`].
@@ -120,13 +54,6 @@ const MEMBERS: Layout = Layout {
     fields: ["given", "family", "email_address", "tel"],
 };
 
-const FIRST: &[&str] = &[
-    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken",
-];
-const LAST: &[&str] = &[
-    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson",
-];
-
 impl Layout {
     /// Creates the empty table.
     fn create(&self, db: &Path, key: Key) {
@@ -145,29 +72,11 @@ impl Layout {
     fn fill(&self, db: &Path, n: usize) {
         let [f, l, e, p] = self.fields;
         let mut conn = rusqlite::Connection::open(db).expect("open database");
-        let tx = conn.transaction().expect("transaction");
-        {
-            let mut st = tx
-                .prepare(&format!(
-                    "INSERT INTO {} ({f}, {l}, {e}, {p}) VALUES (?1, ?2, ?3, ?4)",
-                    self.table
-                ))
-                .expect("prepare insert");
-            let mut rng = Rng::new(7);
-            for i in 1..=n {
-                let first = rng.pick(FIRST);
-                let last = rng.pick(LAST);
-                let email = format!(
-                    "{}.{}{i}@example.com",
-                    first.to_lowercase(),
-                    last.to_lowercase()
-                );
-                let phone = (i % 7 != 0).then(|| format!("+1 555 {:04}", rng.next_u64() % 10_000));
-                st.execute(rusqlite::params![first, last, email, phone])
-                    .expect("insert contact");
-            }
-        }
-        tx.commit().expect("commit");
+        let insert = format!(
+            "INSERT INTO {} ({f}, {l}, {e}, {p}) VALUES (?1, ?2, ?3, ?4)",
+            self.table
+        );
+        insert_contacts(&mut conn, &insert, (7, 8), 1..n + 1).expect("insert contacts");
     }
 
     /// Every contact as sorted (first_name, last_name, email, phone) tuples.
@@ -181,12 +90,12 @@ impl Layout {
 
     /// How many rows the table holds.
     fn count(&self, db: &Path) -> i64 {
-        int(db, &format!("SELECT count(*) FROM {}", self.table))
+        count(db, &format!("SELECT count(*) FROM {}", self.table))
     }
 
     /// How many rows have this e-mail address.
     fn with_email(&self, db: &Path, email: &str) -> i64 {
-        int(
+        count(
             db,
             &format!(
                 "SELECT count(*) FROM {} WHERE {} = '{email}'",
@@ -197,7 +106,7 @@ impl Layout {
 
     /// The key of the row with this e-mail address.
     fn id_of(&self, db: &Path, email: &str) -> i64 {
-        int(
+        count(
             db,
             &format!(
                 "SELECT {} FROM {} WHERE {} = '{email}'",
@@ -237,109 +146,25 @@ impl Layout {
 // ---------------------------------------------------------------------------
 // Manifests
 
-/// The `[systems.NAME]` table of an `sql` system whose database is `NAME.db`.
-fn sql_system(name: &str) -> String {
-    format!(
-        r#"
-[systems.{name}]
-connector = {sql}
-config = {{ database = "{name}" }}
-databases = {{ {name} = "{name}.db" }}
-"#,
-        sql = toml_path(&connector("sql")),
-    )
+/// An `sql` system whose database is `NAME.db`, granted as `NAME`.
+fn sql_system(name: &str) -> System {
+    System::sqlite(name, name, &format!("{name}.db"))
 }
 
 /// An `sql` system holding the contacts entity with the given layout;
 /// `extra` is appended to its entity table.
-fn contacts_system(name: &str, layout: &Layout, direction: &str, extra: &str) -> String {
-    format!(
-        r#"{system}
-[systems.{name}.entities.contacts]
-direction = "{direction}"
-primary_key = "{pk}"
-{rename}
-ignore = ["updated_at"]
-settings = {{ table = "{table}", updated_at = "updated_at" }}
-{extra}
-"#,
-        system = sql_system(name),
-        pk = layout.pk,
-        rename = layout.rename(),
-        table = layout.table,
+fn contacts_system(name: &str, layout: &Layout, direction: &str, extra: &str) -> System {
+    let key = format!("primary_key = \"{}\"", layout.pk);
+    sql_system(name).tracked(
+        "contacts",
+        layout.table,
+        direction,
+        &[&key, &layout.rename(), extra],
     )
 }
 
 // ---------------------------------------------------------------------------
 // Running weir and reading what it prints
-
-/// The counts of a `weir sync` summary line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Summary {
-    run: u64,
-    read: u64,
-    written: u64,
-    deleted: u64,
-    /// Parsed to check the line's format; the tests assert the other counts.
-    #[allow(dead_code)]
-    unchanged: u64,
-    echoes: u64,
-    conflicts: u64,
-    failed: u64,
-}
-
-/// Parses `run {id}: {read} read, {written} written, {deleted} deleted,
-/// {unchanged} unchanged, {echoes} echoes, {conflicts} conflicts, {failed} failed`.
-fn parse_summary(line: &str) -> Option<Summary> {
-    let (id, counts) = line.trim().strip_prefix("run ")?.split_once(": ")?;
-    let labels = [
-        "read",
-        "written",
-        "deleted",
-        "unchanged",
-        "echoes",
-        "conflicts",
-        "failed",
-    ];
-    let parts: Vec<&str> = counts.split(", ").collect();
-    if parts.len() != labels.len() {
-        return None;
-    }
-    let mut n = [0u64; 7];
-    for (slot, (part, label)) in n.iter_mut().zip(parts.iter().zip(labels)) {
-        let (number, name) = part.split_once(' ')?;
-        if name != label {
-            return None;
-        }
-        *slot = number.parse().ok()?;
-    }
-    Some(Summary {
-        run: id.parse().ok()?,
-        read: n[0],
-        written: n[1],
-        deleted: n[2],
-        unchanged: n[3],
-        echoes: n[4],
-        conflicts: n[5],
-        failed: n[6],
-    })
-}
-
-/// The summary of a sync run, which must be the only line it printed.
-fn summary(run: &Run) -> Summary {
-    let lines: Vec<&str> = run
-        .stdout
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "`weir sync` prints exactly one summary line: {run:?}"
-    );
-    parse_summary(lines[0])
-        .unwrap_or_else(|| panic!("not a sync summary line: {:?}\n{run:?}", lines[0]))
-}
 
 /// `weir sync --quiet` with more arguments.
 fn sync(m: &Path, args: &[&str]) -> (Summary, Run) {
@@ -357,133 +182,19 @@ fn sync_ok(m: &Path, args: &[&str]) -> (Summary, Run) {
     (s, run)
 }
 
-/// One line of `weir audit`.
-#[derive(Debug, Clone)]
-struct AuditRow {
-    /// The run that wrote the row (`-` outside a run).
-    run: Option<u64>,
-    system: String,
-    entity: String,
-    global: String,
-    local: String,
-    op: String,
-    outcome: String,
-}
-
-const OPERATIONS: [&str; 6] = [
-    "read:create",
-    "read:update",
-    "read:delete",
-    "write:create",
-    "write:update",
-    "write:delete",
-];
-const OUTCOMES: [&str; 5] = ["ok", "echo", "conflict", "rejected", "failed"];
-
-/// Parses `#{id} {time} run {run} {system} {entity} {global_id} {local_id or -}
-/// {operation} {outcome}`, from the right so that the time may hold spaces.
-fn parse_audit(line: &str) -> Option<AuditRow> {
-    let t: Vec<&str> = line.split_whitespace().collect();
-    let n = t.len();
-    if n < 10 || !t[0].starts_with('#') || t[n - 8] != "run" {
-        return None;
-    }
-    let (op, outcome) = (t[n - 2], t[n - 1]);
-    if !OPERATIONS.contains(&op) || !OUTCOMES.contains(&outcome) {
-        return None;
-    }
-    Some(AuditRow {
-        run: match t[n - 7] {
-            "-" => None,
-            r => Some(r.parse().ok()?),
-        },
-        system: t[n - 6].to_string(),
-        entity: t[n - 5].to_string(),
-        global: t[n - 4].to_string(),
-        local: t[n - 3].to_string(),
-        op: op.to_string(),
-        outcome: outcome.to_string(),
-    })
-}
-
-/// Every audit row matching the filters (`--system S`, `--entity E`); indented
-/// detail lines are skipped.
+/// Every audit row matching the filters (`--system S`, `--entity E`).
 fn audit(m: &Path, filters: &[&str]) -> Vec<AuditRow> {
-    let mut args = vec!["audit"];
-    args.extend_from_slice(filters);
-    args.extend_from_slice(&["--limit", "1000000"]);
-    let run = weir(WEIR, m, &args);
-    assert_eq!(run.code, 0, "{run:?}");
-    run.stdout
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with(char::is_whitespace))
-        .map(|l| parse_audit(l).unwrap_or_else(|| panic!("not an audit line: {l:?}\n{run:?}")))
-        .collect()
+    weir_tests::audit(WEIR, m, filters)
 }
 
-/// How many audit rows have this operation and outcome.
-fn audited(rows: &[AuditRow], op: &str, outcome: &str) -> usize {
-    rows.iter()
-        .filter(|r| r.op == op && r.outcome == outcome)
-        .count()
-}
-
-/// One line of `weir conflicts`.
-#[derive(Debug, Clone)]
-struct ConflictRow {
-    entity: String,
-    global: String,
-    system: String,
-    other: String,
-    winner: String,
-    policy: String,
-}
-
-/// Parses `#{id} {time} {entity} {global_id}: {system} vs {other}: {winner} wins ({policy})`.
-fn parse_conflict(line: &str) -> Option<ConflictRow> {
-    let mut parts = line.trim().rsplitn(3, ": ");
-    let (verdict, pair, head) = (parts.next()?, parts.next()?, parts.next()?);
-    let head: Vec<&str> = head.split_whitespace().collect();
-    if head.len() < 4 || !head[0].starts_with('#') {
-        return None;
-    }
-    let (system, other) = pair.split_once(" vs ")?;
-    let (winner, policy) = verdict.split_once(" wins (")?;
-    Some(ConflictRow {
-        entity: head[head.len() - 2].to_string(),
-        global: head[head.len() - 1].to_string(),
-        system: system.to_string(),
-        other: other.to_string(),
-        winner: winner.to_string(),
-        policy: policy.strip_suffix(')')?.to_string(),
-    })
-}
-
-/// Every recorded conflict (indented detail lines, such as the values, are skipped).
+/// Every recorded conflict.
 fn conflicts(m: &Path) -> Vec<ConflictRow> {
-    let run = weir(WEIR, m, &["conflicts"]);
-    assert_eq!(run.code, 0, "{run:?}");
-    run.stdout
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with(char::is_whitespace))
-        .map(|l| parse_conflict(l).unwrap_or_else(|| panic!("not a conflict line: {l:?}\n{run:?}")))
-        .collect()
+    weir_tests::conflicts(WEIR, m)
 }
 
 /// The `outbox: {n} pending` line of `weir status`.
 fn outbox_pending(m: &Path) -> u64 {
-    let run = weir(WEIR, m, &["status"]);
-    assert_eq!(run.code, 0, "{run:?}");
-    run.stdout
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("outbox: ")?
-                .strip_suffix(" pending")?
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no `outbox: N pending` line in `weir status`: {run:?}"))
+    weir_tests::outbox_pending(WEIR, m)
 }
 
 // ---------------------------------------------------------------------------
@@ -500,7 +211,8 @@ fn two_way_edits_converge_without_echo_writes() {
     let m = write_manifest(
         d,
         &format!(
-            "[entities.contacts]\nprimary_key = \"id\"\n{}{}",
+            "{}{}{}",
+            entity("contacts", "id", &[]),
             contacts_system("a", &PEOPLE, "both", ""),
             contacts_system("b", &CUSTOMERS, "both", ""),
         ),
@@ -525,7 +237,7 @@ fn two_way_edits_converge_without_echo_writes() {
     );
 
     // Edits on both sides, to different records, and new records in b.
-    pause();
+    pause(&[(&a, "people"), (&b, "customers")]);
     let b_edited: Vec<String> = (101..=105).map(|id| PEOPLE.email_of(&a, id)).collect();
     exec(
         &a,
@@ -568,7 +280,7 @@ fn two_way_edits_converge_without_echo_writes() {
         "a and b converge after pass 3: {r3:?}"
     );
     assert_eq!(
-        int(
+        count(
             &b,
             "SELECT count(*) FROM customers WHERE mail LIKE 'edited.%'"
         ),
@@ -576,7 +288,7 @@ fn two_way_edits_converge_without_echo_writes() {
         "a's edits reached b"
     );
     assert_eq!(
-        int(
+        count(
             &a,
             "SELECT count(*) FROM people WHERE last_name LIKE '%-b' AND phone IS NULL"
         ),
@@ -627,12 +339,12 @@ fn three_way_priority_a_wins() {
     let m = write_manifest(
         d,
         &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-conflict = "priority"
-priority = ["a", "b", "c"]
-{}{}{}"#,
+            "{}{}{}{}",
+            entity(
+                "contacts",
+                "id",
+                &[r#"conflict = "priority""#, r#"priority = ["a", "b", "c"]"#]
+            ),
             contacts_system("a", &PEOPLE, "both", ""),
             contacts_system("b", &CUSTOMERS, "both", ""),
             contacts_system("c", &MEMBERS, "both", ""),
@@ -654,17 +366,17 @@ priority = ["a", "b", "c"]
         "ada.from.b@example.com",
         "ada.from.c@example.com",
     );
-    pause();
+    pause(&[(&a, "people"), (&b, "customers"), (&c, "members")]);
     exec(
         &a,
         &format!("UPDATE people SET email = '{from_a}' WHERE id = 7"),
     );
-    pause();
+    pause(&[(&a, "people"), (&b, "customers")]);
     exec(
         &b,
         &format!("UPDATE customers SET mail = '{from_b}' WHERE mail = '{original}'"),
     );
-    pause();
+    pause(&[(&b, "customers"), (&c, "members")]);
     exec(
         &c,
         &format!(
@@ -757,7 +469,8 @@ fn deletes_propagate_both_ways_and_reused_ids_are_new_records() {
     let m = write_manifest(
         d,
         &format!(
-            "[entities.contacts]\nprimary_key = \"id\"\n{}{}",
+            "{}{}{}",
+            entity("contacts", "id", &[]),
             contacts_system("a", &PEOPLE, "both", "on_delete = \"delete\""),
             contacts_system("b", &CUSTOMERS, "both", ""),
         ),
@@ -790,14 +503,14 @@ fn deletes_propagate_both_ways_and_reused_ids_are_new_records() {
     // The last row of a is deleted, and its id is then reused for another contact.
     let old = PEOPLE.email_of(&a, 10);
     let old_in_b = CUSTOMERS.id_of(&b, &old);
-    let max_in_b = int(&b, "SELECT max(customer_id) FROM customers");
+    let max_in_b = count(&b, "SELECT max(customer_id) FROM customers");
     exec(&a, "DELETE FROM people WHERE id = 10");
     let (s, r) = sync_ok(&m, &["--full"]);
     assert_eq!(s.deleted, 1, "{r:?}");
     assert_eq!(CUSTOMERS.with_email(&b, &old), 0, "{r:?}");
     assert_eq!(CUSTOMERS.count(&b), 7, "{r:?}");
 
-    pause();
+    pause(&[(&a, "people")]);
     exec(
         &a,
         "INSERT INTO people (first_name, last_name, email, phone)
@@ -884,7 +597,7 @@ fn landed(b: &Path) -> Vec<Vec<Option<String>>> {
 /// Checks that every purchase of b points at an existing customer, and that
 /// b holds exactly a's orders except those in `missing`.
 fn assert_orders_landed(a: &Path, b: &Path, missing: &[&str], context: &Run) {
-    let purchases = int(b, "SELECT count(*) FROM purchases");
+    let purchases = count(b, "SELECT count(*) FROM purchases");
     let joined = landed(b);
     assert_eq!(
         joined.len() as i64,
@@ -898,7 +611,7 @@ fn assert_orders_landed(a: &Path, b: &Path, missing: &[&str], context: &Run) {
         .collect();
     assert_eq!(joined, expected, "{context:?}");
     assert_eq!(
-        int(
+        count(
             b,
             "SELECT count(*) FROM purchases WHERE customer_ref <= 500"
         ),
@@ -960,70 +673,65 @@ fn orders_reference_contacts_with_translated_ids() {
              (7, 5, 'order-7', 7),
              (8, 4, 'order-8', 8);",
     );
+    let a_system = sql_system("a")
+        .tracked("contacts", "contacts", "read", &[])
+        .tracked("orders", "orders", "read", &[]);
+    let b_system = sql_system("b")
+        .tracked(
+            "contacts",
+            "customers",
+            "write",
+            &[
+                r#"primary_key = "customer_id""#,
+                r#"rename = { full_name = "name", mail = "email" }"#,
+            ],
+        )
+        .tracked(
+            "orders",
+            "purchases",
+            "write",
+            &[
+                r#"primary_key = "purchase_id""#,
+                r#"rename = { customer_ref = "contact_id", item = "product", qty = "quantity" }"#,
+            ],
+        );
     let m = write_manifest(
         d,
         &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-
-[entities.orders]
-primary_key = "id"
-references = {{ contact_id = "contacts" }}
-{a}
-[systems.a.entities.contacts]
-direction = "read"
-ignore = ["updated_at"]
-settings = {{ table = "contacts", updated_at = "updated_at" }}
-
-[systems.a.entities.orders]
-direction = "read"
-ignore = ["updated_at"]
-settings = {{ table = "orders", updated_at = "updated_at" }}
-{b}
-[systems.b.entities.contacts]
-direction = "write"
-primary_key = "customer_id"
-rename = {{ full_name = "name", mail = "email" }}
-ignore = ["updated_at"]
-settings = {{ table = "customers", updated_at = "updated_at" }}
-
-[systems.b.entities.orders]
-direction = "write"
-primary_key = "purchase_id"
-rename = {{ customer_ref = "contact_id", item = "product", qty = "quantity" }}
-ignore = ["updated_at"]
-settings = {{ table = "purchases", updated_at = "updated_at" }}
-"#,
-            a = sql_system("a"),
-            b = sql_system("b"),
+            "{}{}{a_system}{b_system}",
+            entity("contacts", "id", &[]),
+            entity(
+                "orders",
+                "id",
+                &[r#"references = { contact_id = "contacts" }"#]
+            ),
         ),
     );
 
     // Every order lands, pointing at b's id of its contact.
     let (s, r) = sync_ok(&m, &[]);
     assert_eq!(s.written, 13, "5 customers and 8 purchases: {r:?}");
-    assert_eq!(int(&b, "SELECT count(*) FROM customers"), 5, "{r:?}");
+    assert_eq!(count(&b, "SELECT count(*) FROM customers"), 5, "{r:?}");
     assert_eq!(
-        int(&b, "SELECT min(customer_id) FROM customers"),
+        count(&b, "SELECT min(customer_id) FROM customers"),
         501,
         "{r:?}"
     );
-    assert_eq!(int(&b, "SELECT count(*) FROM purchases"), 8, "{r:?}");
+    assert_eq!(count(&b, "SELECT count(*) FROM purchases"), 8, "{r:?}");
     assert_orders_landed(&a, &b, &[], &r);
     assert_eq!(outbox_pending(&m), 0);
 
     // An order whose contact a does not hold yet waits (weir has never read
     // that contact, so it may wait before the outbox), and lands once the
     // contact has been added to a and synced.
-    pause();
+    pause(&[(&a, "orders")]);
     exec(
         &a,
         "INSERT INTO orders (id, contact_id, product, quantity) VALUES (9, 6, 'late-order', 9)",
     );
     let (_, r) = sync_ok(&m, &[]);
     assert_eq!(
-        int(
+        count(
             &b,
             "SELECT count(*) FROM purchases WHERE item = 'late-order'"
         ),
@@ -1037,14 +745,14 @@ settings = {{ table = "purchases", updated_at = "updated_at" }}
             .contains("parked: 1 change(s) waiting for a record they refer to"),
         "the order is parked until its contact is read: {status:?}"
     );
-    pause();
+    pause(&[(&a, "contacts")]);
     exec(
         &a,
         "INSERT INTO contacts (id, name, email) VALUES (6, 'Radia Perlman', 'radia@example.com')",
     );
     let (_, r) = sync_ok(&m, &[]);
     assert_eq!(
-        int(
+        count(
             &b,
             "SELECT count(*) FROM purchases WHERE item = 'late-order'"
         ),
@@ -1056,7 +764,7 @@ settings = {{ table = "purchases", updated_at = "updated_at" }}
 
     // A contact b refuses holds back its order; once the contact is fixed in
     // a, both land.
-    pause();
+    pause(&[(&a, "contacts"), (&a, "orders")]);
     exec(
         &a,
         "INSERT INTO contacts (id, name, email) VALUES (7, 'Tony Hoare', 'tony.at.example.com');
@@ -1066,7 +774,7 @@ settings = {{ table = "purchases", updated_at = "updated_at" }}
     assert_eq!(r.code, 1, "a refused contact makes the run partial: {r:?}");
     assert_eq!(s.failed, 1, "only the refused contact failed: {r:?}");
     assert_eq!(
-        int(
+        count(
             &b,
             "SELECT count(*) FROM customers WHERE full_name = 'Tony Hoare'"
         ),
@@ -1074,7 +782,7 @@ settings = {{ table = "purchases", updated_at = "updated_at" }}
         "{r:?}"
     );
     assert_eq!(
-        int(
+        count(
             &b,
             "SELECT count(*) FROM purchases WHERE item = 'blocked-order'"
         ),
@@ -1088,14 +796,14 @@ settings = {{ table = "purchases", updated_at = "updated_at" }}
         "the order waits in the outbox: {r:?}"
     );
 
-    pause();
+    pause(&[(&a, "contacts")]);
     exec(
         &a,
         "UPDATE contacts SET email = 'tony@example.com' WHERE id = 7",
     );
     let (_, r) = sync_ok(&m, &[]);
     assert_eq!(
-        int(
+        count(
             &b,
             "SELECT count(*) FROM customers WHERE mail = 'tony@example.com'"
         ),
@@ -1103,7 +811,7 @@ settings = {{ table = "purchases", updated_at = "updated_at" }}
         "{r:?}"
     );
     assert_eq!(
-        int(
+        count(
             &b,
             "SELECT count(*) FROM purchases WHERE item = 'blocked-order'"
         ),
@@ -1126,24 +834,14 @@ fn crash_setup(d: &Path) -> PathBuf {
     PEOPLE.create(&a, Key::Reused);
     PEOPLE.fill(&a, 300);
     CUSTOMERS.create(&b, Key::Sequence(0));
-    std::fs::create_dir_all(d.join("csv")).unwrap();
     write_manifest(
         d,
         &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-{}{}
-[systems.files]
-connector = {csv}
-config = {{ directory = "export" }}
-directories = {{ export = "csv" }}
-[systems.files.entities.contacts]
-direction = "write"
-"#,
+            "{}{}{}{}",
+            entity("contacts", "id", &[]),
             contacts_system("a", &PEOPLE, "read", ""),
             contacts_system("b", &CUSTOMERS, "write", ""),
-            csv = toml_path(&connector("csv")),
+            csv_target(d, "contacts", "export", "csv"),
         ),
     )
 }
@@ -1183,39 +881,21 @@ fn assert_recovers(d: &Path, m: &Path, what: &str) {
         "{what}: no duplicates, none missing in b: {r:?}"
     );
     assert_eq!(
-        int(&b, "SELECT count(DISTINCT mail) FROM customers"),
+        count(&b, "SELECT count(DISTINCT mail) FROM customers"),
         300,
         "{what}: {r:?}"
     );
     assert_eq!(CUSTOMERS.contents(&b), source, "{what}: {r:?}");
 
-    let csv = csv_rows(&d.join("csv").join("contacts.csv"));
-    let header = &csv[0];
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| h == name)
-            .unwrap_or_else(|| panic!("{what}: no column {name} in the CSV header {header:?}"))
-    };
-    let fields: Vec<usize> = CANONICAL.iter().map(|f| col(f)).collect();
-    let mut exported: Vec<Vec<Option<String>>> = csv[1..]
-        .iter()
-        .map(|row| {
-            fields
-                .iter()
-                .map(|&i| Some(row[i].clone()).filter(|s| !s.is_empty()))
-                .collect()
-        })
-        .collect();
-    exported.sort();
+    let csv = d.join("csv").join("contacts.csv");
+    let exported = csv_columns(&csv, &CANONICAL);
     assert_eq!(
         exported.len(),
         300,
         "{what}: no duplicates, none missing in the CSV: {r:?}"
     );
     assert_eq!(exported, source, "{what}: {r:?}");
-    let id = col("id");
-    let ids: BTreeSet<&str> = csv[1..].iter().map(|row| row[id].as_str()).collect();
+    let ids: BTreeSet<_> = csv_columns(&csv, &["id"]).into_iter().collect();
     assert_eq!(ids.len(), 300, "{what}: CSV ids are unique");
 
     for system in ["b", "files"] {
@@ -1309,23 +989,19 @@ fn a_record_new_and_changed_in_one_pass_reaches_a_target_once() {
              2,Bob,Ray,bob@example.com,2\n",
         )
         .unwrap();
+        let files = System::csv("files", "in", "csv").entity(
+            "contacts",
+            &[
+                r#"direction = "read""#,
+                r#"settings = { file = "contacts.csv" }"#,
+            ],
+        );
         let m = write_manifest(
             d,
             &format!(
-                r#"
-[entities.contacts]
-primary_key = "id"
-shared_key = {shared}
-[systems.files]
-connector = {csv}
-config = {{ directory = "in" }}
-directories = {{ in = "csv" }}
-[systems.files.entities.contacts]
-direction = "read"
-settings = {{ file = "contacts.csv" }}
-{b}"#,
-                csv = toml_path(&connector("csv")),
-                b = contacts_system("b", &CUSTOMERS, "write", ""),
+                "{}{files}{}",
+                entity("contacts", "id", &[&format!("shared_key = {shared}")]),
+                contacts_system("b", &CUSTOMERS, "write", ""),
             ),
         );
         let (s, r) = sync_ok(&m, &["--batch-size", "1"]);

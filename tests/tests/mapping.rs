@@ -10,8 +10,8 @@ const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
 const SECRET: &str = "SSN-SECRET-";
 
 fn setup(d: &Path) -> std::path::PathBuf {
-    let crm = rusqlite::Connection::open(d.join("crm.db")).unwrap();
-    crm.execute_batch(
+    exec(
+        &d.join("crm.db"),
         "CREATE TABLE people (
              id INTEGER PRIMARY KEY, firstName TEXT, lastName TEXT, dob TEXT, balance_cents INTEGER,
              status INTEGER, email TEXT, ssn TEXT
@@ -21,60 +21,59 @@ fn setup(d: &Path) -> std::path::PathBuf {
          INSERT INTO people VALUES (3, 'Alan', 'Turing', '06/23/1912', 99, 0, 'alan@example.com', 'SSN-SECRET-0003');
          INSERT INTO people VALUES (4, 'Edsger', 'Dijkstra', '05/11/1930', 5, 1, 'not-an-address', 'SSN-SECRET-0004');
          INSERT INTO people VALUES (5, 'Barbara', 'Liskov', '11/07/1939', 7, 9, 'barbara@example.com', 'SSN-SECRET-0005');",
-    )
-    .unwrap();
-    let shop = rusqlite::Connection::open(d.join("shop.db")).unwrap();
-    shop.execute_batch(
+    );
+    exec(
+        &d.join("shop.db"),
         "CREATE TABLE customers (
              customer_id INTEGER PRIMARY KEY, fname TEXT, lname TEXT, birthday TEXT, balance TEXT,
              status TEXT, mail TEXT, label TEXT, country TEXT
          );",
-    )
-    .unwrap();
+    );
+    let crm = System::sqlite("crm", "crm", "crm.db")
+        .entity(
+            "contacts",
+            &[r#"direction = "read""#, r#"settings = { table = "people" }"#],
+        )
+        .fields(
+            "contacts",
+            &[
+                r#"first_name = { from = "firstName" }"#,
+                r#"last_name = { from = "lastName" }"#,
+                r#"birthday = { from = "dob", type = "date", format = "%m/%d/%Y" }"#,
+                r#"balance = { from = "balance_cents", type = "decimal", decimal = "minor", scale = 2 }"#,
+                r#"status = { values = { Active = 1, Inactive = 0 } }"#,
+                r#"email = { case = "lower" }"#,
+            ],
+        );
+    let shop = System::sqlite("shop", "shop", "shop.db")
+        .entity(
+            "contacts",
+            &[
+                r#"direction = "write""#,
+                r#"primary_key = "customer_id""#,
+                r#"rename = { fname = "first_name", lname = "last_name", mail = "email" }"#,
+                r#"filter = "status == 'Active'""#,
+                r#"settings = { table = "customers" }"#,
+            ],
+        )
+        .fields(
+            "contacts",
+            &[
+                r#"balance = { type = "decimal", decimal = "text", scale = 2 }"#,
+                r#"label = { compute = "{{ first_name }} {{ last_name }} ({{ birthday[:4] }})" }"#,
+                r#"country = { default = "US" }"#,
+            ],
+        );
+    let rules = r#"
+[entities.contacts.fields]
+email = { required = true, format = "email" }
+status = { enum = ["Active", "Inactive"] }
+balance = { type = "decimal", min = 0 }
+ssn = { sensitive = true }
+"#;
     write_manifest(
         d,
-        &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-[entities.contacts.fields]
-email = {{ required = true, format = "email" }}
-status = {{ enum = ["Active", "Inactive"] }}
-balance = {{ type = "decimal", min = 0 }}
-ssn = {{ sensitive = true }}
-
-[systems.crm]
-connector = {sql}
-config = {{ database = "crm" }}
-databases = {{ crm = "crm.db" }}
-[systems.crm.entities.contacts]
-direction = "read"
-settings = {{ table = "people" }}
-[systems.crm.entities.contacts.fields]
-first_name = {{ from = "firstName" }}
-last_name = {{ from = "lastName" }}
-birthday = {{ from = "dob", type = "date", format = "%m/%d/%Y" }}
-balance = {{ from = "balance_cents", type = "decimal", decimal = "minor", scale = 2 }}
-status = {{ values = {{ Active = 1, Inactive = 0 }} }}
-email = {{ case = "lower" }}
-
-[systems.shop]
-connector = {sql}
-config = {{ database = "shop" }}
-databases = {{ shop = "shop.db" }}
-[systems.shop.entities.contacts]
-direction = "write"
-primary_key = "customer_id"
-rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
-filter = "status == 'Active'"
-settings = {{ table = "customers" }}
-[systems.shop.entities.contacts.fields]
-balance = {{ type = "decimal", decimal = "text", scale = 2 }}
-label = {{ compute = "{{{{ first_name }}}} {{{{ last_name }}}} ({{{{ birthday[:4] }}}})" }}
-country = {{ default = "US" }}
-"#,
-            sql = toml_path(&connector("sql"))
-        ),
+        &format!("{}{rules}{crm}{shop}", entity("contacts", "id", &[])),
     )
 }
 
@@ -83,25 +82,20 @@ fn conversions_filters_validation_and_sensitive_fields_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let m = setup(d);
-    let log = std::process::Command::new(WEIR)
-        .args(["--manifest", m.to_str().unwrap(), "sync", "--quiet"])
-        .env("WEIR_CACHE_DIR", env!("WEIR_TEST_CACHE"))
-        .env("WEIR_LOG", "weir=trace")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&log.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&log.stderr).into_owned();
+    let log = weir_env(
+        WEIR,
+        &m,
+        &["sync", "--quiet"],
+        &[("WEIR_LOG", "weir=trace")],
+    );
+    let (stdout, stderr) = (&log.stdout, &log.stderr);
     std::fs::write(d.join("sync.log"), format!("{stdout}{stderr}")).unwrap();
     // A log written to a pipe or a file has no colour codes.
     assert!(
         stderr.contains("TRACE") && !stderr.contains('\u{1b}'),
         "{stderr}"
     );
-    assert_eq!(
-        log.status.code(),
-        Some(1),
-        "two records are invalid: {stdout}{stderr}"
-    );
+    assert_eq!(log.code, 1, "two records are invalid: {stdout}{stderr}");
     assert!(
         stdout.contains("run 1: 5 read, 2 written"),
         "{stdout}{stderr}"
@@ -171,12 +165,10 @@ fn conversions_filters_validation_and_sensitive_fields_end_to_end() {
         scanned >= 6,
         "store, its WAL, the shop, the log, the audit and dead-letter exports were scanned"
     );
-    let store = rusqlite::Connection::open(d.join("weir.db")).unwrap();
-    let golden: String = store
-        .query_row("SELECT data FROM golden WHERE global_id = 1", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let golden = text(
+        &d.join("weir.db"),
+        "SELECT data FROM golden WHERE global_id = 1",
+    );
     assert!(!golden.contains("ssn"), "{golden}");
 }
 

@@ -10,29 +10,19 @@ fn manifest(dir: &Path, store: &str) -> std::path::PathBuf {
     write_manifest(
         dir,
         &format!(
-            r#"
-{store}
-[entities.contacts]
-primary_key = "id"
-
-{crm}
-
-{shop}
-"#,
-            crm = crm_system("read"),
-            shop = shop_system(),
+            "{store}\n{}{}{}",
+            entity("contacts", "id", &[]),
+            crm_system("read"),
+            shop_system(),
         ),
     )
 }
 
 fn rename(db: &Path, id: i64, name: &str) {
-    rusqlite::Connection::open(db)
-        .unwrap()
-        .execute(
-            "UPDATE contacts SET first_name = ?1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?2",
-            rusqlite::params![name, id],
-        )
-        .unwrap();
+    exec(
+        db,
+        &format!("UPDATE contacts SET first_name = '{name}', updated_at = {STAMP} WHERE id = {id}"),
+    );
 }
 
 #[test]
@@ -50,15 +40,15 @@ fn retention_removes_only_audit_rows_older_than_the_window() {
 
     // Age the first rows: two beyond the window, one just inside it.
     let day = |n: i64| format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-{n} days')");
-    let conn = rusqlite::Connection::open(&store).unwrap();
-    conn.execute_batch(&format!(
-        "UPDATE audit SET at = {} WHERE id IN (1, 2);
-         UPDATE audit SET at = {} WHERE id = 3;",
-        day(40),
-        day(29)
-    ))
-    .unwrap();
-    drop(conn);
+    exec(
+        &store,
+        &format!(
+            "UPDATE audit SET at = {} WHERE id IN (1, 2);
+             UPDATE audit SET at = {} WHERE id = 3;",
+            day(40),
+            day(29)
+        ),
+    );
 
     // The next pass applies retention: rows 1 and 2 go, row 3 and the recent ones stay.
     rename(&d.join("crm.db"), 4, "Quentin");
@@ -73,10 +63,10 @@ fn retention_removes_only_audit_rows_older_than_the_window() {
 
     // Retention 0 keeps everything.
     let keep = manifest(d, "[store]\naudit_retention_days = 0");
-    rusqlite::Connection::open(&store)
-        .unwrap()
-        .execute_batch(&format!("UPDATE audit SET at = {} WHERE id = 3", day(400)))
-        .unwrap();
+    exec(
+        &store,
+        &format!("UPDATE audit SET at = {} WHERE id = 3", day(400)),
+    );
     assert_eq!(weir(WEIR, &keep, &["sync", "--quiet"]).code, 0);
     assert_eq!(count(&store, "SELECT count(*) FROM audit WHERE id = 3"), 1);
 }
@@ -118,9 +108,7 @@ fn audit_export_runs_records_backup_and_restore() {
     // The master-data view of contact 1: golden record, ids everywhere, history.
     let record = weir(WEIR, &m, &["records", "contacts", "1"]);
     assert_eq!(record.code, 0, "{record:?}");
-    let crm_email = rows(&d.join("crm.db"), "SELECT email FROM contacts WHERE id = 1")[0][0]
-        .clone()
-        .unwrap();
+    let crm_email = text(&d.join("crm.db"), "SELECT email FROM contacts WHERE id = 1");
     assert!(record.stdout.contains(&crm_email), "{record:?}");
     assert!(record.stdout.contains("  crm: 1 (since "), "{record:?}");
     assert!(record.stdout.contains("  shop: "), "{record:?}");
@@ -153,12 +141,7 @@ fn audit_export_runs_records_backup_and_restore() {
     assert!(runs.stdout.contains("1 read, 1 written"), "{runs:?}");
     let store = d.join("weir.db");
     assert_eq!(count(&store, "SELECT count(*) FROM audit"), 8);
-    assert!(
-        rows(&store, "SELECT data FROM golden WHERE global_id = 2")[0][0]
-            .as_deref()
-            .unwrap()
-            .contains("Zelda")
-    );
+    assert!(text(&store, "SELECT data FROM golden WHERE global_id = 2").contains("Zelda"));
 
     let bad = d.join("not-a-backup.db");
     std::fs::write(&bad, "hello").unwrap();
@@ -171,21 +154,11 @@ fn audit_export_runs_records_backup_and_restore() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(count(&store, "SELECT count(*) FROM audit"), 6);
     assert_eq!(count(&store, "SELECT count(*) FROM runs"), 1);
-    assert!(
-        !rows(&store, "SELECT data FROM golden WHERE global_id = 2")[0][0]
-            .as_deref()
-            .unwrap()
-            .contains("Zelda")
-    );
+    assert!(!text(&store, "SELECT data FROM golden WHERE global_id = 2").contains("Zelda"));
     // The restored store works: the next pass takes Zelda again.
     let next = weir(WEIR, &m, &["sync", "--quiet"]);
     assert_eq!(next.code, 0, "{next:?}");
-    assert!(
-        rows(&store, "SELECT data FROM golden WHERE global_id = 2")[0][0]
-            .as_deref()
-            .unwrap()
-            .contains("Zelda")
-    );
+    assert!(text(&store, "SELECT data FROM golden WHERE global_id = 2").contains("Zelda"));
 }
 
 fn people(db: &Path, sql: &str) -> Vec<String> {
@@ -225,14 +198,12 @@ fn rollback_restores_every_system_and_is_audited() {
     assert_eq!(crm_before.len(), 3);
 
     // Run 2 updates contact 1, deletes contact 2 and creates a fourth.
-    let conn = rusqlite::Connection::open(&crm).unwrap();
-    conn.execute_batch(
+    exec(
+        &crm,
         "UPDATE contacts SET first_name = 'Changed' WHERE id = 1;
          DELETE FROM contacts WHERE id = 2;
          INSERT INTO contacts (first_name, last_name, email) VALUES ('New', 'Person', 'new@example.com');",
-    )
-    .unwrap();
-    drop(conn);
+    );
     let second = weir(WEIR, &m, &["sync", "--full", "--quiet"]);
     assert_eq!(second.code, 0, "{second:?}");
     assert!(second.stdout.starts_with("run 2:"), "{second:?}");

@@ -55,27 +55,22 @@ const PG_CONTACTS: &str = "
 
 /// The same contacts in SQLite, every value text or integer.
 fn lite_db(path: &std::path::Path, n: usize) {
+    create_table(
+        path,
+        "contacts",
+        "id",
+        Key::Reused,
+        "first_name TEXT NOT NULL,
+         last_name TEXT NOT NULL,
+         email TEXT NOT NULL,
+         balance TEXT,
+         birth_date TEXT,
+         tags TEXT,
+         vip BOOLEAN NOT NULL DEFAULT 0,
+         photo TEXT,
+         score REAL",
+    );
     let conn = rusqlite::Connection::open(path).unwrap();
-    conn.execute_batch(
-        "CREATE TABLE contacts (
-             id INTEGER PRIMARY KEY,
-             first_name TEXT NOT NULL,
-             last_name TEXT NOT NULL,
-             email TEXT NOT NULL,
-             balance TEXT,
-             birth_date TEXT,
-             tags TEXT,
-             vip BOOLEAN NOT NULL DEFAULT 0,
-             photo TEXT,
-             score REAL,
-             updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-         );
-         CREATE TRIGGER touch AFTER UPDATE ON contacts FOR EACH ROW WHEN NEW.updated_at = OLD.updated_at
-         BEGIN
-             UPDATE contacts SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = NEW.id;
-         END;",
-    )
-    .unwrap();
     for i in 1..=n {
         conn.execute(
             "INSERT INTO contacts (id, first_name, last_name, email, balance, birth_date, tags, vip)
@@ -109,36 +104,47 @@ fn two_way_manifest_of(
     (entity, key): (&str, &str),
     pg_deletes: &str,
 ) -> std::path::PathBuf {
-    let sql = toml_path(&connector("sql"));
-    write_manifest(
-        dir,
-        &format!(
-            r#"
-[entities.{entity}]
-primary_key = "{key}"
-shared_key = true
+    let settings = |deletes: &str| {
+        format!(
+            r#"settings = {{ table = "{entity}", updated_at = "updated_at", deletes = "{deletes}" }}"#
+        )
+    };
+    let lite = lite_system().entity(
+        entity,
+        &[
+            r#"direction = "both""#,
+            IGNORE_UPDATED_AT,
+            &settings("tombstones"),
+        ],
+    );
+    let pg = pg_system(&format!(
+        r#"{{ url = "{pg_url}", password = "${{WEIR_TEST_PG_PASSWORD}}", pool_size = 2 }}"#
+    ))
+    .entity(
+        entity,
+        &[
+            r#"direction = "both""#,
+            IGNORE_UPDATED_AT,
+            &settings(pg_deletes),
+        ],
+    );
+    write_manifest(dir, &format!("{}{lite}{pg}", entity_of(entity, key)))
+}
 
-[systems.lite]
-connector = {sql}
-config = {{ database = "lite" }}
-databases = {{ lite = "lite.db" }}
-[systems.lite.entities.{entity}]
-direction = "both"
-ignore = ["updated_at"]
-settings = {{ table = "{entity}", updated_at = "updated_at", deletes = "tombstones" }}
+/// The entity `entity` keyed by `key`, the same in every system.
+fn entity_of(entity: &str, key: &str) -> String {
+    weir_tests::entity(entity, key, &["shared_key = true"])
+}
 
-[systems.pg]
-connector = {sql}
-config = {{ database = "main" }}
-[systems.pg.databases]
-main = {{ url = "{pg_url}", password = "${{WEIR_TEST_PG_PASSWORD}}", pool_size = 2 }}
-[systems.pg.entities.{entity}]
-direction = "both"
-ignore = ["updated_at"]
-settings = {{ table = "{entity}", updated_at = "updated_at", deletes = "{pg_deletes}" }}
-"#
-        ),
-    )
+/// System `lite`: the `sql` connector on `lite.db` beside the manifest.
+fn lite_system() -> System {
+    System::sqlite("lite", "lite", "lite.db")
+}
+
+/// System `pg`: the `sql` connector on the PostgreSQL grant `main` = `grant`
+/// (a TOML value).
+fn pg_system(grant: &str) -> System {
+    System::sql("pg", "main", grant)
 }
 
 /// A fresh folder with `lite.db` holding `n` contacts, and the two-way
@@ -156,6 +162,15 @@ fn two_way(pg: &Postgres, n: usize, pg_deletes: &str) -> TwoWay {
     lite_db(&lite, n);
     let m = two_way_manifest(dir.path(), &pg.url("crm"), pg_deletes);
     TwoWay { dir, lite, m }
+}
+
+/// Moves every backoff of the store `store` into the past, as if its time
+/// had come.
+fn make_due(store: &std::path::Path) {
+    exec(
+        store,
+        "UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00.000Z'",
+    );
 }
 
 /// Asserts that the store in `dir` holds no dead letters.
@@ -361,15 +376,13 @@ fn sqlite_and_postgresql_agree_both_ways_with_updates_inserts_and_deletes() {
     );
 
     // SQLite -> PostgreSQL: the same three kinds of change.
-    let conn = rusqlite::Connection::open(&lite).unwrap();
-    conn.execute_batch(
+    exec(
+        &lite,
         "UPDATE contacts SET first_name = 'Renamed', photo = 'cafe' WHERE id = 30;
          INSERT INTO contacts (id, first_name, last_name, email, balance, birth_date, tags)
              VALUES (2001, 'Edsger', 'Dijkstra', 'ewd@example.com', '0.10', '1930-05-11', '[]');
          DELETE FROM contacts WHERE id = 40;",
-    )
-    .unwrap();
-    drop(conn);
+    );
     let run = sync(&m, &["--quiet"]);
     assert_eq!(written_and_deleted(&run), (2, 1));
     assert_eq!(
@@ -408,13 +421,10 @@ fn sqlite_and_postgresql_agree_both_ways_with_updates_inserts_and_deletes() {
         "INSERT INTO contacts_weir_deleted VALUES (999999, '2000-01-01T00:00:00Z')",
     )
     .unwrap();
-    rusqlite::Connection::open(&lite)
-        .unwrap()
-        .execute(
-            "INSERT INTO contacts_weir_deleted VALUES (999999, '2000-01-01T00:00:00.000Z')",
-            [],
-        )
-        .unwrap();
+    exec(
+        &lite,
+        "INSERT INTO contacts_weir_deleted VALUES (999999, '2000-01-01T00:00:00.000Z')",
+    );
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
     assert_eq!(
         pg.psql("crm", "SELECT id FROM contacts_weir_deleted ORDER BY id")
@@ -433,25 +443,14 @@ fn a_database_the_manifest_does_not_grant_is_refused_and_secrets_stay_out_of_err
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     lite_db(&d.join("lite.db"), 1);
-    let sql = toml_path(&connector("sql"));
     let secret = "hunter2-do-not-print";
     let manifest = |database: &str, url: &str| {
-        write_manifest(
-            d,
-            &format!(
-                r#"
-[entities.contacts]
-primary_key = "id"
-[systems.pg]
-connector = {sql}
-config = {{ database = "{database}" }}
-databases = {{ main = {{ url = "{url}", password = "${{WEIR_TEST_PG_PASSWORD}}" }} }}
-[systems.pg.entities.contacts]
-direction = "both"
-settings = {{ table = "contacts", updated_at = "updated_at" }}
-"#
-            ),
-        )
+        let pg = System::new("pg", "sql", &format!(r#"database = "{database}""#))
+            .line(&format!(
+                r#"databases = {{ main = {{ url = "{url}", password = "${{WEIR_TEST_PG_PASSWORD}}" }} }}"#
+            ))
+            .entity("contacts", &[r#"direction = "both""#, &tracked_table("contacts")]);
+        write_manifest(d, &format!("{}{pg}", entity("contacts", "id", &[])))
     };
     let env = [("WEIR_TEST_PG_PASSWORD", secret)];
 
@@ -596,24 +595,12 @@ fn tls_connections_verify_the_server_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::copy(certs.path().join("ca.crt"), d.join("ca.crt")).unwrap();
-    let sql = toml_path(&connector("sql"));
     let manifest = |grant: &str| {
-        write_manifest(
-            d,
-            &format!(
-                r#"
-[entities.contacts]
-primary_key = "id"
-[systems.pg]
-connector = {sql}
-config = {{ database = "main" }}
-databases = {{ main = {grant} }}
-[systems.pg.entities.contacts]
-direction = "both"
-settings = {{ table = "contacts", updated_at = "updated_at" }}
-"#
-            ),
-        )
+        let pg = pg_system(grant).entity(
+            "contacts",
+            &[r#"direction = "both""#, &tracked_table("contacts")],
+        );
+        write_manifest(d, &format!("{}{pg}", entity("contacts", "id", &[])))
     };
     let url = pg.url("crm");
 
@@ -801,10 +788,7 @@ fn deletes_are_read_from_a_logical_replication_slot() {
         0
     );
     // Deletes made by weir (from SQLite) are echoes, not new deletes.
-    rusqlite::Connection::open(&lite)
-        .unwrap()
-        .execute("DELETE FROM contacts WHERE id = 8", [])
-        .unwrap();
+    exec(&lite, "DELETE FROM contacts WHERE id = 8");
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 1));
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
     assert_eq!(
@@ -1061,36 +1045,22 @@ fn a_late_row_of_a_session_weir_may_not_look_into_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let lite = dir.path().join("lite.db");
     lite_db(&lite, 0);
-    let sql = toml_path(&connector("sql"));
     let url = pg.url("crm").replace("postgres@", "syncer@");
+    let pg_source = pg_system(&format!(
+        r#"{{ url = "{url}", password = "${{WEIR_TEST_PG_PASSWORD}}" }}"#
+    ))
+    .tracked("contacts", "contacts", "read", &[]);
+    let lite_target = lite_system().entity(
+        "contacts",
+        &[
+            r#"direction = "write""#,
+            IGNORE_UPDATED_AT,
+            r#"settings = { table = "contacts" }"#,
+        ],
+    );
     let m = write_manifest(
         dir.path(),
-        &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-shared_key = true
-
-[systems.pg]
-connector = {sql}
-config = {{ database = "main" }}
-[systems.pg.databases]
-main = {{ url = "{url}", password = "${{WEIR_TEST_PG_PASSWORD}}" }}
-[systems.pg.entities.contacts]
-direction = "read"
-ignore = ["updated_at"]
-settings = {{ table = "contacts", updated_at = "updated_at" }}
-
-[systems.lite]
-connector = {sql}
-config = {{ database = "lite" }}
-databases = {{ lite = "lite.db" }}
-[systems.lite.entities.contacts]
-direction = "write"
-ignore = ["updated_at"]
-settings = {{ table = "contacts" }}
-"#
-        ),
+        &format!("{}{pg_source}{lite_target}", entity_of("contacts", "id")),
     );
     // A row long settled, where the change cursor starts.
     pg.psql(
@@ -1142,25 +1112,16 @@ fn a_row_locked_at_the_target_is_retried_not_dead_lettered() {
     holder
         .send("BEGIN; SELECT id FROM contacts WHERE id = 5 FOR UPDATE;")
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while pg
-        .psql(
-            "crm",
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'crm' AND state = 'idle in transaction'",
-        )
-        .unwrap()
-        != "1\n"
-    {
-        assert!(std::time::Instant::now() < deadline, "the lock was not taken");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    rusqlite::Connection::open(&lite)
-        .unwrap()
-        .execute(
-            "UPDATE contacts SET email = 'locked@example.com' WHERE id = 5",
-            [],
-        )
-        .unwrap();
+    wait_for(
+        &pg,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = 'crm' AND state = 'idle in transaction'",
+        "1\n",
+        "the lock was not taken",
+    );
+    exec(
+        &lite,
+        "UPDATE contacts SET email = 'locked@example.com' WHERE id = 5",
+    );
     let run = weir_pg(&m, &["sync", "--quiet"]);
     assert_ne!(run.code, 0, "the write waits for a later pass: {run:?}");
     assert!(run.stdout.contains(" 1 failed"), "{run:?}");
@@ -1182,13 +1143,7 @@ fn a_row_locked_at_the_target_is_retried_not_dead_lettered() {
     // Once the lock is let go and the backoff has passed (moved into the
     // past here), the next pass delivers the change.
     drop(holder);
-    rusqlite::Connection::open(&store)
-        .unwrap()
-        .execute(
-            "UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00.000Z'",
-            [],
-        )
-        .unwrap();
+    make_due(&store);
     let run = sync(&m, &["--quiet"]);
     assert_eq!(written_and_deleted(&run), (1, 0));
     assert_eq!(
@@ -1322,10 +1277,7 @@ fn a_table_in_another_schema_syncs_both_ways_with_its_tombstones_there() {
         [[Some("moved@example.com".to_string())]]
     );
     // And SQLite's reach the schema's table.
-    let conn = rusqlite::Connection::open(&lite).unwrap();
-    conn.execute("DELETE FROM contacts WHERE id = 5", [])
-        .unwrap();
-    drop(conn);
+    exec(&lite, "DELETE FROM contacts WHERE id = 5");
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 1));
     assert_eq!(pg.psql("crm", counts).unwrap(), "28|1\n");
     assert_agree_of(&pg, "sales.contacts", &lite);
@@ -1472,10 +1424,7 @@ fn records_of_only_a_key_reach_an_identity_key_table() {
     assert_eq!(pg_badges(), "1\n2\n3\n");
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
     // One alone takes a statement of its own.
-    rusqlite::Connection::open(dir.path().join("lite.db"))
-        .unwrap()
-        .execute("INSERT INTO badges VALUES (4)", [])
-        .unwrap();
+    exec(&dir.path().join("lite.db"), "INSERT INTO badges VALUES (4)");
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 0));
     assert_eq!(pg_badges(), "1\n2\n3\n4\n");
     assert_no_dead_letters(dir.path());
@@ -1490,55 +1439,26 @@ fn a_target_table_without_a_unique_key_is_refused_whole_and_waits() {
     let pg = crm_with("CREATE TABLE people (id bigint, name text);");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let src = d.join("src.db");
-    rusqlite::Connection::open(&src)
-        .unwrap()
-        .execute_batch(
-            "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT);
-             INSERT INTO people VALUES (1, 'Ada'), (2, 'Grace'), (3, 'Alan');",
-        )
-        .unwrap();
+    exec(
+        &d.join("src.db"),
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT);
+         INSERT INTO people VALUES (1, 'Ada'), (2, 'Grace'), (3, 'Alan');",
+    );
     let dst = d.join("dst.db");
-    rusqlite::Connection::open(&dst)
-        .unwrap()
-        // A unique index with a condition cannot match records either.
-        .execute_batch(
-            "CREATE TABLE people (id INTEGER, name TEXT);
-             CREATE UNIQUE INDEX named ON people (id) WHERE name IS NOT NULL;",
-        )
-        .unwrap();
-    let sql = toml_path(&connector("sql"));
+    // A unique index with a condition cannot match records either.
+    exec(
+        &dst,
+        "CREATE TABLE people (id INTEGER, name TEXT);
+         CREATE UNIQUE INDEX named ON people (id) WHERE name IS NOT NULL;",
+    );
+    let src = System::sqlite("src", "src", "src.db").entity("people", &[r#"direction = "read""#]);
+    let dst_system =
+        System::sqlite("dst", "dst", "dst.db").entity("people", &[r#"direction = "write""#]);
+    let pg_target = pg_system(&format!(r#"{{ url = "{}" }}"#, pg.url("crm")))
+        .entity("people", &[r#"direction = "write""#]);
     let m = write_manifest(
         d,
-        &format!(
-            r#"
-[entities.people]
-primary_key = "id"
-shared_key = true
-
-[systems.src]
-connector = {sql}
-config = {{ database = "src" }}
-databases = {{ src = "src.db" }}
-[systems.src.entities.people]
-direction = "read"
-
-[systems.dst]
-connector = {sql}
-config = {{ database = "dst" }}
-databases = {{ dst = "dst.db" }}
-[systems.dst.entities.people]
-direction = "write"
-
-[systems.pg]
-connector = {sql}
-config = {{ database = "main" }}
-databases = {{ main = {{ url = "{url}" }} }}
-[systems.pg.entities.people]
-direction = "write"
-"#,
-            url = pg.url("crm")
-        ),
+        &format!("{}{src}{dst_system}{pg_target}", entity_of("people", "id")),
     );
     let fix = "is neither its primary key nor alone in a unique index, so writes cannot match records by it; add one";
     let check = weir_pg(&m, &["check"]);
@@ -1571,17 +1491,8 @@ direction = "write"
     // The fix, and the backoff moved into the past: the records arrive.
     pg.psql("crm", "ALTER TABLE people ADD PRIMARY KEY (id);")
         .unwrap();
-    rusqlite::Connection::open(&dst)
-        .unwrap()
-        .execute_batch("CREATE UNIQUE INDEX by_id ON people (id);")
-        .unwrap();
-    rusqlite::Connection::open(&store)
-        .unwrap()
-        .execute(
-            "UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00.000Z'",
-            [],
-        )
-        .unwrap();
+    exec(&dst, "CREATE UNIQUE INDEX by_id ON people (id);");
+    make_due(&store);
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (6, 0));
     assert_eq!(
         pg.psql("crm", "SELECT id, name FROM people ORDER BY id")
@@ -1643,14 +1554,12 @@ fn arrays_and_other_postgresql_types_sync_both_ways() {
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));
 
     // SQLite -> PostgreSQL: arrays as JSON text, the rest as text.
-    rusqlite::Connection::open(&lite)
-        .unwrap()
-        .execute_batch(
-            r#"UPDATE things SET tags = '["x", "y,z", null]', grid = '[[5], [6]]', span = '03:00:00', addr = '::1', days = '[2,3]' WHERE id = 2;
-               INSERT INTO things (id, tags) VALUES (3, '["new"]');
-               INSERT INTO things (id, grid) VALUES (4, '[[]]');"#,
-        )
-        .unwrap();
+    exec(
+        &lite,
+        r#"UPDATE things SET tags = '["x", "y,z", null]', grid = '[[5], [6]]', span = '03:00:00', addr = '::1', days = '[2,3]' WHERE id = 2;
+           INSERT INTO things (id, tags) VALUES (3, '["new"]');
+           INSERT INTO things (id, grid) VALUES (4, '[[]]');"#,
+    );
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (3, 0));
     assert_eq!(
         pg.psql(
@@ -1684,10 +1593,7 @@ fn arrays_and_other_postgresql_types_sync_both_ways() {
 fn lite_with(sql: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let lite = dir.path().join("lite.db");
-    rusqlite::Connection::open(&lite)
-        .unwrap()
-        .execute_batch(sql)
-        .unwrap();
+    exec(&lite, sql);
     (dir, lite)
 }
 
@@ -1703,32 +1609,10 @@ fn lite_and_pg(
     (lite, pg_direction): (&str, &str),
 ) -> (tempfile::TempDir, std::path::PathBuf) {
     let (dir, _) = lite_with(lite_sql);
-    let sql = toml_path(&connector("sql"));
-    let m = write_manifest(
-        dir.path(),
-        &format!(
-            r#"
-[entities.{entity}]
-primary_key = "{key}"
-shared_key = true
-
-[systems.lite]
-connector = {sql}
-config = {{ database = "lite" }}
-databases = {{ lite = "lite.db" }}
-[systems.lite.entities.{entity}]
-direction = "{lite}"
-
-[systems.pg]
-connector = {sql}
-config = {{ database = "main" }}
-databases = {{ main = {{ url = "{url}" }} }}
-[systems.pg.entities.{entity}]
-direction = "{pg_direction}"
-"#,
-            url = pg.url("crm")
-        ),
-    );
+    let lite = lite_system().entity(entity, &[&direction(lite)]);
+    let pg = pg_system(&format!(r#"{{ url = "{}" }}"#, pg.url("crm")))
+        .entity(entity, &[&direction(pg_direction)]);
+    let m = write_manifest(dir.path(), &format!("{}{lite}{pg}", entity_of(entity, key)));
     (dir, m)
 }
 
@@ -1918,10 +1802,7 @@ fn a_key_read_as_text_syncs_both_ways_with_changes_and_deletes() {
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (1, 1));
     assert_eq!(lite_hosts(), ["10.0.0.10|b2", "192.168.1.1|c"]);
     // And back: a delete in SQLite reaches PostgreSQL.
-    rusqlite::Connection::open(&lite)
-        .unwrap()
-        .execute("DELETE FROM hosts WHERE addr = '192.168.1.1'", [])
-        .unwrap();
+    exec(&lite, "DELETE FROM hosts WHERE addr = '192.168.1.1'");
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 1));
     assert_eq!(pg_hosts(), "10.0.0.10|b2\n");
     assert_eq!(written_and_deleted(&sync(&m, &["--quiet"])), (0, 0));

@@ -7,51 +7,43 @@ use weir_tests::*;
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
 
 fn setup(d: &Path, entity_extra: &str) -> std::path::PathBuf {
-    let crm = rusqlite::Connection::open(d.join("crm.db")).unwrap();
-    crm.execute_batch(
-        "CREATE TABLE contacts (
-             id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, updated_by TEXT,
-             updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-         );
-         CREATE TRIGGER touch AFTER UPDATE ON contacts FOR EACH ROW WHEN NEW.updated_at = OLD.updated_at
-         BEGIN UPDATE contacts SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = NEW.id; END;",
-    )
-    .unwrap();
+    let crm = d.join("crm.db");
+    exec(
+        &crm,
+        &format!(
+            "CREATE TABLE contacts (
+                 id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, updated_by TEXT,
+                 updated_at TEXT NOT NULL DEFAULT ({STAMP})
+             );
+             {}",
+            touch_trigger("contacts", "id")
+        ),
+    );
     for i in 1..=20 {
-        crm.execute(
-            "INSERT INTO contacts (name, email) VALUES (?1, ?2)",
-            [format!("person {i}"), format!("p{i}@example.com")],
-        )
-        .unwrap();
+        exec(
+            &crm,
+            &format!(
+                "INSERT INTO contacts (name, email) VALUES ('person {i}', 'p{i}@example.com')"
+            ),
+        );
     }
-    rusqlite::Connection::open(d.join("shop.db"))
-        .unwrap()
-        .execute_batch("CREATE TABLE contacts (id INTEGER PRIMARY KEY, name TEXT, email TEXT);")
-        .unwrap();
+    exec(
+        &d.join("shop.db"),
+        "CREATE TABLE contacts (id INTEGER PRIMARY KEY, name TEXT, email TEXT);",
+    );
+    let crm = System::sqlite("crm", "crm", "crm.db").entity(
+        "contacts",
+        &[
+            r#"direction = "read""#,
+            r#"ignore = ["updated_at", "updated_by"]"#,
+            r#"settings = { updated_at = "updated_at", actor = "updated_by" }"#,
+        ],
+    );
+    let shop =
+        System::sqlite("shop", "shop", "shop.db").entity("contacts", &[r#"direction = "write""#]);
     write_manifest(
         d,
-        &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-{entity_extra}
-[systems.crm]
-connector = {sql}
-config = {{ database = "crm" }}
-databases = {{ crm = "crm.db" }}
-[systems.crm.entities.contacts]
-direction = "read"
-ignore = ["updated_at", "updated_by"]
-settings = {{ updated_at = "updated_at", actor = "updated_by" }}
-[systems.shop]
-connector = {sql}
-config = {{ database = "shop" }}
-databases = {{ shop = "shop.db" }}
-[systems.shop.entities.contacts]
-direction = "write"
-"#,
-            sql = toml_path(&connector("sql"))
-        ),
+        &format!("{}{crm}{shop}", entity("contacts", "id", &[entity_extra])),
     )
 }
 
@@ -69,13 +61,11 @@ fn changes_beyond_a_users_limit_are_held_until_approved_or_rejected() {
         "rows without a user are not limited: {first:?}"
     );
 
-    let crm = rusqlite::Connection::open(d.join("crm.db")).unwrap();
-    crm.execute("UPDATE contacts SET email = 'mallory' || id || '@example.com', updated_by = 'mallory' WHERE id <= 5", []).unwrap();
-    crm.execute(
-        "UPDATE contacts SET name = 'renamed by alice', updated_by = 'alice' WHERE id = 10",
-        [],
-    )
-    .unwrap();
+    exec(
+        &d.join("crm.db"),
+        "UPDATE contacts SET email = 'mallory' || id || '@example.com', updated_by = 'mallory' WHERE id <= 5;
+         UPDATE contacts SET name = 'renamed by alice', updated_by = 'alice' WHERE id = 10;",
+    );
     let second = weir(WEIR, &m, &["sync", "--quiet"]);
     assert_eq!(second.code, 0, "{second:?}");
     assert!(
@@ -137,20 +127,18 @@ fn changes_beyond_a_users_limit_are_held_until_approved_or_rejected() {
     );
     let shop = d.join("shop.db");
     assert_eq!(
-        rows(
+        text(
             &shop,
             &format!("SELECT email FROM contacts WHERE id = {approved_record}")
-        )[0][0]
-            .as_deref(),
-        Some(format!("mallory{approved_record}@example.com").as_str())
+        ),
+        format!("mallory{approved_record}@example.com")
     );
     assert_eq!(
-        rows(
+        text(
             &shop,
             &format!("SELECT email FROM contacts WHERE id = {rejected_record}")
-        )[0][0]
-            .as_deref(),
-        Some(format!("p{rejected_record}@example.com").as_str())
+        ),
+        format!("p{rejected_record}@example.com")
     );
     assert!(weir(WEIR, &m, &["held"]).stdout.is_empty());
     let audit = weir(WEIR, &m, &["audit", "--system", "crm"]);
@@ -171,22 +159,20 @@ fn a_pass_deleting_too_much_of_an_entity_holds_its_deletes_and_asks() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let m = setup(d, "max_delete_percent = 10");
-    let crm = rusqlite::Connection::open(d.join("crm.db")).unwrap();
+    let crm = d.join("crm.db");
     let shop = d.join("shop.db");
     assert_eq!(weir(WEIR, &m, &["sync", "--quiet"]).code, 0);
     assert_eq!(count(&shop, "SELECT count(*) FROM contacts"), 20);
 
     // 1 of 20 (5%) is within the limit.
-    crm.execute("DELETE FROM contacts WHERE id = 1", [])
-        .unwrap();
+    exec(&crm, "DELETE FROM contacts WHERE id = 1");
     let small = weir(WEIR, &m, &["sync", "--quiet", "--full"]);
     assert_eq!(small.code, 0, "{small:?}");
     assert!(small.stdout.contains(" 1 deleted, "), "{small:?}");
     assert_eq!(count(&shop, "SELECT count(*) FROM contacts"), 19);
 
     // 5 of 19 (26%) is not: nothing is deleted, the run says why and how to go on.
-    crm.execute("DELETE FROM contacts WHERE id BETWEEN 2 AND 6", [])
-        .unwrap();
+    exec(&crm, "DELETE FROM contacts WHERE id BETWEEN 2 AND 6");
     let big = weir(WEIR, &m, &["sync", "--quiet", "--full"]);
     assert_eq!(big.code, 1, "{big:?}");
     assert!(big.stdout.contains(" 0 deleted, "), "{big:?}");
@@ -218,14 +204,17 @@ fn a_batch_system_receives_compressed_changes_in_its_window_only() {
     };
     let window = format!("{}-{}", minute(120), minute(240));
     let m = setup(d, "");
-    let mut text = std::fs::read_to_string(&m).unwrap();
+    let mut manifest = std::fs::read_to_string(&m).unwrap();
+    let files = System::csv("files", "out", "csv").entity(
+        "contacts",
+        &[
+            r#"direction = "write""#,
+            &format!("deliver_between = \"{window}\""),
+        ],
+    );
     std::fs::create_dir_all(d.join("csv")).unwrap();
-    text.push_str(&format!(
-        "[systems.files]\nconnector = {csv}\nconfig = {{ directory = \"out\" }}\ndirectories = {{ out = \"csv\" }}\n\
-         [systems.files.entities.contacts]\ndirection = \"write\"\ndeliver_between = \"{window}\"\n",
-        csv = toml_path(&connector("csv"))
-    ));
-    std::fs::write(&m, text).unwrap();
+    manifest.push_str(&files.to_string());
+    std::fs::write(&m, manifest).unwrap();
 
     let first = weir(WEIR, &m, &["sync", "--quiet"]);
     assert!(
@@ -241,18 +230,16 @@ fn a_batch_system_receives_compressed_changes_in_its_window_only() {
         .contains("outbox: 20 pending"));
 
     // Two more changes of one record while waiting: still one pending write for it.
-    let crm = rusqlite::Connection::open(d.join("crm.db")).unwrap();
-    crm.execute(
+    let crm = d.join("crm.db");
+    exec(
+        &crm,
         "UPDATE contacts SET email = 'first@example.com' WHERE id = 1",
-        [],
-    )
-    .unwrap();
+    );
     assert_eq!(weir(WEIR, &m, &["sync", "--quiet"]).code, 0);
-    crm.execute(
+    exec(
+        &crm,
         "UPDATE contacts SET email = 'second@example.com' WHERE id = 1",
-        [],
-    )
-    .unwrap();
+    );
     assert_eq!(weir(WEIR, &m, &["sync", "--quiet"]).code, 0);
     assert!(weir(WEIR, &m, &["status"])
         .stdout

@@ -20,42 +20,22 @@ fn json_server_and_sqlite_stay_in_agreement() {
     .unwrap();
     let api = JsonServer::start(d, &d.join("db.json"));
     let db = d.join("people.db");
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute_batch(
-            "CREATE TABLE people (id INTEGER PRIMARY KEY, first_name TEXT, last_name TEXT, email TEXT,
-                 updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
-             CREATE TRIGGER touch AFTER UPDATE ON people FOR EACH ROW WHEN NEW.updated_at = OLD.updated_at
-             BEGIN UPDATE people SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = NEW.id; END;",
-        )
-        .unwrap();
-    let m = write_manifest(
-        d,
-        &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-[systems.api]
-connector = {rest}
-config = {{ base_url = "{url}" }}
-allowed_hosts = ["127.0.0.1"]
-allow_private_network = true
-[systems.api.entities.contacts]
-ignore = ["updatedAt"]
-settings = {{ path = "/contacts", updated_at = "updatedAt", since_param = "updatedAt_gte", change_params = "_sort=updatedAt&_order=asc" }}
-[systems.db]
-connector = {sql}
-config = {{ database = "db" }}
-databases = {{ db = "people.db" }}
-[systems.db.entities.contacts]
-ignore = ["updated_at"]
-settings = {{ table = "people", updated_at = "updated_at" }}
-"#,
-            rest = toml_path(&connector("rest")),
-            sql = toml_path(&connector("sql")),
-            url = api.url,
-        ),
+    create_table(
+        &db,
+        "people",
+        "id",
+        Key::Reused,
+        "first_name TEXT, last_name TEXT, email TEXT",
     );
+    let rest = System::rest("api", &api.url).entity(
+        "contacts",
+        &[
+            r#"ignore = ["updatedAt"]"#,
+            r#"settings = { path = "/contacts", updated_at = "updatedAt", since_param = "updatedAt_gte", change_params = "_sort=updatedAt&_order=asc" }"#,
+        ],
+    );
+    let sql = System::sqlite("db", "db", "people.db").tracked("contacts", "people", "both", &[]);
+    let m = write_manifest(d, &format!("{}{rest}{sql}", entity("contacts", "id", &[])));
     let check = weir(WEIR, &m, &["check"]);
     assert_eq!(check.code, 0, "{check:?}");
     assert!(
@@ -97,7 +77,10 @@ settings = {{ table = "people", updated_at = "updated_at" }}
     assert!(second.stdout.contains(" 0 written, "), "{second:?}");
 
     // Both sides change: a row inserted in SQLite, a contact patched in json-server.
-    rusqlite::Connection::open(&db).unwrap().execute("INSERT INTO people (first_name, last_name, email) VALUES ('Barbara', 'Liskov', 'barbara@example.com')", []).unwrap();
+    exec(
+        &db,
+        "INSERT INTO people (first_name, last_name, email) VALUES ('Barbara', 'Liskov', 'barbara@example.com')",
+    );
     assert_eq!(
         api.request(
             "PATCH",
@@ -171,37 +154,30 @@ fn late_change_reaches_sqlite(lookback_secs: u32) -> (bool, String) {
     .unwrap();
     let api = JsonServer::start(d, &d.join("db.json"));
     let db = d.join("people.db");
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute_batch("CREATE TABLE people (id INTEGER PRIMARY KEY, first_name TEXT, email TEXT);")
-        .unwrap();
+    exec(
+        &db,
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, first_name TEXT, email TEXT);",
+    );
+    let rest = System::rest("api", &api.url).entity(
+        "contacts",
+        &[
+            r#"direction = "read""#,
+            r#"ignore = ["updatedAt"]"#,
+            &format!(r#"settings = {{ path = "/contacts", updated_at = "updatedAt", since_param = "updatedAt_gte", lookback_secs = {lookback_secs} }}"#),
+        ],
+    );
+    let sql = System::sqlite("db", "db", "people.db").entity(
+        "contacts",
+        &[
+            r#"direction = "write""#,
+            r#"settings = { table = "people" }"#,
+        ],
+    );
     let m = write_manifest(
         d,
         &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-shared_key = true
-[systems.api]
-connector = {rest}
-config = {{ base_url = "{url}" }}
-allowed_hosts = ["127.0.0.1"]
-allow_private_network = true
-[systems.api.entities.contacts]
-direction = "read"
-ignore = ["updatedAt"]
-settings = {{ path = "/contacts", updated_at = "updatedAt", since_param = "updatedAt_gte", lookback_secs = {lookback_secs} }}
-[systems.db]
-connector = {sql}
-config = {{ database = "db" }}
-databases = {{ db = "people.db" }}
-[systems.db.entities.contacts]
-direction = "write"
-settings = {{ table = "people" }}
-"#,
-            rest = toml_path(&connector("rest")),
-            sql = toml_path(&connector("sql")),
-            url = api.url,
+            "{}{rest}{sql}",
+            entity("contacts", "id", &["shared_key = true"])
         ),
     );
     let sync = || {

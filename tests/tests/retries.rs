@@ -6,10 +6,6 @@ use weir_tests::*;
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
 
-fn scalar(db: &std::path::Path, sql: &str) -> String {
-    rows(db, sql)[0][0].clone().unwrap_or_default()
-}
-
 /// Runs `weir` with `args`, which must exit with `code` and print `line`.
 fn sync(m: &std::path::Path, args: &[&str], code: i32, line: &str) {
     let run = weir(WEIR, m, args);
@@ -19,18 +15,15 @@ fn sync(m: &std::path::Path, args: &[&str], code: i32, line: &str) {
 
 /// Moves every backoff into the past, as if its time had come.
 fn make_due(store: &std::path::Path) {
-    rusqlite::Connection::open(store)
-        .unwrap()
-        .execute(
-            "UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00.000Z'",
-            [],
-        )
-        .unwrap();
+    exec(
+        store,
+        "UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00.000Z'",
+    );
 }
 
 /// How many records the flaky connector holds.
 fn held(store: &std::path::Path) -> String {
-    scalar(
+    text(
         store,
         "SELECT count(*) FROM connector_state WHERE system = 'flaky' AND key LIKE 'contacts/%'",
     )
@@ -41,21 +34,14 @@ fn held(store: &std::path::Path) -> String {
 /// the manifest.
 fn setup(d: &std::path::Path, contacts: usize, config: &str) -> std::path::PathBuf {
     crm_db(&d.join("crm.db"), contacts).unwrap();
+    let flaky =
+        System::new("flaky", "flaky", config).entity("contacts", &[r#"direction = "write""#]);
     write_manifest(
         d,
         &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-{crm}
-[systems.flaky]
-connector = {flaky}
-config = {{ {config} }}
-[systems.flaky.entities.contacts]
-direction = "write"
-"#,
-            crm = crm_system("read"),
-            flaky = toml_path(&connector("flaky")),
+            "{}{}{flaky}",
+            entity("contacts", "id", &[]),
+            crm_system("read")
         ),
     )
 }
@@ -78,9 +64,9 @@ fn rate_limits_and_passing_failures_are_retried_with_backoff_until_delivered() {
         1,
         "run 1: 20 read, 0 written, 0 deleted, 0 unchanged, 0 echoes, 0 conflicts, 20 failed",
     );
-    assert_eq!(scalar(&store, "SELECT count(*) FROM outbox WHERE attempts = 1 AND last_error LIKE 'rate-limited: call 1: slow down'"), "20");
+    assert_eq!(text(&store, "SELECT count(*) FROM outbox WHERE attempts = 1 AND last_error LIKE 'rate-limited: call 1: slow down'"), "20");
     assert_eq!(
-        scalar(&store, "SELECT count(*) FROM dead_letters"),
+        text(&store, "SELECT count(*) FROM dead_letters"),
         "0",
         "passing failures are not dead letters"
     );
@@ -92,8 +78,8 @@ fn rate_limits_and_passing_failures_are_retried_with_backoff_until_delivered() {
         1,
         "run 2: 0 read, 0 written, 0 deleted, 0 unchanged, 0 echoes, 0 conflicts, 20 failed",
     );
-    assert_eq!(scalar(&store, "SELECT count(*) FROM outbox WHERE attempts = 2 AND last_error LIKE 'transient: call 2: try again'"), "20");
-    let delay: f64 = scalar(
+    assert_eq!(text(&store, "SELECT count(*) FROM outbox WHERE attempts = 2 AND last_error LIKE 'transient: call 2: try again'"), "20");
+    let delay: f64 = text(
         &store,
         "SELECT min(julianday(o.next_attempt_at) - julianday(a.at)) * 86400 FROM outbox o
          JOIN audit a ON a.global_id = o.global_id AND a.system = 'flaky' AND a.run_id = 2",
@@ -113,10 +99,10 @@ fn rate_limits_and_passing_failures_are_retried_with_backoff_until_delivered() {
     // Once the backoff has passed (moved into the past here), every record is delivered once.
     make_due(&store);
     sync(&m, &["sync", "--quiet"], 0, "run 4: 0 read, 20 written");
-    assert_eq!(scalar(&store, "SELECT count(*) FROM outbox"), "0");
+    assert_eq!(text(&store, "SELECT count(*) FROM outbox"), "0");
     assert_eq!(held(&store), "20");
     assert_eq!(
-        scalar(&store, "SELECT group_concat(outcome, ',') FROM (SELECT outcome FROM audit WHERE system = 'flaky' AND global_id = 1 ORDER BY id)"),
+        text(&store, "SELECT group_concat(outcome, ',') FROM (SELECT outcome FROM audit WHERE system = 'flaky' AND global_id = 1 ORDER BY id)"),
         "failed,failed,ok"
     );
     let audit = weir(WEIR, &m, &["audit", "--system", "flaky", "--id", "1"]);
@@ -151,10 +137,10 @@ fn a_target_that_crashes_during_a_load_gets_the_rest_later_each_record_once() {
         "run 1: 50 read, 14 written",
     );
     assert_eq!(held(&store), "14");
-    assert_eq!(scalar(&store, "SELECT count(*) FROM outbox_spans"), "0");
-    assert_eq!(scalar(&store, "SELECT count(*) FROM outbox"), "36");
+    assert_eq!(text(&store, "SELECT count(*) FROM outbox_spans"), "0");
+    assert_eq!(text(&store, "SELECT count(*) FROM outbox"), "36");
     assert_eq!(
-        scalar(&store, "SELECT count(*) FROM outbox WHERE attempts = 1"),
+        text(&store, "SELECT count(*) FROM outbox WHERE attempts = 1"),
         "7",
         "the batch the connector crashed on backs off"
     );
@@ -176,9 +162,9 @@ fn a_target_that_crashes_during_a_load_gets_the_rest_later_each_record_once() {
         "run 3: 0 read, 7 written",
     );
     assert_eq!(held(&store), "50");
-    assert_eq!(scalar(&store, "SELECT count(*) FROM outbox"), "0");
+    assert_eq!(text(&store, "SELECT count(*) FROM outbox"), "0");
     assert_eq!(
-        scalar(
+        text(
             &store,
             "SELECT count(DISTINCT global_id) || '/' || count(*) FROM audit
              WHERE system = 'flaky' AND operation = 'write:create' AND outcome = 'ok'"

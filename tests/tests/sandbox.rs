@@ -11,39 +11,26 @@ fn hostile_connectors_are_stopped_and_the_rest_syncs() {
     let d = dir.path();
     crm_db(&d.join("crm.db"), 300).unwrap();
     shop_db(&d.join("shop.db")).unwrap();
-    let sql = toml_path(&connector("sql"));
-    let hostile = toml_path(&connector("hostile"));
-    let shop = shop_system();
-    let mut text = format!(
-        r#"
-[entities.contacts]
-primary_key = "id"
-
-[systems.crm]
-connector = {sql}
-config = {{ database = "crm" }}
-databases = {{ crm = "crm.db" }}
-[systems.crm.entities.contacts]
-direction = "read"
-ignore = ["updated_at"]
-settings = {{ table = "contacts" }}
-
-{shop}
-"#
+    let crm = System::sqlite("crm", "crm", "crm.db").entity(
+        "contacts",
+        &[
+            r#"direction = "read""#,
+            IGNORE_UPDATED_AT,
+            r#"settings = { table = "contacts" }"#,
+        ],
     );
+    let mut text = format!("{}{crm}{}", entity("contacts", "id", &[]), shop_system());
     for behaviour in ["loop", "memory", "http", "sql", "trap"] {
-        text.push_str(&format!(
-            r#"
-[systems.evil-{behaviour}]
-connector = {hostile}
-config = {{ behaviour = "{behaviour}" }}
-allowed_hosts = ["api.example.org"]
-databases = {{ granted = "crm.db" }}
-limits = {{ call_timeout_secs = 1, memory_mib = 32 }}
-[systems.evil-{behaviour}.entities.contacts]
-direction = "read"
-"#
-        ));
+        let evil = System::new(
+            &format!("evil-{behaviour}"),
+            "hostile",
+            &format!("behaviour = \"{behaviour}\""),
+        )
+        .line(r#"allowed_hosts = ["api.example.org"]"#)
+        .line(r#"databases = { granted = "crm.db" }"#)
+        .line("limits = { call_timeout_secs = 1, memory_mib = 32 }")
+        .entity("contacts", &[r#"direction = "read""#]);
+        text.push_str(&evil.to_string());
     }
     let m = write_manifest(d, &text);
     let run = weir(WEIR, &m, &["sync", "--quiet"]);
@@ -80,43 +67,30 @@ direction = "read"
 fn a_connector_sees_no_environment_and_no_undeclared_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::create_dir_all(d.join("out")).unwrap();
     // A live TCP port the connector tries to reach directly (sockets are off).
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let probe = System::new(
+        "probe",
+        "hostile",
+        &format!(r#"behaviour = "probe", port = {port}"#),
+    )
+    .entity("contacts", &[r#"direction = "read""#]);
     let m = write_manifest(
         d,
         &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-[systems.probe]
-connector = {hostile}
-config = {{ behaviour = "probe", port = {port} }}
-[systems.probe.entities.contacts]
-direction = "read"
-[systems.files]
-connector = {csv}
-config = {{ directory = "out" }}
-directories = {{ out = "out" }}
-[systems.files.entities.contacts]
-direction = "write"
-"#,
-            hostile = toml_path(&connector("hostile")),
-            csv = toml_path(&connector("csv")),
+            "{}{probe}{}",
+            entity("contacts", "id", &[]),
+            csv_target(d, "contacts", "out", "out"),
         ),
     );
-    let run = std::process::Command::new(WEIR)
-        .args(["--manifest", m.to_str().unwrap(), "sync", "--quiet"])
-        .env("WEIR_CACHE_DIR", env!("WEIR_TEST_CACHE"))
-        .env("WEIR_SECRET_THAT_MUST_NOT_LEAK", "s3cret")
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    let run = weir_env(
+        WEIR,
+        &m,
+        &["sync", "--quiet"],
+        &[("WEIR_SECRET_THAT_MUST_NOT_LEAK", "s3cret")],
     );
+    assert_eq!(run.code, 0, "{run:?}");
     let csv = csv_rows(&d.join("out").join("contacts.csv"));
     let header = &csv[0];
     let value = |name: &str| csv[1][header.iter().position(|h| h == name).unwrap()].clone();
@@ -191,47 +165,35 @@ fn fetch_manifest(
     port: u16,
     allow_private: bool,
 ) -> std::path::PathBuf {
-    std::fs::create_dir_all(d.join("out")).unwrap();
+    let fetch = System::new(
+        "fetch",
+        "hostile",
+        &format!(r#"behaviour = "fetch", url = "http://{host}:{port}/ping", credential = "api""#),
+    )
+    .line(&format!(r#"allowed_hosts = ["{host}"]"#))
+    .line(&format!("allow_private_network = {allow_private}"))
+    .line(r#"credentials = { api = { header = "Authorization", value = "Bearer ${WEIR_TEST_API_TOKEN}" } }"#)
+    .entity("answers", &[r#"direction = "read""#]);
     write_manifest(
         d,
         &format!(
-            r#"
-[entities.answers]
-primary_key = "id"
-[systems.fetch]
-connector = {hostile}
-config = {{ behaviour = "fetch", url = "http://{host}:{port}/ping", credential = "api" }}
-allowed_hosts = ["{host}"]
-allow_private_network = {allow_private}
-credentials = {{ api = {{ header = "Authorization", value = "Bearer ${{WEIR_TEST_API_TOKEN}}" }} }}
-[systems.fetch.entities.answers]
-direction = "read"
-[systems.files]
-connector = {csv}
-config = {{ directory = "out" }}
-directories = {{ out = "out" }}
-[systems.files.entities.answers]
-direction = "write"
-"#,
-            hostile = toml_path(&connector("hostile")),
-            csv = toml_path(&connector("csv")),
+            "{}{fetch}{}",
+            entity("answers", "id", &[]),
+            csv_target(d, "answers", "out", "out"),
         ),
     )
 }
 
 fn sync_with_token(m: &std::path::Path) -> Run {
-    let out = std::process::Command::new(WEIR)
-        .args(["--manifest", m.to_str().unwrap(), "sync", "--quiet"])
-        .env("WEIR_CACHE_DIR", env!("WEIR_TEST_CACHE"))
-        .env("WEIR_TEST_API_TOKEN", "s3cret-token")
-        .env("WEIR_LOG", "debug")
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
+    weir_env(
+        WEIR,
+        m,
+        &["sync", "--quiet"],
+        &[
+            ("WEIR_TEST_API_TOKEN", "s3cret-token"),
+            ("WEIR_LOG", "debug"),
+        ],
+    )
 }
 
 #[test]
@@ -297,35 +259,20 @@ fn a_connector_built_against_an_earlier_api_version_still_runs() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     crm_db(&d.join("crm.db"), 20).unwrap();
-    rusqlite::Connection::open(d.join("copy.db"))
-        .unwrap()
-        .execute_batch("CREATE TABLE records (id TEXT PRIMARY KEY, data TEXT);")
-        .unwrap();
-    let sql = toml_path(&connector("sql"));
-    let legacy = toml_path(&connector("legacy"));
+    exec(
+        &d.join("copy.db"),
+        "CREATE TABLE records (id TEXT PRIMARY KEY, data TEXT);",
+    );
+    let crm = System::sqlite("crm", "crm", "crm.db")
+        .entity("contacts", &[r#"direction = "read""#, IGNORE_UPDATED_AT]);
+    let old = System::new("old", "legacy", r#"database = "copy""#)
+        .line(r#"databases = { copy = "copy.db" }"#)
+        .entity("contacts", &[r#"direction = "write""#]);
     let m = write_manifest(
         d,
         &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-shared_key = true
-
-[systems.crm]
-connector = {sql}
-config = {{ database = "crm" }}
-databases = {{ crm = "crm.db" }}
-[systems.crm.entities.contacts]
-direction = "read"
-ignore = ["updated_at"]
-
-[systems.old]
-connector = {legacy}
-config = {{ database = "copy" }}
-databases = {{ copy = "copy.db" }}
-[systems.old.entities.contacts]
-direction = "write"
-"#
+            "{}{crm}{old}",
+            entity("contacts", "id", &["shared_key = true"])
         ),
     );
     let connectors = weir(WEIR, &m, &["connectors"]);

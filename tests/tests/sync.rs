@@ -6,28 +6,14 @@ use weir_tests::*;
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
 
 fn manifest(dir: &Path) -> std::path::PathBuf {
-    std::fs::create_dir_all(dir.join("csv")).unwrap();
     write_manifest(
         dir,
         &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-
-{crm}
-
-{shop}
-
-[systems.files]
-connector = {csv}
-config = {{ directory = "export" }}
-directories = {{ export = "csv" }}
-[systems.files.entities.contacts]
-direction = "write"
-"#,
-            crm = crm_system("read"),
-            shop = shop_system(),
-            csv = toml_path(&connector("csv")),
+            "{}{}{}{}",
+            entity("contacts", "id", &[]),
+            crm_system("read"),
+            shop_system(),
+            csv_target(dir, "contacts", "export", "csv"),
         ),
     )
 }
@@ -62,34 +48,10 @@ fn ten_thousand_contacts_arrive_everywhere_and_a_second_run_writes_nothing() {
     assert_eq!(source, shop);
 
     // And in the CSV file, with the canonical names and the ids the CSV connector assigned.
-    let csv = csv_rows(&d.join("csv").join("contacts.csv"));
-    let header = &csv[0];
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| h == name)
-            .unwrap_or_else(|| panic!("no column {name} in {header:?}"))
-    };
-    let (f, l, e, p, id) = (
-        col("first_name"),
-        col("last_name"),
-        col("email"),
-        col("phone"),
-        col("id"),
-    );
-    let mut exported: Vec<Vec<Option<String>>> = csv[1..]
-        .iter()
-        .map(|r| {
-            [f, l, e, p]
-                .iter()
-                .map(|&i| Some(r[i].clone()).filter(|s| !s.is_empty()))
-                .collect()
-        })
-        .collect();
-    exported.sort();
+    let csv = d.join("csv").join("contacts.csv");
+    let exported = csv_columns(&csv, &["first_name", "last_name", "email", "phone"]);
     assert_eq!(source, exported);
-    let mut ids: Vec<&str> = csv[1..].iter().map(|r| r[id].as_str()).collect();
-    ids.sort();
+    let mut ids = csv_columns(&csv, &["id"]);
     ids.dedup();
     assert_eq!(ids.len(), 10_000, "csv ids are unique");
 
@@ -129,12 +91,10 @@ fn ten_thousand_contacts_arrive_everywhere_and_a_second_run_writes_nothing() {
 
     // A changed contact is the only change the next run reads, and its only
     // write, to both targets.
-    let conn = rusqlite::Connection::open(d.join("crm.db")).unwrap();
-    conn.execute(
+    exec(
+        &d.join("crm.db"),
         "UPDATE contacts SET email = 'changed@example.com' WHERE id = 5000",
-        [],
-    )
-    .unwrap();
+    );
     let third = weir(WEIR, &m, &["sync", "--quiet"]);
     assert!(
         third.stdout.contains(
@@ -143,15 +103,15 @@ fn ten_thousand_contacts_arrive_everywhere_and_a_second_run_writes_nothing() {
         "{third:?}"
     );
     assert_eq!(
-        rows(
+        count(
             &d.join("shop.db"),
             "SELECT count(*) FROM customers WHERE mail = 'changed@example.com'"
         ),
-        vec![vec![Some("1".to_string())]]
+        1
     );
     assert_eq!(
-        rows(&d.join("shop.db"), "SELECT count(*) FROM customers"),
-        vec![vec![Some("10000".to_string())]]
+        count(&d.join("shop.db"), "SELECT count(*) FROM customers"),
+        10_000
     );
 
     let status = weir(WEIR, &m, &["status"]);
@@ -171,19 +131,14 @@ fn a_record_the_target_refuses_goes_to_dead_letters_and_the_rest_sync() {
     crm_db(&d.join("crm.db"), 50).unwrap();
     shop_db(&d.join("shop.db")).unwrap();
     // The shop already holds one of the e-mail addresses (mail is UNIQUE there).
-    let taken = rows(
+    let taken = text(
         &d.join("crm.db"),
         "SELECT email FROM contacts WHERE id = 10",
-    )[0][0]
-        .clone()
-        .unwrap();
-    rusqlite::Connection::open(d.join("shop.db"))
-        .unwrap()
-        .execute(
-            "INSERT INTO customers (customer_id, fname, lname, mail) VALUES (9999, 'X', 'Y', ?1)",
-            [&taken],
-        )
-        .unwrap();
+    );
+    exec(
+        &d.join("shop.db"),
+        &format!("INSERT INTO customers (customer_id, fname, lname, mail) VALUES (9999, 'X', 'Y', '{taken}')"),
+    );
     let m = manifest(d);
     let run = weir(WEIR, &m, &["sync", "--quiet"]);
     assert_eq!(run.code, 1, "a dead letter makes the run partial: {run:?}");
@@ -194,8 +149,8 @@ fn a_record_the_target_refuses_goes_to_dead_letters_and_the_rest_sync() {
         "{run:?}"
     );
     assert_eq!(
-        rows(&d.join("shop.db"), "SELECT count(*) FROM customers"),
-        vec![vec![Some("50".to_string())]]
+        count(&d.join("shop.db"), "SELECT count(*) FROM customers"),
+        50
     );
     let status = weir(WEIR, &m, &["status"]);
     assert!(
@@ -212,10 +167,10 @@ fn a_record_the_target_refuses_goes_to_dead_letters_and_the_rest_sync() {
     // Once the shop's conflicting row is gone, the dead letter is retried and delivered.
     let letters = weir(WEIR, &m, &["dead-letters"]);
     assert!(letters.stdout.starts_with("#1 "), "{letters:?}");
-    rusqlite::Connection::open(d.join("shop.db"))
-        .unwrap()
-        .execute("DELETE FROM customers WHERE customer_id = 9999", [])
-        .unwrap();
+    exec(
+        &d.join("shop.db"),
+        "DELETE FROM customers WHERE customer_id = 9999",
+    );
     let retry = weir(WEIR, &m, &["dead-letters", "retry", "1"]);
     assert_eq!(retry.code, 0, "{retry:?}");
     assert!(
@@ -228,10 +183,7 @@ fn a_record_the_target_refuses_goes_to_dead_letters_and_the_rest_sync() {
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.stdout.contains(" 1 written, "), "{again:?}");
     let landed = format!("SELECT count(*) FROM customers WHERE mail = '{taken}'");
-    assert_eq!(
-        rows(&d.join("shop.db"), &landed),
-        vec![vec![Some("1".to_string())]]
-    );
+    assert_eq!(count(&d.join("shop.db"), &landed), 1);
     assert!(weir(WEIR, &m, &["dead-letters"]).stdout.is_empty());
     let missing = weir(WEIR, &m, &["dead-letters", "retry", "1"]);
     assert_eq!(missing.code, 1, "{missing:?}");
@@ -337,22 +289,16 @@ fn targets_are_written_at_the_same_time() {
     crm_db(&d.join("crm.db"), 20).unwrap();
     let table = "CREATE TABLE contacts (id INTEGER PRIMARY KEY, first_name TEXT, last_name TEXT, email TEXT, phone TEXT)";
     for db in ["a.db", "b.db"] {
-        let conn = rusqlite::Connection::open(d.join(db)).unwrap();
-        conn.execute_batch(table).unwrap();
+        exec(&d.join(db), table);
     }
     let m = write_manifest(
         d,
         &format!(
-            r#"
-[entities.contacts]
-primary_key = "id"
-shared_key = true
-
-{crm}
-{a}{b}"#,
-            crm = crm_system("read"),
-            a = contacts_target("a"),
-            b = contacts_target("b"),
+            "{}{}{}{}",
+            entity("contacts", "id", &["shared_key = true"]),
+            crm_system("read"),
+            contacts_target("a"),
+            contacts_target("b"),
         ),
     );
 
@@ -363,12 +309,7 @@ shared_key = true
     // through once the lock is let go.
     let a = rusqlite::Connection::open(d.join("a.db")).unwrap();
     a.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let child = std::process::Command::new(WEIR)
-        .arg("--manifest")
-        .arg(&m)
-        .args(["sync", "--quiet"])
-        .env("WEIR_CACHE_DIR", env!("WEIR_TEST_CACHE"))
-        .env_remove("WEIR_LOG")
+    let child = weir_command(WEIR, &m, &["sync", "--quiet"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -401,36 +342,26 @@ shared_key = true
 fn csv_into_sqlite(d: &Path, csv: &str, columns: &str, settings: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(d.join("csv")).unwrap();
     std::fs::write(d.join("csv").join("people.csv"), csv).unwrap();
-    rusqlite::Connection::open(d.join("people.db"))
-        .unwrap()
-        .execute_batch(&format!("CREATE TABLE people ({columns})"))
-        .unwrap();
+    exec(
+        &d.join("people.db"),
+        &format!("CREATE TABLE people ({columns})"),
+    );
+    let files = System::csv("files", "import", "csv").entity(
+        "people",
+        &[r#"direction = "read""#, &format!("settings = {settings}")],
+    );
+    let db = System::sqlite("db", "db", "people.db").entity(
+        "people",
+        &[
+            r#"direction = "write""#,
+            r#"settings = { table = "people" }"#,
+        ],
+    );
     write_manifest(
         d,
         &format!(
-            r#"
-[entities.people]
-primary_key = "id"
-shared_key = true
-
-[systems.files]
-connector = {csv}
-config = {{ directory = "import" }}
-directories = {{ import = "csv" }}
-[systems.files.entities.people]
-direction = "read"
-settings = {settings}
-
-[systems.db]
-connector = {sql}
-config = {{ database = "db" }}
-databases = {{ db = "people.db" }}
-[systems.db.entities.people]
-direction = "write"
-settings = {{ table = "people" }}
-"#,
-            sql = toml_path(&connector("sql")),
-            csv = toml_path(&connector("csv")),
+            "{}{files}{db}",
+            entity("people", "id", &["shared_key = true"])
         ),
     )
 }
@@ -479,10 +410,7 @@ fn a_record_changed_while_its_write_is_on_the_way_is_delivered_again() {
     assert!(run.stdout.contains("run 1: 2 read, 2 written"), "{run:?}");
     assert_eq!(
         rows(&d.join("people.db"), "SELECT id, name FROM people"),
-        [vec![
-            Some("1".to_string()),
-            Some("Ada Lovelace".to_string())
-        ]]
+        [[Some("1".to_string()), Some("Ada Lovelace".to_string())]]
     );
     assert_eq!(count(&d.join("weir.db"), "SELECT count(*) FROM outbox"), 0);
 }

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir_tests::{connector, toml_path, write_manifest};
+use weir_tests::{entity, write_manifest, System};
 
 const SECRET: &str = "bench-s3cret";
 
@@ -33,30 +33,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
              UPDATE events SET written_ms = unixepoch('subsec') * 1000.0 WHERE id = NEW.id;
          END;",
     )?;
+    let app = System::new("app", "hooks", &format!(r#"secret = "{SECRET}""#))
+        .entity("events", &[r#"direction = "read""#]);
+    let sink = System::sqlite("sink", "sink", "sink.db").entity(
+        "events",
+        &[
+            r#"direction = "write""#,
+            r#"primary_key = "id""#,
+            r#"settings = { table = "events" }"#,
+        ],
+    );
     let manifest = write_manifest(
         d,
         &format!(
-            r#"
-[store]
-path = "weir.db"
-[entities.events]
-primary_key = "key"
-[systems.app]
-connector = {hooks}
-config = {{ secret = "{SECRET}" }}
-[systems.app.entities.events]
-direction = "read"
-[systems.sink]
-connector = {sql}
-config = {{ database = "sink" }}
-databases = {{ sink = "sink.db" }}
-[systems.sink.entities.events]
-direction = "write"
-primary_key = "id"
-settings = {{ table = "events" }}
-"#,
-            hooks = toml_path(&connector("hooks")),
-            sql = toml_path(&connector("sql")),
+            "[store]\npath = \"weir.db\"\n{}{app}{sink}",
+            entity("events", "key", &[])
         ),
     );
     let port = std::net::TcpListener::bind("127.0.0.1:0")?

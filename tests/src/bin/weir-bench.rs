@@ -18,6 +18,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 use weir::engine::{SyncOptions, SyncReport};
+use weir_tests::System;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -80,7 +81,6 @@ fn manifest(
     name: &str,
     two_way: bool,
 ) -> Result<weir::manifest::Manifest, Box<dyn std::error::Error>> {
-    let sql = weir_tests::toml_path(&weir_tests::connector("sql"));
     let (crm_dir, shop_dir, crm_at, shop_at) = if two_way {
         (
             "both",
@@ -91,31 +91,27 @@ fn manifest(
     } else {
         ("read", "write", "", "")
     };
+    let crm = System::sqlite("crm", "crm", &format!("{name}-crm.db")).entity(
+        "contacts",
+        &[
+            &format!("direction = \"{crm_dir}\""),
+            r#"ignore = ["updated_at"]"#,
+            &format!("settings = {{ table = \"contacts\"{crm_at} }}"),
+        ],
+    );
+    let shop = System::sqlite("shop", "shop", &format!("{name}-shop.db")).entity(
+        "contacts",
+        &[
+            &format!("direction = \"{shop_dir}\""),
+            r#"primary_key = "customer_id""#,
+            r#"rename = { fname = "first_name", lname = "last_name", mail = "email" }"#,
+            r#"ignore = ["modified"]"#,
+            &format!("settings = {{ table = \"customers\"{shop_at} }}"),
+        ],
+    );
     let text = format!(
-        r#"
-[store]
-path = "{name}.db"
-[entities.contacts]
-primary_key = "id"
-[systems.crm]
-connector = {sql}
-config = {{ database = "crm" }}
-databases = {{ crm = "{name}-crm.db" }}
-[systems.crm.entities.contacts]
-direction = "{crm_dir}"
-ignore = ["updated_at"]
-settings = {{ table = "contacts"{crm_at} }}
-[systems.shop]
-connector = {sql}
-config = {{ database = "shop" }}
-databases = {{ shop = "{name}-shop.db" }}
-[systems.shop.entities.contacts]
-direction = "{shop_dir}"
-primary_key = "customer_id"
-rename = {{ fname = "first_name", lname = "last_name", mail = "email" }}
-ignore = ["modified"]
-settings = {{ table = "customers"{shop_at} }}
-"#
+        "[store]\npath = \"{name}.db\"\n{}{crm}{shop}",
+        weir_tests::entity("contacts", "id", &[])
     );
     let path = d.join(format!("{name}.toml"));
     std::fs::write(&path, text)?;
