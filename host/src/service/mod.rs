@@ -35,6 +35,7 @@
 //! API, `hooks.rs` the webhooks and `ui.rs` the dashboard's routes.
 
 mod alerts;
+mod auth;
 mod hooks;
 mod passes;
 mod publish;

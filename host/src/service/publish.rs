@@ -1,7 +1,7 @@
 //! `POST /publish/{system}/{entity}`: changes pushed by an application,
 //! committed to the inbox before the reply.
 
-use super::server::authorise;
+use super::auth::authorise;
 use super::{reply, store_unavailable, App, Reply, BODY_LIMIT};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
