@@ -1028,3 +1028,77 @@ fn a_record_new_and_changed_in_one_pass_reaches_a_target_once() {
         assert_eq!(outbox_pending(&m), 0, "{what}: nothing is left to deliver");
     }
 }
+
+/// A golden record whose stored text is corrupt is never delivered as an
+/// empty record: its write is a dead letter whose reason names the entity
+/// and the global id, the other records of the pass go on, and `weir
+/// records` refuses to show it with the same words. (A corrupt row is a
+/// fault no real system makes on demand: the test writes it into the store.)
+#[test]
+fn a_corrupt_golden_record_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (a, b, store) = (d.join("a.db"), d.join("b.db"), d.join("weir.db"));
+    PEOPLE.create(&a, Key::Reused);
+    PEOPLE.fill(&a, 5);
+    CUSTOMERS.create(&b, Key::Sequence(0));
+    let m = write_manifest(
+        d,
+        &format!(
+            "{}{}{}",
+            entity("contacts", "id", &[]),
+            contacts_system("a", &PEOPLE, "read", ""),
+            contacts_system("b", &CUSTOMERS, "write", ""),
+        ),
+    );
+    let (s, r) = sync_ok(&m, &[]);
+    assert_eq!(s.written, 5, "{r:?}");
+    let before = CUSTOMERS.contents(&b);
+    let gid = text(
+        &store,
+        "SELECT global_id FROM links WHERE system = 'a' AND local_id = '2'",
+    );
+
+    // Record 2's golden text is cut short, and it is due for b again; record
+    // 4 changes at the source.
+    exec(
+        &store,
+        &format!(
+            "UPDATE golden SET data = '{{\"first_name\": \"Ad', hash = randomblob(16) WHERE global_id = {gid};
+             INSERT INTO outbox (target, entity, global_id, op, next_attempt_at, created_at)
+             VALUES ('b', 'contacts', {gid}, 'upsert', '2000-01-01T00:00:00.000Z', '2000-01-01T00:00:00.000Z')"
+        ),
+    );
+    pause(&[(&a, PEOPLE.table)]);
+    exec(&a, "UPDATE people SET phone = '+1 555 0004' WHERE id = 4");
+
+    let (s, r) = sync(&m, &[]);
+    assert_eq!(r.code, 1, "a dead letter makes the pass partial: {r:?}");
+    assert_eq!((s.written, s.failed), (1, 1), "{r:?}");
+    let named = format!("golden record {gid} of contacts is corrupt");
+    let letters = weir(WEIR, &m, &["dead-letters"]);
+    assert!(
+        letters.stdout.contains(&named) && letters.stdout.contains("restore the store"),
+        "the dead letter names the record and the fix: {letters:?}"
+    );
+    let mut after = CUSTOMERS.contents(&b);
+    let mut expected = before.clone();
+    for row in expected.iter_mut() {
+        if row[2].as_deref() == Some(PEOPLE.email_of(&a, 4).as_str()) {
+            row[3] = Some("+1 555 0004".into());
+        }
+    }
+    after.sort();
+    expected.sort();
+    assert_eq!(
+        after, expected,
+        "record 2 kept in b as it was, record 4 updated"
+    );
+    assert_eq!(outbox_pending(&m), 0, "the refused row left the outbox");
+
+    let shown = weir(WEIR, &m, &["records", "contacts", &gid]);
+    assert_ne!(shown.code, 0, "{shown:?}");
+    assert!(shown.stderr.contains(&named), "{shown:?}");
+    let (s, r) = sync_ok(&m, &[]);
+    assert_eq!(s.written, 0, "the dead letter is not written again: {r:?}");
+}

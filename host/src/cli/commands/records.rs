@@ -40,7 +40,7 @@ pub(in crate::cli) fn run(manifest: &Manifest, args: &RecordsArgs) -> anyhow::Re
             .map(|o| format!(", last taken from {o}"))
             .unwrap_or_default()
     );
-    let data: serde_json::Value = serde_json::from_str(&golden.data).unwrap_or_default();
+    let data = serde_json::Value::Object(golden.record(store.path())?);
     println!(
         "{}",
         serde_json::to_string_pretty(&data).unwrap_or(golden.data.clone())
