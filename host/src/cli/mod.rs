@@ -108,11 +108,19 @@ pub struct SyncArgs {
     /// differences, and write nothing (not even to the central store).
     #[arg(long)]
     pub dry_run: bool,
+    /// When another weir process is syncing this store, wait for it to
+    /// finish instead of stopping at once.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 // `weir run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
+    /// When another weir process is syncing this store, wait for it to
+    /// finish instead of stopping at once.
+    #[arg(long)]
+    pub wait: bool,
     /// Address to listen on (port 0 picks a free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:8377")]
     pub listen: std::net::SocketAddr,
@@ -170,6 +178,10 @@ pub struct AuditArgs {
 pub struct RollbackArgs {
     /// The run to undo (see `weir runs`).
     pub run: i64,
+    /// When another weir process is syncing this store, wait for it to
+    /// finish instead of stopping at once.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 // `weir runs`.

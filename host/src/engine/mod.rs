@@ -34,6 +34,6 @@ mod work;
 pub use error::SyncError;
 pub use report::{PlanLine, Polled, SyncOptions, SyncReport};
 pub use review::{decide_conflict, Decided};
-pub use run::{dry_run, rollback, sync};
+pub use run::{dry_run, rollback, sync, writer_lease};
 pub use state::connector_state;
 pub use work::binding;

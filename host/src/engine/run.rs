@@ -18,7 +18,7 @@ use super::report::{SyncOptions, SyncReport};
 use super::rollback::changes_to_undo;
 use crate::manifest::{Manifest, System, SystemEntity};
 use crate::runtime::{Instance, Runtime};
-use crate::store::{self, RunStatus, Store};
+use crate::store::{self, RunStatus, Store, WriterLease};
 use std::collections::BTreeSet;
 
 /// Runs one sync pass over every system of the manifest.
@@ -58,6 +58,7 @@ pub async fn rollback(
     target: i64,
     options: &SyncOptions,
 ) -> Result<SyncReport, SyncError> {
+    let _lease = writer_lease(manifest, false)?;
     let changes = changes_to_undo(manifest, target)?;
     let options = SyncOptions {
         deliver_now: true,
@@ -65,6 +66,29 @@ pub async fn rollback(
         ..options.clone()
     };
     run(manifest, runtime, &options, Mode::Undo { target, changes }).await
+}
+
+/// Makes this process the writer of the manifest's store (creating and
+/// migrating the store if needed) for as long as the lease is kept, unless
+/// it is already (then none). Another live holder: with `wait`, waits
+/// until its lease is released or runs out; without, fails naming it.
+/// `sync` and `rollback` take it for their pass; a long-lived caller such
+/// as the service takes it once, for its whole life.
+pub fn writer_lease(manifest: &Manifest, wait: bool) -> Result<Option<WriterLease>, SyncError> {
+    drop(Store::open(&manifest.store).map_err(SyncError::Open)?);
+    take_lease(manifest, wait)
+}
+
+/// The lease of an opened store, unless this process holds it already.
+fn take_lease(manifest: &Manifest, wait: bool) -> Result<Option<WriterLease>, SyncError> {
+    if store::holds_writer_lease(&manifest.store) {
+        return Ok(None);
+    }
+    Ok(Some(WriterLease::take(
+        &manifest.store,
+        manifest.lease,
+        wait,
+    )?))
 }
 
 /// What a pass does besides delivering the outbox.
@@ -88,6 +112,11 @@ async fn run(
 ) -> Result<SyncReport, SyncError> {
     let began = std::time::Instant::now();
     let mut store = Store::open(&manifest.store).map_err(SyncError::Open)?;
+    // A dry run's store is a copy of its own (holding the real one's lease row).
+    let _lease = match mode {
+        Mode::DryRun(_) => None,
+        _ => take_lease(manifest, false)?,
+    };
     let run_id = store.begin_run()?;
     let (dry, undo) = match mode {
         Mode::Sync => (None, None),

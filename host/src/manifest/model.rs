@@ -16,6 +16,10 @@ pub struct Manifest {
     /// How many days audit rows are kept (`[store] audit_retention_days`,
     /// default 30); none keeps them forever (0 in the manifest).
     pub audit_retention_days: Option<u32>,
+    /// How long the store's writer lease lasts unless renewed (`[store]
+    /// lease_secs`, default 30 s): a process that dies holds the store up
+    /// to this long; a live one renews its lease every third of it.
+    pub lease: std::time::Duration,
     /// Where `weir run` sends alerts (`[alerts]`), if anywhere.
     pub alerts: Option<Alerts>,
     /// Canonical entities, in declaration order (the sync order).

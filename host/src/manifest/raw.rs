@@ -21,6 +21,7 @@ pub struct Manifest {
 pub struct Store {
     pub path: Option<PathBuf>,
     pub audit_retention_days: Option<u32>,
+    pub lease_secs: Option<u64>,
 }
 
 #[derive(Deserialize)]

@@ -71,6 +71,7 @@ impl Validator<'_> {
     /// The whole manifest: `[store]`, `[alerts]`, the entities in
     /// declaration order, then the systems.
     pub(super) fn manifest(&mut self, raw: raw::Manifest) -> Manifest {
+        let lease = self.lease(raw.store.as_ref().and_then(|s| s.lease_secs));
         let (store, audit_retention_days) = self.store(raw.store);
         let alerts = raw.alerts.map(|a| self.alerts(a));
         if raw.entities.is_empty() {
@@ -98,10 +99,25 @@ impl Validator<'_> {
             file: self.file.to_path_buf(),
             store,
             audit_retention_days,
+            lease,
             alerts,
             entities,
             systems,
         }
+    }
+
+    /// `[store] lease_secs`: how long the writer lease lasts (default 30 s,
+    /// at least 3: it is renewed every third of it).
+    fn lease(&mut self, secs: Option<u64>) -> std::time::Duration {
+        let secs = secs.unwrap_or(30);
+        if secs < 3 {
+            self.error(
+                &["store", "lease_secs"],
+                format!("lease_secs = {secs} is too short"),
+                "give at least 3 (seconds): the lease is renewed every third of it",
+            );
+        }
+        std::time::Duration::from_secs(secs.max(3))
     }
 
     /// `[store]`: the central store's file (default `weir.db`, beside the

@@ -71,6 +71,9 @@ pub struct DaemonOptions {
     pub sync: SyncOptions,
     /// Print nothing but errors (no line per pass).
     pub quiet: bool,
+    /// When another process holds the store's writer lease: wait for it
+    /// (else stop at once, naming it).
+    pub wait: bool,
 }
 
 /// The largest request body accepted.
@@ -142,6 +145,11 @@ pub async fn run(
     options: DaemonOptions,
 ) -> anyhow::Result<()> {
     crate::telemetry::install();
+    // The service is the store's one writer for as long as it runs.
+    let (m, wait) = (manifest.clone(), options.wait);
+    let _lease = tokio::task::spawn_blocking(move || crate::engine::writer_lease(&m, wait))
+        .await
+        .map_err(|e| anyhow::anyhow!("taking the store's writer lease: {e}"))??;
     let health = passes::load_health(&manifest)?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await

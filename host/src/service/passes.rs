@@ -5,9 +5,9 @@
 
 use super::schedule::Health;
 use super::{alerts, hooks, App, DaemonOptions};
-use crate::engine::{self, SyncOptions};
+use crate::engine::{self, SyncError, SyncOptions};
 use crate::manifest::Manifest;
-use crate::store::{LastPoll, Store, WebhookHealth};
+use crate::store::{LastPoll, Store, StoreError, WebhookHealth};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -50,7 +50,7 @@ pub(super) async fn run(
             }
         } else {
             last_pass = now;
-            let report = pass(app, options, poll, first, now).await;
+            let report = pass(app, options, poll, first, now).await?;
             if let (Some(report), Some(alerter)) = (report, alerter.as_mut()) {
                 let found = problems(app, &report);
                 let alerts = alerter.collect(
@@ -200,14 +200,16 @@ fn problems(app: &App, report: &engine::SyncReport) -> Found {
 }
 
 /// One pass of the service: polls `poll` (every source when none), takes
-/// the inboxes, delivers; prints its line and records its polls.
+/// the inboxes, delivers; prints its line and records its polls. A pass
+/// that fails is reported and the service goes on, unless the store's
+/// writer lease was taken over: then the service stops, with that error.
 async fn pass(
     app: &App,
     options: &DaemonOptions,
     poll: Option<BTreeSet<(String, String)>>,
     first: bool,
     now: jiff::Timestamp,
-) -> Option<engine::SyncReport> {
+) -> anyhow::Result<Option<engine::SyncReport>> {
     let sync = SyncOptions {
         poll,
         ..options.sync.clone()
@@ -237,11 +239,12 @@ async fn pass(
             for f in &r.failures {
                 eprintln!("error: {f}");
             }
-            Some(r)
+            Ok(Some(r))
         }
+        Err(SyncError::Store(lost @ StoreError::LeaseLost { .. })) => Err(lost.into()),
         Err(e) => {
             eprintln!("error: pass failed: {e:#}");
-            None
+            Ok(None)
         }
     }
 }

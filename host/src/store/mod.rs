@@ -8,6 +8,7 @@
 
 mod checkpoint;
 mod kinds;
+mod lease;
 mod ops;
 mod outbox;
 mod pending;
@@ -16,6 +17,7 @@ mod records;
 mod state;
 
 pub use kinds::{AuditOp, Choice, CursorKind, HeldStatus, Outcome, RunStatus};
+pub use lease::{holds_writer_lease, Holder, WriterLease};
 pub use ops::{Activity, Gauges, OpenConflict, Problems, RecordLink, RunChange};
 pub use outbox::{OutboxOp, OutboxRow};
 pub use pending::Held;
@@ -43,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_outbox_order.sql"),
     include_str!("migrations/0008_audit_unindexed_by_record.sql"),
     include_str!("migrations/0009_outbox_spans.sql"),
+    include_str!("migrations/0010_leases.sql"),
 ];
 
 /// A content hash of a canonical record (128 bits of SHA-256).
@@ -87,6 +90,23 @@ pub enum StoreError {
         what: String,
         /// What is wrong with its text.
         reason: String,
+    },
+    /// Another live process holds the store's writer lease.
+    #[error("central store '{path}' is in use by {holder}; stop that process or wait for it with `--wait` (a process that died gives the store up when its lease runs out)")]
+    Leased {
+        /// The store file.
+        path: PathBuf,
+        /// Who holds it.
+        holder: lease::Holder,
+    },
+    /// This process's writer lease was taken over (it was paused, or cut
+    /// off from the store, past its expiry): it may write no more.
+    #[error("central store '{path}': this process no longer holds its writer lease ({}); nothing more is written, run again", holder.as_ref().map_or("nobody holds it".to_string(), |h| format!("now held by {h}")))]
+    LeaseLost {
+        /// The store file.
+        path: PathBuf,
+        /// Who holds it now, if anyone.
+        holder: Option<lease::Holder>,
     },
     /// Reading or writing a file failed.
     #[error("'{path}': {source}")]
@@ -199,6 +219,41 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Brings the store's schema up to date, in one transaction that takes the
+/// write lock first, so that processes opening a new store together
+/// migrate it once: the others wait, then find it migrated.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let err = |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let known = MIGRATIONS.len() as i64;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(err)?;
+    if version == known {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(err)?;
+    if version > known {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            known,
+        });
+    }
+    for sql in MIGRATIONS.iter().skip(version as usize) {
+        tx.execute_batch(sql).map_err(err)?;
+    }
+    tx.pragma_update(None, "user_version", known).map_err(err)?;
+    tx.commit().map_err(err)
+}
+
 /// The current UTC time as RFC 3339 with milliseconds.
 pub fn now() -> String {
     format!("{:.3}", jiff::Timestamp::now())
@@ -218,24 +273,7 @@ impl Store {
         }
         let mut conn = Connection::open(path).map_err(err)?;
         configure(&conn).map_err(err)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(err)?;
-        let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(StoreError::TooNew {
-                path: path.to_path_buf(),
-                found: version,
-                known,
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.transaction().map_err(err)?;
-            tx.execute_batch(sql).map_err(err)?;
-            tx.pragma_update(None, "user_version", i as i64 + 1)
-                .map_err(err)?;
-            tx.commit().map_err(err)?;
-        }
+        migrate(&mut conn, path)?;
         let checkpoints = Some(checkpoint::Checkpoints::new(path, &conn));
         Ok(Store {
             conn,
@@ -280,10 +318,25 @@ impl Store {
             .map_err(self.err())
     }
 
-    /// Runs one autocommit write behind the write gate.
+    /// Runs one write behind the write gate: autocommit, or, in a process
+    /// that holds the store's writer lease, in a transaction that checks
+    /// the lease first.
     fn write<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let _gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
-        let out = f(&self.conn).map_err(self.err());
+        let out = match lease::token_for(&self.path) {
+            None => f(&self.conn).map_err(self.err()),
+            Some(token) => {
+                let tx = Transaction::new_unchecked(
+                    &self.conn,
+                    rusqlite::TransactionBehavior::Immediate,
+                )
+                .map_err(self.err())?;
+                lease::check(&tx, &self.path, token)?;
+                let out = f(&tx).map_err(self.err())?;
+                tx.commit().map_err(self.err())?;
+                Ok(out)
+            }
+        };
         self.committed();
         out
     }
@@ -298,11 +351,10 @@ impl Store {
 
     /// Starts a run and returns its id.
     pub fn begin_run(&self) -> Result<i64> {
-        let _gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
-        self.conn
-            .execute("INSERT INTO runs (started_at) VALUES (?1)", [now()])
-            .map_err(self.err())?;
-        Ok(self.conn.last_insert_rowid())
+        self.write(|conn| {
+            conn.execute("INSERT INTO runs (started_at) VALUES (?1)", [now()])?;
+            Ok(conn.last_insert_rowid())
+        })
     }
 
     /// Ends a run with its figures and status.
@@ -352,6 +404,9 @@ impl Store {
                 path: path.clone(),
                 source,
             })?;
+        if let Some(token) = lease::token_for(&path) {
+            lease::check(&tx, &path, token)?;
+        }
         let out = {
             let mut t = Tx {
                 tx,

@@ -82,6 +82,7 @@ fn start(
         interval: Duration::from_secs(3600),
         sync: weir::engine::SyncOptions::default(),
         quiet: std::env::var_os("WEIR_BENCH_VERBOSE").is_none(),
+        wait: false,
     };
     Ok(std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()

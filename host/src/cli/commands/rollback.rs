@@ -12,6 +12,7 @@ pub(in crate::cli) async fn run(
     args: &RollbackArgs,
 ) -> anyhow::Result<ExitCode> {
     let run = args.run;
+    let _lease = engine::writer_lease(manifest, args.wait)?;
     let report = engine::rollback(manifest, runtime, run, &SyncOptions::default()).await?;
     let c = report.counts;
     println!(

@@ -19,6 +19,7 @@ pub(in crate::cli) async fn run(
             ..SyncOptions::default()
         },
         quiet: args.quiet,
+        wait: args.wait,
     };
     crate::service::run(manifest, runtime, options).await?;
     Ok(ExitCode::SUCCESS)

@@ -23,6 +23,7 @@ pub(in crate::cli) async fn run(
     if args.dry_run {
         return dry_run(manifest, runtime, &options).await;
     }
+    let _lease = engine::writer_lease(manifest, args.wait)?;
     let report = engine::sync(manifest, runtime, &options).await?;
     let c = report.counts;
     println!("run {}: {c}", report.run_id);
