@@ -45,11 +45,11 @@ macro_rules! bindings {
             world: $world,
             path: $path,
             with: {
-                "weir:connector/types@0.1.1": ::weir_sdk::types,
-                "weir:connector/http@0.1.1": ::weir_sdk::http,
-                "weir:connector/sql@0.1.1": ::weir_sdk::sql,
-                "weir:connector/log@0.1.1": ::weir_sdk::log,
-                "weir:connector/state@0.1.1": ::weir_sdk::state,
+                "weir:connector/types@0.1.2": ::weir_sdk::types,
+                "weir:connector/http@0.1.2": ::weir_sdk::http,
+                "weir:connector/sql@0.1.2": ::weir_sdk::sql,
+                "weir:connector/log@0.1.2": ::weir_sdk::log,
+                "weir:connector/state@0.1.2": ::weir_sdk::state,
             },
         });
     };
