@@ -9,7 +9,7 @@
 //! Every cell is text; an empty cell reads as null.
 
 // The bindings reuse the SDK's types and host imports.
-weir_sdk::bindings!("sync-connector");
+weir_sdk::bindings!("keyed-sync-connector");
 
 mod changes;
 mod errors;
@@ -22,11 +22,11 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use exports::weir::connector::connector::{self, Description};
-use exports::weir::connector::{destination, source};
+use exports::weir::connector::{destination, keyed_destination, source};
 use serde::Deserialize;
 use weir_sdk::{
     Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema, FieldSchema,
-    FieldType, Operation, Page, Result, WriteItem, Written,
+    FieldType, KeyedWrite, Operation, Page, Probe, Result, WriteItem, Written,
 };
 
 use reader::ReadCursor;
@@ -391,6 +391,58 @@ impl destination::Guest for CsvConnector {
             file.save(&table)?;
         }
         Ok(outcomes)
+    }
+}
+
+impl keyed_destination::Guest for CsvConnector {
+    /// Writes as `destination.write` does: a CSV file has no place for the key.
+    fn write(
+        ctx: Context,
+        entity: EntityBinding,
+        items: Vec<KeyedWrite>,
+    ) -> Result<Vec<Result<Written>>> {
+        let items = items.into_iter().map(|k| k.item).collect();
+        <CsvConnector as destination::Guest>::write(ctx, entity, items)
+    }
+
+    /// Scans the file once for every probe: the rows whose cells equal the
+    /// probe's fields (see `weir_sdk::json::probe_matches`), at most ten each.
+    fn find(ctx: Context, entity: EntityBinding, probes: Vec<Probe>) -> Result<Vec<Vec<Change>>> {
+        let file = Directory::of(&ctx)?.file(&entity)?;
+        let probes = probes
+            .iter()
+            .map(|p| weir_sdk::json::parse_record(&p.fields))
+            .collect::<Result<Vec<_>>>()?;
+        let mut found = vec![Vec::new(); probes.len()];
+        let mut cursor = None;
+        loop {
+            let Some(input) = file.open()? else {
+                return Ok(found);
+            };
+            let page = reader::read_page(input, &file.name, &file.pk, cursor, 10_000, &mut warn)
+                .map_err(|e| file.prefixed(e))?;
+            for row in page.rows {
+                let Ok(data) = weir_sdk::json::parse_record(&row.data) else {
+                    continue;
+                };
+                let hits: Vec<usize> = (0..probes.len())
+                    .filter(|&i| {
+                        found[i].len() < 10 && weir_sdk::json::probe_matches(&probes[i], &data)
+                    })
+                    .collect();
+                if hits.is_empty() {
+                    continue;
+                }
+                let change = file.upsert(row);
+                for i in hits {
+                    found[i].push(change.clone());
+                }
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(found),
+            }
+        }
     }
 }
 

@@ -292,6 +292,7 @@ struct RawSettings {
     update_method: Option<String>,
     webhook_name: Option<String>,
     deletes: Option<Deletes>,
+    find: Option<String>,
 }
 
 /// How `changes` asks for records changed since a time.
@@ -340,6 +341,9 @@ pub(crate) struct Settings {
     pub update_method: String,
     pub webhook_name: Option<String>,
     pub deletes: Option<Deletes>,
+    /// How records are looked for by field values: a query pair template
+    /// with `{field}` and `{value}`, one pair per field (`find`).
+    pub find: Option<String>,
 }
 
 impl Settings {
@@ -435,6 +439,7 @@ impl Settings {
             update_method,
             webhook_name: raw.webhook_name,
             deletes: raw.deletes,
+            find: raw.find,
         })
     }
 

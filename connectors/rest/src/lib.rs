@@ -123,12 +123,12 @@ use client::Collection;
 use config::{ChangedSince, Config, Settings};
 use exports::weir::connector::connector::{self, Description};
 use exports::weir::connector::webhook::{self as webhook_export, Incoming, Outcome};
-use exports::weir::connector::{destination, lookup, source};
+use exports::weir::connector::{destination, keyed_destination, lookup, source};
 use pagination::Position;
 use serde_json::Value;
 use weir_sdk::{
     Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema, FieldSchema,
-    FieldType, Page, Result, WriteItem, Written,
+    FieldType, KeyedWrite, Page, Probe, Result, WriteItem, Written,
 };
 
 /// Now, as the checkpoint of a change cursor (milliseconds, UTC).
@@ -287,6 +287,59 @@ impl destination::Guest for Rest {
     ) -> Result<Vec<Result<Written>>> {
         let c = Collection::new(&ctx, &entity)?;
         Ok(items.into_iter().map(|item| c.write(item)).collect())
+    }
+}
+
+impl keyed_destination::Guest for Rest {
+    fn write(
+        ctx: Context,
+        entity: EntityBinding,
+        items: Vec<KeyedWrite>,
+    ) -> Result<Vec<Result<Written>>> {
+        let c = Collection::new(&ctx, &entity)?;
+        Ok(items.into_iter().map(|k| c.write(k.item)).collect())
+    }
+
+    /// Lists the collection filtered by each probe's fields, through the
+    /// entity's `find` template (the first page only: a match key should
+    /// name few records), and keeps the records whose fields compare equal.
+    fn find(ctx: Context, entity: EntityBinding, probes: Vec<Probe>) -> Result<Vec<Vec<Change>>> {
+        let c = Collection::new(&ctx, &entity)?;
+        let Some(template) = c.settings.find.clone() else {
+            return Err(ConnectorError::unsupported(format!(
+                "entity '{}' has no `find` setting: add one, for example find = \"{{field}}={{value}}\", to let weir look records up before creating them",
+                entity.name
+            )));
+        };
+        let mut found = Vec::with_capacity(probes.len());
+        for probe in probes {
+            let fields = weir_sdk::json::parse_record(&probe.fields)?;
+            let pairs: Vec<(String, String)> = fields
+                .iter()
+                .map(|(k, v)| {
+                    let text = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Null => String::new(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), text)
+                })
+                .collect();
+            let listing = c.list(&query::find(&template, &pairs), None, 10)?;
+            let records = listing
+                .items
+                .into_iter()
+                .filter_map(|r| c.change(r))
+                .filter(|ch| {
+                    ch.data
+                        .as_deref()
+                        .and_then(|d| weir_sdk::json::parse_record(d).ok())
+                        .is_some_and(|d| weir_sdk::json::probe_matches(&fields, &d))
+                })
+                .collect();
+            found.push(records);
+        }
+        Ok(found)
     }
 }
 

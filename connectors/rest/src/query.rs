@@ -24,6 +24,26 @@ pub(crate) fn expand(template: &str, since: &str) -> Vec<String> {
         .collect()
 }
 
+/// The query pairs that look for a record with these field values: the
+/// `find` template (`{field}={value}`, `filter[{field}][_eq]={value}`) once
+/// per field, the field name put in as written and the value's text
+/// percent-encoded.
+pub(crate) fn find(template: &str, fields: &[(String, String)]) -> Vec<String> {
+    let template = template.trim_start_matches(['?', '&']);
+    fields
+        .iter()
+        .map(|(field, value)| match template.split_once('=') {
+            Some((key, v)) => format!(
+                "{}={}",
+                key.replace("{field}", field),
+                v.replace("{field}", field)
+                    .replace("{value}", &encode(value))
+            ),
+            None => template.replace("{field}", field),
+        })
+        .collect()
+}
+
 /// Encodes `key=value` pairs; keys are kept as written, values percent-encoded.
 pub(crate) fn pairs(pairs: &[(String, String)]) -> Vec<String> {
     pairs
@@ -44,6 +64,24 @@ pub(crate) fn append(url: &str, parts: &[String]) -> String {
     }
     let separator = if url.contains('?') { '&' } else { '?' };
     format!("{url}{separator}{}", parts.join("&"))
+}
+
+#[cfg(test)]
+mod find_tests {
+    use super::*;
+
+    #[test]
+    fn find_pairs_name_each_field_and_encode_its_value() {
+        let fields = vec![("email".to_string(), "ann+1@example.com".to_string())];
+        assert_eq!(
+            find("{field}={value}", &fields),
+            vec!["email=ann%2B1%40example.com"]
+        );
+        assert_eq!(
+            find("filter[{field}][_eq]={value}", &fields),
+            vec!["filter[email][_eq]=ann%2B1%40example.com"]
+        );
+    }
 }
 
 #[cfg(test)]

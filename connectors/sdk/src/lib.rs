@@ -26,7 +26,7 @@ pub mod wit {
 
 pub use types::{
     Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema, ErrorKind,
-    FieldSchema, FieldType, Operation, Page, WriteItem, Written,
+    FieldSchema, FieldType, KeyedWrite, Operation, Page, Probe, WriteItem, Written,
 };
 pub use wit::weir::connector::{http, log, sql, state, types};
 

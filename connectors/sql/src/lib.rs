@@ -27,7 +27,7 @@
 //! commit late is read by the next one.
 
 // The bindings reuse the SDK's types and host imports.
-weir_sdk::bindings!("sync-connector");
+weir_sdk::bindings!("keyed-sync-connector");
 
 mod cursor;
 mod logical;
@@ -36,14 +36,14 @@ mod statements;
 mod write;
 
 use exports::weir::connector::connector::{self, Description};
-use exports::weir::connector::{destination, source};
+use exports::weir::connector::{destination, keyed_destination, source};
 use serde::Deserialize;
 use weir_sdk::json;
 use weir_sdk::sql::{self, Dialect, Rows, Statement, Value};
 use weir_sdk::sql_util::{quote_ident, row_to_record, to_id, to_json, to_sql};
 use weir_sdk::{
     Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema, FieldSchema,
-    FieldType, Operation, Page, Result, WriteItem, Written,
+    FieldType, KeyedWrite, Operation, Page, Probe, Result, WriteItem, Written,
 };
 
 use cursor::{ChangeCursor, ReadCursor};
@@ -1496,6 +1496,61 @@ fn note_copy_failed(table: &str, why: &str) {
             weir_sdk::log::Level::Debug,
             format!("no COPY into {table} in this run ({why}): its batches are upserted instead"),
         );
+    }
+}
+
+impl keyed_destination::Guest for SqlConnector {
+    /// Writes as `destination.write` does.
+    fn write(
+        ctx: Context,
+        entity: EntityBinding,
+        items: Vec<KeyedWrite>,
+    ) -> Result<Vec<Result<Written>>> {
+        let items = items.into_iter().map(|k| k.item).collect();
+        <SqlConnector as destination::Guest>::write(ctx, entity, items)
+    }
+
+    /// The rows equal to each probe's fields (text without case or
+    /// surrounding space), at most ten each, read with one statement per
+    /// hundred probes ([`statements::find`]).
+    fn find(ctx: Context, entity: EntityBinding, probes: Vec<Probe>) -> Result<Vec<Vec<Change>>> {
+        let db = Database::open(&ctx)?;
+        let table = Table::of(&entity)?;
+        let columns = db.columns(&table)?;
+        let probes = probes
+            .iter()
+            .map(|p| json::parse_record(&p.fields))
+            .collect::<Result<Vec<_>>>()?;
+        for field in probes.iter().flat_map(|p| p.keys()) {
+            if !columns.iter().any(|c| &c.name == field) {
+                return Err(ConnectorError::schema(format!(
+                    "table {} has no column '{field}' to find records by",
+                    table.name
+                )));
+            }
+        }
+        let select = statements::select_list(db.dialect, &columns);
+        let mut found = vec![Vec::new(); probes.len()];
+        for (n, chunk) in probes.chunks(100).enumerate() {
+            let fields: Vec<Vec<(&str, &serde_json::Value)>> = chunk
+                .iter()
+                .map(|p| p.iter().map(|(k, v)| (k.as_str(), v)).collect())
+                .collect();
+            let (sql, params) = statements::find(db.dialect, table.sql_name(), &select, &fields);
+            let rows = db.query(&table.entity, sql, params)?;
+            for change in table.changes_of(&columns, &rows)? {
+                let Some(Ok(data)) = change.data.as_deref().map(json::parse_record) else {
+                    continue;
+                };
+                for (i, probe) in chunk.iter().enumerate() {
+                    let at = n * 100 + i;
+                    if found[at].len() < 10 && json::probe_matches(probe, &data) {
+                        found[at].push(change.clone());
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 }
 

@@ -2,7 +2,7 @@
 //! values travel as positional parameters, identifiers are always quoted.
 
 use crate::schema::Column;
-use weir_sdk::sql::Dialect;
+use weir_sdk::sql::{Dialect, Value};
 use weir_sdk::sql_util::quote_ident;
 
 /// A table (or function) of the database as SQL names it: quoted, and
@@ -249,6 +249,52 @@ pub fn select_list(dialect: Dialect, columns: &[Column]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The rows of `table` that may match any of `probes` (field, value pairs):
+/// a text comparison of each field without case or surrounding space, a
+/// null value by `IS NULL`; the probes joined by `OR`, so that one read of
+/// the table serves them all. The caller compares the rows it gets with
+/// each probe. Returns the statement and its parameters (the values' text).
+pub fn find(
+    dialect: Dialect,
+    table: Name<'_>,
+    select: &str,
+    probes: &[Vec<(&str, &serde_json::Value)>],
+) -> (String, Vec<Value>) {
+    let mut params = Vec::new();
+    let mut any = Vec::new();
+    for probe in probes.iter().filter(|p| !p.is_empty()) {
+        let mut all = Vec::new();
+        for (field, value) in probe {
+            let column = quote_ident(field);
+            let text = match (dialect, value) {
+                (_, serde_json::Value::Null) => None,
+                (Dialect::Sqlite, serde_json::Value::Bool(b)) => Some(i64::from(*b).to_string()),
+                (_, v) => Some(weir_sdk::json::probe_text(v)),
+            };
+            match text {
+                None => all.push(format!("{column} IS NULL")),
+                Some(t) => {
+                    params.push(Value::Text(t));
+                    all.push(format!(
+                        "lower(trim(CAST({column} AS TEXT))) = {}",
+                        placeholder(dialect, params.len())
+                    ));
+                }
+            }
+        }
+        any.push(format!("({})", all.join(" AND ")));
+    }
+    if any.is_empty() {
+        any.push("1 = 0".to_string());
+    }
+    let sql = format!(
+        "SELECT {select} FROM {} WHERE {}",
+        table.sql(),
+        any.join(" OR ")
+    );
+    (sql, params)
 }
 
 /// One page of a keyset-paginated snapshot, ordered by the primary key,
