@@ -83,6 +83,11 @@ pub enum Command {
     Held(HeldArgs),
     /// List records that a system refused, or retry one.
     DeadLetters(DeadLettersArgs),
+    /// List ambiguous matches held for a decision (a record whose match key
+    /// fits several others), or decide one.
+    Matches(MatchesArgs),
+    /// List golden records of an entity that share a match key.
+    Duplicates(DuplicatesArgs),
 }
 
 // `weir sync`.
@@ -237,6 +242,40 @@ pub struct HeldArgs {
     pub action: Option<HeldAction>,
 }
 
+// `weir matches`.
+#[derive(Args, Debug)]
+pub struct MatchesArgs {
+    /// `link ID CANDIDATE` or `new ID`.
+    #[command(subcommand)]
+    pub action: Option<MatchAction>,
+}
+
+/// A decision on a held match.
+#[derive(Subcommand, Debug)]
+pub enum MatchAction {
+    /// Take the record for this candidate (a global id for a record read,
+    /// a record id of the system for a record to create), at the next sync.
+    Link {
+        /// The held match's id (see `weir matches`).
+        id: i64,
+        /// One of the candidates it lists.
+        candidate: String,
+    },
+    /// Take the record for none of the candidates: a record of its own, at
+    /// the next sync.
+    New {
+        /// The held match's id (see `weir matches`).
+        id: i64,
+    },
+}
+
+// `weir duplicates`.
+#[derive(Args, Debug)]
+pub struct DuplicatesArgs {
+    /// The entity.
+    pub entity: String,
+}
+
 // `weir dead-letters`.
 #[derive(Args, Debug)]
 pub struct DeadLettersArgs {
@@ -348,5 +387,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Conflicts(a) => conflicts::run(&manifest, a),
         Command::Held(a) => held::run(&manifest, a),
         Command::DeadLetters(a) => dead_letters::run(&manifest, a),
+        Command::Matches(a) => matches::run(&manifest, a),
+        Command::Duplicates(a) => matches::duplicates(&manifest, a),
     }
 }

@@ -8,7 +8,7 @@ use super::pass::Pass;
 use super::plan::{self, Accept, GoldenState};
 use super::prepare::{Content, Prepared, Ready};
 use super::report::PageCounts;
-use super::work::{CursorUpdate, Kept, Kind, Planned};
+use super::work::{CursorUpdate, Decision, Identified, Kept, Kind, Planned};
 use crate::manifest::{Entity, SystemEntity};
 use crate::mapping::{self, Record};
 use crate::runtime::types::{Change, Operation, WriteItem};
@@ -57,6 +57,7 @@ impl<'m> Pass<'_, 'm> {
                     approved: false,
                     along: &along,
                     fresh: &mut fresh,
+                    decided: None,
                 };
                 ctx.accept_one(item, prepared, &mut counts)?;
             }
@@ -67,7 +68,7 @@ impl<'m> Pass<'_, 'm> {
         for (d, planned) in self.along.iter_mut().zip(spans) {
             d.fresh.extend(planned);
         }
-        counts.add_to(&mut self.report);
+        counts.add_to(&mut self.report, &system, &entity.name);
         crate::telemetry::events::RecordsRead {
             system: &system,
             entity: &entity.name,
@@ -114,6 +115,7 @@ fn spans(
                         op: Operation::Upsert,
                         data: Some(ready.data),
                     },
+                    tried: false,
                 })
                 .collect(),
         );
@@ -161,11 +163,14 @@ pub(super) struct AcceptCtx<'t, 'c, 'x> {
     /// each takes from memory.
     pub(super) along: &'c [String],
     pub(super) fresh: &'c mut [Vec<(i64, store::Hash, Ready)>],
+    /// A person's decision on the record's match, held before.
+    pub(super) decided: Option<Decision>,
 }
 
 /// An upsert's content once its references are global ids: its canonical
-/// text or record, its hash, and its writes ready for the targets along.
-type Upsert = (Content, store::Hash, Vec<Option<Ready>>);
+/// text or record, its hash, its match key, and its writes ready for the
+/// targets along.
+type Upsert = (Content, store::Hash, Option<String>, Vec<Option<Ready>>);
 
 impl<'c> AcceptCtx<'_, 'c, '_> {
     /// The audit row of a change of `item`'s golden record.
@@ -252,7 +257,7 @@ impl<'c> AcceptCtx<'_, 'c, '_> {
         if item.op == Operation::Delete {
             return self.accept_delete(item, counts);
         }
-        let Some((content, hash, ready)) = self.upsert(&item, prepared, counts)? else {
+        let Some((content, hash, key, ready)) = self.upsert(&item, prepared, counts)? else {
             return Ok(());
         };
         let mut link = self
@@ -263,6 +268,20 @@ impl<'c> AcceptCtx<'_, 'c, '_> {
             // one another system already holds under the same key: the same
             // record, whose content is then compared (same, or a conflict).
             link = self.same_key_elsewhere(&item.id)?;
+        }
+        if link.is_none() {
+            match self.identify(&item, &hash, key.as_deref())? {
+                Identified::New => {}
+                Identified::Answered(l) => link = Some(l),
+                Identified::Matched(l) => {
+                    counts.matched += 1;
+                    link = Some(l);
+                }
+                Identified::Held => {
+                    counts.ambiguous += 1;
+                    return Ok(());
+                }
+            }
         }
         // The golden record matters only when the source's copy changed
         // since weir last read or wrote it (most reads of a full pass have not).
@@ -290,7 +309,7 @@ impl<'c> AcceptCtx<'_, 'c, '_> {
             (Accept::New, _, _) => {
                 counts.fresh += 1;
                 counts.created += 1;
-                self.create(&item, content, &hash, ready)
+                self.create(&item, content, &hash, key.as_deref(), ready)
             }
             (Accept::Unchanged, _, _) => {
                 counts.unchanged += 1;
@@ -309,7 +328,7 @@ impl<'c> AcceptCtx<'_, 'c, '_> {
             }
             (Accept::FastForward, Some(l), golden) => {
                 counts.fresh += 1;
-                self.fast_forward(&item, content, &hash, l.global_id, golden)
+                self.fast_forward(&item, content, &hash, key.as_deref(), l.global_id, golden)
             }
             (Accept::Conflict, Some(_), Some(golden)) => {
                 counts.conflicts += 1;
@@ -343,11 +362,17 @@ impl<'c> AcceptCtx<'_, 'c, '_> {
                 self.dead_letter(item, &reason)?;
                 Ok(None)
             }
-            Prepared::Sealed(hash, text, ready) => Ok(Some((Content::Text(text), hash, ready))),
+            Prepared::Sealed {
+                hash,
+                text,
+                key,
+                ready,
+            } => Ok(Some((Content::Text(text), hash, key, ready))),
             Prepared::Record(record) => match self.references_to_global(record)? {
                 Ok(r) => {
                     let hash = mapping::hash(&r);
-                    Ok(Some((Content::Record(r), hash, Vec::new())))
+                    let key = mapping::match_key(&self.entity.match_on, &r);
+                    Ok(Some((Content::Record(r), hash, key, Vec::new())))
                 }
                 Err(reason) => {
                     // Waits until the record it refers to has been read.
@@ -369,6 +394,7 @@ impl<'c> AcceptCtx<'_, 'c, '_> {
         item: &Change,
         content: Content,
         hash: &store::Hash,
+        key: Option<&str>,
         mut ready: Vec<Option<Ready>>,
     ) -> store::Result<()> {
         let (text, _) = content.into_parts();
@@ -381,7 +407,11 @@ impl<'c> AcceptCtx<'_, 'c, '_> {
         let audit = self.audit(item, AuditOp::ReadCreate, None, Some(&text), Outcome::Ok);
         let put = Put {
             entity: &self.entity.name,
-            state: State::New { text: &text, hash },
+            state: State::New {
+                text: &text,
+                hash,
+                key,
+            },
             origin: system,
             audit,
         };
@@ -403,6 +433,7 @@ impl<'c> AcceptCtx<'_, 'c, '_> {
         item: &Change,
         content: Content,
         hash: &store::Hash,
+        key: Option<&str>,
         gid: i64,
         golden: Option<Golden>,
     ) -> store::Result<()> {
@@ -422,6 +453,7 @@ impl<'c> AcceptCtx<'_, 'c, '_> {
                 global_id: gid,
                 text: &text,
                 hash,
+                key,
             },
             origin: system,
             audit,
@@ -473,11 +505,13 @@ impl<'c> AcceptCtx<'_, 'c, '_> {
         })?;
         tracing::warn!(entity = %self.entity.name, global_id = gid, "conflict: {system} vs {}: {} wins", origin.unwrap_or("?"), resolution.winner);
         let new_hash = mapping::hash(&resolution.record);
+        let new_key = mapping::match_key(&self.entity.match_on, &resolution.record);
         let state = if resolution.record != ours {
             State::Changed {
                 global_id: gid,
                 text: &result,
                 hash: &new_hash,
+                key: new_key.as_deref(),
             }
         } else {
             State::Kept { global_id: gid }

@@ -64,8 +64,10 @@ impl<'m> Pass<'_, 'm> {
             tb,
             skipped: 0,
             failed: 0,
+            held: Default::default(),
         };
         let planned = self.store.transaction(|tx| {
+            plan.held = tx.held_candidates(target, &entity.name)?;
             let mut planned = Vec::new();
             for row in rows {
                 let Some(golden) = tx.golden(row.global_id)? else {
@@ -151,6 +153,9 @@ impl<'m> Pass<'_, 'm> {
                             Kind::Create | Kind::Update => {
                                 let linked = p.kind == Kind::Update;
                                 tx.record_written(entity, target, &w.id, gid, &p.hash, linked)?;
+                                if p.kind == Kind::Create && !p.in_span() {
+                                    tx.create_settled(target, gid)?;
+                                }
                                 written += 1;
                             }
                             Kind::Delete => {
@@ -185,6 +190,10 @@ impl<'m> Pass<'_, 'm> {
                             reason: &reason,
                         })?;
                         p.settle(tx)?;
+                        if p.kind == Kind::Create && !p.in_span() {
+                            // Refused: it did not land.
+                            tx.create_settled(target, gid)?;
+                        }
                         done += 1;
                         audit(tx, p.item.id.as_deref(), Outcome::Rejected)?;
                     }
@@ -278,6 +287,9 @@ struct Plan<'a> {
     skipped: u64,
     /// Rows given up: dead letters.
     failed: u64,
+    /// Golden records not to create in the target: candidates of matches
+    /// held there.
+    held: std::collections::HashSet<i64>,
 }
 
 impl Plan<'_> {
@@ -296,6 +308,14 @@ impl Plan<'_> {
             tx.outbox_done(row.id)?;
             return Ok(None);
         };
+        if w == Write::Create && self.held.contains(&row.global_id) {
+            let waiting = format!(
+                "waiting: a record of {} held as an ambiguous match may be this one (see `weir matches`)",
+                self.target
+            );
+            tx.outbox_retry(row.id, &store::now(), &waiting, false)?;
+            return Ok(None);
+        }
         // A corrupt golden row is refused with the reason that names it:
         // never delivered as an empty record, and the pass goes on.
         let canonical = match golden.record(tx.path()) {
@@ -340,6 +360,7 @@ impl Plan<'_> {
                 op: Operation::Upsert,
                 data: Some(data),
             },
+            tried: row.tried.is_some(),
         }))
     }
 
@@ -384,6 +405,7 @@ impl Plan<'_> {
             hash,
             kind,
             item,
+            tried: false,
         }))
     }
 

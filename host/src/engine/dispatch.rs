@@ -5,6 +5,7 @@
 
 use super::dry_run::plan_line;
 use super::error::SyncError;
+use super::faults::Faults;
 use super::pass::Pass;
 use super::work::{binding, idempotent, Delivery, InFlight, Landed, Planned};
 use crate::manifest::{Entity, System, SystemEntity};
@@ -25,6 +26,10 @@ impl<'m> Pass<'_, 'm> {
     ) -> Result<(), SyncError> {
         let mut deliveries = Vec::new();
         for (t, tb) in targets {
+            if self.dry.is_none() {
+                let target = self.participants[t].system.name.clone();
+                self.carry_out_target_matches(&target, entity)?;
+            }
             if let Some(mut d) = self.delivery(t, tb, entity) {
                 d.hold_deletes = self.deletes_beyond_limit(&d.target, entity)?;
                 deliveries.push(d);
@@ -223,6 +228,18 @@ impl<'m> Pass<'_, 'm> {
                 self.record_deliveries(&d.target, &entity.name, planned, outcomes)?;
             }
         }
+        let next = match next {
+            // Creates under keys the target assigns: looked up first where
+            // needed, and marked as tried before they are sent.
+            Some(planned) if !idempotent(&planned) => {
+                match self.look_before_create(entity, d, planned).await? {
+                    Some(planned) if planned.is_empty() => None,
+                    Some(planned) => Some(planned),
+                    None => return Ok(false),
+                }
+            }
+            next => next,
+        };
         if let Some(planned) = next {
             match self.participants[d.t].instance.take() {
                 Some(instance) => d.in_flight = Some(InFlight::start(instance, &d.bind, planned)),
@@ -270,6 +287,7 @@ impl<'m> Pass<'_, 'm> {
         f: InFlight,
     ) -> Result<Landed, SyncError> {
         let (instance, planned, result) = f.finish().await?;
+        Faults::count(&mut self.faults.writes_left, 1);
         self.participants[t].instance = Some(instance);
         Ok(match result {
             Ok(o) if o.len() == planned.len() => Landed::Done(planned, o),

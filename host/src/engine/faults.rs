@@ -1,10 +1,13 @@
 //! Test-only fault hooks that kill the process at chosen points.
 
 /// Test hooks that kill the process at chosen points (crash-safety tests).
-/// Set by `WEIR_FAULT_KILL_AFTER_PAGES` and `WEIR_FAULT_KILL_AFTER_DELIVERIES`.
+/// Set by `WEIR_FAULT_KILL_AFTER_PAGES`, `WEIR_FAULT_KILL_AFTER_DELIVERIES`
+/// and `WEIR_FAULT_KILL_BEFORE_RECORDING` (the Nth write batch to come
+/// back from a connector, before its outcome is recorded).
 pub(super) struct Faults {
     pub(super) pages_left: Option<u64>,
     pub(super) deliveries_left: Option<u64>,
+    pub(super) writes_left: Option<u64>,
 }
 
 impl Faults {
@@ -13,6 +16,7 @@ impl Faults {
         Faults {
             pages_left: var("WEIR_FAULT_KILL_AFTER_PAGES"),
             deliveries_left: var("WEIR_FAULT_KILL_AFTER_DELIVERIES"),
+            writes_left: var("WEIR_FAULT_KILL_BEFORE_RECORDING"),
         }
     }
 

@@ -9,13 +9,19 @@ use crate::store::{self, AuditOp, Hash, NewAudit, OutboxOp, Outcome, Tx};
 
 /// What becomes of the golden record.
 pub(super) enum State<'a> {
-    /// A new golden record of the entity, with this canonical text and hash.
-    New { text: &'a str, hash: &'a Hash },
-    /// Record `global_id` takes this canonical text and hash.
+    /// A new golden record of the entity, with this canonical text, hash
+    /// and match key.
+    New {
+        text: &'a str,
+        hash: &'a Hash,
+        key: Option<&'a str>,
+    },
+    /// Record `global_id` takes this canonical text, hash and match key.
     Changed {
         global_id: i64,
         text: &'a str,
         hash: &'a Hash,
+        key: Option<&'a str>,
     },
     /// Record `global_id` is deleted.
     Deleted { global_id: i64 },
@@ -65,16 +71,17 @@ pub(super) fn put<'w>(
     writers: impl IntoIterator<Item = &'w str>,
 ) -> store::Result<i64> {
     let (global_id, op) = match put.state {
-        State::New { text, hash } => (
-            tx.create_golden(put.entity, text, hash, put.origin)?,
+        State::New { text, hash, key } => (
+            tx.create_golden(put.entity, text, hash, put.origin, key)?,
             OutboxOp::Upsert,
         ),
         State::Changed {
             global_id,
             text,
             hash,
+            key,
         } => {
-            tx.update_golden(global_id, text, hash, put.origin)?;
+            tx.update_golden(global_id, text, hash, put.origin, key)?;
             (global_id, OutboxOp::Upsert)
         }
         State::Deleted { global_id } => {
@@ -100,6 +107,17 @@ pub(super) fn put<'w>(
         outcome: a.outcome,
     })?;
     Ok(global_id)
+}
+
+/// The match key of `record`, a canonical record of the entity named
+/// `entity` in `manifest`.
+pub(super) fn key_of(
+    manifest: &Manifest,
+    entity: &str,
+    record: &crate::mapping::Record,
+) -> Option<String> {
+    let e = manifest.entities.iter().find(|e| e.name == entity)?;
+    crate::mapping::match_key(&e.match_on, record)
 }
 
 /// The systems of the manifest that take writes of `entity`.

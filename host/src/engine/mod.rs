@@ -4,7 +4,9 @@
 //! The files follow the flow of a pass (`run`): `read` a source (with
 //! `inbox`, the changes kept in the store, and `prepare`, the work done off
 //! the pass's thread), `accept` each page into the store, then `dispatch`
-//! the outbox (`deliver` is its store side, `retry` its backoff). `plan` is
+//! the outbox (`deliver` is its store side, `retry` its backoff). `identity`
+//! recognises records read without a link (match keys, creates read back),
+//! `look` asks a target before creating in it. `plan` is
 //! the pure part (what to do with a record, given the links); `review`
 //! carries out people's decisions, `rollback` undoes a run, `dry_run` plans
 //! without writing, `faults` holds the test-only kill hooks. `pass` is the
@@ -18,7 +20,9 @@ mod dry_run;
 mod error;
 mod faults;
 mod golden;
+mod identity;
 mod inbox;
+mod look;
 mod pass;
 pub mod plan;
 mod prepare;
@@ -32,7 +36,7 @@ mod state;
 mod work;
 
 pub use error::SyncError;
-pub use report::{PlanLine, Polled, SyncOptions, SyncReport};
+pub use report::{Identity, PlanLine, Polled, SyncOptions, SyncReport};
 pub use review::{decide_conflict, Decided};
 pub use run::{dry_run, rollback, sync, writer_lease};
 pub use state::connector_state;

@@ -225,6 +225,7 @@ mod tests {
             max_delete_percent: None,
             max_changes_per_user: None,
             shared_key: false,
+            match_on: Vec::new(),
         }
     }
 

@@ -74,11 +74,16 @@ pub(super) enum Prepared {
     Refused(String),
     /// The canonical record, whose references are still to translate.
     Record(Record),
-    /// The final hash and canonical text, and the record's write to each
-    /// target along the intake should it be new. The record itself is
-    /// dropped on the preparing thread: most reads of a full pass change
+    /// The final hash, canonical text and match key, and the record's write
+    /// to each target along the intake should it be new. The record itself
+    /// is dropped on the preparing thread: most reads of a full pass change
     /// nothing and need only the hash (a conflict parses the text back).
-    Sealed(store::Hash, String, Vec<Option<Ready>>),
+    Sealed {
+        hash: store::Hash,
+        text: String,
+        key: Option<String>,
+        ready: Vec<Option<Ready>>,
+    },
 }
 
 /// A new record's write to a target along the intake, made on the
@@ -115,11 +120,12 @@ impl Prepared {
     ) -> Prepared {
         match (canonical(entity, binding, item), along) {
             (Err(reason), _) => Prepared::Refused(reason),
-            (Ok(r), Some(along)) if entity.references.is_empty() => Prepared::Sealed(
-                mapping::hash(&r),
-                serde_json::to_string(&r).unwrap_or_default(),
-                along.iter().map(|t| Ready::of(t, &r)).collect(),
-            ),
+            (Ok(r), Some(along)) if entity.references.is_empty() => Prepared::Sealed {
+                hash: mapping::hash(&r),
+                text: serde_json::to_string(&r).unwrap_or_default(),
+                key: mapping::match_key(&entity.match_on, &r),
+                ready: along.iter().map(|t| Ready::of(t, &r)).collect(),
+            },
             (Ok(r), _) => Prepared::Record(r),
         }
     }

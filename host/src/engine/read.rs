@@ -77,6 +77,7 @@ impl<'m> Pass<'_, 'm> {
         if !decided.is_empty() {
             self.carry_out_decisions(s, entity, b, decided)?;
         }
+        self.carry_out_matches(s, entity, b)?;
         self.parked = self
             .store
             .parked(&system, &entity.name)?

@@ -56,6 +56,30 @@ pub struct SyncReport {
     pub polled: Vec<Polled>,
     /// What the user should know that is not a failure.
     pub notes: Vec<String>,
+    /// How records were recognised, per system and entity.
+    pub identity: std::collections::BTreeMap<(String, String), Identity>,
+}
+
+/// How the records of one system and entity were recognised in a pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// Read without a link, and linked to a golden record by match key.
+    pub matched: u64,
+    /// Read, and new golden records made of them.
+    pub created: u64,
+    /// Held for a person: their match key matches several golden records
+    /// (or, this system a target, several of its records match a golden one).
+    pub ambiguous: u64,
+    /// This system a target: records found there and linked instead of
+    /// created.
+    pub found: u64,
+}
+
+impl Identity {
+    /// Whether anything was matched, found or held.
+    pub fn any_matching(&self) -> bool {
+        self.matched + self.ambiguous + self.found > 0
+    }
 }
 
 /// One source polled in a pass.
@@ -82,6 +106,7 @@ impl SyncReport {
             plan: Vec::new(),
             polled: Vec::new(),
             notes: Vec::new(),
+            identity: Default::default(),
         }
     }
 
@@ -119,10 +144,21 @@ pub(super) struct PageCounts {
     pub(super) conflicts: u64,
     pub(super) failed: u64,
     pub(super) held: u64,
+    /// Records without a link recognised by their match key.
+    pub(super) matched: u64,
+    /// Records held because their match key matches several golden records.
+    pub(super) ambiguous: u64,
 }
 
 impl PageCounts {
-    pub(super) fn add_to(&self, report: &mut SyncReport) {
+    pub(super) fn add_to(&self, report: &mut SyncReport, system: &str, entity: &str) {
+        let identity = report
+            .identity
+            .entry((system.to_string(), entity.to_string()))
+            .or_default();
+        identity.matched += self.matched;
+        identity.created += self.created;
+        identity.ambiguous += self.ambiguous;
         report.counts.skipped += self.unchanged;
         report.counts.echoes += self.echoes;
         report.counts.conflicts += self.conflicts;

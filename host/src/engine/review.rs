@@ -46,6 +46,7 @@ impl<'m> Pass<'_, 'm> {
                         approved: true,
                         along: &[],
                         fresh: &mut [],
+                        decided: None,
                     };
                     ctx.accept_one(item, None, &mut counts)?;
                     continue;
@@ -93,7 +94,7 @@ impl<'m> Pass<'_, 'm> {
             }
             Ok(counts)
         })?;
-        counts.add_to(&mut self.report);
+        counts.add_to(&mut self.report, &system, &entity.name);
         Ok(())
     }
 }
@@ -142,7 +143,9 @@ pub fn decide_conflict(
             Choice::Theirs => (open.theirs.as_deref(), Some(AuditOp::ReviewTheirs)),
         };
         if let (Some(data), Some(operation)) = (chosen, operation) {
-            let hash = mapping::hash(&parse_record(tx.path(), data, what)?);
+            let record = parse_record(tx.path(), data, what)?;
+            let hash = mapping::hash(&record);
+            let key = golden::key_of(manifest, &open.entity, &record);
             let origin = match (choice, current.as_ref().and_then(|g| g.origin.as_deref())) {
                 (Choice::Ours, Some(origin)) => origin.to_string(),
                 _ => open.system.clone(),
@@ -156,6 +159,7 @@ pub fn decide_conflict(
                         global_id: gid,
                         text: data,
                         hash: &hash,
+                        key: key.as_deref(),
                     },
                     origin: &origin,
                     audit: Audit {

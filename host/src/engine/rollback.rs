@@ -53,7 +53,7 @@ impl<'m> Pass<'_, 'm> {
                 if !writers.contains(&c.system) {
                     kept.insert((c.system.clone(), c.entity.clone()));
                 }
-                put_back(tx, run_id, &actor, c, writers)?;
+                put_back(tx, manifest, run_id, &actor, c, writers)?;
             }
             Ok(())
         })?;
@@ -72,6 +72,7 @@ impl<'m> Pass<'_, 'm> {
 /// content from before, for every writer.
 fn put_back(
     tx: &mut Tx<'_>,
+    manifest: &Manifest,
     run_id: i64,
     actor: &str,
     c: &store::RunChange,
@@ -112,7 +113,9 @@ fn put_back(
             c.entity
         )
     };
-    let hash = mapping::hash(&parse_record(tx.path(), before, what)?);
+    let record = parse_record(tx.path(), before, what)?;
+    let hash = mapping::hash(&record);
+    let key = golden::key_of(manifest, &c.entity, &record);
     let origin = now
         .as_ref()
         .and_then(|g| g.origin.as_deref())
@@ -128,6 +131,7 @@ fn put_back(
             global_id: gid,
             text: before,
             hash: &hash,
+            key: key.as_deref(),
         },
         origin,
         audit: audit(operation, Some(before)),

@@ -117,6 +117,9 @@ async fn run(
         Mode::DryRun(_) => None,
         _ => take_lease(manifest, false)?,
     };
+    for entity in super::identity::rekey(&mut store, manifest)? {
+        tracing::info!(entity = %entity, "match keys made anew under its match_on");
+    }
     let run_id = store.begin_run()?;
     let (dry, undo) = match mode {
         Mode::Sync => (None, None),
@@ -137,15 +140,18 @@ async fn run(
         along: Vec::new(),
         failed_rows: Default::default(),
     };
-    // Spans left by a pass that ended before it delivered them: outbox rows.
-    pass.store.transaction(|tx| tx.expand_spans().map(drop))?;
+    // Spans left by a pass that ended before it delivered them: outbox
+    // rows, their creates tried (a crash may have come after a write).
+    pass.store
+        .transaction(|tx| tx.expand_spans(true).map(drop))?;
     match undo {
         Some((target, changes)) => pass.undo(manifest, target, &changes)?,
         None => pass.intake_all(manifest).await?,
     }
     // Spans of targets that failed along an intake: outbox rows, kept for
     // the dispatcher (or a later pass) like every other pending delivery.
-    pass.store.transaction(|tx| tx.expand_spans().map(drop))?;
+    pass.store
+        .transaction(|tx| tx.expand_spans(false).map(drop))?;
     pass.dispatch_all(manifest).await?;
     let Pass {
         mut report, dry, ..

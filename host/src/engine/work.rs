@@ -4,9 +4,9 @@
 
 use super::error::SyncError;
 use crate::manifest::SystemEntity;
-use crate::runtime::types::{EntityBinding, WriteItem};
+use crate::runtime::types::{EntityBinding, KeyedWrite, WriteItem};
 use crate::runtime::{CallError, Instance};
-use crate::store::{self, AuditOp, OutboxRow, Tx};
+use crate::store::{self, AuditOp, Link, OutboxRow, Tx};
 
 /// The binding of a system's entity as the connector sees it.
 pub fn binding(e: &SystemEntity) -> EntityBinding {
@@ -89,7 +89,13 @@ impl InFlight {
         bind: &EntityBinding,
         planned: Vec<Planned>,
     ) -> InFlight {
-        let items: Vec<WriteItem> = planned.iter().map(|p| p.item.clone()).collect();
+        let items: Vec<KeyedWrite> = planned
+            .iter()
+            .map(|p| KeyedWrite {
+                item: p.item.clone(),
+                key: p.gid.to_string(),
+            })
+            .collect();
         let bind = bind.clone();
         let task = tokio::spawn(async move {
             let result = instance.write(&bind, items).await;
@@ -115,6 +121,9 @@ pub(super) struct Planned {
     pub(super) hash: store::Hash,
     pub(super) kind: Kind,
     pub(super) item: WriteItem,
+    /// A create of the record was sent before and its outcome is not
+    /// known: the target is asked before it is sent again.
+    pub(super) tried: bool,
 }
 
 /// Where a planned write is kept in the store until it is recorded.
@@ -178,6 +187,10 @@ impl Planned {
             }
             Kept::Span { id, last } => {
                 let row = tx.enqueue_failed(target, entity, self.gid, at, error)?;
+                if self.kind == Kind::Create {
+                    // It may have landed: asked about before it is sent again.
+                    tx.try_create(row, &self.hash)?;
+                }
                 if last {
                     tx.span_done(id)?;
                 }
@@ -209,4 +222,25 @@ impl Kind {
     pub(super) fn deletes(self) -> bool {
         matches!(self, Kind::Delete | Kind::SoftDelete)
     }
+}
+
+/// What became of a record read without a link.
+pub(super) enum Identified {
+    /// None of weir's: a new record.
+    New,
+    /// A create weir sent there itself, read back: linked as written.
+    Answered(Link),
+    /// The same real-world record as a golden one: linked.
+    Matched(Link),
+    /// Its key matches several golden records: held for a person.
+    Held,
+}
+
+/// A person's decision on a held match, carried out as the record is accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Decision {
+    /// A new golden record.
+    New,
+    /// The golden record with this global id.
+    Link(i64),
 }

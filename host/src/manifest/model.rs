@@ -59,6 +59,11 @@ pub struct Entity {
     /// field, named after `primary_key` (default `id`), and a record is created
     /// in a system under that key.
     pub shared_key: bool,
+    /// The canonical fields that recognise the same real-world record in
+    /// several systems (for example `["email"]`), compared after the
+    /// mappings' conversions with `mapping::match_key`'s normalisation;
+    /// empty: records are recognised by their links alone.
+    pub match_on: Vec<String>,
 }
 
 /// A per-user change limit.

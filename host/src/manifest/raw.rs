@@ -41,6 +41,8 @@ pub struct Entity {
     pub max_changes_per_user: Option<UserLimit>,
     #[serde(default)]
     pub shared_key: bool,
+    #[serde(default)]
+    pub match_on: Vec<String>,
 }
 
 #[derive(Deserialize, Clone, Copy)]

@@ -150,6 +150,7 @@ impl Validator<'_> {
         let conflict = self.conflict(name, e);
         self.entity_limits(name, e);
         let rules = self.rules(name, e);
+        self.match_on(name, e);
         Entity {
             name: name.to_string(),
             primary_key: e.primary_key.clone(),
@@ -166,10 +167,44 @@ impl Validator<'_> {
                 .collect(),
             max_delete_percent: e.max_delete_percent,
             shared_key: e.shared_key,
+            match_on: e.match_on.clone(),
             max_changes_per_user: e.max_changes_per_user.map(|l| UserLimit {
                 count: l.count,
                 window: Duration::from_secs(l.window_secs),
             }),
+        }
+    }
+
+    /// `match_on`: field names, each once; a sensitive field cannot be one
+    /// (its value is compared with what other systems hold).
+    fn match_on(&mut self, name: &str, e: &raw::Entity) {
+        let mut seen = std::collections::BTreeSet::new();
+        for field in &e.match_on {
+            if field.trim().is_empty() {
+                self.error(
+                    &["entities", name, "match_on"],
+                    "an empty field name".to_string(),
+                    "list canonical field names, for example match_on = [\"email\"]",
+                );
+            } else if !seen.insert(field.as_str()) {
+                self.error(
+                    &["entities", name, "match_on"],
+                    format!("field '{field}' is listed twice"),
+                    "list each field once",
+                );
+            } else if e.fields.get(field).is_some_and(|r| r.sensitive) {
+                self.error(
+                    &["entities", name, "match_on"],
+                    format!("field '{field}' is sensitive"),
+                    "match on fields that may be compared across systems, or drop `sensitive` from this one",
+                );
+            } else if e.references.contains_key(field) {
+                self.error(
+                    &["entities", name, "match_on"],
+                    format!("field '{field}' is a reference"),
+                    "match on the record's own fields (a reference is an id of another record)",
+                );
+            }
         }
     }
 

@@ -8,10 +8,12 @@
 
 pub mod fields;
 mod hash;
+mod identity;
 mod rules;
 
 pub use fields::{Case, Convert, DecimalRepr};
 pub use hash::hash;
+pub use identity::{match_key, same_values};
 pub use rules::{validate, Kind, Rules, Violation};
 
 use serde_json::{Map, Value};

@@ -43,7 +43,7 @@ pub mod types {
     pub use super::bindings::weir::connector::types::*;
 }
 use types::{
-    Change, ConnectorError, Context, EntityBinding, EntitySchema, Page, WriteItem, Written,
+    Change, ConnectorError, Context, EntityBinding, EntitySchema, KeyedWrite, Page, Probe, Written,
 };
 
 /// What a connector may write to its stderr in one run (a panic message fits
@@ -64,6 +64,8 @@ pub struct Exports {
     pub webhook: bool,
     /// `lookup`: records by id.
     pub lookup: bool,
+    /// `keyed-destination`: writes with the host's key, and find.
+    pub keyed: bool,
 }
 
 impl std::fmt::Display for Exports {
@@ -74,6 +76,7 @@ impl std::fmt::Display for Exports {
             (self.destination, "destination"),
             (self.webhook, "webhook"),
             (self.lookup, "lookup"),
+            (self.keyed, "keyed-destination"),
         ] {
             if on {
                 names.push(name);
@@ -318,6 +321,7 @@ impl Connector {
             destination: self.guests.destination.is_some(),
             webhook: self.guests.webhook.is_some(),
             lookup: self.guests.lookup.is_some(),
+            keyed: self.guests.keyed.is_some(),
         }
     }
     /// A short content hash identifying the component.
@@ -334,6 +338,7 @@ struct Guests {
     destination: Option<ex::destination::GuestIndices>,
     webhook: Option<ex::webhook::GuestIndices>,
     lookup: Option<ex::lookup::GuestIndices>,
+    keyed: Option<ex::keyed_destination::GuestIndices>,
 }
 
 impl Guests {
@@ -344,6 +349,7 @@ impl Guests {
             destination: ex::destination::GuestIndices::new(pre).ok(),
             webhook: ex::webhook::GuestIndices::new(pre).ok(),
             lookup: ex::lookup::GuestIndices::new(pre).ok(),
+            keyed: ex::keyed_destination::GuestIndices::new(pre).ok(),
         })
     }
 
@@ -374,6 +380,11 @@ impl Guests {
                 .as_ref()
                 .map(|g| g.load(&mut *store, instance))
                 .transpose()?,
+            keyed: self
+                .keyed
+                .as_ref()
+                .map(|g| g.load(&mut *store, instance))
+                .transpose()?,
         })
     }
 }
@@ -384,6 +395,7 @@ struct Loaded {
     destination: Option<ex::destination::Guest>,
     webhook: Option<ex::webhook::Guest>,
     lookup: Option<ex::lookup::Guest>,
+    keyed: Option<ex::keyed_destination::Guest>,
 }
 
 /// A limit the host enforces by stopping the guest.
@@ -635,18 +647,53 @@ impl Instance {
         .await
     }
 
-    /// Writes a batch; one outcome per item.
+    /// Writes a batch; one outcome per item. Through `keyed-destination`
+    /// where the component exports it, each item with its key; else through
+    /// `destination`, without the keys.
     pub async fn write(
         &mut self,
         entity: &EntityBinding,
-        items: Vec<WriteItem>,
+        items: Vec<KeyedWrite>,
     ) -> Result<Vec<Result<Written, ConnectorError>>, CallError> {
-        self.require(self.guests.destination.as_ref(), "destination")?;
         let entity = entity.clone();
+        if self.guests.keyed.is_some() {
+            return self
+                .call("write", move |g, c, s| {
+                    Box::pin(async move {
+                        let dst = g.keyed.as_ref().expect("checked above");
+                        dst.call_write(s, c, &entity, &items).await
+                    })
+                })
+                .await;
+        }
+        self.require(self.guests.destination.as_ref(), "destination")?;
+        let items: Vec<_> = items.into_iter().map(|k| k.item).collect();
         self.call("write", move |g, c, s| {
             Box::pin(async move {
                 let dst = g.destination.as_ref().expect("checked above");
                 dst.call_write(s, c, &entity, &items).await
+            })
+        })
+        .await
+    }
+
+    /// Whether the connector can find records by key or field values.
+    pub fn can_find(&self) -> bool {
+        self.guests.keyed.is_some()
+    }
+
+    /// For each probe, the records the connector finds for it.
+    pub async fn find(
+        &mut self,
+        entity: &EntityBinding,
+        probes: Vec<Probe>,
+    ) -> Result<Vec<Vec<Change>>, CallError> {
+        self.require(self.guests.keyed.as_ref(), "keyed-destination")?;
+        let entity = entity.clone();
+        self.call("find", move |g, c, s| {
+            Box::pin(async move {
+                let keyed = g.keyed.as_ref().expect("checked above");
+                keyed.call_find(s, c, &entity, &probes).await
             })
         })
         .await

@@ -7,6 +7,7 @@
 //! order, recording the version in `PRAGMA user_version`.
 
 mod checkpoint;
+mod identity;
 mod kinds;
 mod lease;
 mod ops;
@@ -16,6 +17,7 @@ mod polling;
 mod records;
 mod state;
 
+pub use identity::{Ambiguous, NewMatch};
 pub use kinds::{AuditOp, Choice, CursorKind, HeldStatus, Outcome, RunStatus};
 pub use lease::{holds_writer_lease, Holder, WriterLease};
 pub use ops::{Activity, Gauges, OpenConflict, Problems, RecordLink, RunChange};
@@ -46,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_audit_unindexed_by_record.sql"),
     include_str!("migrations/0009_outbox_spans.sql"),
     include_str!("migrations/0010_leases.sql"),
+    include_str!("migrations/0011_identity.sql"),
 ];
 
 /// A content hash of a canonical record (128 bits of SHA-256).
@@ -585,10 +588,11 @@ impl<'a> Tx<'a> {
         data: &str,
         hash: &Hash,
         origin: &str,
+        match_key: Option<&str>,
     ) -> Result<i64> {
         self.tx
-            .prepare_cached("INSERT INTO golden (entity, data, hash, updated_at, origin) VALUES (?1, ?2, ?3, ?4, ?5)")
-            .and_then(|mut st| st.execute(params![entity, data, &hash[..], &self.now, origin]))
+            .prepare_cached("INSERT INTO golden (entity, data, hash, updated_at, origin, match_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .and_then(|mut st| st.execute(params![entity, data, &hash[..], &self.now, origin, match_key]))
             .map_err(self.err())?;
         Ok(self.tx.last_insert_rowid())
     }
@@ -600,12 +604,13 @@ impl<'a> Tx<'a> {
         data: &str,
         hash: &Hash,
         origin: &str,
+        match_key: Option<&str>,
     ) -> Result<()> {
         self.tx
             .prepare_cached(
-                "UPDATE golden SET data = ?2, hash = ?3, deleted = 0, updated_at = ?4, origin = ?5 WHERE global_id = ?1",
+                "UPDATE golden SET data = ?2, hash = ?3, deleted = 0, updated_at = ?4, origin = ?5, match_key = ?6 WHERE global_id = ?1",
             )
-            .and_then(|mut st| st.execute(params![global_id, data, &hash[..], &self.now, origin]))
+            .and_then(|mut st| st.execute(params![global_id, data, &hash[..], &self.now, origin, match_key]))
             .map_err(self.err())?;
         Ok(())
     }
@@ -753,7 +758,7 @@ mod tests {
         let h = [7u8; 16];
         let gid = store
             .transaction(|tx| {
-                let gid = tx.create_golden("contacts", "{}", &h, "a")?;
+                let gid = tx.create_golden("contacts", "{}", &h, "a", None)?;
                 tx.record_seen("contacts", "a", "1", gid, &h)?;
                 tx.record_written("contacts", "b", "99", gid, &h, false)?;
                 Ok(gid)
@@ -786,8 +791,8 @@ mod tests {
         let (old, new) = ([1u8; 16], [2u8; 16]);
         store
             .transaction(|tx| {
-                let first = tx.create_golden("contacts", "{}", &old, "a")?;
-                let second = tx.create_golden("contacts", "{}", &old, "a")?;
+                let first = tx.create_golden("contacts", "{}", &old, "a", None)?;
+                let second = tx.create_golden("contacts", "{}", &old, "a", None)?;
                 tx.record_written("contacts", "b", "7", first, &old, false)?;
                 tx.record_seen("contacts", "b", "7", first, &old)?;
                 // The link as planned: its hashes change.
@@ -846,9 +851,9 @@ mod tests {
         let h = [1u8; 16];
         let (first, last) = store
             .transaction(|tx| {
-                tx.create_golden("contacts", "{}", &h, "a")?;
+                tx.create_golden("contacts", "{}", &h, "a", None)?;
                 let gids: Vec<i64> = (0..4)
-                    .map(|_| tx.create_golden("contacts", "{}", &h, "a"))
+                    .map(|_| tx.create_golden("contacts", "{}", &h, "a", None))
                     .collect::<Result<_>>()?;
                 let (first, last) = (gids[0], gids[3]);
                 tx.add_span("b", "contacts", first, last)?;
@@ -871,7 +876,7 @@ mod tests {
             1 + 4,
             "a row and a span of 4"
         );
-        let expanded = store.transaction(|tx| tx.expand_spans()).unwrap();
+        let expanded = store.transaction(|tx| tx.expand_spans(true)).unwrap();
         assert_eq!(expanded, 1, "the span done is gone");
         let rows: Vec<(String, i64, i64, String)> = store
             .conn
@@ -892,6 +897,6 @@ mod tests {
         assert_eq!(rows[1].2, 0, "{rows:?}");
         assert!(rows[1].3.as_str() < "2999", "due: {rows:?}");
         assert_eq!(store.outbox_pending().unwrap(), 3);
-        assert_eq!(store.transaction(|tx| tx.expand_spans()).unwrap(), 0);
+        assert_eq!(store.transaction(|tx| tx.expand_spans(true)).unwrap(), 0);
     }
 }

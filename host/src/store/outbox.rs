@@ -34,6 +34,9 @@ pub struct OutboxRow {
     pub op: OutboxOp,
     /// Failed attempts so far.
     pub attempts: u32,
+    /// A create of the record was sent with this content hash and its
+    /// outcome is not known.
+    pub tried: Option<super::Hash>,
 }
 
 impl Tx<'_> {
@@ -109,10 +112,12 @@ impl Tx<'_> {
     }
 
     /// Turns every span back into outbox rows: one upsert for each record
-    /// of a span that is not deleted, due since the span was made, unless
-    /// the record already has a row for the target. Returns how many spans
-    /// there were.
-    pub fn expand_spans(&mut self) -> Result<usize> {
+    /// of a span that is not deleted and that the target does not hold (no
+    /// link), due since the span was made; a record with a row for the
+    /// target already keeps it. With `tried`, their creates are marked as
+    /// tried (a crash may have come after their write). Returns how many
+    /// spans there were.
+    pub fn expand_spans(&mut self, tried: bool) -> Result<usize> {
         type Span = (i64, String, String, i64, i64, String);
         let spans: Vec<Span> = self
             .conn()
@@ -129,13 +134,14 @@ impl Tx<'_> {
         for (id, target, entity, first, last, at) in &spans {
             self.conn()
                 .prepare_cached(
-                    "INSERT INTO outbox (target, entity, global_id, op, next_attempt_at, created_at)
-                     SELECT ?1, entity, global_id, 'upsert', ?5, ?5 FROM golden
+                    "INSERT INTO outbox (target, entity, global_id, op, next_attempt_at, created_at, tried_hash)
+                     SELECT ?1, entity, global_id, 'upsert', ?5, ?5, CASE WHEN ?6 THEN hash END FROM golden g
                      WHERE global_id BETWEEN ?3 AND ?4 AND entity = ?2 AND deleted = 0
+                       AND NOT EXISTS (SELECT 1 FROM links l WHERE l.global_id = g.global_id AND l.system = ?1)
                      ORDER BY global_id
-                     ON CONFLICT (target, global_id) DO NOTHING",
+                     ON CONFLICT (target, global_id) DO UPDATE SET tried_hash = coalesce(tried_hash, excluded.tried_hash)",
                 )
-                .and_then(|mut st| st.execute(params![target, entity, first, last, at]))
+                .and_then(|mut st| st.execute(params![target, entity, first, last, at, tried]))
                 .map_err(self.err())?;
             self.span_done(*id)?;
         }
@@ -202,7 +208,7 @@ impl Store {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT id, global_id, op, attempts FROM outbox
+                "SELECT id, global_id, op, attempts, tried_hash FROM outbox
                  WHERE target = ?1 AND entity = ?2 AND next_attempt_at <= ?3 AND id > ?4 ORDER BY id LIMIT ?5",
             )
             .map_err(self.err())?;
@@ -218,6 +224,7 @@ impl Store {
                         OutboxOp::Upsert
                     },
                     attempts: r.get(3)?,
+                    tried: super::hash_col(r, 4)?,
                 })
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())

@@ -9,6 +9,7 @@ pub(super) mod conflicts;
 pub(super) mod connectors;
 pub(super) mod dead_letters;
 pub(super) mod held;
+pub(super) mod matches;
 pub(super) mod records;
 pub(super) mod refresh;
 pub(super) mod rollback;

@@ -27,6 +27,7 @@ pub(in crate::cli) async fn run(
     let report = engine::sync(manifest, runtime, &options).await?;
     let c = report.counts;
     println!("run {}: {c}", report.run_id);
+    print_identity(&report);
     for f in &report.failures {
         eprintln!("error: {f}");
     }
@@ -56,6 +57,7 @@ async fn dry_run(
     options: &SyncOptions,
 ) -> anyhow::Result<ExitCode> {
     let report = engine::dry_run(manifest, runtime, options).await?;
+    print_identity(&report);
     print_plan(&report.plan);
     for f in &report.failures {
         eprintln!("error: {f}");
@@ -65,6 +67,33 @@ async fn dry_run(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Prints, per system and entity where records were matched, found or held
+/// as ambiguous, how they were recognised, and the pass's notes.
+fn print_identity(report: &engine::SyncReport) {
+    let mut ambiguous = 0;
+    for ((system, entity), i) in &report.identity {
+        if !i.any_matching() {
+            continue;
+        }
+        ambiguous += i.ambiguous;
+        let mut parts = Vec::new();
+        if i.matched + i.created > 0 || i.found == 0 {
+            parts.push(format!("{} matched, {} created", i.matched, i.created));
+        }
+        if i.found > 0 {
+            parts.push(format!("{} found there and linked", i.found));
+        }
+        parts.push(format!("{} ambiguous", i.ambiguous));
+        println!("  {entity} in {system}: {}", parts.join(", "));
+    }
+    if ambiguous > 0 {
+        eprintln!("{ambiguous} record(s) held as ambiguous matches: see `weir matches`");
+    }
+    for n in &report.notes {
+        eprintln!("note: {n}");
+    }
 }
 
 /// Prints a dry run's plan, grouped by target and entity in delivery order.
