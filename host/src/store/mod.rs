@@ -207,6 +207,9 @@ fn gate(path: &Path) -> Arc<Mutex<()>> {
 
 /// Sets the pragmas every connection to the store uses.
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    // First: switching a new file to WAL takes a lock another process
+    // opening it at the same moment may hold.
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -216,7 +219,6 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // full load and 1% changed, same times with 8 to 64 MiB) but memory.
     conn.pragma_update(None, "cache_size", -16_384)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
     // Room for every statement of a pass, so none is parsed again.
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
