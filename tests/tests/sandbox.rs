@@ -121,7 +121,7 @@ fn a_connector_sees_no_environment_and_no_undeclared_files() {
         connectors.stdout.contains("files: csv 0.1.0")
             && connectors
                 .stdout
-                .contains("exports connector, source, destination ("),
+                .contains("exports connector, source, destination, keyed-destination ("),
         "{connectors:?}"
     );
 }
