@@ -205,12 +205,31 @@ fn gate(path: &Path) -> Arc<Mutex<()>> {
         .clone()
 }
 
+/// Switches the store to WAL. Two processes opening a new file at the same
+/// moment both try to take the lock that needs; SQLite refuses one of them
+/// at once (waiting could deadlock), without its busy handler, so the
+/// refused one tries again until the other is done (within 10 s).
+fn wal(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Sets the pragmas every connection to the store uses.
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    // First: switching a new file to WAL takes a lock another process
-    // opening it at the same moment may hold.
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    wal(conn)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // A 16 MiB page cache holds the inner pages of every tree of a store of
