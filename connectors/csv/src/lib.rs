@@ -26,7 +26,7 @@ use exports::weir::connector::{destination, keyed_destination, source};
 use serde::Deserialize;
 use weir_sdk::{
     Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema, FieldSchema,
-    FieldType, KeyedWrite, Operation, Page, Probe, Result, WriteItem, Written,
+    FieldType, KeyedOutcome, KeyedWrite, Operation, Page, Probe, Result, WriteItem, Written,
 };
 
 use reader::ReadCursor;
@@ -395,14 +395,51 @@ impl destination::Guest for CsvConnector {
 }
 
 impl keyed_destination::Guest for CsvConnector {
-    /// Writes as `destination.write` does: a CSV file has no place for the key.
+    /// Writes as `destination.write` does (a CSV file has no place for the
+    /// key), but an update that carries what the host last saw writes only
+    /// the fields it changes, and only if the row still holds the seen
+    /// values; a row that does not is answered `changed`, as it is now.
     fn write(
         ctx: Context,
         entity: EntityBinding,
         items: Vec<KeyedWrite>,
-    ) -> Result<Vec<Result<Written>>> {
-        let items = items.into_iter().map(|k| k.item).collect();
-        <CsvConnector as destination::Guest>::write(ctx, entity, items)
+    ) -> Result<Vec<KeyedOutcome>> {
+        let file = Directory::of(&ctx)?.file(&entity)?;
+        let mut table = file.load()?;
+        let outcomes = items
+            .into_iter()
+            .map(|k| {
+                let apply = |table: &mut table::Table, item: &WriteItem| {
+                    weir_sdk::keyed_outcome(table.apply(item, &file.entity))
+                };
+                let seen = k
+                    .seen
+                    .as_deref()
+                    .and_then(|s| weir_sdk::json::parse_record(s).ok());
+                let (Some(seen), Some(id), Operation::Upsert) = (seen, &k.item.id, k.item.op)
+                else {
+                    return apply(&mut table, &k.item);
+                };
+                match (table.holds(id, &seen), table.row(id)) {
+                    (Some(false), Some(row)) => KeyedOutcome::Changed(file.upsert(row)),
+                    (Some(true), _) => {
+                        let mut item = k.item.clone();
+                        let data = item.data.as_deref().map(weir_sdk::json::parse_record);
+                        if let Some(Ok(mut data)) = data {
+                            data.retain(|field, _| seen.contains_key(field));
+                            item.data = Some(serde_json::Value::Object(data).to_string());
+                        }
+                        apply(&mut table, &item)
+                    }
+                    // Gone: written again, as an update of a missing row is.
+                    _ => apply(&mut table, &k.item),
+                }
+            })
+            .collect();
+        if table.changed() {
+            file.save(&table)?;
+        }
+        Ok(outcomes)
     }
 
     /// Scans the file once for every probe: the rows whose cells equal the

@@ -156,6 +156,28 @@ impl Table {
         }
     }
 
+    /// Whether record `id` still holds `seen` (field → value, compared as
+    /// its cells are written; an empty cell or a missing column holds
+    /// null). None when there is no such record.
+    pub fn holds(&self, id: &str, seen: &serde_json::Map<String, Value>) -> Option<bool> {
+        let row = self.index.get(id).and_then(|&at| self.rows[at].as_ref())?;
+        Some(seen.iter().all(|(field, value)| {
+            let cell = self
+                .columns
+                .get(field)
+                .and_then(|&at| row.get(at))
+                .unwrap_or_default();
+            cell == value_to_text(value).as_bytes()
+        }))
+    }
+
+    /// Record `id` as a read gives it, if there is one.
+    pub fn row(&self, id: &str) -> Option<reader::Row> {
+        let row = self.index.get(id).and_then(|&at| self.rows[at].as_ref())?;
+        let header = csv::StringRecord::from(self.header.clone());
+        reader::to_row(&header, self.key_at, row).ok()
+    }
+
     /// Removes the record `id`, if present.
     fn delete(&mut self, id: &str) {
         if let Some(at) = self.index.remove(id) {

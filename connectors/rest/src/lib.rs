@@ -128,7 +128,7 @@ use pagination::Position;
 use serde_json::Value;
 use weir_sdk::{
     Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema, FieldSchema,
-    FieldType, KeyedWrite, Page, Probe, Result, WriteItem, Written,
+    FieldType, KeyedOutcome, KeyedWrite, Page, Probe, Result, WriteItem, Written,
 };
 
 /// Now, as the checkpoint of a change cursor (milliseconds, UTC).
@@ -295,9 +295,10 @@ impl keyed_destination::Guest for Rest {
         ctx: Context,
         entity: EntityBinding,
         items: Vec<KeyedWrite>,
-    ) -> Result<Vec<Result<Written>>> {
+    ) -> Result<Vec<KeyedOutcome>> {
         let c = Collection::new(&ctx, &entity)?;
-        Ok(items.into_iter().map(|k| c.write(k.item)).collect())
+        let results = items.into_iter().map(|k| c.write(k.item)).collect();
+        Ok(weir_sdk::keyed_outcomes(results))
     }
 
     /// Lists the collection filtered by each probe's fields, through the

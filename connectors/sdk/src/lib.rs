@@ -26,7 +26,7 @@ pub mod wit {
 
 pub use types::{
     Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema, ErrorKind,
-    FieldSchema, FieldType, KeyedWrite, Operation, Page, Probe, WriteItem, Written,
+    FieldSchema, FieldType, KeyedOutcome, KeyedWrite, Operation, Page, Probe, WriteItem, Written,
 };
 pub use wit::weir::connector::{http, log, sql, state, types};
 
@@ -135,6 +135,21 @@ pub fn settings<T: serde::de::DeserializeOwned>(entity: &EntityBinding) -> Resul
     serde_json::from_str(&entity.settings).map_err(|e| {
         ConnectorError::invalid_config(format!("entity '{}': bad settings: {e}", entity.name))
     })
+}
+
+/// The outcomes of keyed writes made as plain writes (the whole record,
+/// whatever `seen` says): what a connector whose system cannot check a
+/// record before writing it returns from `keyed-destination.write`.
+pub fn keyed_outcomes(results: Vec<Result<Written>>) -> Vec<KeyedOutcome> {
+    results.into_iter().map(keyed_outcome).collect()
+}
+
+/// The outcome of a keyed write made as a plain write.
+pub fn keyed_outcome(result: Result<Written>) -> KeyedOutcome {
+    match result {
+        Ok(w) => KeyedOutcome::Written(w),
+        Err(e) => KeyedOutcome::Failed(e),
+    }
 }
 
 /// Writes a log line through the host.

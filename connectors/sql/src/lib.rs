@@ -30,6 +30,7 @@
 weir_sdk::bindings!("keyed-sync-connector");
 
 mod cursor;
+mod guarded;
 mod logical;
 mod schema;
 mod statements;
@@ -43,7 +44,7 @@ use weir_sdk::sql::{self, Dialect, Rows, Statement, Value};
 use weir_sdk::sql_util::{quote_ident, row_to_record, to_id, to_json, to_sql};
 use weir_sdk::{
     Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema, FieldSchema,
-    FieldType, KeyedWrite, Operation, Page, Probe, Result, WriteItem, Written,
+    FieldType, KeyedOutcome, KeyedWrite, Operation, Page, Probe, Result, WriteItem, Written,
 };
 
 use cursor::{ChangeCursor, ReadCursor};
@@ -1349,37 +1350,7 @@ impl destination::Guest for SqlConnector {
         let key = schema::find(&columns, &table.pk);
         let integer_key = key.is_some_and(|c| c.field_type() == FieldType::Integer);
         let name = table.sql_name().sql();
-        let target = write::Target {
-            dialect: db.dialect,
-            entity: &table.entity,
-            table: table.sql_name(),
-            pk: &table.pk,
-            key_form: table.key(db.dialect, &columns).form,
-            updated_at: table.updated_at.as_deref(),
-            integer_key,
-            // An identity column other than the key is the database's too.
-            generated: columns
-                .iter()
-                .filter(|c| c.generated || (c.always_identity && c.name != table.pk))
-                .map(|c| c.name.as_str())
-                .collect(),
-            arrays: columns
-                .iter()
-                .filter(|c| db.dialect == Dialect::Postgres && c.sql_type == "ARRAY")
-                .map(|c| c.name.as_str())
-                .collect(),
-            overriding: db.dialect == Dialect::Postgres && key.is_some_and(|c| c.always_identity),
-            copy: db.dialect == Dialect::Postgres
-                && key.is_some_and(|c| {
-                    c.copy && write::COPIED_KEY_TYPES.contains(&c.sql_type.as_str())
-                })
-                && !copy_failed(&name),
-            bytea: columns
-                .iter()
-                .filter(|c| c.sql_type == "bytea")
-                .map(|c| c.name.as_str())
-                .collect(),
-        };
+        let target = write_target(&db, &table, &columns);
 
         let mut outcomes: Vec<Option<Result<Written>>> = items.iter().map(|_| None).collect();
         let mut prepared = Vec::with_capacity(items.len());
@@ -1446,6 +1417,44 @@ impl destination::Guest for SqlConnector {
     }
 }
 
+/// How a batch writes to `table`: its key, the columns the database
+/// computes, and whether `COPY` may load it.
+fn write_target<'a>(db: &Database, table: &'a Table, columns: &'a [Column]) -> write::Target<'a> {
+    let key = schema::find(columns, &table.pk);
+    let integer_key = key.is_some_and(|c| c.field_type() == FieldType::Integer);
+    let name = table.sql_name().sql();
+    write::Target {
+        dialect: db.dialect,
+        entity: &table.entity,
+        table: table.sql_name(),
+        pk: &table.pk,
+        key_form: table.key(db.dialect, columns).form,
+        updated_at: table.updated_at.as_deref(),
+        integer_key,
+        // An identity column other than the key is the database's too.
+        generated: columns
+            .iter()
+            .filter(|c| c.generated || (c.always_identity && c.name != table.pk))
+            .map(|c| c.name.as_str())
+            .collect(),
+        arrays: columns
+            .iter()
+            .filter(|c| db.dialect == Dialect::Postgres && c.sql_type == "ARRAY")
+            .map(|c| c.name.as_str())
+            .collect(),
+        overriding: db.dialect == Dialect::Postgres && key.is_some_and(|c| c.always_identity),
+        copy: db.dialect == Dialect::Postgres
+            && key
+                .is_some_and(|c| c.copy && write::COPIED_KEY_TYPES.contains(&c.sql_type.as_str()))
+            && !copy_failed(&name),
+        bytea: columns
+            .iter()
+            .filter(|c| c.sql_type == "bytea")
+            .map(|c| c.name.as_str())
+            .collect(),
+    }
+}
+
 thread_local! {
     /// The tables a `COPY` failed into in this run (an instance lives for one run).
     static COPY_FAILED: std::cell::RefCell<std::collections::BTreeSet<String>> =
@@ -1500,14 +1509,46 @@ fn note_copy_failed(table: &str, why: &str) {
 }
 
 impl keyed_destination::Guest for SqlConnector {
-    /// Writes as `destination.write` does.
+    /// Writes as `destination.write` does, but for updates that carry what
+    /// the host last saw: those set only the columns they change, and only
+    /// where the row still holds the seen values ([`guarded`]); a row that
+    /// does not is answered `changed`, as it is now.
     fn write(
         ctx: Context,
         entity: EntityBinding,
         items: Vec<KeyedWrite>,
-    ) -> Result<Vec<Result<Written>>> {
-        let items = items.into_iter().map(|k| k.item).collect();
-        <SqlConnector as destination::Guest>::write(ctx, entity, items)
+    ) -> Result<Vec<KeyedOutcome>> {
+        let n = items.len();
+        let (checked, plain) = guarded::split(items);
+        let mut outcomes: Vec<Option<KeyedOutcome>> = (0..n).map(|_| None).collect();
+        let mut plain: Vec<(usize, WriteItem)> =
+            plain.into_iter().map(|(at, k)| (at, k.item)).collect();
+        if !checked.is_empty() {
+            for (at, done) in guarded::write(&ctx, &entity, checked)? {
+                match done {
+                    guarded::Done::Outcome(o) => outcomes[at] = Some(o),
+                    guarded::Done::Plain(item) => plain.push((at, item)),
+                }
+            }
+        }
+        if !plain.is_empty() {
+            plain.sort_by_key(|(at, _)| *at);
+            let (places, items): (Vec<usize>, Vec<WriteItem>) = plain.into_iter().unzip();
+            let results = <SqlConnector as destination::Guest>::write(ctx, entity, items)?;
+            for (at, o) in places.into_iter().zip(weir_sdk::keyed_outcomes(results)) {
+                outcomes[at] = Some(o);
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    KeyedOutcome::Failed(ConnectorError::transient(
+                        "the write returned no outcome for an item",
+                    ))
+                })
+            })
+            .collect())
     }
 
     /// The rows equal to each probe's fields (text without case or

@@ -785,9 +785,91 @@ pub fn delete_many(dialect: Dialect, table: Name<'_>, pk: &str, rows: usize) -> 
     )
 }
 
+/// Sets the columns `set` (parameters 1..=n) of the row whose key is
+/// parameter n+1, only if each of those columns still holds the value of
+/// its parameter after the key (n+2..=2n+1; NULL matches NULL), and returns
+/// the key and version of the row it updated: no row when the row is gone
+/// or holds other values.
+pub fn guarded_update(
+    dialect: Dialect,
+    table: Name<'_>,
+    pk: Key<'_>,
+    updated_at: Option<&str>,
+    set: &[&str],
+) -> String {
+    let t = table.sql();
+    let n = set.len();
+    let assignments = set
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{} = {}", quote_ident(c), placeholder(dialect, i + 1)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let same = match dialect {
+        Dialect::Sqlite => "IS",
+        Dialect::Postgres => "IS NOT DISTINCT FROM",
+    };
+    let conditions: String = set
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                " AND {} {same} {}",
+                quote_ident(c),
+                placeholder(dialect, n + 2 + i)
+            )
+        })
+        .collect();
+    format!(
+        "UPDATE {t} SET {assignments} WHERE {} = {}{conditions}{}",
+        quote_ident(pk.name),
+        placeholder(dialect, n + 1),
+        returning(&t, pk, updated_at)
+    )
+}
+
+/// Selects `select` of the rows whose key is one of `n` parameters.
+pub fn select_by_keys(
+    dialect: Dialect,
+    table: Name<'_>,
+    select: &str,
+    pk: &str,
+    n: usize,
+) -> String {
+    let keys = (1..=n)
+        .map(|i| placeholder(dialect, i))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {select} FROM {} WHERE {} IN ({keys})",
+        table.sql(),
+        quote_ident(pk)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guarded_updates_check_what_was_seen() {
+        let t = Name {
+            schema: None,
+            name: "t",
+        };
+        assert_eq!(
+            guarded_update(Dialect::Sqlite, t, "id".into(), Some("u"), &["a", "b"]),
+            r#"UPDATE "t" SET "a" = ?1, "b" = ?2 WHERE "id" = ?3 AND "a" IS ?4 AND "b" IS ?5 RETURNING "id", "u""#
+        );
+        assert_eq!(
+            guarded_update(Dialect::Postgres, t, "id".into(), None, &["a"]),
+            r#"UPDATE "t" SET "a" = $1 WHERE "id" = $2 AND "a" IS NOT DISTINCT FROM $3 RETURNING "id""#
+        );
+        assert_eq!(
+            select_by_keys(Dialect::Postgres, t, "*", "id", 2),
+            r#"SELECT * FROM "t" WHERE "id" IN ($1, $2)"#
+        );
+    }
 
     #[test]
     fn placeholders_follow_the_dialect() {

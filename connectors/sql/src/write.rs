@@ -569,6 +569,27 @@ impl Target<'_> {
         Ok(record)
     }
 
+    /// The record of an upsert, as [`Target::prepare`] reads it.
+    pub(crate) fn record_of(&self, id: Option<&str>, data: Option<&str>) -> Result<Record> {
+        self.record(id, data)
+    }
+
+    /// A value of `column` as a write gives it to the database: a JSON
+    /// array for an array column as its array literal.
+    pub(crate) fn cell(&self, column: &str, value: serde_json::Value) -> serde_json::Value {
+        if self.arrays.contains(&column) {
+            if let Some(literal) = array_literal(&value) {
+                return serde_json::Value::String(literal);
+            }
+        }
+        value
+    }
+
+    /// The parameter holding a record id, as [`Target::key`] makes it.
+    pub(crate) fn key_param(&self, id: &str) -> Value {
+        self.key(id)
+    }
+
     /// The parameter holding a record id: an integer for integer keys when it parses as one.
     fn key(&self, id: &str) -> Value {
         match id.parse::<i64>() {

@@ -12,9 +12,7 @@ use super::work::{CursorUpdate, Decision, Identified, Kept, Kind, Planned};
 use crate::manifest::{Entity, SystemEntity};
 use crate::mapping::{self, Record};
 use crate::runtime::types::{Change, Operation, WriteItem};
-use crate::store::{
-    self, AuditOp, CursorKind, Golden, Link, NewAudit, NewConflict, NewDeadLetter, Outcome, Tx,
-};
+use crate::store::{self, AuditOp, CursorKind, Golden, Link, NewAudit, NewDeadLetter, Outcome, Tx};
 use serde_json::Value;
 
 impl<'m> Pass<'_, 'm> {
@@ -116,6 +114,8 @@ fn spans(
                         data: Some(ready.data),
                     },
                     tried: false,
+                    canonical: None,
+                    seen: None,
                 })
                 .collect(),
         );
@@ -140,8 +140,10 @@ fn move_cursor(
         CursorUpdate::Reading(state) => tx.set_cursor(system, entity, CursorKind::Read, state)?,
         CursorUpdate::ReadDone(checkpoint) => {
             tx.clear_cursor(system, entity, CursorKind::Read)?;
-            if let Some(c) = checkpoint {
-                tx.set_cursor(system, entity, CursorKind::Changes, c)?;
+            match checkpoint {
+                Some(c) => tx.set_cursor(system, entity, CursorKind::Changes, c)?,
+                // No change cursor to go on from: the next pass reads in full.
+                None => tx.clear_cursor(system, entity, CursorKind::Changes)?,
             }
         }
         CursorUpdate::Changes(c) => tx.set_cursor(system, entity, CursorKind::Changes, c)?,
@@ -174,7 +176,7 @@ type Upsert = (Content, store::Hash, Option<String>, Vec<Option<Ready>>);
 
 impl<'c> AcceptCtx<'_, 'c, '_> {
     /// The audit row of a change of `item`'s golden record.
-    fn audit<'a>(
+    pub(super) fn audit<'a>(
         &self,
         item: &'a Change,
         operation: AuditOp,
@@ -237,7 +239,10 @@ impl<'c> AcceptCtx<'_, 'c, '_> {
     }
 
     /// The targets of the entity but `except`.
-    fn writers_but<'a>(&self, except: Option<&'a str>) -> impl Iterator<Item = &'c str> + 'a
+    pub(super) fn writers_but<'a>(
+        &self,
+        except: Option<&'a str>,
+    ) -> impl Iterator<Item = &'c str> + 'a
     where
         'c: 'a,
     {
@@ -283,19 +288,7 @@ impl<'c> AcceptCtx<'_, 'c, '_> {
                 }
             }
         }
-        // The golden record matters only when the source's copy changed
-        // since weir last read or wrote it (most reads of a full pass have not).
-        let golden = match &link {
-            Some(l) if l.hash_seen != Some(hash) && l.hash_written != Some(hash) => {
-                self.tx.golden(l.global_id)?
-            }
-            _ => None,
-        };
-        let state = golden.as_ref().map(|g| GoldenState {
-            hash: g.hash,
-            deleted: g.deleted,
-        });
-        let decision = plan::accept(&hash, link.as_ref(), state);
+        let (decision, golden) = self.decide(&hash, link.as_ref())?;
         let changes = matches!(
             decision,
             Accept::New | Accept::FastForward | Accept::Conflict
@@ -317,23 +310,40 @@ impl<'c> AcceptCtx<'_, 'c, '_> {
             }
             (Accept::Echo, Some(l), _) => {
                 counts.echoes += 1;
-                self.tx
-                    .record_seen(&self.entity.name, system, &item.id, l.global_id, &hash)?;
+                // What it holds is what weir wrote: the base of what comes next.
+                let (text, _) = content.into_parts();
+                let gid = l.global_id;
+                self.tx.record_seen(
+                    &self.entity.name,
+                    system,
+                    &item.id,
+                    gid,
+                    &hash,
+                    Some(&text),
+                )?;
                 self.note(Some(l.global_id), &item, AuditOp::ReadUpdate, Outcome::Echo)
             }
             (Accept::Same, Some(l), _) => {
                 counts.unchanged += 1;
-                self.tx
-                    .record_seen(&self.entity.name, system, &item.id, l.global_id, &hash)
+                self.tx.record_seen(
+                    &self.entity.name,
+                    system,
+                    &item.id,
+                    l.global_id,
+                    &hash,
+                    None,
+                )
             }
             (Accept::FastForward, Some(l), golden) => {
                 counts.fresh += 1;
                 self.fast_forward(&item, content, &hash, key.as_deref(), l.global_id, golden)
             }
             (Accept::Conflict, Some(_), Some(golden)) => {
-                counts.conflicts += 1;
                 counts.fresh += 1;
-                self.conflict(&item, content, &hash, golden)
+                if self.conflict(&item, content, &hash, golden)? {
+                    counts.conflicts += 1;
+                }
+                Ok(())
             }
             // `plan::accept` decides Echo, Same and FastForward only with
             // a link, and Conflict only with the golden record too.
@@ -342,6 +352,37 @@ impl<'c> AcceptCtx<'_, 'c, '_> {
                 golden.map(|g| g.global_id)
             ),
         }
+    }
+
+    /// How a record read with content `hash` is taken, and the golden
+    /// record where that needs it: only when the source's copy changed since
+    /// weir last read or wrote it (most reads of a full pass have not).
+    fn decide(
+        &mut self,
+        hash: &store::Hash,
+        link: Option<&Link>,
+    ) -> store::Result<(Accept, Option<Golden>)> {
+        let golden = match link {
+            Some(l)
+                if l.hash_seen.as_ref() != Some(hash) && l.hash_written.as_ref() != Some(hash) =>
+            {
+                self.tx.golden(l.global_id)?
+            }
+            _ => None,
+        };
+        let state = golden.as_ref().map(|g| GoldenState {
+            hash: g.hash,
+            deleted: g.deleted,
+        });
+        let mut decision = plan::accept(hash, link, state);
+        if let (Accept::Conflict | Accept::FastForward, Some(l)) = (decision, link) {
+            // An update weir sent and did not record (a crash between the
+            // two), read back: its own write, not an edit made there.
+            if self.tx.sent_hash(self.system, l.global_id)?.as_ref() == Some(hash) {
+                decision = Accept::Echo;
+            }
+        }
+        Ok((decision, golden))
     }
 
     /// An upsert's content, hash and ready writes; none when it went
@@ -417,7 +458,7 @@ impl<'c> AcceptCtx<'_, 'c, '_> {
         };
         let gid = golden::put(self.tx, put, writers)?;
         self.tx
-            .record_seen(&self.entity.name, system, &item.id, gid, hash)?;
+            .record_seen(&self.entity.name, system, &item.id, gid, hash, None)?;
         for (i, fresh) in self.fresh.iter_mut().enumerate() {
             if let Some(r) = ready.get_mut(i).and_then(Option::take) {
                 fresh.push((gid, *hash, r));
@@ -461,83 +502,7 @@ impl<'c> AcceptCtx<'_, 'c, '_> {
         let writers = self.writers_but(Some(system));
         golden::put(self.tx, put, writers)?;
         self.tx
-            .record_seen(&self.entity.name, system, &item.id, gid, hash)
-    }
-
-    /// A change of a record whose golden value the source had not seen: the
-    /// entity's policy resolves the two, the conflict is recorded with both
-    /// values and the result, and every target, the arriving system
-    /// included, gets the outcome (delivery skips those that hold it).
-    fn conflict(
-        &mut self,
-        item: &Change,
-        content: Content,
-        hash: &store::Hash,
-        golden: Golden,
-    ) -> store::Result<()> {
-        let (text, record) = content.into_parts();
-        let system = self.system;
-        let gid = golden.global_id;
-        let ours = golden.record(self.tx.path())?;
-        let theirs = match record {
-            Some(r) => r,
-            None => store::parse_record(self.tx.path(), &text, || {
-                format!(
-                    "the change of {} record {gid} from {system}",
-                    self.entity.name
-                )
-            })?,
-        };
-        let origin = golden.origin.as_deref();
-        let resolution = plan::resolve(self.entity, &ours, origin, &theirs, system);
-        let result = Value::Object(resolution.record.clone()).to_string();
-        self.tx.conflict(NewConflict {
-            run_id: self.run_id,
-            entity: &self.entity.name,
-            global_id: gid,
-            system,
-            other_system: origin,
-            ours: &golden.data,
-            theirs: &text,
-            result: &result,
-            winner: &resolution.winner,
-            policy: self.entity.conflict.name(),
-        })?;
-        tracing::warn!(entity = %self.entity.name, global_id = gid, "conflict: {system} vs {}: {} wins", origin.unwrap_or("?"), resolution.winner);
-        let new_hash = mapping::hash(&resolution.record);
-        let new_key = mapping::match_key(&self.entity.match_on, &resolution.record);
-        let state = if resolution.record != ours {
-            State::Changed {
-                global_id: gid,
-                text: &result,
-                hash: &new_hash,
-                key: new_key.as_deref(),
-            }
-        } else {
-            State::Kept { global_id: gid }
-        };
-        let origin = if resolution.winner == system || resolution.winner == "merge" {
-            system
-        } else {
-            origin.unwrap_or(system)
-        };
-        let audit = self.audit(
-            item,
-            AuditOp::ReadUpdate,
-            Some(&golden.data),
-            Some(&text),
-            Outcome::Conflict,
-        );
-        let put = Put {
-            entity: &self.entity.name,
-            state,
-            origin,
-            audit,
-        };
-        let writers = self.writers_but(None);
-        golden::put(self.tx, put, writers)?;
-        self.tx
-            .record_seen(&self.entity.name, system, &item.id, gid, hash)
+            .record_seen(&self.entity.name, system, &item.id, gid, hash, None)
     }
 
     /// The golden record that a system taking writes of the entity links to

@@ -11,7 +11,7 @@ use super::work::{Kept, Kind, Planned};
 use crate::manifest::{Entity, OnDelete, SystemEntity};
 use crate::mapping::{self, Record};
 use crate::runtime::kind_name;
-use crate::runtime::types::{ErrorKind, Operation, WriteItem};
+use crate::runtime::types::{Change, ErrorKind, KeyedOutcome, Operation, WriteItem};
 use crate::store::{self, NewAudit, NewDeadLetter, OutboxOp, OutboxRow, Outcome, Tx};
 use serde_json::Value;
 
@@ -74,10 +74,13 @@ impl<'m> Pass<'_, 'm> {
                     tx.outbox_done(row.id)?;
                     continue;
                 };
+                // The record as it is now decides, not as it was queued: a
+                // delete queued before the record came back (an edit
+                // elsewhere revived it) is an upsert now.
                 let op = if golden.deleted {
                     OutboxOp::Delete
                 } else {
-                    row.op
+                    OutboxOp::Upsert
                 };
                 let write = match op {
                     OutboxOp::Upsert => plan.upsert(tx, &row, golden)?,
@@ -115,20 +118,21 @@ impl<'m> Pass<'_, 'm> {
 
     /// Records the outcome of each write: links and outbox for successes,
     /// retries for passing failures, dead letters for refusals. The outbox
-    /// rows completed count towards the test-only fault injection.
+    /// rows completed count towards the test-only fault injection. Returns
+    /// the records found changed in the target since weir last saw them
+    /// (their writes wait in the outbox): the caller merges them.
     pub(super) fn record_deliveries(
         &mut self,
         target: &str,
         entity: &str,
         planned: Vec<Planned>,
-        outcomes: Vec<
-            Result<crate::runtime::types::Written, crate::runtime::types::ConnectorError>,
-        >,
-    ) -> Result<(), SyncError> {
+        outcomes: Vec<KeyedOutcome>,
+    ) -> Result<Vec<Change>, SyncError> {
         let run_id = self.run_id;
         let (mut written, mut deleted, mut failed, mut done) = (0, 0, 0, 0);
         let (mut retries, mut refused) = (0, 0);
         let mut failed_rows = Vec::new();
+        let mut changed = Vec::new();
         self.store.transaction(|tx| {
             for (p, outcome) in planned.into_iter().zip(outcomes) {
                 let gid = p.gid;
@@ -147,22 +151,23 @@ impl<'m> Pass<'_, 'm> {
                         outcome,
                     })
                 };
+                let outcome = match outcome {
+                    KeyedOutcome::Written(w) => Ok(w),
+                    KeyedOutcome::Failed(e) => Err(e),
+                    KeyedOutcome::Changed(change) => {
+                        // Not written: merged first, written at a later pass.
+                        let why = format!("changed in {target} since weir last saw it");
+                        failed_rows.push(p.retry(tx, target, entity, &store::now(), &why)?);
+                        changed.push(change);
+                        continue;
+                    }
+                };
                 match outcome {
                     Ok(w) => {
+                        landed(tx, target, entity, &p, &w.id)?;
                         match p.kind {
-                            Kind::Create | Kind::Update => {
-                                let linked = p.kind == Kind::Update;
-                                tx.record_written(entity, target, &w.id, gid, &p.hash, linked)?;
-                                if p.kind == Kind::Create && !p.in_span() {
-                                    tx.create_settled(target, gid)?;
-                                }
-                                written += 1;
-                            }
-                            Kind::Delete => {
-                                tx.unlink(target, gid)?;
-                                deleted += 1;
-                            }
-                            Kind::SoftDelete => deleted += 1,
+                            Kind::Create | Kind::Update => written += 1,
+                            Kind::Delete | Kind::SoftDelete => deleted += 1,
                         }
                         p.settle(tx)?;
                         done += 1;
@@ -215,8 +220,26 @@ impl<'m> Pass<'_, 'm> {
         }
         .emit();
         Faults::count(&mut self.faults.deliveries_left, done);
-        Ok(())
+        Ok(changed)
     }
+}
+
+/// Records in the links what a write that landed did: the record written
+/// under the id the target gave, or its link gone with it.
+fn landed(tx: &mut Tx<'_>, target: &str, entity: &str, p: &Planned, id: &str) -> store::Result<()> {
+    match p.kind {
+        Kind::Create | Kind::Update => {
+            let linked = p.kind == Kind::Update;
+            let canonical = p.canonical.as_deref();
+            tx.record_written(entity, target, id, p.gid, &p.hash, canonical, linked)?;
+            if p.kind == Kind::Create && !p.in_span() {
+                tx.create_settled(target, p.gid)?;
+            }
+        }
+        Kind::Delete => tx.unlink(target, p.gid)?,
+        Kind::SoftDelete => {}
+    }
+    Ok(())
 }
 
 /// Translates reference fields of a canonical record (global ids) into the
@@ -342,13 +365,29 @@ impl Plan<'_> {
                 return Ok(None);
             }
         };
-        let data = match self.tb.mapping.from_canonical(&record) {
-            Ok(r) => Value::Object(r).to_string(),
+        let mapped = match self.tb.mapping.from_canonical(&record) {
+            Ok(r) => r,
             Err(e) => return self.reject(tx, row, &format!("cannot map the record: {e}")),
         };
+        // An update of a system weir also reads is made only if the fields
+        // it changes still hold what weir last saw there.
+        let seen = match w {
+            Write::Update { .. } if self.tb.direction.reads() => {
+                self.seen(tx, row.global_id, &mapped)?
+            }
+            _ => None,
+        };
+        let data = Value::Object(mapped).to_string();
         let (id, kind) = match w {
             Write::Create => (self.tb.mapping.shared_key(&record), Kind::Create),
-            Write::Update { local_id } => (Some(local_id), Kind::Update),
+            Write::Update { local_id } => {
+                // Committed with the plan, before the write is sent: read
+                // back after a crash, it is known for weir's own.
+                if row.sent != Some(golden.hash) {
+                    tx.mark_sent(row.id, &golden.hash)?;
+                }
+                (Some(local_id), Kind::Update)
+            }
         };
         Ok(Some(Planned {
             gid: row.global_id,
@@ -361,7 +400,36 @@ impl Plan<'_> {
                 data: Some(data),
             },
             tried: row.tried.is_some(),
+            canonical: Some(golden.data),
+            seen,
         }))
+    }
+
+    /// The fields of `data` (a write of record `gid`, in the target's field
+    /// names) that differ from what the target last held, with what it
+    /// held in them (`null` where it held nothing). None where weir does
+    /// not know what it held, or no field it maps differs.
+    fn seen(&self, tx: &Tx<'_>, gid: i64, data: &Record) -> store::Result<Option<String>> {
+        let Some(base) = tx.link_base(self.target, gid)? else {
+            return Ok(None);
+        };
+        let Ok(base) = serde_json::from_str::<Record>(&base) else {
+            return Ok(None);
+        };
+        let Ok(base) = references_to_local(tx, self.entity, self.target, base)? else {
+            return Ok(None);
+        };
+        let Ok(before) = self.tb.mapping.from_canonical(&base) else {
+            return Ok(None);
+        };
+        let seen: Record = data
+            .iter()
+            .filter_map(|(field, value)| {
+                let was = before.get(field).unwrap_or(&Value::Null);
+                (was != value).then(|| (field.clone(), was.clone()))
+            })
+            .collect();
+        Ok((!seen.is_empty()).then(|| Value::Object(seen).to_string()))
     }
 
     /// The write of a golden record's deletion, per the target's
@@ -406,6 +474,8 @@ impl Plan<'_> {
             kind,
             item,
             tried: false,
+            canonical: None,
+            seen: None,
         }))
     }
 

@@ -7,8 +7,9 @@ use super::dry_run::plan_line;
 use super::error::SyncError;
 use super::faults::Faults;
 use super::pass::Pass;
-use super::work::{binding, idempotent, Delivery, InFlight, Landed, Planned};
+use super::work::{binding, idempotent, CursorUpdate, Delivery, InFlight, Landed, Planned};
 use crate::manifest::{Entity, System, SystemEntity};
+use crate::runtime::types::KeyedOutcome;
 use crate::runtime::CallError;
 use crate::store;
 
@@ -225,7 +226,7 @@ impl<'m> Pass<'_, 'm> {
         let mut previous = previous;
         if next.as_ref().is_some_and(|p| !idempotent(p)) {
             if let Some((planned, outcomes)) = previous.take() {
-                self.record_deliveries(&d.target, &entity.name, planned, outcomes)?;
+                self.record(entity, d, planned, outcomes)?;
             }
         }
         let next = match next {
@@ -248,7 +249,7 @@ impl<'m> Pass<'_, 'm> {
             }
         }
         if let Some((planned, outcomes)) = previous {
-            self.record_deliveries(&d.target, &entity.name, planned, outcomes)?;
+            self.record(entity, d, planned, outcomes)?;
         }
         if !self.land_now(entity, d, |p| !idempotent(p)).await? {
             return Ok(false);
@@ -268,13 +269,32 @@ impl<'m> Pass<'_, 'm> {
             return Ok(true);
         };
         match self.land(d.t, &d.target, &entity.name, f).await? {
-            Landed::Done(planned, outcomes) => {
-                self.record_deliveries(&d.target, &entity.name, planned, outcomes)?
-            }
+            Landed::Done(planned, outcomes) => self.record(entity, d, planned, outcomes)?,
             Landed::Stop => return Ok(false),
             Landed::Skip => {}
         }
         Ok(true)
+    }
+
+    /// Records a landed write, and merges the records its target answered
+    /// were changed there since weir last saw them, as changes read from
+    /// it: their writes, merged, go at a later pass.
+    fn record(
+        &mut self,
+        entity: &Entity,
+        d: &Delivery<'_>,
+        planned: Vec<Planned>,
+        outcomes: Vec<KeyedOutcome>,
+    ) -> Result<(), SyncError> {
+        let changed = self.record_deliveries(&d.target, &entity.name, planned, outcomes)?;
+        if !changed.is_empty() {
+            // The records parked for the source read last are not these.
+            let parked = std::mem::take(&mut self.parked);
+            let accepted = self.accept(d.t, entity, d.tb, changed, Vec::new(), CursorUpdate::None);
+            self.parked = parked;
+            accepted?;
+        }
+        Ok(())
     }
 
     /// Waits for a write in flight, gives the instance back, and sorts out

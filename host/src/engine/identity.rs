@@ -190,7 +190,7 @@ impl<'m> Pass<'_, 'm> {
                         continue;
                     }
                     // Its content is not known: the golden record is written to it.
-                    tx.record_seen(&entity.name, target, local, gid, &UNKNOWN)?;
+                    tx.record_seen(&entity.name, target, local, gid, &UNKNOWN, None)?;
                 }
                 tx.enqueue(target, &entity.name, gid, OutboxOp::Upsert)?;
             }

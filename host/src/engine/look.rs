@@ -86,7 +86,7 @@ impl<'m> Pass<'_, 'm> {
                     match &mine[..] {
                         [] => {}
                         [(id, hash)] => {
-                            tx.record_seen(&entity.name, &target, id, p.gid, hash)?;
+                            tx.record_seen(&entity.name, &target, id, p.gid, hash, None)?;
                             tx.create_settled(&target, p.gid)?;
                             p.kind = Kind::Update;
                             p.item.id = Some(id.clone());

@@ -23,6 +23,7 @@ mod golden;
 mod identity;
 mod inbox;
 mod look;
+mod merge;
 mod pass;
 pub mod plan;
 mod prepare;

@@ -129,6 +129,74 @@ pub fn resolve(
     }
 }
 
+/// A change merged into the golden record against its base.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Merged {
+    /// The golden record after, and who won where both sides changed.
+    pub resolution: Resolution,
+    /// The fields both sides changed, to different values: settled by the
+    /// policy. None: the change merged cleanly.
+    pub contested: Vec<String>,
+}
+
+/// Merges a change from `theirs_system` into the golden record (`ours`)
+/// field by field against `base`, what the system held before: a field
+/// only one side changed takes that side's value, a field both changed to
+/// different values is settled by the entity's policy (as `resolve` does,
+/// on those fields alone). A field the change lacks is one the system does
+/// not hold: ours is kept.
+pub fn merge(
+    entity: &Entity,
+    base: &Record,
+    ours: &Record,
+    ours_origin: Option<&str>,
+    theirs: &Record,
+    theirs_system: &str,
+) -> Merged {
+    let mut record = ours.clone();
+    let (mut ours_part, mut theirs_part) = (Record::new(), Record::new());
+    for (field, t) in theirs {
+        let (o, b) = (ours.get(field), base.get(field));
+        if o == Some(t) || b == Some(t) {
+            continue;
+        }
+        if o == b {
+            record.insert(field.clone(), t.clone());
+            continue;
+        }
+        if let Some(o) = o {
+            ours_part.insert(field.clone(), o.clone());
+        }
+        theirs_part.insert(field.clone(), t.clone());
+    }
+    let contested: Vec<String> = theirs_part.keys().cloned().collect();
+    if contested.is_empty() {
+        let winner = if &record == ours {
+            ours_origin.unwrap_or("golden").to_string()
+        } else {
+            theirs_system.to_string()
+        };
+        return Merged {
+            resolution: Resolution { record, winner },
+            contested,
+        };
+    }
+    let settled = resolve(entity, &ours_part, ours_origin, &theirs_part, theirs_system);
+    for field in &contested {
+        match settled.record.get(field) {
+            Some(v) => record.insert(field.clone(), v.clone()),
+            None => record.remove(field),
+        };
+    }
+    Merged {
+        resolution: Resolution {
+            record,
+            winner: settled.winner,
+        },
+        contested,
+    }
+}
+
 /// A write to one target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
@@ -147,9 +215,9 @@ pub enum Write {
 pub fn write(hash: &Hash, target_link: Option<&Link>) -> Option<Write> {
     match target_link {
         None => Some(Write::Create),
-        Some(l) if l.hash_written.as_ref() == Some(hash) || l.hash_seen.as_ref() == Some(hash) => {
-            None
-        }
+        // What the target holds now: what was last read from it, or, if
+        // nothing was read since, what was last written.
+        Some(l) if l.hash_seen.or(l.hash_written).as_ref() == Some(hash) => None,
         Some(l) => Some(Write::Update {
             local_id: l.local_id.clone(),
         }),
@@ -159,6 +227,7 @@ pub fn write(hash: &Hash, target_link: Option<&Link>) -> Option<Write> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const H1: Hash = [1; 16];
     const H2: Hash = [2; 16];
@@ -330,6 +399,57 @@ mod tests {
     }
 
     #[test]
+    fn merge_table() {
+        let e = entity(ConflictPolicy::Priority, &["a", "b"], &[]);
+        let base = rec(json!({"x": 1, "y": 1, "z": 1}));
+        // Different fields: both edits survive, nothing contested.
+        let m = merge(
+            &e,
+            &base,
+            &rec(json!({"x": 2, "y": 1, "z": 1})),
+            Some("a"),
+            &rec(json!({"x": 1, "y": 3, "z": 1})),
+            "b",
+        );
+        assert_eq!(m.resolution.record, rec(json!({"x": 2, "y": 3, "z": 1})));
+        assert!(m.contested.is_empty());
+        // The same field: the policy settles it (a outranks b), the rest merges.
+        let m = merge(
+            &e,
+            &base,
+            &rec(json!({"x": 2, "y": 1, "z": 1})),
+            Some("a"),
+            &rec(json!({"x": 5, "y": 1, "z": 4})),
+            "b",
+        );
+        assert_eq!(m.resolution.record, rec(json!({"x": 2, "y": 1, "z": 4})));
+        assert_eq!(m.contested, vec!["x".to_string()]);
+        assert_eq!(m.resolution.winner, "a");
+        // A field the change lacks is kept; the same new value is no contest.
+        let m = merge(
+            &e,
+            &base,
+            &rec(json!({"x": 2, "y": 1, "z": 1})),
+            Some("a"),
+            &rec(json!({"x": 2})),
+            "b",
+        );
+        assert_eq!(m.resolution.record, rec(json!({"x": 2, "y": 1, "z": 1})));
+        assert!(m.contested.is_empty());
+        let lww = entity(ConflictPolicy::LastWriterWins, &[], &[]);
+        let m = merge(
+            &lww,
+            &base,
+            &rec(json!({"x": 2, "y": 1, "z": 1})),
+            Some("a"),
+            &rec(json!({"x": 5, "y": 1, "z": 1})),
+            "b",
+        );
+        assert_eq!(m.resolution.record, rec(json!({"x": 5, "y": 1, "z": 1})));
+        assert_eq!(m.resolution.winner, "b");
+    }
+
+    #[test]
     fn write_table() {
         let upd = Some(Write::Update {
             local_id: "L".into(),
@@ -339,6 +459,8 @@ mod tests {
             (Some(link(None, Some(H1))), None),
             (Some(link(Some(H1), Some(H2))), None),
             (Some(link(Some(H2), Some(H3))), upd.clone()),
+            // Written once, changed there since: what was read counts.
+            (Some(link(Some(H2), Some(H1))), upd.clone()),
             (Some(link(None, None)), upd),
         ];
         for (l, want) in cases {

@@ -155,6 +155,10 @@ impl<'m> Pass<'_, 'm> {
         // A snapshot of a source weir holds nothing of yet (or a resumed
         // one) starts out taking its records for new.
         let new = known.as_ref().is_none_or(|k| k.left.is_empty());
+        // A resumed snapshot did not see its first pages, so it cannot tell
+        // what was deleted: it leaves no change cursor, and the next pass
+        // reads in full again to find the deletes.
+        let checkpoint = checkpoint.filter(|_| known.is_some());
         let shape = Shape::of(entity, b, self.along_bindings(), new);
         let mut first = cursor.is_none();
         let (mut pages, reader) =

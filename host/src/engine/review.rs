@@ -63,12 +63,15 @@ impl<'m> Pass<'_, 'm> {
                         .as_object()
                         .map(|r| b.mapping.to_canonical(r.clone()))
                     {
+                        let hash = mapping::hash(&canonical);
+                        let text = Value::Object(canonical).to_string();
                         tx.record_seen(
                             &entity.name,
                             &system,
                             &h.local_id,
                             link.global_id,
-                            &mapping::hash(&canonical),
+                            &hash,
+                            Some(&text),
                         )?;
                     }
                 }

@@ -25,7 +25,8 @@ pub(super) enum CursorUpdate {
     Inbox(Vec<i64>),
     /// A full read continues at this state.
     Reading(String),
-    /// A full read ended: the change cursor is set (or kept unset).
+    /// A full read ended: the change cursor is set, or cleared when there is
+    /// none to go on from (the next pass reads in full).
     ReadDone(Option<String>),
     /// A change batch: the new change cursor.
     Changes(String),
@@ -64,18 +65,12 @@ pub(super) struct InFlight {
 }
 
 /// The outcome of a connector's `write` call.
-pub(super) type WriteResult = Result<
-    Vec<Result<crate::runtime::types::Written, crate::runtime::types::ConnectorError>>,
-    CallError,
->;
+pub(super) type WriteResult = Result<Vec<crate::runtime::types::KeyedOutcome>, CallError>;
 
 /// What became of a write in flight.
 pub(super) enum Landed {
     /// Written (item by item outcomes): record them.
-    Done(
-        Vec<Planned>,
-        Vec<Result<crate::runtime::types::Written, crate::runtime::types::ConnectorError>>,
-    ),
+    Done(Vec<Planned>, Vec<crate::runtime::types::KeyedOutcome>),
     /// Failed and postponed; the next batch may go.
     Skip,
     /// Failed so that the target takes no more writes in this pass.
@@ -94,6 +89,7 @@ impl InFlight {
             .map(|p| KeyedWrite {
                 item: p.item.clone(),
                 key: p.gid.to_string(),
+                seen: p.seen.clone(),
             })
             .collect();
         let bind = bind.clone();
@@ -124,6 +120,13 @@ pub(super) struct Planned {
     /// A create of the record was sent before and its outcome is not
     /// known: the target is asked before it is sent again.
     pub(super) tried: bool,
+    /// The canonical record written, where the plan read it: the target's
+    /// base once the write is recorded, should the golden record change
+    /// meanwhile.
+    pub(super) canonical: Option<String>,
+    /// An update's changed fields with what weir last saw in them, in the
+    /// target's field names: the write is made only if they still hold it.
+    pub(super) seen: Option<String>,
 }
 
 /// Where a planned write is kept in the store until it is recorded.

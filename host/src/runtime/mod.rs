@@ -43,7 +43,8 @@ pub mod types {
     pub use super::bindings::weir::connector::types::*;
 }
 use types::{
-    Change, ConnectorError, Context, EntityBinding, EntitySchema, KeyedWrite, Page, Probe, Written,
+    Change, ConnectorError, Context, EntityBinding, EntitySchema, KeyedOutcome, KeyedWrite, Page,
+    Probe,
 };
 
 /// What a connector may write to its stderr in one run (a panic message fits
@@ -654,7 +655,7 @@ impl Instance {
         &mut self,
         entity: &EntityBinding,
         items: Vec<KeyedWrite>,
-    ) -> Result<Vec<Result<Written, ConnectorError>>, CallError> {
+    ) -> Result<Vec<KeyedOutcome>, CallError> {
         let entity = entity.clone();
         if self.guests.keyed.is_some() {
             return self
@@ -668,13 +669,21 @@ impl Instance {
         }
         self.require(self.guests.destination.as_ref(), "destination")?;
         let items: Vec<_> = items.into_iter().map(|k| k.item).collect();
-        self.call("write", move |g, c, s| {
-            Box::pin(async move {
-                let dst = g.destination.as_ref().expect("checked above");
-                dst.call_write(s, c, &entity, &items).await
+        let outcomes = self
+            .call("write", move |g, c, s| {
+                Box::pin(async move {
+                    let dst = g.destination.as_ref().expect("checked above");
+                    dst.call_write(s, c, &entity, &items).await
+                })
             })
-        })
-        .await
+            .await?;
+        Ok(outcomes
+            .into_iter()
+            .map(|o| match o {
+                Ok(w) => KeyedOutcome::Written(w),
+                Err(e) => KeyedOutcome::Failed(e),
+            })
+            .collect())
     }
 
     /// Whether the connector can find records by key or field values.

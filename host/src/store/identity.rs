@@ -97,6 +97,30 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Marks an outbox row's update as sent with content `hash`: it may
+    /// land without being recorded, and a record read back with that hash
+    /// is then weir's own write.
+    pub fn mark_sent(&mut self, row: i64, hash: &Hash) -> Result<()> {
+        self.conn()
+            .prepare_cached("UPDATE outbox SET sent_hash = ?2 WHERE id = ?1")
+            .and_then(|mut st| st.execute(params![row, &hash[..]]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// The content hash of the update of `global_id` last sent to `target`
+    /// and not recorded yet, if there is one.
+    pub fn sent_hash(&self, target: &str, global_id: i64) -> Result<Option<Hash>> {
+        self.conn()
+            .prepare_cached("SELECT sent_hash FROM outbox WHERE target = ?1 AND global_id = ?2")
+            .and_then(|mut st| {
+                st.query_row(params![target, global_id], |r| super::hash_col(r, 0))
+                    .optional()
+            })
+            .map(Option::flatten)
+            .map_err(self.err())
+    }
+
     /// Forgets that a create of `global_id` to `target` was tried: it is
     /// settled (recorded, found, or known not to have happened).
     pub fn create_settled(&mut self, target: &str, global_id: i64) -> Result<()> {

@@ -12,6 +12,7 @@ use schema::{configure, MIGRATIONS};
 mod identity;
 mod kinds;
 mod lease;
+mod links;
 mod ops;
 mod outbox;
 mod pending;
@@ -532,94 +533,6 @@ impl<'a> Tx<'a> {
         Ok(self.tx.last_insert_rowid())
     }
 
-    /// Replaces a golden record's content (and revives it if it was deleted).
-    pub fn update_golden(
-        &mut self,
-        global_id: i64,
-        data: &str,
-        hash: &Hash,
-        origin: &str,
-        match_key: Option<&str>,
-    ) -> Result<()> {
-        self.tx
-            .prepare_cached(
-                "UPDATE golden SET data = ?2, hash = ?3, deleted = 0, updated_at = ?4, origin = ?5, match_key = ?6 WHERE global_id = ?1",
-            )
-            .and_then(|mut st| st.execute(params![global_id, data, &hash[..], &self.now, origin, match_key]))
-            .map_err(self.err())?;
-        Ok(())
-    }
-
-    /// Records what was read from a system: creates or updates the link and its `hash_seen`.
-    pub fn record_seen(
-        &mut self,
-        entity: &str,
-        system: &str,
-        local_id: &str,
-        global_id: i64,
-        hash: &Hash,
-    ) -> Result<()> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO links (entity, system, local_id, global_id, hash_seen, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (entity, system, local_id) DO UPDATE SET hash_seen = excluded.hash_seen, updated_at = excluded.updated_at",
-            )
-            .and_then(|mut st| st.execute(params![entity, system, local_id, global_id, &hash[..], &self.now]))
-            .map_err(self.err())?;
-        Ok(())
-    }
-
-    /// Records a successful write to a system: the link (with the id the system
-    /// assigned) and the hash written. `hash_seen` is cleared: the system now
-    /// holds what was written, and reading it back is an echo. `linked` says
-    /// the link is expected to exist already (an update): then only its
-    /// hashes are set if it does, which leaves the index by golden record
-    /// alone (an upsert rewrites its entry: one more page written a record).
-    pub fn record_written(
-        &mut self,
-        entity: &str,
-        system: &str,
-        local_id: &str,
-        global_id: i64,
-        hash: &Hash,
-        linked: bool,
-    ) -> Result<()> {
-        if linked {
-            let updated = self
-                .tx
-                .prepare_cached(
-                    "UPDATE links SET hash_seen = NULL, hash_written = ?5, updated_at = ?6
-                     WHERE entity = ?1 AND system = ?2 AND local_id = ?3 AND global_id = ?4",
-                )
-                .and_then(|mut st| {
-                    st.execute(params![
-                        entity,
-                        system,
-                        local_id,
-                        global_id,
-                        &hash[..],
-                        &self.now
-                    ])
-                })
-                .map_err(self.err())?;
-            if updated > 0 {
-                return Ok(());
-            }
-        }
-        self.tx
-            .prepare_cached(
-                "INSERT INTO links (entity, system, local_id, global_id, hash_seen, hash_written, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6)
-                 ON CONFLICT (entity, system, local_id) DO UPDATE SET
-                    global_id = excluded.global_id, hash_seen = NULL, hash_written = excluded.hash_written,
-                    updated_at = excluded.updated_at",
-            )
-            .and_then(|mut st| st.execute(params![entity, system, local_id, global_id, &hash[..], &self.now]))
-            .map_err(self.err())?;
-        Ok(())
-    }
-
     /// Stores a cursor.
     pub fn set_cursor(
         &mut self,
@@ -694,8 +607,8 @@ mod tests {
         let gid = store
             .transaction(|tx| {
                 let gid = tx.create_golden("contacts", "{}", &h, "a", None)?;
-                tx.record_seen("contacts", "a", "1", gid, &h)?;
-                tx.record_written("contacts", "b", "99", gid, &h, false)?;
+                tx.record_seen("contacts", "a", "1", gid, &h, None)?;
+                tx.record_written("contacts", "b", "99", gid, &h, None, false)?;
                 Ok(gid)
             })
             .unwrap();
@@ -728,10 +641,10 @@ mod tests {
             .transaction(|tx| {
                 let first = tx.create_golden("contacts", "{}", &old, "a", None)?;
                 let second = tx.create_golden("contacts", "{}", &old, "a", None)?;
-                tx.record_written("contacts", "b", "7", first, &old, false)?;
-                tx.record_seen("contacts", "b", "7", first, &old)?;
+                tx.record_written("contacts", "b", "7", first, &old, None, false)?;
+                tx.record_seen("contacts", "b", "7", first, &old, None)?;
                 // The link as planned: its hashes change.
-                tx.record_written("contacts", "b", "7", first, &new, true)?;
+                tx.record_written("contacts", "b", "7", first, &new, None, true)?;
                 let l = tx.link_by_local("contacts", "b", "7")?.unwrap();
                 assert_eq!(
                     (l.global_id, l.hash_seen, l.hash_written),
@@ -739,11 +652,11 @@ mod tests {
                 );
                 // The system answered with an id linked to another record, or
                 // with one never linked: the link is made as for a create.
-                tx.record_written("contacts", "b", "7", second, &old, true)?;
+                tx.record_written("contacts", "b", "7", second, &old, None, true)?;
                 let l = tx.link_by_local("contacts", "b", "7")?.unwrap();
                 assert_eq!((l.global_id, l.hash_written), (second, Some(old)));
                 assert!(tx.link_by_global("b", first)?.is_none());
-                tx.record_written("contacts", "b", "8", first, &new, true)?;
+                tx.record_written("contacts", "b", "8", first, &new, None, true)?;
                 assert_eq!(tx.link_by_global("b", first)?.unwrap().local_id, "8");
                 Ok(())
             })

@@ -37,6 +37,9 @@ pub struct OutboxRow {
     /// A create of the record was sent with this content hash and its
     /// outcome is not known.
     pub tried: Option<super::Hash>,
+    /// An update of the record was sent with this content hash and its
+    /// outcome is not recorded.
+    pub sent: Option<super::Hash>,
 }
 
 impl Tx<'_> {
@@ -208,7 +211,7 @@ impl Store {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT id, global_id, op, attempts, tried_hash FROM outbox
+                "SELECT id, global_id, op, attempts, tried_hash, sent_hash FROM outbox
                  WHERE target = ?1 AND entity = ?2 AND next_attempt_at <= ?3 AND id > ?4 ORDER BY id LIMIT ?5",
             )
             .map_err(self.err())?;
@@ -225,6 +228,7 @@ impl Store {
                     },
                     attempts: r.get(3)?,
                     tried: super::hash_col(r, 4)?,
+                    sent: super::hash_col(r, 5)?,
                 })
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())

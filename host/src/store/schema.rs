@@ -18,6 +18,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_outbox_spans.sql"),
     include_str!("migrations/0010_leases.sql"),
     include_str!("migrations/0011_identity.sql"),
+    include_str!("migrations/0012_sent_and_base.sql"),
 ];
 
 /// Switches the store to WAL. Two processes opening a new file at the same
