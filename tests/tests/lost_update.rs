@@ -220,3 +220,75 @@ fn a_write_to_a_record_edited_there_since_it_was_read_keeps_that_edit() {
     assert_eq!(conflicts, vec![vec![Some("b".into()), Some("a".into())]]);
     daemon.terminate();
 }
+
+#[test]
+fn a_rest_write_keeps_an_edit_made_in_the_api_since_it_was_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("db.json"),
+        r#"{"contacts": [
+            {"id": 1, "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com", "phone": "+44 1"}
+        ]}"#,
+    )
+    .unwrap();
+    let api = JsonServer::start(d, &d.join("db.json"));
+    let db = d.join("people.db");
+    create_table(
+        &db,
+        "people",
+        "id",
+        Key::Reused,
+        "first_name TEXT, last_name TEXT, email TEXT, phone TEXT",
+    );
+    let hourly = |s: System| {
+        s.line(r#"publish_token = "${WEIR_TEST_PUBLISH_TOKEN}""#)
+            .line(r#"poll_every = "1h""#)
+    };
+    let rest = hourly(System::rest("api", &api.url)).entity(
+        "contacts",
+        &[
+            r#"ignore = ["updatedAt"]"#,
+            r#"settings = { path = "/contacts", update_method = "PATCH" }"#,
+        ],
+    );
+    let sql =
+        hourly(System::sqlite("db", "db", "people.db")).tracked("contacts", "people", "both", &[]);
+    let m = write_manifest(d, &format!("{}{rest}{sql}", entity("contacts", "id", &[])));
+    let daemon = Daemon::start(WEIR, &m, WITH_TOKEN);
+    daemon.expect_line("run 1: 1 read, 1 written");
+    let ada = || -> serde_json::Value {
+        let (_, body) = api.request("GET", "/contacts/1", None).unwrap();
+        serde_json::from_str(&body).unwrap()
+    };
+
+    // The API's phone is edited, weir does not read it; then the last
+    // name in SQLite: the write to the API sends the last name alone.
+    let (status, _) = api
+        .request("PATCH", "/contacts/1", Some(r#"{"phone": "+44 2"}"#))
+        .unwrap();
+    assert_eq!(status, 200);
+    exec(&db, "UPDATE people SET last_name = 'King' WHERE id = 1");
+    let line = refresh(&m, &daemon, "db");
+    assert!(line.contains("1 read, 1 written"), "{line}");
+    let now = ada();
+    assert_eq!(
+        (now["last_name"].as_str(), now["phone"].as_str()),
+        (Some("King"), Some("+44 2"))
+    );
+
+    // Both edit the last name: the API's edit is not overwritten unseen;
+    // read, it is a conflict (last writer wins: the API's), and both agree.
+    api.request("PATCH", "/contacts/1", Some(r#"{"last_name": "Byron"}"#))
+        .unwrap();
+    exec(&db, "UPDATE people SET last_name = 'Countess' WHERE id = 1");
+    refresh(&m, &daemon, "db");
+    assert_eq!(ada()["last_name"].as_str(), Some("Byron"));
+    refresh(&m, &daemon, "api");
+    assert_eq!(
+        rows(&db, "SELECT last_name, phone FROM people WHERE id = 1"),
+        vec![vec![Some("Byron".into()), Some("+44 2".into())]]
+    );
+    assert_eq!(ada()["last_name"].as_str(), Some("Byron"));
+    daemon.terminate();
+}

@@ -10,7 +10,8 @@ use serde_json::Value;
 use weir_sdk::http_util::{encode, send_json};
 use weir_sdk::json::kind_of;
 use weir_sdk::{
-    Change, ConnectorError, Context, EntityBinding, Operation, Result, WriteItem, Written,
+    Change, ConnectorError, Context, EntityBinding, KeyedOutcome, KeyedWrite, Operation, Result,
+    WriteItem, Written,
 };
 
 /// One entity of one system: its configuration and settings.
@@ -273,6 +274,53 @@ impl Collection {
                 self.written(r.body, Some(&id), &format!("POST {collection}"))
             }
         }
+    }
+
+    /// Writes one keyed record. An update that carries what the host last
+    /// saw (`seen`) reads the record first: one that no longer holds those
+    /// values is answered `changed`, as it is now, and not written; else
+    /// only the fields it changes are sent (`PATCH`), or, under `PUT`, the
+    /// record read with those fields changed. Between the read and the
+    /// write, an edit can still slip in: the API has no condition to give.
+    pub(crate) fn write_keyed(&self, k: KeyedWrite) -> KeyedOutcome {
+        let seen = k.seen.as_deref().map(weir_sdk::json::parse_record);
+        let (Some(Ok(seen)), Some(id), Operation::Upsert) = (seen, k.item.id.clone(), k.item.op)
+        else {
+            return weir_sdk::keyed_outcome(self.write(k.item));
+        };
+        let data = match k.item.data.as_deref().map(weir_sdk::json::parse_record) {
+            Some(Ok(d)) => d,
+            _ => return weir_sdk::keyed_outcome(self.write(k.item)),
+        };
+        let held = match self.fetch(&id) {
+            Ok(Some(Value::Object(held))) => held,
+            // Gone: written as an update of a missing record is.
+            Ok(_) => return weir_sdk::keyed_outcome(self.write(k.item)),
+            Err(e) => return KeyedOutcome::Failed(e),
+        };
+        if !weir_sdk::json::holds_seen(&held, &seen) {
+            return match self.change(Value::Object(held)) {
+                Some(change) => KeyedOutcome::Changed(change),
+                None => KeyedOutcome::Failed(ConnectorError::schema(format!(
+                    "record '{id}' read back without its key field '{}'",
+                    self.entity.primary_key
+                ))),
+            };
+        }
+        let mut body = if self.settings.update_method == "PATCH" {
+            serde_json::Map::new()
+        } else {
+            held
+        };
+        for field in seen.keys() {
+            body.insert(
+                field.clone(),
+                data.get(field).cloned().unwrap_or(Value::Null),
+            );
+        }
+        let mut item = k.item;
+        item.data = Some(Value::Object(body).to_string());
+        weir_sdk::keyed_outcome(self.write(item))
     }
 
     /// Reads records by id for `lookup`; records gone are left out.

@@ -297,8 +297,7 @@ impl keyed_destination::Guest for Rest {
         items: Vec<KeyedWrite>,
     ) -> Result<Vec<KeyedOutcome>> {
         let c = Collection::new(&ctx, &entity)?;
-        let results = items.into_iter().map(|k| c.write(k.item)).collect();
-        Ok(weir_sdk::keyed_outcomes(results))
+        Ok(items.into_iter().map(|k| c.write_keyed(k)).collect())
     }
 
     /// Lists the collection filtered by each probe's fields, through the

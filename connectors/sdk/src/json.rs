@@ -48,6 +48,32 @@ pub fn kind_of(v: &Value) -> &'static str {
     }
 }
 
+/// Whether a value a system holds equals one the host saw there
+/// (`keyed-write.seen`): numbers by value (a text or a boolean holding one
+/// too), a missing value as `null`, anything else exactly.
+pub fn same_value(held: Option<&Value>, seen: &Value) -> bool {
+    let held = held.unwrap_or(&Value::Null);
+    if held == seen {
+        return true;
+    }
+    let number = |v: &Value| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        Value::Bool(b) => Some(f64::from(u8::from(*b))),
+        _ => None,
+    };
+    match (held, seen) {
+        (Value::String(_), Value::String(_)) => false,
+        _ => matches!((number(held), number(seen)), (Some(a), Some(b)) if a == b),
+    }
+}
+
+/// Whether `record` still holds every value of `seen`.
+pub fn holds_seen(record: &Record, seen: &Record) -> bool {
+    seen.iter()
+        .all(|(field, v)| same_value(record.get(field), v))
+}
+
 /// The text a value is compared by when the host looks for a record: text
 /// trimmed and in lower case, whole numbers without a fraction, null and
 /// empty text alike (empty).
@@ -82,6 +108,23 @@ mod probe_tests {
 
     fn rec(v: Value) -> Record {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn seen_values_compare_numbers_by_value_and_text_exactly() {
+        assert!(same_value(Some(&json!(5)), &json!(5.0)));
+        assert!(same_value(Some(&json!("5")), &json!(5)));
+        assert!(same_value(Some(&json!(true)), &json!(1)));
+        assert!(same_value(None, &Value::Null));
+        assert!(!same_value(Some(&json!("Smith")), &json!("smith")));
+        assert!(!same_value(Some(&json!(" a")), &json!("a")));
+        assert!(!same_value(Some(&json!("x")), &Value::Null));
+        let record = parse_record(r#"{"a": 1, "b": "x"}"#).unwrap();
+        assert!(holds_seen(&record, &parse_record(r#"{"a": 1.0}"#).unwrap()));
+        assert!(!holds_seen(
+            &record,
+            &parse_record(r#"{"b": "y"}"#).unwrap()
+        ));
     }
 
     #[test]

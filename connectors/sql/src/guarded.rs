@@ -127,7 +127,7 @@ fn settle_missed(
             };
             let held = change.data.as_deref().map(json::parse_record);
             match held {
-                Some(Ok(held)) if g.seen.iter().all(|(c, v)| same(held.get(c), v)) => {
+                Some(Ok(held)) if json::holds_seen(&held, &g.seen) => {
                     // It holds what was seen: write the changed columns as they are.
                     let mut item = k.item;
                     item.data = Some(serde_json::Value::Object(g.set).to_string());
@@ -137,26 +137,6 @@ fn settle_missed(
             }
         })
         .collect())
-}
-
-/// Whether a value read equals one the host saw: numbers by value (and a
-/// text holding one), a missing value as `null`, else exactly.
-fn same(read: Option<&serde_json::Value>, seen: &serde_json::Value) -> bool {
-    use serde_json::Value;
-    let read = read.unwrap_or(&Value::Null);
-    let number = |v: &Value| match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
-        Value::Bool(b) => Some(f64::from(u8::from(*b))),
-        _ => None,
-    };
-    if read == seen {
-        return true;
-    }
-    match (read, seen) {
-        (Value::String(_), Value::String(_)) => false,
-        _ => matches!((number(read), number(seen)), (Some(a), Some(b)) if a == b),
-    }
 }
 
 impl write::Target<'_> {

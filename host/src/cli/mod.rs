@@ -88,6 +88,9 @@ pub enum Command {
     Matches(MatchesArgs),
     /// List golden records of an entity that share a match key.
     Duplicates(DuplicatesArgs),
+    /// Merge two golden records that are one real-world record: one copy
+    /// in every system, with the values of both. `weir rollback` undoes it.
+    Merge(MergeArgs),
 }
 
 // `weir sync`.
@@ -276,6 +279,24 @@ pub struct DuplicatesArgs {
     pub entity: String,
 }
 
+// `weir merge`.
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// The entity.
+    pub entity: String,
+    /// A golden record (its global id, as `weir duplicates` lists them).
+    pub first: i64,
+    /// The other golden record.
+    pub second: i64,
+    /// The record that survives (one of the two; default: the first).
+    #[arg(long)]
+    pub keep: Option<i64>,
+    /// When another weir process is syncing this store, wait for it to
+    /// finish instead of stopping at once.
+    #[arg(long)]
+    pub wait: bool,
+}
+
 // `weir dead-letters`.
 #[derive(Args, Debug)]
 pub struct DeadLettersArgs {
@@ -389,5 +410,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::DeadLetters(a) => dead_letters::run(&manifest, a),
         Command::Matches(a) => matches::run(&manifest, a),
         Command::Duplicates(a) => matches::duplicates(&manifest, a),
+        Command::Merge(a) => merge::run(&manifest, &runtime()?, a).await,
     }
 }

@@ -30,6 +30,9 @@ pub enum SyncError {
         /// What changed them since: `run N`, `a conflict decision`.
         records: String,
     },
+    /// A merge named records it cannot merge; the message says which and why.
+    #[error("{0}")]
+    CannotMerge(String),
     /// The folder for a dry run's copy of the store could not be made.
     #[error("creating {}", path.display())]
     Scratch {

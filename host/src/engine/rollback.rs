@@ -47,10 +47,17 @@ impl<'m> Pass<'_, 'm> {
         let run_id = self.run_id;
         let actor = format!("rollback of run {target}");
         let mut kept = BTreeSet::new();
+        // A merge linked systems' records of the other record to the
+        // survivor: they go back to the record they were.
+        let relinks = self.store.run_relinks(target)?;
         self.store.transaction(|tx| {
+            for (entity, system, local, gid) in &relinks {
+                tx.relink(entity, system, local, *gid)?;
+            }
             for c in changes {
                 let writers = golden::writers(manifest, &c.entity);
-                if !writers.contains(&c.system) {
+                let merge = matches!(c.operation, AuditOp::MergeUpdate | AuditOp::MergeDelete);
+                if !writers.contains(&c.system) && !merge {
                     kept.insert((c.system.clone(), c.entity.clone()));
                 }
                 put_back(tx, manifest, run_id, &actor, c, writers)?;
@@ -120,7 +127,7 @@ fn put_back(
         .as_ref()
         .and_then(|g| g.origin.as_deref())
         .unwrap_or(&c.system);
-    let operation = if c.operation == AuditOp::ReadDelete {
+    let operation = if matches!(c.operation, AuditOp::ReadDelete | AuditOp::MergeDelete) {
         AuditOp::RollbackRestore
     } else {
         AuditOp::RollbackUpdate

@@ -68,6 +68,35 @@ pub async fn rollback(
     run(manifest, runtime, &options, Mode::Undo { target, changes }).await
 }
 
+/// Merges golden record `other` of `entity` into `keep` (`weir merge`):
+/// the survivor takes the values of both, each system holding both copies
+/// loses the other's (per its `on_delete`), and one holding only the
+/// other's has it linked to the survivor; the result is delivered at once.
+/// The merge is a run of its own, audited (`merge:*` rows), that
+/// `rollback` undoes.
+pub async fn merge(
+    manifest: &Manifest,
+    runtime: &Runtime,
+    entity: &str,
+    keep: i64,
+    other: i64,
+    options: &SyncOptions,
+) -> Result<SyncReport, SyncError> {
+    let _lease = writer_lease(manifest, false)?;
+    super::duplicates::check_merge(manifest, entity, keep, other)?;
+    let options = SyncOptions {
+        deliver_now: true,
+        poll: Some(BTreeSet::new()),
+        ..options.clone()
+    };
+    let mode = Mode::Merge {
+        entity: entity.to_string(),
+        keep,
+        other,
+    };
+    run(manifest, runtime, &options, mode).await
+}
+
 /// Makes this process the writer of the manifest's store (creating and
 /// migrating the store if needed) for as long as the lease is kept, unless
 /// it is already (then none). Another live holder: with `wait`, waits
@@ -102,6 +131,19 @@ enum Mode {
         target: i64,
         changes: Vec<store::RunChange>,
     },
+    /// Merges golden record `other` of `entity` into `keep`.
+    Merge {
+        entity: String,
+        keep: i64,
+        other: i64,
+    },
+}
+
+/// What a pass does before it delivers.
+enum Work {
+    Read,
+    Undo(i64, Vec<store::RunChange>),
+    Merge(String, i64, i64),
 }
 
 async fn run(
@@ -121,10 +163,15 @@ async fn run(
         tracing::info!(entity = %entity, "match keys made anew under its match_on");
     }
     let run_id = store.begin_run()?;
-    let (dry, undo) = match mode {
-        Mode::Sync => (None, None),
-        Mode::DryRun(dry) => (Some(*dry), None),
-        Mode::Undo { target, changes } => (None, Some((target, changes))),
+    let (dry, work) = match mode {
+        Mode::Sync => (None, Work::Read),
+        Mode::DryRun(dry) => (Some(*dry), Work::Read),
+        Mode::Undo { target, changes } => (None, Work::Undo(target, changes)),
+        Mode::Merge {
+            entity,
+            keep,
+            other,
+        } => (None, Work::Merge(entity, keep, other)),
     };
     let mut report = SyncReport::new(run_id);
     let participants = start_all(manifest, runtime, &store, dry.is_some(), &mut report).await;
@@ -144,9 +191,10 @@ async fn run(
     // rows, their creates tried (a crash may have come after a write).
     pass.store
         .transaction(|tx| tx.expand_spans(true).map(drop))?;
-    match undo {
-        Some((target, changes)) => pass.undo(manifest, target, &changes)?,
-        None => pass.intake_all(manifest).await?,
+    match work {
+        Work::Undo(target, changes) => pass.undo(manifest, target, &changes)?,
+        Work::Merge(entity, keep, other) => pass.merge_records(manifest, &entity, keep, other)?,
+        Work::Read => pass.intake_all(manifest).await?,
     }
     // Spans of targets that failed along an intake: outbox rows, kept for
     // the dispatcher (or a later pass) like every other pending delivery.

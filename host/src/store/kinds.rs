@@ -84,6 +84,13 @@ stored_text! {
         ReviewOurs = "review:ours",
         /// A person took the arriving value of a conflict.
         ReviewTheirs = "review:theirs",
+        /// `weir merge`: the surviving record took the merged values.
+        MergeUpdate = "merge:update",
+        /// `weir merge`: the other record was merged away.
+        MergeDelete = "merge:delete",
+        /// `weir merge`: a system's copy of the other record became the
+        /// survivor's (the audit row names the other record).
+        MergeRelink = "merge:relink",
     }
 }
 
@@ -171,7 +178,10 @@ mod tests {
                 "rollback:restore",
                 "rollback:update",
                 "review:ours",
-                "review:theirs"
+                "review:theirs",
+                "merge:update",
+                "merge:delete",
+                "merge:relink"
             ]
         );
         let outcomes: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();

@@ -132,4 +132,37 @@ impl Tx<'_> {
             .map(Option::flatten)
             .map_err(self.err())
     }
+
+    /// The systems holding a golden record, with its id in each.
+    pub fn holders(&self, global_id: i64) -> Result<Vec<(String, String)>> {
+        self.conn()
+            .prepare_cached(
+                "SELECT system, local_id FROM links WHERE global_id = ?1 ORDER BY system",
+            )
+            .and_then(|mut st| {
+                st.query_map([global_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .map_err(self.err())
+    }
+
+    /// Links a system's record to another golden record (a merge, or its
+    /// undoing). What the system held is not known against the new one:
+    /// its hashes are kept, its base forgotten.
+    pub fn relink(
+        &mut self,
+        entity: &str,
+        system: &str,
+        local_id: &str,
+        global_id: i64,
+    ) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "UPDATE links SET global_id = ?4, base = NULL, updated_at = ?5
+                 WHERE entity = ?1 AND system = ?2 AND local_id = ?3",
+            )
+            .and_then(|mut st| st.execute(params![entity, system, local_id, global_id, &self.now]))
+            .map_err(self.err())?;
+        Ok(())
+    }
 }

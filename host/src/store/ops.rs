@@ -237,8 +237,8 @@ impl Store {
                 "SELECT a.global_id, a.entity, a.system, a.local_id, a.operation, a.before
                  FROM audit a
                  JOIN (SELECT global_id, min(id) AS first FROM audit
-                       WHERE run_id = ?1 AND operation LIKE 'read:%' AND outcome IN ('ok', 'conflict')
-                         AND global_id IS NOT NULL
+                       WHERE run_id = ?1 AND outcome IN ('ok', 'conflict') AND global_id IS NOT NULL
+                         AND (operation LIKE 'read:%' OR operation IN ('merge:update', 'merge:delete'))
                        GROUP BY global_id) f ON a.id = f.first
                  ORDER BY a.id",
             )
@@ -270,12 +270,13 @@ impl Store {
             .prepare(
                 "WITH changed AS (
                      SELECT DISTINCT global_id FROM audit
-                     WHERE run_id = ?1 AND operation LIKE 'read:%' AND outcome IN ('ok', 'conflict')
-                       AND global_id IS NOT NULL)
+                     WHERE run_id = ?1 AND outcome IN ('ok', 'conflict') AND global_id IS NOT NULL
+                       AND (operation LIKE 'read:%' OR operation IN ('merge:update', 'merge:delete')))
                  SELECT DISTINCT coalesce('run ' || run_id, 'a conflict decision') FROM audit
                  WHERE id > (SELECT max(id) FROM audit WHERE run_id = ?1)
                    AND global_id IN changed
-                   AND (operation LIKE 'read:%' OR operation LIKE 'rollback:%' OR operation LIKE 'review:%')
+                   AND (operation LIKE 'read:%' OR operation LIKE 'rollback:%' OR operation LIKE 'review:%'
+                        OR operation LIKE 'merge:%')
                    AND outcome IN ('ok', 'conflict')
                  ORDER BY 1",
             )
@@ -283,6 +284,25 @@ impl Store {
         let rows = st
             .query_map([run_id], |r| r.get(0))
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+            .map_err(self.err())?;
+        Ok(rows)
+    }
+
+    /// The systems' records a merge (run `run_id`) linked to its survivor:
+    /// (entity, system, local id, the golden record they were linked to).
+    pub fn run_relinks(&self, run_id: i64) -> Result<Vec<(String, String, String, i64)>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT entity, system, local_id, global_id FROM audit
+                 WHERE run_id = ?1 AND operation = 'merge:relink' ORDER BY id",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([run_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(self.err())?;
         Ok(rows)
     }

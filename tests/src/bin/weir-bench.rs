@@ -9,6 +9,7 @@
 //! - `two-way echo`: incremental; the shop reports weir's own writes, all echoes;
 //! - `two-way 1%`: 1% of the CRM's contacts changed, incremental;
 //! - `two-way 1% echo`: the shop reports those writes back, all echoes;
+//! - `two-way 10%`, `two-way 10% echo`: the same with a tenth of them;
 //! - `two-way full`: `--full` over both systems, nothing written.
 //!
 //! with records read, written and echoed, seconds, records read per second, the
@@ -189,6 +190,14 @@ fn one(n: usize) -> Result<(), Box<dyn std::error::Error>> {
     let r = pass(&m, "two-way 1%", false)?;
     assert_eq!(r.counts.written, changed as u64);
     let r = pass(&m, "two-way 1% echo", false)?;
+    assert_eq!((r.counts.written, r.counts.echoes), (0, changed as u64));
+    let changed = conn.execute(
+        "UPDATE contacts SET phone = 'again ' || id WHERE id % 10 = 0",
+        [],
+    )?;
+    let r = pass(&m, "two-way 10%", false)?;
+    assert_eq!(r.counts.written, changed as u64);
+    let r = pass(&m, "two-way 10% echo", false)?;
     assert_eq!((r.counts.written, r.counts.echoes), (0, changed as u64));
     let r = pass(&m, "two-way full", true)?;
     assert_eq!(r.counts.written, 0);

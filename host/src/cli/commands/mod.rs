@@ -10,6 +10,7 @@ pub(super) mod connectors;
 pub(super) mod dead_letters;
 pub(super) mod held;
 pub(super) mod matches;
+pub(super) mod merge;
 pub(super) mod records;
 pub(super) mod refresh;
 pub(super) mod rollback;
