@@ -24,6 +24,8 @@ pub(super) fn router(app: Arc<App>) -> Router {
         .route("/ui", get(ui::overview))
         .route("/ui/conflicts", get(ui::conflicts))
         .route("/ui/conflicts/{id}", post(ui::decide))
+        .route("/ui/matches", get(ui::matches))
+        .route("/ui/matches/{id}", post(ui::decide_match))
         .route("/ui/audit", get(ui::audit))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)

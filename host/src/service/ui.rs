@@ -1,5 +1,5 @@
 //! The dashboard's routes (`/ui`): pages rendered by `crate::web`, and the
-//! conflict decision form. A decision is accepted only from a page of this
+//! decision forms of conflicts and held matches. A decision is accepted only from a page of this
 //! service (its `Origin` or `Referer` names this host), so that another site
 //! cannot submit the form in a user's browser.
 
@@ -88,6 +88,68 @@ pub(super) async fn decide(
         Ok(Decided::Stale) => super::reply(
             StatusCode::CONFLICT,
             format!("the record of conflict {id} changed since: a decision would overwrite the newer value; see its audit"),
+        )
+        .into_response(),
+        Err(e) => super::store_unavailable(&e).into_response(),
+    }
+}
+
+pub(super) async fn matches(State(app): State<Arc<App>>) -> Response {
+    page(app.with_store(|s| web::matches(s)).await)
+}
+
+/// `POST /ui/matches/{id}`: records a person's decision on a held match
+/// (`link:CANDIDATE` or `new`) and wakes the pass loop, which carries it
+/// out; back to the matches page.
+pub(super) async fn decide_match(
+    State(app): State<Arc<App>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Form(d): Form<Decision>,
+) -> Response {
+    if !same_origin(&headers, app.listen) {
+        return super::reply(
+            StatusCode::FORBIDDEN,
+            "a decision must come from this service's own matches page",
+        )
+        .into_response();
+    }
+    let choice = d.choice.clone();
+    let decided = app
+        .with_store(move |s| {
+            let Some(held) = s.matches(None)?.into_iter().find(|m| m.id == id) else {
+                return Ok(Err(StatusCode::NOT_FOUND));
+            };
+            if held.decision.is_some() {
+                return Ok(Err(StatusCode::NOT_FOUND));
+            }
+            let fits = match choice.strip_prefix("link:") {
+                Some(c) => held.candidates.iter().any(|k| k == c),
+                None => choice == "new",
+            };
+            if !fits {
+                return Ok(Err(StatusCode::BAD_REQUEST));
+            }
+            s.decide_match(id, &choice)?;
+            Ok(Ok(()))
+        })
+        .await;
+    match decided {
+        Ok(Ok(())) => {
+            app.wake.notify_one();
+            Redirect::to("/ui/matches").into_response()
+        }
+        Ok(Err(StatusCode::NOT_FOUND)) => super::reply(
+            StatusCode::NOT_FOUND,
+            format!("no undecided match {id} (decided already?)"),
+        )
+        .into_response(),
+        Ok(Err(status)) => super::reply(
+            status,
+            format!(
+                "choice '{}' is not `new` or `link:` one of match {id}'s candidates",
+                d.choice
+            ),
         )
         .into_response(),
         Err(e) => super::store_unavailable(&e).into_response(),

@@ -24,7 +24,7 @@ th{background:#f3f3f3}
 pre{margin:0;white-space:pre-wrap;max-width:28rem}
 form{display:inline}
 </style></head>
-<body><nav><a href="/ui">Overview</a><a href="/ui/conflicts">Conflicts</a><a href="/ui/audit">Audit</a></nav>
+<body><nav><a href="/ui">Overview</a><a href="/ui/conflicts">Conflicts</a><a href="/ui/matches">Matches</a><a href="/ui/audit">Audit</a></nav>
 {% block body %}{% endblock %}
 </body></html>"#;
 
@@ -62,6 +62,18 @@ const CONFLICTS: &str = r#"{% extends "layout.html" %}{% block title %}conflicts
 {% endif %}</td></tr>{% endfor %}</tbody></table>
 {% endblock %}"#;
 
+const MATCHES: &str = r#"{% extends "layout.html" %}{% block title %}matches{% endblock %}{% block body %}
+<h1>Ambiguous matches</h1>
+<p>A record whose match key fits several others is held here: nothing is created for it until it is decided.</p>
+{% if not matches %}<p>No match held.</p>{% endif %}
+<table><thead><tr><th>#</th><th>since</th><th>entity</th><th>what</th><th>match key</th><th>decision</th></tr></thead><tbody>
+{% for m in matches %}<tr id="match-{{ m.id }}"><td>{{ m.id }}</td><td>{{ m.at }}</td><td>{{ m.entity }}</td><td>{{ m.what }}</td><td><code>{{ m.key }}</code></td>
+<td>{% if m.decision %}decided: {{ m.decision }}{% else %}
+{% for c in m.candidates %}<form method="post" action="/ui/matches/{{ m.id }}"><input type="hidden" name="choice" value="link:{{ c }}"><button>The same as {{ c }}</button></form>
+{% endfor %}<form method="post" action="/ui/matches/{{ m.id }}"><input type="hidden" name="choice" value="new"><button>A record of its own</button></form>
+{% endif %}</td></tr>{% endfor %}</tbody></table>
+{% endblock %}"#;
+
 const AUDIT: &str = r#"{% extends "layout.html" %}{% block title %}audit{% endblock %}{% block body %}
 <h1>Audit</h1>
 <form method="get" action="/ui/audit"><label>entity <select name="entity">{% for e in entities %}<option{% if e == entity %} selected{% endif %}>{{ e }}</option>{% endfor %}</select></label>
@@ -80,6 +92,7 @@ fn env() -> &'static Environment<'static> {
             ("layout.html", LAYOUT),
             ("overview.html", OVERVIEW),
             ("conflicts.html", CONFLICTS),
+            ("matches.html", MATCHES),
             ("audit.html", AUDIT),
         ] {
             env.add_template(name, text)
@@ -219,6 +232,34 @@ pub fn conflicts(store: &Store) -> Result<String> {
         })
         .collect();
     Ok(render("conflicts.html", context! { conflicts }))
+}
+
+/// The page of ambiguous matches held for a decision.
+pub fn matches(store: &Store) -> Result<String> {
+    let matches: Vec<minijinja::Value> = store
+        .matches(None)?
+        .into_iter()
+        .filter_map(|m| {
+            let what = match (&m.local_id, m.global_id) {
+                (Some(local), _) => format!(
+                    "record {local} read from {} fits golden records {}",
+                    m.system,
+                    m.candidates.join(", ")
+                ),
+                (None, Some(gid)) => format!(
+                    "golden record {gid} fits records {} of {}",
+                    m.candidates.join(", "),
+                    m.system
+                ),
+                (None, None) => return None,
+            };
+            Some(context! {
+                id => m.id, at => m.created_at, entity => m.entity, what, key => m.match_key,
+                candidates => m.candidates, decision => m.decision,
+            })
+        })
+        .collect();
+    Ok(render("matches.html", context! { matches }))
 }
 
 /// The audit search page: rows of one entity, of one golden record if `id`.
