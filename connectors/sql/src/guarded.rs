@@ -5,7 +5,7 @@
 //! is written, so an edit made in the database meanwhile is never lost.
 
 use weir_sdk::json::{self, Record};
-use weir_sdk::sql::Statement;
+use weir_sdk::sql::{Dialect, Statement};
 use weir_sdk::sql_util::into_sql;
 use weir_sdk::{Change, Context, EntityBinding, KeyedOutcome, KeyedWrite, Operation, Result};
 
@@ -67,12 +67,22 @@ pub fn write(ctx: &Context, entity: &EntityBinding, items: Placed) -> Result<Vec
     if guarded.is_empty() {
         return Ok(done);
     }
+    let mut missed = Vec::new();
+    // SQLite: runs of updates of the same columns in one statement each.
+    let guarded = if db.dialect == Dialect::Sqlite {
+        many(&db, &table, &target, key, guarded, &mut done, &mut missed)?
+    } else {
+        guarded
+    };
     let statements: Vec<Statement> = guarded
         .iter()
         .map(|(g, _)| target.guarded_statement(key, g))
         .collect();
-    let results = db.batch(&table.entity, &statements)?;
-    let mut missed = Vec::new();
+    let results = if statements.is_empty() {
+        Vec::new()
+    } else {
+        db.batch(&table.entity, &statements)?
+    };
     for ((g, k), result) in guarded.into_iter().zip(results) {
         let action = Action::Upsert(g.id.clone());
         match result {
@@ -90,6 +100,87 @@ pub fn write(ctx: &Context, entity: &EntityBinding, items: Placed) -> Result<Vec
         done.extend(settle_missed(&db, &table, &columns, missed)?);
     }
     Ok(done)
+}
+
+/// The most updates one statement of [`many`] makes.
+const RUN: usize = 200;
+
+/// Makes runs of guarded updates that set the same columns with one
+/// statement each ([`statements::guarded_update_many`]): an update whose
+/// row the statement returns is written, one it does not return is missed
+/// (its row is read after). Returns the updates left to make one by one:
+/// those of a statement that failed, to learn which of them fails.
+fn many(
+    db: &Database,
+    table: &Table,
+    target: &write::Target<'_>,
+    key: statements::Key<'_>,
+    guarded: Vec<(Guarded, KeyedWrite)>,
+    done: &mut Vec<(usize, Done)>,
+    missed: &mut Vec<(Guarded, KeyedWrite)>,
+) -> Result<Vec<(Guarded, KeyedWrite)>> {
+    let mut runs: Vec<Vec<(Guarded, KeyedWrite)>> = Vec::new();
+    for item in guarded {
+        match runs.last_mut() {
+            Some(run) if run.len() < RUN && run[0].0.set.keys().eq(item.0.set.keys()) => {
+                run.push(item)
+            }
+            _ => runs.push(vec![item]),
+        }
+    }
+    let statements: Vec<Statement> = runs
+        .iter()
+        .map(|run| {
+            let set: Vec<&str> = run[0].0.set.keys().map(String::as_str).collect();
+            let sql = statements::guarded_update_many(
+                target.table,
+                key,
+                target.updated_at,
+                &set,
+                run.len(),
+            );
+            let mut params = Vec::new();
+            for (g, _) in run {
+                params.push(target.key_param(&g.id));
+                params.extend(g.set.values().cloned().map(into_sql));
+                params.extend(
+                    set.iter()
+                        .map(|c| into_sql(target.cell(c, g.seen[*c].clone()))),
+                );
+            }
+            Statement { sql, params }
+        })
+        .collect();
+    let results = db.batch(&table.entity, &statements)?;
+    let mut singles = Vec::new();
+    for (run, result) in runs.into_iter().zip(results) {
+        let Ok(rows) = result else {
+            singles.extend(run);
+            continue;
+        };
+        let mut returned: std::collections::HashMap<String, &Vec<weir_sdk::sql::Value>> = rows
+            .rows
+            .iter()
+            .filter_map(|r| r.first().map(|k| (weir_sdk::sql_util::to_id(k), r)))
+            .collect();
+        for (g, k) in run {
+            match returned.remove(&g.id) {
+                Some(row) => {
+                    let one = weir_sdk::sql::Rows {
+                        columns: rows.columns.clone(),
+                        rows: vec![row.clone()],
+                    };
+                    let outcome = match target.outcome(&Action::Upsert(g.id.clone()), Ok(one)) {
+                        Ok(w) => KeyedOutcome::Written(w),
+                        Err(e) => KeyedOutcome::Failed(e),
+                    };
+                    done.push((g.at, Done::Outcome(outcome)));
+                }
+                None => missed.push((g, k)),
+            }
+        }
+    }
+    Ok(singles)
 }
 
 /// The updates whose condition held no row: read what the rows hold now.

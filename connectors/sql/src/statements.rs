@@ -828,6 +828,38 @@ pub fn guarded_update(
     )
 }
 
+/// [`guarded_update`] of `rows` rows in one statement (SQLite): a `VALUES`
+/// row per record holds its key, the values of `set`, then the values seen
+/// in them; only the rows that still hold what was seen are updated and
+/// returned (key, version).
+pub fn guarded_update_many(
+    table: Name<'_>,
+    pk: Key<'_>,
+    updated_at: Option<&str>,
+    set: &[&str],
+    rows: usize,
+) -> String {
+    let t = table.sql();
+    let n = set.len();
+    let assignments = set
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{} = v.column{}", quote_ident(c), i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let conditions: String = set
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!(" AND {t}.{} IS v.column{}", quote_ident(c), n + 2 + i))
+        .collect();
+    format!(
+        "UPDATE {t} SET {assignments} FROM (VALUES {}) AS v WHERE {t}.{} = v.column1{conditions}{}",
+        value_rows(Dialect::Sqlite, 1 + 2 * n, rows),
+        quote_ident(pk.name),
+        returning(&t, pk, updated_at)
+    )
+}
+
 /// Selects `select` of the rows whose key is one of `n` parameters.
 pub fn select_by_keys(
     dialect: Dialect,
@@ -864,6 +896,10 @@ mod tests {
         assert_eq!(
             guarded_update(Dialect::Postgres, t, "id".into(), None, &["a"]),
             r#"UPDATE "t" SET "a" = $1 WHERE "id" = $2 AND "a" IS NOT DISTINCT FROM $3 RETURNING "id""#
+        );
+        assert_eq!(
+            guarded_update_many(t, "id".into(), None, &["a"], 2),
+            r#"UPDATE "t" SET "a" = v.column2 FROM (VALUES (?1, ?2, ?3), (?4, ?5, ?6)) AS v WHERE "t"."id" = v.column1 AND "t"."a" IS v.column3 RETURNING "id""#
         );
         assert_eq!(
             select_by_keys(Dialect::Postgres, t, "*", "id", 2),

@@ -90,8 +90,17 @@ pub(super) fn put<'w>(
         }
         State::Kept { global_id } => (global_id, OutboxOp::Upsert),
     };
+    // The content queued may be sent from now on: marked with its row,
+    // so that reading it back after a crash is known for weir's own.
+    let content = match put.state {
+        State::New { hash, .. } | State::Changed { hash, .. } => Some(*hash),
+        _ => None,
+    };
     for writer in writers {
-        tx.enqueue(writer, put.entity, global_id, op)?;
+        match &content {
+            Some(hash) => tx.enqueue_content(writer, put.entity, global_id, hash)?,
+            None => tx.enqueue(writer, put.entity, global_id, op)?,
+        }
     }
     let a = put.audit;
     tx.audit(NewAudit {

@@ -63,6 +63,29 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Queues the upsert of content `hash`, as `enqueue` does, marked as
+    /// possibly sent with that content (`sent_hash`): its write goes out
+    /// from now on, and may land without being recorded.
+    pub fn enqueue_content(
+        &mut self,
+        target: &str,
+        entity: &str,
+        global_id: i64,
+        hash: &super::Hash,
+    ) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO outbox (target, entity, global_id, op, next_attempt_at, created_at, sent_hash)
+                 VALUES (?1, ?2, ?3, 'upsert', ?4, ?4, ?5)
+                 ON CONFLICT (target, global_id) DO UPDATE SET op = 'upsert', attempts = 0,
+                    next_attempt_at = excluded.next_attempt_at, last_error = NULL,
+                    sent_hash = excluded.sent_hash",
+            )
+            .and_then(|mut st| st.execute(params![target, entity, global_id, &self.now, &hash[..]]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
     /// Removes a delivered (or given up) outbox row.
     pub fn outbox_done(&mut self, id: i64) -> Result<()> {
         self.conn()
