@@ -359,3 +359,66 @@ fn creates_cut_off_by_a_crash_before_they_are_recorded_are_made_once() {
     assert_eq!(again.code, 0, "{again:?}");
     assert_eq!(run_line(&again).written, 0, "{again:?}");
 }
+
+#[test]
+fn creates_left_unsettled_by_a_crash_are_settled_before_anything_new_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = crm_to_targets(d, 500, &[]);
+    let killed = weir_env(
+        WEIR,
+        &m,
+        &["sync", "--quiet", "--batch-size", "100"],
+        &[("WEIR_FAULT_KILL_BEFORE_RECORDING", "1")],
+    );
+    assert_eq!(killed.code, -1, "{killed:?}");
+    let store = d.join("weir.db");
+    // What the crash left: creates sent (in a span, or an outbox row) and
+    // not recorded.
+    let unsettled = count(&store, "SELECT count(*) FROM outbox_spans")
+        + count(
+            &store,
+            "SELECT count(*) FROM outbox WHERE tried_hash IS NOT NULL",
+        );
+    assert!(unsettled > 0, "the crash left no create unsettled");
+    // The CRM is read further after the crash, yet the pass settles the
+    // creates first: its first audit rows are their writes.
+    let last = weir(WEIR, &m, &["sync", "--quiet", "--batch-size", "100"]);
+    assert_eq!(last.code, 0, "{last:?}");
+    let run = count(&store, "SELECT max(id) FROM runs");
+    let first: Vec<Vec<Option<String>>> = rows(
+        &store,
+        &format!("SELECT operation FROM audit WHERE run_id = {run} ORDER BY id LIMIT 1"),
+    );
+    assert!(
+        first
+            .iter()
+            .all(|r| r[0].as_deref().is_some_and(|o| o.starts_with("write:"))),
+        "{first:?}"
+    );
+    assert!(
+        count(
+            &store,
+            &format!("SELECT count(*) FROM audit WHERE run_id = {run} AND operation LIKE 'read:%'")
+        ) > 0,
+        "the pass read nothing new"
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM outbox WHERE tried_hash IS NOT NULL"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &d.join("shop.db"),
+            "SELECT count(DISTINCT mail) FROM customers"
+        ),
+        500
+    );
+    assert_eq!(
+        count(&d.join("shop.db"), "SELECT count(*) FROM customers"),
+        500
+    );
+}

@@ -62,6 +62,7 @@ impl<'m> Pass<'_, 'm> {
             target,
             after: 0,
             hold_deletes: false,
+            only_tried: false,
             linger: false,
             in_flight: None,
             fresh: Default::default(),
@@ -170,9 +171,9 @@ impl<'m> Pass<'_, 'm> {
             let rows = self.store.outbox_due(
                 &d.target,
                 &entity.name,
-                due,
-                d.after,
+                (due, d.after),
                 self.options.batch_size,
+                d.only_tried,
             )?;
             let Some(last) = rows.last() else {
                 break None;

@@ -194,7 +194,12 @@ async fn run(
     match work {
         Work::Undo(target, changes) => pass.undo(manifest, target, &changes)?,
         Work::Merge(entity, keep, other) => pass.merge_records(manifest, &entity, keep, other)?,
-        Work::Read => pass.intake_all(manifest).await?,
+        Work::Read => {
+            if pass.dry.is_none() {
+                pass.settle_tried(manifest).await?;
+            }
+            pass.intake_all(manifest).await?
+        }
     }
     // Spans of targets that failed along an intake: outbox rows, kept for
     // the dispatcher (or a later pass) like every other pending delivery.
@@ -279,6 +284,35 @@ impl Pass<'_, '_> {
 
     /// Delivers the outbox due at its start, entity by entity in manifest
     /// order, to every system that takes writes and is still running.
+    /// Settles, before anything new, the creates a pass that ended early
+    /// sent without recording their outcome: each target that can be asked
+    /// is asked whether it holds them (found: linked), and those it does
+    /// not hold are written, whatever their backoff.
+    async fn settle_tried(&mut self, manifest: &Manifest) -> Result<(), SyncError> {
+        if !self.store.has_tried()? {
+            return Ok(());
+        }
+        for entity in &manifest.entities {
+            let mut deliveries = Vec::new();
+            for t in 0..self.participants.len() {
+                let p = &self.participants[t];
+                let Some(b) = p.system.entity(&entity.name) else {
+                    continue;
+                };
+                if !b.direction.writes() || !p.instance.as_ref().is_some_and(|i| i.can_find()) {
+                    continue;
+                }
+                if let Some(mut d) = self.delivery(t, b, entity) {
+                    d.only_tried = true;
+                    d.hold_deletes = true;
+                    deliveries.push(d);
+                }
+            }
+            self.drain(entity, deliveries, "9999").await?;
+        }
+        Ok(())
+    }
+
     async fn dispatch_all(&mut self, manifest: &Manifest) -> Result<(), SyncError> {
         let due = store::now();
         for entity in &manifest.entities {

@@ -48,6 +48,9 @@ pub(super) struct Delivery<'e> {
     /// Whether deletes are held back (over `max_delete_percent`, or, along
     /// an intake, until the dispatcher).
     pub(super) hold_deletes: bool,
+    /// Only the creates sent whose outcome is not known (settled at the
+    /// start of a pass, before anything new).
+    pub(super) only_tried: bool,
     /// Along an intake: once nothing is due, the last write is left in
     /// flight instead of waited for.
     pub(super) linger: bool,

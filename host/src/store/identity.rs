@@ -311,6 +311,17 @@ impl Store {
         Ok(rows)
     }
 
+    /// Whether any create was sent without its outcome being recorded.
+    pub fn has_tried(&self) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM outbox WHERE tried_hash IS NOT NULL)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.err())
+    }
+
     /// Records a person's decision on a held match; false when there is no
     /// such match.
     pub fn decide_match(&self, id: i64, decision: &str) -> Result<bool> {

@@ -222,24 +222,27 @@ impl Tx<'_> {
 
 impl Store {
     /// Outbox rows for a target and entity that are due at `due` (RFC 3339),
-    /// with an id above `after`, oldest first.
+    /// with an id above `after`, oldest first; with `tried`, only the
+    /// creates sent whose outcome is not known.
     pub fn outbox_due(
         &self,
         target: &str,
         entity: &str,
-        due: &str,
-        after: i64,
+        (due, after): (&str, i64),
         limit: u32,
+        tried: bool,
     ) -> Result<Vec<OutboxRow>> {
         let mut st = self
             .conn
             .prepare_cached(
                 "SELECT id, global_id, op, attempts, tried_hash, sent_hash FROM outbox
-                 WHERE target = ?1 AND entity = ?2 AND next_attempt_at <= ?3 AND id > ?4 ORDER BY id LIMIT ?5",
+                 WHERE target = ?1 AND entity = ?2 AND next_attempt_at <= ?3 AND id > ?4
+                   AND (NOT ?6 OR tried_hash IS NOT NULL)
+                 ORDER BY id LIMIT ?5",
             )
             .map_err(self.err())?;
         let rows = st
-            .query_map(params![target, entity, due, after, limit], |r| {
+            .query_map(params![target, entity, due, after, limit, tried], |r| {
                 let op: String = r.get(2)?;
                 Ok(OutboxRow {
                     id: r.get(0)?,
