@@ -364,12 +364,34 @@ fn creates_cut_off_by_a_crash_before_they_are_recorded_are_made_once() {
 fn creates_left_unsettled_by_a_crash_are_settled_before_anything_new_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let m = crm_to_targets(d, 500, &[]);
+    crm_to_targets(d, 500, &[]);
+    // b, which weir reads too and which assigns its own ids, keeps weir's
+    // key of each record weir creates there.
+    exec(
+        &d.join("b.db"),
+        "ALTER TABLE contacts ADD COLUMN weir_key TEXT",
+    );
+    let m = write_manifest(
+        d,
+        &format!(
+            "{}{}{}{}",
+            entity("contacts", "id", &[]),
+            crm_system("read"),
+            shop_system(),
+            System::sqlite("b", "b", "b.db").tracked(
+                "contacts",
+                "contacts",
+                "both",
+                &[r#"key_field = "weir_key""#]
+            ),
+        ),
+    );
+    // Killed after the first write to b lands, before it is recorded.
     let killed = weir_env(
         WEIR,
         &m,
         &["sync", "--quiet", "--batch-size", "100"],
-        &[("WEIR_FAULT_KILL_BEFORE_RECORDING", "1")],
+        &[("WEIR_FAULT_KILL_BEFORE_RECORDING", "6")],
     );
     assert_eq!(killed.code, -1, "{killed:?}");
     let store = d.join("weir.db");
@@ -381,10 +403,48 @@ fn creates_left_unsettled_by_a_crash_are_settled_before_anything_new_is_read() {
             "SELECT count(*) FROM outbox WHERE tried_hash IS NOT NULL",
         );
     assert!(unsettled > 0, "the crash left no create unsettled");
+    // Someone edits the records the crash left unrecorded in b (which weir
+    // also reads): settling their creates must not write over the edits.
+    let b = d.join("b.db");
+    exec(&b, "UPDATE contacts SET phone = 'edited-in-b'");
+    let edited = count(
+        &b,
+        "SELECT count(*) FROM contacts WHERE phone = 'edited-in-b'",
+    );
+    assert_eq!(edited, 100, "the first write to b landed");
     // The CRM is read further after the crash, yet the pass settles the
     // creates first: its first audit rows are their writes.
     let last = weir(WEIR, &m, &["sync", "--quiet", "--batch-size", "100"]);
     assert_eq!(last.code, 0, "{last:?}");
+    assert_eq!(
+        count(
+            &b,
+            "SELECT count(*) FROM contacts WHERE phone = 'edited-in-b'"
+        ),
+        edited,
+        "an edit made in b after the crash was written over"
+    );
+    assert_eq!(
+        count(
+            &d.join("shop.db"),
+            "SELECT count(*) FROM customers WHERE phone = 'edited-in-b'"
+        ),
+        edited,
+        "the edits made in b reach the shop"
+    );
+    assert_eq!(
+        count(&b, "SELECT count(*) FROM contacts"),
+        500,
+        "one copy in b"
+    );
+    assert_eq!(
+        count(
+            &b,
+            "SELECT count(*) FROM contacts WHERE weir_key IS NOT NULL"
+        ),
+        500,
+        "every record weir created in b keeps weir's key"
+    );
     let run = count(&store, "SELECT max(id) FROM runs");
     let first: Vec<Vec<Option<String>>> = rows(
         &store,

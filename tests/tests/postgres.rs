@@ -34,7 +34,7 @@ fn the_harness_starts_a_real_cluster() {
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
 
 /// The contacts table on the PostgreSQL side: typed columns (numeric, date,
-/// jsonb, timestamptz) and a trigger that stamps every update.
+/// jsonb, json, timestamptz) and a trigger that stamps every update.
 const PG_CONTACTS: &str = "
     CREATE TABLE contacts (
         id bigint PRIMARY KEY,
@@ -47,6 +47,7 @@ const PG_CONTACTS: &str = "
         vip boolean NOT NULL DEFAULT false,
         photo bytea,
         score real,
+        prefs json,
         updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
     );
     CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS
@@ -68,7 +69,8 @@ fn lite_db(path: &std::path::Path, n: usize) {
          tags TEXT,
          vip BOOLEAN NOT NULL DEFAULT 0,
          photo TEXT,
-         score REAL",
+         score REAL,
+         prefs TEXT",
     );
     let conn = rusqlite::Connection::open(path).unwrap();
     for i in 1..=n {
@@ -378,7 +380,7 @@ fn sqlite_and_postgresql_agree_both_ways_with_updates_inserts_and_deletes() {
     // SQLite -> PostgreSQL: the same three kinds of change.
     exec(
         &lite,
-        "UPDATE contacts SET first_name = 'Renamed', photo = 'cafe' WHERE id = 30;
+        "UPDATE contacts SET first_name = 'Renamed', photo = 'cafe', prefs = '{\"lang\":\"en\"}' WHERE id = 30;
          INSERT INTO contacts (id, first_name, last_name, email, balance, birth_date, tags)
              VALUES (2001, 'Edsger', 'Dijkstra', 'ewd@example.com', '0.10', '1930-05-11', '[]');
          DELETE FROM contacts WHERE id = 40;",
@@ -388,10 +390,10 @@ fn sqlite_and_postgresql_agree_both_ways_with_updates_inserts_and_deletes() {
     assert_eq!(
         pg.psql(
             "crm",
-            "SELECT first_name, photo FROM contacts WHERE id = 30"
+            "SELECT first_name, photo, prefs FROM contacts WHERE id = 30"
         )
         .unwrap(),
-        "Renamed|\\xcafe\n"
+        "Renamed|\\xcafe|{\"lang\":\"en\"}\n"
     );
     assert_eq!(
         pg.psql("crm", "SELECT email, balance FROM contacts WHERE id = 2001")

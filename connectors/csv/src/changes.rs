@@ -173,7 +173,10 @@ fn open<R: Read + Seek>(
     input
         .seek(SeekFrom::Start(byte))
         .map_err(|e| read_error(&e, file))?;
-    Ok(Some((header, scan::Records::new(input, byte, line))))
+    Ok(Some((
+        header,
+        scan::Records::new(input, byte, line).split_unterminated(),
+    )))
 }
 
 fn read_error(e: &std::io::Error, file: &str) -> weir_sdk::ConnectorError {
@@ -207,6 +210,7 @@ pub fn read<R: Read + Seek>(
     cursor: ChangeCursor,
     limit: usize,
     warn: &mut dyn FnMut(String),
+    bad: &mut dyn FnMut(reader::BadRow),
 ) -> Result<ChangesOut> {
     let since = cursor.since;
     let scan = cursor
@@ -227,8 +231,9 @@ pub fn read<R: Read + Seek>(
     let since_key = since.and_then(key_of);
     let mut rows = Vec::new();
     let mut untimed = 0u64;
+    let mut refused = 0;
     let mut parser = scan::Parser::new();
-    while rows.len() < limit {
+    while rows.len() + refused < limit {
         let Some(record) = records.next(stamp_at).map_err(|e| read_error(&e, file))? else {
             break;
         };
@@ -245,13 +250,27 @@ pub fn read<R: Read + Seek>(
             Some(at) => latest = latest.max(Some(at)),
             None => untimed += 1,
         }
-        match reader::to_row(&header, key_at, &parser.parse(record.bytes)) {
+        if record.unterminated {
+            refused += 1;
+            bad(reader::unterminated_row(
+                &header,
+                key_at,
+                record.bytes,
+                file,
+                record.line,
+            ));
+            continue;
+        }
+        let cells = parser.parse(record.bytes);
+        match reader::to_row(&header, key_at, &cells) {
             Ok(row) => rows.push(row),
             Err(why) => {
-                warn(format!(
-                    "file '{file}' line {}: {why}; row skipped",
-                    record.line
-                ));
+                refused += 1;
+                bad(reader::BadRow {
+                    id: reader::key_text(&cells, key_at),
+                    why: format!("file '{file}' line {}: {why}", record.line),
+                    raw: reader::lossy_json(&header, &cells),
+                });
             }
         }
     }
@@ -260,7 +279,7 @@ pub fn read<R: Read + Seek>(
             "file '{file}': {untimed} rows have no time in '{column}'; they are reported as changed on every read"
         ));
     }
-    let more = rows.len() >= limit;
+    let more = rows.len() + refused >= limit;
     let next = if more {
         let (byte, line) = records.position();
         ChangeCursor {
@@ -308,7 +327,7 @@ mod tests {
         5,Ed,2024-01-15\n";
 
     fn changes(text: &str, cursor: ChangeCursor, limit: usize) -> (ChangesOut, Vec<String>) {
-        let mut warnings = Vec::new();
+        let (mut warnings, mut bad) = (Vec::new(), Vec::new());
         let out = read(
             Cursor::new(text.as_bytes().to_vec()),
             Version {
@@ -321,8 +340,10 @@ mod tests {
             cursor,
             limit,
             &mut |w| warnings.push(w),
+            &mut |b: reader::BadRow| bad.push(b.why),
         )
         .unwrap();
+        warnings.extend(bad);
         (out, warnings)
     }
 
@@ -446,6 +467,7 @@ mod tests {
             "updated_at",
             first.next,
             10,
+            &mut |_| {},
             &mut |_| {},
         )
         .unwrap();

@@ -252,6 +252,11 @@ fn entity_settings(entity: &EntityBinding) -> Result<Settings> {
     }
 }
 
+/// Hands a row that cannot be a record to the host, as a dead letter.
+fn reject(entity: &EntityBinding, row: reader::BadRow) {
+    weir_sdk::reject(&entity.name, row.id.as_deref(), &row.why, &row.raw);
+}
+
 /// Logs a warning through the host.
 fn warn(message: String) {
     weir_sdk::log(weir_sdk::log::Level::Warn, message);
@@ -304,7 +309,7 @@ impl source::Guest for CsvConnector {
             &file.pk,
             cursor,
             limit as usize,
-            &mut warn,
+            &mut |row| reject(&entity, row),
         )
         .map_err(|e| file.prefixed(e))?;
         let items = page.rows.into_iter().map(|row| file.upsert(row)).collect();
@@ -364,6 +369,7 @@ impl source::Guest for CsvConnector {
             cursor,
             limit as usize,
             &mut warn,
+            &mut |row| reject(&entity, row),
         )
         .map_err(|e| file.prefixed(e))?;
         Ok(ChangeBatch {
@@ -431,8 +437,8 @@ impl keyed_destination::Guest for CsvConnector {
                         }
                         apply(&mut table, &item)
                     }
-                    // Gone: written again, as an update of a missing row is.
-                    _ => apply(&mut table, &k.item),
+                    // Gone: deleted here since weir saw it, not written again.
+                    _ => KeyedOutcome::Changed(weir_sdk::gone(&entity.name, id)),
                 }
             })
             .collect();
@@ -456,7 +462,7 @@ impl keyed_destination::Guest for CsvConnector {
             let Some(input) = file.open()? else {
                 return Ok(found);
             };
-            let page = reader::read_page(input, &file.name, &file.pk, cursor, 10_000, &mut warn)
+            let page = reader::read_page(input, &file.name, &file.pk, cursor, 10_000, &mut |_| {})
                 .map_err(|e| file.prefixed(e))?;
             for row in page.rows {
                 let Ok(data) = weir_sdk::json::parse_record(&row.data) else {

@@ -2,7 +2,7 @@
 //! previous page stopped by seeking to a byte position, so that reading a large
 //! file page by page stays linear.
 
-use std::io::{Read, Seek};
+use std::io::{Read, Seek, SeekFrom};
 
 use csv::{ByteRecord, StringRecord};
 use serde::{Deserialize, Serialize};
@@ -87,17 +87,36 @@ pub fn key_column<'a>(
     })
 }
 
-/// Reads up to `limit` records starting at `cursor` (the first record when none).
-/// Rows without a primary-key value, with more cells than the header or with text
-/// that is not UTF-8 are skipped; `warn` is told about each one.
+/// A row that cannot be a record: it goes to the host as a reject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadRow {
+    /// Its primary-key cell, where that could be read.
+    pub id: Option<String>,
+    /// Where it is and what is wrong: "file 'people.csv' line 4: ...".
+    pub why: String,
+    /// Its cells as a JSON object (header name → text, bytes that are not
+    /// UTF-8 replaced), for a person to repair it.
+    pub raw: String,
+}
+
+/// Reads up to `limit` records starting at `cursor` (the first record when
+/// none). A row without a primary-key value, with more cells than the
+/// header, with text that is not UTF-8, or with a quote that is never
+/// closed is handed to `bad` and counts towards the limit; after a quote
+/// that is never closed (which the `csv` crate would run to the end of the
+/// file), reading goes on at the next line.
 pub fn read_page<R: Read + Seek>(
-    input: R,
+    mut input: R,
     file: &str,
     pk: &str,
     cursor: Option<ReadCursor>,
     limit: usize,
-    warn: &mut dyn FnMut(String),
+    bad: &mut dyn FnMut(BadRow),
 ) -> Result<PageOut> {
+    let len = input
+        .seek(SeekFrom::End(0))
+        .and_then(|len| input.seek(SeekFrom::Start(0)).map(|_| len))
+        .map_err(|e| errors::io(&e, &format!("file '{file}'")))?;
     let mut reader = builder().from_reader(input);
     let header = reader.headers().map_err(|e| errors::csv(e, file))?.clone();
     if header.is_empty() {
@@ -112,21 +131,42 @@ pub fn read_page<R: Read + Seek>(
 
     let limit = limit.max(1);
     let mut rows = Vec::new();
+    let mut refused = 0;
     let mut record = ByteRecord::new();
-    while rows.len() < limit
+    while rows.len() + refused < limit
         && reader
             .read_byte_record(&mut record)
             .map_err(|e| errors::csv(e, file))?
     {
+        let (byte, line) = record.position().map_or((0, 0), |p| (p.byte(), p.line()));
+        if reader.position().byte() >= len {
+            // The last record: one whose quote is never closed swallowed
+            // the lines after it. It is its first line alone, refused, and
+            // the next page starts on the line after.
+            // (The reader has read to the end: it reads nothing more.)
+            if let Some(first) = unterminated_at(reader.get_mut(), byte, file)? {
+                bad(unterminated_row(&header, key_at, &first.0, file, line));
+                let next = ReadCursor {
+                    byte: byte + first.1,
+                    line: line + 1,
+                };
+                let next = (next.byte < len).then_some(next);
+                return Ok(PageOut { rows, next });
+            }
+        }
         match to_row(&header, key_at, &record) {
             Ok(row) => rows.push(row),
             Err(why) => {
-                let line = record.position().map_or(0, |p| p.line());
-                warn(format!("file '{file}' line {line}: {why}; row skipped"));
+                refused += 1;
+                bad(BadRow {
+                    id: key_text(&record, key_at),
+                    why: format!("file '{file}' line {line}: {why}"),
+                    raw: lossy_json(&header, &record),
+                });
             }
         }
     }
-    let next = (rows.len() >= limit).then(|| {
+    let next = (rows.len() + refused >= limit).then(|| {
         let at = reader.position();
         ReadCursor {
             byte: at.byte(),
@@ -134,6 +174,67 @@ pub fn read_page<R: Read + Seek>(
         }
     });
     Ok(PageOut { rows, next })
+}
+
+/// The first line of the record at `byte` and its length with its
+/// terminator, when a quote opened in it is never closed.
+fn unterminated_at<R: Read + Seek>(
+    input: &mut R,
+    byte: u64,
+    file: &str,
+) -> Result<Option<(Vec<u8>, u64)>> {
+    let mut rest = Vec::new();
+    input
+        .seek(SeekFrom::Start(byte))
+        .and_then(|_| input.read_to_end(&mut rest))
+        .map_err(|e| errors::io(&e, &format!("file '{file}'")))?;
+    Ok(crate::scan::unterminated(&rest).map(|end| {
+        let line = rest[..end].trim_ascii_end().to_vec();
+        (line, end as u64)
+    }))
+}
+
+/// A row whose quote is never closed, as a bad row: its first line.
+pub fn unterminated_row(
+    header: &StringRecord,
+    key_at: usize,
+    line_bytes: &[u8],
+    file: &str,
+    line: u64,
+) -> BadRow {
+    let record = crate::scan::Parser::new().parse(line_bytes);
+    BadRow {
+        id: key_text(&record, key_at),
+        why: format!(
+            "file '{file}' line {line}: a quote opened in this row is never closed (as it stands, every line after it would be part of one cell); fix the quote, the lines after it are read as rows"
+        ),
+        raw: lossy_json(header, &record),
+    }
+}
+
+/// The primary-key cell of a row, where it is UTF-8 text and not empty.
+pub fn key_text(record: &ByteRecord, key_at: usize) -> Option<String> {
+    record
+        .get(key_at)
+        .filter(|k| !k.is_empty())
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .map(str::to_string)
+}
+
+/// A row's cells as a JSON object, bytes that are not UTF-8 replaced;
+/// cells past the header under their position (`"#5"`).
+pub fn lossy_json(header: &StringRecord, record: &ByteRecord) -> String {
+    let mut out = serde_json::Map::new();
+    for (i, cell) in record.iter().enumerate() {
+        let name = header
+            .get(i)
+            .map_or_else(|| format!("#{}", i + 1), str::to_string);
+        out.insert(
+            name,
+            serde_json::Value::String(String::from_utf8_lossy(cell).into_owned()),
+        );
+    }
+    serde_json::Value::Object(out).to_string()
 }
 
 /// Turns a CSV row into a record, or says why it cannot be one.
@@ -170,7 +271,12 @@ pub fn to_row(
                     }
                     push_str(&mut data, text);
                 }
-                Err(_) => return Err(format!("cell '{name}' is not valid UTF-8")),
+                Err(e) => {
+                    return Err(format!(
+                        "cell '{name}' is not valid UTF-8 (byte {} of the cell); save the file as UTF-8",
+                        e.valid_up_to() + 1
+                    ))
+                }
             },
         }
     }
@@ -210,7 +316,7 @@ mod tests {
             "id",
             cursor,
             limit,
-            &mut |w| warnings.push(w),
+            &mut |w: BadRow| warnings.push(w.why),
         )
         .unwrap();
         (out, warnings)
@@ -229,22 +335,69 @@ mod tests {
         let (first, warnings) = page(FILE, None, 2);
         assert_eq!(ids(&first), ["1", "2"]);
         assert!(warnings.is_empty());
+        // Refused rows count towards a page's limit.
         let (second, warnings) = page(FILE, first.next, 2);
-        assert_eq!(ids(&second), ["3", "5"]);
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert_eq!(ids(&second), ["3"]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
             warnings[0].starts_with("file 'people.csv' line 4: no value for the primary key 'id'"),
             "{}",
             warnings[0]
         );
+        let (third, warnings) = page(FILE, second.next, 2);
+        assert_eq!(ids(&third), ["5"]);
         assert!(
-            warnings[1].starts_with("file 'people.csv' line 6: 4 cells"),
+            warnings[0].starts_with("file 'people.csv' line 6: 4 cells"),
             "{}",
-            warnings[1]
+            warnings[0]
         );
-        let (third, _) = page(FILE, second.next, 2);
-        assert!(third.rows.is_empty());
-        assert!(third.next.is_none());
+        let (fourth, _) = page(FILE, third.next, 2);
+        assert!(fourth.rows.is_empty());
+        assert!(fourth.next.is_none());
+    }
+
+    #[test]
+    fn rows_that_cannot_be_records_are_handed_on_with_their_line() {
+        let text = b"id,name\n1,Ada\n2,Bj\xf6rn\n3,\"Open quote\n4,Dee\n5,Eve\n".to_vec();
+        let mut bad = Vec::new();
+        let mut rows = Vec::new();
+        let mut cursor = None;
+        loop {
+            let out = read_page(
+                Cursor::new(text.clone()),
+                "p.csv",
+                "id",
+                cursor,
+                100,
+                &mut |b| bad.push(b),
+            )
+            .unwrap();
+            rows.extend(out.rows.into_iter().map(|r| r.id));
+            match out.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        // Every row is either a record or handed on: none vanishes.
+        assert_eq!(rows, ["1", "4", "5"]);
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert_eq!(bad[0].id.as_deref(), Some("2"));
+        assert!(
+            bad[0]
+                .why
+                .starts_with("file 'p.csv' line 3: cell 'name' is not valid UTF-8"),
+            "{}",
+            bad[0].why
+        );
+        assert!(bad[0].raw.contains("Bj\u{fffd}rn"), "{}", bad[0].raw);
+        assert_eq!(bad[1].id.as_deref(), Some("3"));
+        assert!(
+            bad[1]
+                .why
+                .starts_with("file 'p.csv' line 4: a quote opened in this row is never closed"),
+            "{}",
+            bad[1].why
+        );
     }
 
     #[test]

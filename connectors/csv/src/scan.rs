@@ -27,6 +27,11 @@ pub struct Record<'a> {
     pub cell: Option<&'a [u8]>,
     /// Its line number (1-based).
     pub line: u64,
+    /// A quote opened in it is never closed: as the `csv` crate reads it,
+    /// it runs to the end of the file. Only with [`Records::split_unterminated`]:
+    /// then `bytes` is its first line alone, and the records after it are
+    /// read as records.
+    pub unterminated: bool,
 }
 
 /// Where a record ends in a buffer.
@@ -39,6 +44,8 @@ struct Span {
     cell: Option<(usize, usize)>,
     /// Line feeds inside the record and its terminator.
     newlines: u64,
+    /// A quote in it runs to the end of the file.
+    unterminated: bool,
 }
 
 /// Finds the record at the start of `buf` and the bounds of its `want`-th
@@ -52,6 +59,7 @@ fn span(buf: &[u8], want: usize, eof: bool) -> Option<Span> {
     let mut field = 0;
     let mut cell = None;
     let mut newlines = 0;
+    let mut unterminated = false;
     loop {
         let start = i;
         if buf.get(i) == Some(&b'"') {
@@ -64,6 +72,7 @@ fn span(buf: &[u8], want: usize, eof: bool) -> Option<Span> {
                     // An unterminated quote runs to the end of the file.
                     newlines += count_newlines(&buf[i..]);
                     i = buf.len();
+                    unterminated = true;
                     break;
                 };
                 newlines += count_newlines(&buf[i..q]);
@@ -91,6 +100,7 @@ fn span(buf: &[u8], want: usize, eof: bool) -> Option<Span> {
                     len: i,
                     cell,
                     newlines: newlines + u64::from(b == b'\n'),
+                    unterminated,
                 })
             }
             None if eof => {
@@ -99,11 +109,42 @@ fn span(buf: &[u8], want: usize, eof: bool) -> Option<Span> {
                     len: i,
                     cell,
                     newlines,
+                    unterminated,
                 })
             }
             None => return None,
         }
     }
+}
+
+/// The first line of `buf` as a record of its own (an unterminated one):
+/// its cells are not looked at.
+fn first_line(buf: &[u8]) -> Span {
+    let len = buf
+        .iter()
+        .position(|&b| b == b'\n' || b == b'\r')
+        .unwrap_or(buf.len());
+    let end = match &buf[len..] {
+        [b'\r', b'\n', ..] => len + 2,
+        [] => len,
+        _ => len + 1,
+    };
+    Span {
+        end,
+        len,
+        cell: None,
+        newlines: u64::from(buf[len..end].contains(&b'\n')),
+        unterminated: true,
+    }
+}
+
+/// For the last record of a file, at the start of `rest` (all of the file
+/// from there on): the length of its first line with its terminator when a
+/// quote opened in it is never closed (so that, as the `csv` crate reads
+/// it, it swallows every line after it); none otherwise.
+pub fn unterminated(rest: &[u8]) -> Option<usize> {
+    let s = span(rest, usize::MAX, true)?;
+    s.unterminated.then(|| first_line(rest).end)
 }
 
 fn count_newlines(bytes: &[u8]) -> u64 {
@@ -287,6 +328,8 @@ pub struct Records<R> {
     /// The line number at `at`.
     line: u64,
     eof: bool,
+    /// A record whose quote is never closed is its first line alone.
+    split: bool,
 }
 
 impl<R: Read> Records<R> {
@@ -299,7 +342,16 @@ impl<R: Read> Records<R> {
             base: byte,
             line,
             eof: false,
+            split: false,
         }
+    }
+
+    /// Takes a record whose quote is never closed (which would run to the
+    /// end of the file) for its first line alone, marked
+    /// [`Record::unterminated`], and reads the lines after it as records.
+    pub fn split_unterminated(mut self) -> Self {
+        self.split = true;
+        self
     }
 
     /// Where the next record starts: its file offset and line number.
@@ -315,13 +367,16 @@ impl<R: Read> Records<R> {
             if rest.is_empty() && self.eof {
                 return Ok(None);
             }
-            let Some(s) = (!rest.is_empty())
+            let Some(mut s) = (!rest.is_empty())
                 .then(|| span(rest, cell, self.eof))
                 .flatten()
             else {
                 self.fill()?;
                 continue;
             };
+            if s.unterminated && self.split {
+                s = first_line(rest);
+            }
             let start = self.at;
             let line = self.line;
             self.at += s.end;
@@ -334,6 +389,7 @@ impl<R: Read> Records<R> {
                 bytes,
                 cell: s.cell.map(|(a, b)| &bytes[a..b]),
                 line,
+                unterminated: s.unterminated,
             }));
         }
     }
@@ -575,5 +631,29 @@ mod tests {
         assert_eq!(rest.next(1).unwrap().unwrap().bytes, b"3,d");
         assert!(rest.next(1).unwrap().is_none());
         assert_eq!(rest.position(), (text.len() as u64, 6));
+    }
+
+    #[test]
+    fn a_quote_never_closed_is_its_first_line_when_split() {
+        for (text, end) in [
+            ("1,a\n2,\"open\n3,c\r\n4,d", "4,d"),
+            ("1,a\r2,\"open\r3,c\r4,d\r", "4,d"),
+        ] {
+            let mut records = Records::new(Trickle(text.as_bytes(), 3), 0, 1).split_unterminated();
+            let mut seen = Vec::new();
+            while let Some(r) = records.next(0).unwrap() {
+                seen.push((String::from_utf8(r.bytes.to_vec()).unwrap(), r.unterminated));
+            }
+            let want = [
+                ("1,a", false),
+                ("2,\"open", true),
+                ("3,c", false),
+                (end, false),
+            ];
+            let want: Vec<(String, bool)> = want.iter().map(|(t, u)| (t.to_string(), *u)).collect();
+            assert_eq!(seen, want, "{text:?}");
+        }
+        assert_eq!(unterminated(b"2,\"open\n3,c\n"), Some(8));
+        assert_eq!(unterminated(b"2,\"closed\"\n"), None);
     }
 }

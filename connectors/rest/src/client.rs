@@ -163,6 +163,36 @@ impl Collection {
         })
     }
 
+    /// The records of a listing as upsert changes; an item that is not a
+    /// record with an id is handed to the host as a reject (a dead letter),
+    /// never dropped.
+    pub(crate) fn changes_or_rejects(&self, items: Vec<Value>) -> Vec<Change> {
+        let mut changes = Vec::with_capacity(items.len());
+        for item in items {
+            let raw = item.to_string();
+            let why = match &item {
+                Value::Object(_) => match self.change(item) {
+                    Some(change) => {
+                        changes.push(change);
+                        continue;
+                    }
+                    None => format!(
+                        "{}: a record has no value in '{}', the entity's primary key; set primary_key to the field that identifies its records",
+                        self.collection_url(),
+                        self.entity.primary_key
+                    ),
+                },
+                other => format!(
+                    "{}: an item of the listing is {}, not a record object",
+                    self.collection_url(),
+                    kind_of(other)
+                ),
+            };
+            weir_sdk::reject(&self.entity.name, None, &why, &raw);
+        }
+        changes
+    }
+
     /// Reads the deletes feed since the cursor's `deletes_since` and notes the
     /// times of the deletes in the cursor. The feed is read in one request.
     pub(crate) fn deleted(
@@ -294,8 +324,8 @@ impl Collection {
         };
         let held = match self.fetch(&id) {
             Ok(Some(Value::Object(held))) => held,
-            // Gone: written as an update of a missing record is.
-            Ok(_) => return weir_sdk::keyed_outcome(self.write(k.item)),
+            // Gone: deleted there since weir saw it, not written again.
+            Ok(_) => return KeyedOutcome::Changed(weir_sdk::gone(&self.entity.name, &id)),
             Err(e) => return KeyedOutcome::Failed(e),
         };
         if !weir_sdk::json::holds_seen(&held, &seen) {

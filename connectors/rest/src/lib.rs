@@ -214,11 +214,7 @@ impl source::Guest for Rest {
             .map_err(|m| c.bad(m))?;
         let listing = c.list(&[], at.as_ref(), limit)?;
         Ok(Page {
-            items: listing
-                .items
-                .into_iter()
-                .filter_map(|i| c.change(i))
-                .collect(),
+            items: c.changes_or_rejects(listing.items),
             next: listing
                 .next
                 .map(|p| serde_json::to_string(&p).unwrap_or_default()),
@@ -247,11 +243,7 @@ impl source::Guest for Rest {
                 cursor.saw(&time);
             }
         }
-        let mut items: Vec<Change> = listing
-            .items
-            .into_iter()
-            .filter_map(|i| c.change(i))
-            .collect();
+        let mut items: Vec<Change> = c.changes_or_rejects(listing.items);
         let more = listing.next.is_some();
         let next = match listing.next {
             Some(position) => {

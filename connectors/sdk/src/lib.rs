@@ -28,7 +28,7 @@ pub use types::{
     Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema, ErrorKind,
     FieldSchema, FieldType, KeyedOutcome, KeyedWrite, Operation, Page, Probe, WriteItem, Written,
 };
-pub use wit::weir::connector::{http, log, sql, state, types};
+pub use wit::weir::connector::{http, log, rejects, sql, state, types};
 
 /// Generates the bindings of a connector world, reusing this crate's types and
 /// host imports. The first argument names the world (`source-connector`,
@@ -45,11 +45,12 @@ macro_rules! bindings {
             world: $world,
             path: $path,
             with: {
-                "weir:connector/types@0.1.2": ::weir_sdk::types,
-                "weir:connector/http@0.1.2": ::weir_sdk::http,
-                "weir:connector/sql@0.1.2": ::weir_sdk::sql,
-                "weir:connector/log@0.1.2": ::weir_sdk::log,
-                "weir:connector/state@0.1.2": ::weir_sdk::state,
+                "weir:connector/types@0.1.3": ::weir_sdk::types,
+                "weir:connector/http@0.1.3": ::weir_sdk::http,
+                "weir:connector/sql@0.1.3": ::weir_sdk::sql,
+                "weir:connector/log@0.1.3": ::weir_sdk::log,
+                "weir:connector/state@0.1.3": ::weir_sdk::state,
+                "weir:connector/rejects@0.1.3": ::weir_sdk::rejects,
             },
         });
     };
@@ -121,6 +122,30 @@ impl From<http::HttpError> for ConnectorError {
             http::HttpError::Transport(m) => ConnectorError::transient(m),
         }
     }
+}
+
+/// The delete of record `id` of `entity`: what a keyed write answers
+/// (`changed`) when the record it was to update is gone from the system,
+/// deleted there since the host last saw it.
+pub fn gone(entity: &str, id: &str) -> Change {
+    Change {
+        entity: entity.to_string(),
+        id: id.to_string(),
+        op: Operation::Delete,
+        data: None,
+        previous: None,
+        version: None,
+        actor: None,
+    }
+}
+
+/// Tells the host about a record of `entity` the system holds that cannot
+/// be turned into a change (see the `rejects` interface): during `read` or
+/// `changes` it becomes a dead letter, kept once however often it is read
+/// again, and a full read does not take the record for deleted. `why` says
+/// where the record is and what is wrong; `raw` shows it as text.
+pub fn reject(entity: &str, id: Option<&str>, why: &str, raw: &str) {
+    rejects::reject(entity, id, why, raw);
 }
 
 /// Parses the system-level configuration into `T`.

@@ -39,11 +39,9 @@ pub fn split(items: Vec<KeyedWrite>) -> (Placed, Placed) {
 
 /// What became of a guarded update.
 pub enum Done {
-    /// Written, changed there since, or failed: the item's outcome.
+    /// Written, changed there since (or gone), or failed: the item's outcome.
     Outcome(KeyedOutcome),
-    /// To write as a plain write after all: the row is gone (it is written
-    /// again, as an update of a missing row always was), or it still holds
-    /// the seen values in a spelling the condition did not take.
+    /// To write as a plain write after all: it sets no column the host saw.
     Plain(weir_sdk::WriteItem),
 }
 
@@ -184,6 +182,11 @@ fn many(
 }
 
 /// The updates whose condition held no row: read what the rows hold now.
+/// A row gone is answered with its delete, one that no longer holds what
+/// was seen with what it holds; one that holds it, spelled as the database
+/// spells it (a number as text, a time format), is updated on the
+/// condition that it still holds those very values, so that an edit
+/// committed since the read is not written over either.
 fn settle_missed(
     db: &Database,
     table: &Table,
@@ -192,42 +195,94 @@ fn settle_missed(
 ) -> Result<Vec<(usize, Done)>> {
     let key = table.key(db.dialect, columns);
     let target = write_target(db, table, columns);
+    let now = read_now(db, table, columns, &target, missed.iter().map(|(g, _)| g))?;
+    let mut done = Vec::with_capacity(missed.len());
+    let mut again = Vec::new();
+    for (g, _) in missed {
+        let Some(change) = now.get(&g.id) else {
+            done.push((
+                g.at,
+                Done::Outcome(KeyedOutcome::Changed(gone(table, &g.id))),
+            ));
+            continue;
+        };
+        match change.data.as_deref().map(json::parse_record) {
+            Some(Ok(held)) if json::holds_seen(&held, &g.seen) => {
+                let seen = g
+                    .seen
+                    .keys()
+                    .map(|c| (c.clone(), held.get(c).cloned().unwrap_or_default()))
+                    .collect();
+                again.push(Guarded { seen, ..g });
+            }
+            _ => done.push((g.at, Done::Outcome(KeyedOutcome::Changed(change.clone())))),
+        }
+    }
+    if again.is_empty() {
+        return Ok(done);
+    }
+    let statements: Vec<Statement> = again
+        .iter()
+        .map(|g| target.guarded_statement(key, g))
+        .collect();
+    let results = db.batch(&table.entity, &statements)?;
+    let mut lost = Vec::new();
+    for (g, result) in again.into_iter().zip(results) {
+        match result {
+            Ok(rows) if rows.rows.is_empty() => lost.push(g),
+            result => {
+                let outcome = match target.outcome(&Action::Upsert(g.id.clone()), result) {
+                    Ok(w) => KeyedOutcome::Written(w),
+                    Err(e) => KeyedOutcome::Failed(e),
+                };
+                done.push((g.at, Done::Outcome(outcome)));
+            }
+        }
+    }
+    // Changed between the read and the update: answered as they are now.
+    let now = read_now(db, table, columns, &target, lost.iter())?;
+    for g in lost {
+        let change = now
+            .get(&g.id)
+            .cloned()
+            .unwrap_or_else(|| gone(table, &g.id));
+        done.push((g.at, Done::Outcome(KeyedOutcome::Changed(change))));
+    }
+    Ok(done)
+}
+
+/// The rows of the updates `of` as they are now, by key.
+fn read_now<'g>(
+    db: &Database,
+    table: &Table,
+    columns: &[Column],
+    target: &write::Target<'_>,
+    of: impl Iterator<Item = &'g Guarded>,
+) -> Result<std::collections::HashMap<String, Change>> {
+    let params: Vec<_> = of.map(|g| target.key_param(&g.id)).collect();
+    if params.is_empty() {
+        return Ok(Default::default());
+    }
+    let key = table.key(db.dialect, columns);
     let select = statements::select_list(db.dialect, columns);
     let sql = statements::select_by_keys(
         db.dialect,
         table.sql_name(),
         &select,
         key.name,
-        missed.len(),
+        params.len(),
     );
-    let params = missed
-        .iter()
-        .map(|(g, _)| target.key_param(&g.id))
-        .collect();
     let rows = db.query(&table.entity, sql, params)?;
-    let now: std::collections::HashMap<String, Change> = table
+    Ok(table
         .changes_of(columns, &rows)?
         .into_iter()
         .map(|c| (c.id.clone(), c))
-        .collect();
-    Ok(missed
-        .into_iter()
-        .map(|(g, k)| {
-            let Some(change) = now.get(&g.id) else {
-                return (g.at, Done::Plain(k.item));
-            };
-            let held = change.data.as_deref().map(json::parse_record);
-            match held {
-                Some(Ok(held)) if json::holds_seen(&held, &g.seen) => {
-                    // It holds what was seen: write the changed columns as they are.
-                    let mut item = k.item;
-                    item.data = Some(serde_json::Value::Object(g.set).to_string());
-                    (g.at, Done::Plain(item))
-                }
-                _ => (g.at, Done::Outcome(KeyedOutcome::Changed(change.clone()))),
-            }
-        })
         .collect())
+}
+
+/// A row gone from the table, as the delete of record `id`.
+fn gone(table: &Table, id: &str) -> Change {
+    weir_sdk::gone(&table.entity, id)
 }
 
 impl write::Target<'_> {
@@ -259,7 +314,20 @@ impl write::Target<'_> {
     /// The statement of a guarded update.
     fn guarded_statement(&self, key: statements::Key<'_>, g: &Guarded) -> Statement {
         let set: Vec<&str> = g.set.keys().map(String::as_str).collect();
-        let sql = statements::guarded_update(self.dialect, self.table, key, self.updated_at, &set);
+        let compare_as = |c: &str| {
+            self.compared_as
+                .iter()
+                .find(|(name, _)| *name == c)
+                .map(|(_, ty)| *ty)
+        };
+        let sql = statements::guarded_update(
+            self.dialect,
+            self.table,
+            key,
+            self.updated_at,
+            &set,
+            &compare_as,
+        );
         let mut params: Vec<_> = g.set.values().cloned().map(into_sql).collect();
         params.push(self.key_param(&g.id));
         params.extend(

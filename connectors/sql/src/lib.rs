@@ -897,14 +897,25 @@ impl Table {
             Some(a) => Some(self.column_index(rows, a)?),
             None => None,
         };
-        Ok(rows
-            .rows
-            .iter()
-            .map(|row| {
-                let record = with_booleans(&rows.columns, row, &booleans);
-                self.change(record, row, key_at, version_at, actor_at)
-            })
-            .collect())
+        let mut changes = Vec::with_capacity(rows.rows.len());
+        for row in &rows.rows {
+            let record = with_booleans(&rows.columns, row, &booleans);
+            if row.get(key_at).is_none_or(|v| matches!(v, Value::Null)) {
+                // Not a record weir can tell apart from others: a dead letter.
+                weir_sdk::reject(
+                    &self.entity,
+                    None,
+                    &format!(
+                        "table '{}': a row has no value in '{}', the entity's primary key; give it one, or name a column that identifies every row in primary_key",
+                        self.name, self.pk
+                    ),
+                    &json::to_text(&record),
+                );
+                continue;
+            }
+            changes.push(self.change(record, row, key_at, version_at, actor_at));
+        }
+        Ok(changes)
     }
 
     /// One row, read as `record`, as a change.
@@ -1106,11 +1117,21 @@ impl source::Guest for SqlConnector {
                 )
             }
         };
-        params.push(Value::Integer(limit as i64));
+        let mut room = limit;
+        if params.is_empty() {
+            // The first page: the rows without a key first, as rejects
+            // (they count towards the limit).
+            let keyless =
+                statements::keyless_rows(db.dialect, table.sql_name(), &table.pk, &select);
+            let rows = db.query(&table.entity, keyless, vec![Value::Integer(limit as i64)])?;
+            table.changes_of(&columns, &rows)?;
+            room = limit.saturating_sub(rows.rows.len()).max(1);
+        }
+        params.push(Value::Integer(room as i64));
         let rows = db.query(&table.entity, sql, params)?;
         let items = table.changes_of(&columns, &rows)?;
         let next = match rows.rows.last() {
-            Some(last) if rows.rows.len() >= limit => {
+            Some(last) if rows.rows.len() >= room => {
                 let key_at = table.column_index(&rows, &table.pk)?;
                 Some(cursor::encode(&ReadCursor {
                     after: json_at(last, key_at),
@@ -1451,6 +1472,20 @@ fn write_target<'a>(db: &Database, table: &'a Table, columns: &'a [Column]) -> w
             .iter()
             .filter(|c| c.sql_type == "bytea")
             .map(|c| c.name.as_str())
+            .collect(),
+        compared_as: columns
+            .iter()
+            .filter(|_| db.dialect == Dialect::Postgres)
+            .filter_map(|c| {
+                let ty = match c.sql_type.as_str() {
+                    "json" => "jsonb",
+                    "xml" | "point" | "line" | "lseg" | "box" | "path" | "polygon" | "circle" => {
+                        "text"
+                    }
+                    _ => return None,
+                };
+                Some((c.name.as_str(), ty))
+            })
             .collect(),
     }
 }

@@ -318,6 +318,18 @@ pub fn read_page(dialect: Dialect, table: Name<'_>, pk: &str, after: bool, selec
     }
 }
 
+/// The rows of a table without a primary-key value (a table without a
+/// key constraint, or a view): parameter 1 is the limit. A snapshot hands
+/// them to the host as rejects, so that they do not vanish unseen.
+pub fn keyless_rows(dialect: Dialect, table: Name<'_>, pk: &str, select: &str) -> String {
+    format!(
+        "SELECT {select} FROM {} WHERE {} IS NULL LIMIT {}",
+        table.sql(),
+        quote_ident(pk),
+        placeholder(dialect, 1)
+    )
+}
+
 /// A column to order a read by: named through its table when the select
 /// list may give an output column its name (a key read as text must be
 /// ordered as the key, as the `WHERE` compares it).
@@ -789,13 +801,16 @@ pub fn delete_many(dialect: Dialect, table: Name<'_>, pk: &str, rows: usize) -> 
 /// parameter n+1, only if each of those columns still holds the value of
 /// its parameter after the key (n+2..=2n+1; NULL matches NULL), and returns
 /// the key and version of the row it updated: no row when the row is gone
-/// or holds other values.
+/// or holds other values. A column of a type without equality (PostgreSQL
+/// `json`, `xml`, geometric types) is compared as the type `compare_as`
+/// gives for it (`jsonb`, `text`).
 pub fn guarded_update(
     dialect: Dialect,
     table: Name<'_>,
     pk: Key<'_>,
     updated_at: Option<&str>,
     set: &[&str],
+    compare_as: &dyn Fn(&str) -> Option<&'static str>,
 ) -> String {
     let t = table.sql();
     let n = set.len();
@@ -813,11 +828,11 @@ pub fn guarded_update(
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            format!(
-                " AND {} {same} {}",
-                quote_ident(c),
-                placeholder(dialect, n + 2 + i)
-            )
+            let (column, param) = (quote_ident(c), placeholder(dialect, n + 2 + i));
+            match compare_as(c) {
+                Some(ty) => format!(" AND {column}::{ty} {same} {param}::{ty}"),
+                None => format!(" AND {column} {same} {param}"),
+            }
         })
         .collect();
     format!(
@@ -890,12 +905,31 @@ mod tests {
             name: "t",
         };
         assert_eq!(
-            guarded_update(Dialect::Sqlite, t, "id".into(), Some("u"), &["a", "b"]),
+            guarded_update(
+                Dialect::Sqlite,
+                t,
+                "id".into(),
+                Some("u"),
+                &["a", "b"],
+                &|_| None
+            ),
             r#"UPDATE "t" SET "a" = ?1, "b" = ?2 WHERE "id" = ?3 AND "a" IS ?4 AND "b" IS ?5 RETURNING "id", "u""#
         );
         assert_eq!(
-            guarded_update(Dialect::Postgres, t, "id".into(), None, &["a"]),
+            guarded_update(Dialect::Postgres, t, "id".into(), None, &["a"], &|_| None),
             r#"UPDATE "t" SET "a" = $1 WHERE "id" = $2 AND "a" IS NOT DISTINCT FROM $3 RETURNING "id""#
+        );
+        let json = |c: &str| (c == "doc").then_some("jsonb");
+        assert_eq!(
+            guarded_update(
+                Dialect::Postgres,
+                t,
+                "id".into(),
+                None,
+                &["a", "doc"],
+                &json
+            ),
+            r#"UPDATE "t" SET "a" = $1, "doc" = $2 WHERE "id" = $3 AND "a" IS NOT DISTINCT FROM $4 AND "doc"::jsonb IS NOT DISTINCT FROM $5::jsonb RETURNING "id""#
         );
         assert_eq!(
             guarded_update_many(t, "id".into(), None, &["a"], 2),

@@ -42,6 +42,9 @@ pub struct Target<'a> {
     /// take as the bytes of the text; [`Target::copy_rows`] turns it into
     /// bytes.
     pub bytea: Vec<&'a str>,
+    /// The columns of a type without equality (PostgreSQL `json`, `xml`,
+    /// geometric types), with the type a condition compares them as.
+    pub compared_as: Vec<(&'a str, &'static str)>,
 }
 
 /// The bytes of a text value in plain hex (an even number of hex digits).
@@ -673,6 +676,7 @@ mod tests {
             integer_key,
             generated: Vec::new(),
             arrays: Vec::new(),
+            compared_as: Vec::new(),
             overriding: false,
             copy: false,
             bytea: Vec::new(),

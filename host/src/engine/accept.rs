@@ -12,8 +12,31 @@ use super::work::{CursorUpdate, Decision, Identified, Kept, Kind, Planned};
 use crate::manifest::{Entity, SystemEntity};
 use crate::mapping::{self, Record};
 use crate::runtime::types::{Change, Operation, WriteItem};
-use crate::store::{self, AuditOp, CursorKind, Golden, Link, NewAudit, NewDeadLetter, Outcome, Tx};
+use crate::runtime::Reject;
+use crate::store::{
+    self, AuditOp, CursorKind, Golden, Lettered, Link, NewAudit, NewDeadLetter, Outcome, Side, Tx,
+};
 use serde_json::Value;
+use std::collections::hash_map::Entry;
+
+/// What a source offered in one call: its changes, those prepared on the
+/// way (the first of them, in order), and the records it rejected.
+pub(super) struct Offered {
+    pub(super) items: Vec<Change>,
+    pub(super) prepared: Vec<Option<Prepared>>,
+    pub(super) rejects: Vec<Reject>,
+}
+
+impl Offered {
+    /// Changes alone, none prepared, nothing rejected.
+    pub(super) fn changes(items: Vec<Change>) -> Offered {
+        Offered {
+            items,
+            prepared: Vec::new(),
+            rejects: Vec::new(),
+        }
+    }
+}
 
 impl<'m> Pass<'_, 'm> {
     /// Accepts a page of changes from a source, in one transaction: golden
@@ -23,13 +46,21 @@ impl<'m> Pass<'_, 'm> {
         s: usize,
         entity: &Entity,
         b: &SystemEntity,
-        items: Vec<Change>,
-        prepared: Vec<Option<Prepared>>,
+        offered: Offered,
         cursor: CursorUpdate,
     ) -> Result<PageCounts, SyncError> {
+        let Offered {
+            items,
+            prepared,
+            rejects,
+        } = offered;
         let system = self.participants[s].system.name.clone();
         let targets = self.targets(&entity.name);
         let run_id = self.run_id;
+        let lettered = match self.lettered.entry((system.clone(), entity.name.clone())) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(self.store.read_letters(&system, &entity.name)?),
+        };
         let parked = &mut self.parked;
         let read = items.len() as u64;
         let along: Vec<String> = self.along.iter().map(|d| d.target.clone()).collect();
@@ -40,11 +71,26 @@ impl<'m> Pass<'_, 'm> {
             // Items past the prepared ones (deletes found by a full read, or
             // stored changes, never prepared) are taken as they are.
             let mut prepared = prepared.into_iter();
+            for r in &rejects {
+                counts.read_letter(tx.dead_letter(NewDeadLetter {
+                    run_id,
+                    system: &system,
+                    entity: &entity.name,
+                    side: Side::Read,
+                    global_id: None,
+                    local_id: r.id.as_deref(),
+                    data: b.mapping.redact_text(&r.raw).as_deref(),
+                    reason: &r.reason,
+                })?);
+                lettered.extend(r.id.clone());
+            }
             for item in items {
                 let prepared = prepared.next().flatten();
                 if parked.remove(&item.id).is_some() {
                     tx.unpark(&system, &entity.name, &item.id)?;
                 }
+                let refused = counts.refused();
+                let id = (!lettered.is_empty()).then(|| item.id.clone());
                 let ctx = AcceptCtx {
                     tx: &mut *tx,
                     run_id,
@@ -58,6 +104,12 @@ impl<'m> Pass<'_, 'm> {
                     decided: None,
                 };
                 ctx.accept_one(item, prepared, &mut counts)?;
+                if let Some(id) = id {
+                    // Refused again, its letter stays; taken, it goes.
+                    if counts.refused() == refused && lettered.remove(&id) {
+                        tx.clear_read_letter(&system, &entity.name, &id)?;
+                    }
+                }
             }
             let spans = spans(tx, &entity.name, &along, fresh)?;
             move_cursor(tx, &system, &entity.name, &cursor)?;
@@ -73,6 +125,7 @@ impl<'m> Pass<'_, 'm> {
             read,
             echoes: counts.echoes,
             conflicts: counts.conflicts,
+            dead_letters: counts.failed,
         }
         .emit();
         Ok(counts)
@@ -113,7 +166,7 @@ fn spans(
                         op: Operation::Upsert,
                         data: Some(ready.data),
                     },
-                    tried: false,
+                    tried: None,
                     canonical: None,
                     seen: None,
                 })
@@ -222,11 +275,12 @@ impl<'c> AcceptCtx<'_, 'c, '_> {
         })
     }
 
-    fn dead_letter(&mut self, item: &Change, reason: &str) -> store::Result<()> {
+    fn dead_letter(&mut self, item: &Change, reason: &str) -> store::Result<Lettered> {
         self.tx.dead_letter(NewDeadLetter {
             run_id: self.run_id,
             system: self.system,
             entity: &self.entity.name,
+            side: Side::Read,
             global_id: None,
             local_id: Some(&item.id),
             data: item
@@ -378,7 +432,11 @@ impl<'c> AcceptCtx<'_, 'c, '_> {
         if let (Accept::Conflict | Accept::FastForward, Some(l)) = (decision, link) {
             // An update weir sent and did not record (a crash between the
             // two), read back: its own write, not an edit made there.
-            if self.tx.sent_hash(self.system, l.global_id)?.as_ref() == Some(hash) {
+            if self
+                .tx
+                .sent_hashes(self.system, l.global_id)?
+                .contains(hash)
+            {
                 decision = Accept::Echo;
             }
         }
@@ -399,8 +457,8 @@ impl<'c> AcceptCtx<'_, 'c, '_> {
             prepared.unwrap_or_else(|| Prepared::of(self.entity, self.binding, item, None));
         match prepared {
             Prepared::Refused(reason) => {
-                counts.failed += 1;
-                self.dead_letter(item, &reason)?;
+                let lettered = self.dead_letter(item, &reason)?;
+                counts.read_letter(lettered);
                 Ok(None)
             }
             Prepared::Sealed {

@@ -12,7 +12,7 @@ use crate::manifest::{Entity, OnDelete, SystemEntity};
 use crate::mapping::{self, Record};
 use crate::runtime::kind_name;
 use crate::runtime::types::{Change, ErrorKind, KeyedOutcome, Operation, WriteItem};
-use crate::store::{self, NewAudit, NewDeadLetter, OutboxOp, OutboxRow, Outcome, Tx};
+use crate::store::{self, NewAudit, NewDeadLetter, OutboxOp, OutboxRow, Outcome, Side, Tx};
 use serde_json::Value;
 
 impl<'m> Pass<'_, 'm> {
@@ -133,6 +133,11 @@ impl<'m> Pass<'_, 'm> {
         let (mut retries, mut refused) = (0, 0);
         let mut failed_rows = Vec::new();
         let mut changed = Vec::new();
+        if !self.write_lettered.contains_key(target) {
+            let letters = self.store.write_letters(target)?;
+            self.write_lettered.insert(target.to_string(), letters);
+        }
+        let lettered = self.write_lettered.get_mut(target).expect("loaded above");
         self.store.transaction(|tx| {
             for (p, outcome) in planned.into_iter().zip(outcomes) {
                 let gid = p.gid;
@@ -164,7 +169,7 @@ impl<'m> Pass<'_, 'm> {
                 };
                 match outcome {
                     Ok(w) => {
-                        landed(tx, target, entity, &p, &w.id)?;
+                        landed(tx, target, entity, &p, &w.id, lettered)?;
                         match p.kind {
                             Kind::Create | Kind::Update => written += 1,
                             Kind::Delete | Kind::SoftDelete => deleted += 1,
@@ -185,10 +190,12 @@ impl<'m> Pass<'_, 'm> {
                         failed += 1;
                         refused += 1;
                         let reason = format!("{}: {}", kind_name(e.kind), e.message);
+                        lettered.insert(gid);
                         tx.dead_letter(NewDeadLetter {
                             run_id,
                             system: target,
                             entity,
+                            side: Side::Write,
                             global_id: Some(gid),
                             local_id: p.item.id.as_deref(),
                             data,
@@ -226,7 +233,18 @@ impl<'m> Pass<'_, 'm> {
 
 /// Records in the links what a write that landed did: the record written
 /// under the id the target gave, or its link gone with it.
-fn landed(tx: &mut Tx<'_>, target: &str, entity: &str, p: &Planned, id: &str) -> store::Result<()> {
+fn landed(
+    tx: &mut Tx<'_>,
+    target: &str,
+    entity: &str,
+    p: &Planned,
+    id: &str,
+    lettered: &mut std::collections::HashSet<i64>,
+) -> store::Result<()> {
+    if lettered.remove(&p.gid) {
+        // Refused before, written now: its dead letter goes.
+        tx.clear_write_letter(target, p.gid)?;
+    }
     match p.kind {
         Kind::Create | Kind::Update => {
             let linked = p.kind == Kind::Update;
@@ -283,6 +301,7 @@ pub(super) fn reject(
         run_id,
         system: target,
         entity,
+        side: Side::Write,
         global_id: Some(row.global_id),
         local_id: None,
         data: None,
@@ -372,9 +391,7 @@ impl Plan<'_> {
         // An update of a system weir also reads is made only if the fields
         // it changes still hold what weir last saw there.
         let seen = match w {
-            Write::Update { .. } if self.tb.direction.reads() => {
-                self.seen(tx, row.global_id, &mapped)?
-            }
+            Write::Update { .. } if self.tb.direction.reads() => self.seen(tx, row, &mapped)?,
             _ => None,
         };
         let data = Value::Object(mapped).to_string();
@@ -399,17 +416,20 @@ impl Plan<'_> {
                 op: Operation::Upsert,
                 data: Some(data),
             },
-            tried: row.tried.is_some(),
+            tried: row.tried,
             canonical: Some(golden.data),
             seen,
         }))
     }
 
-    /// The fields of `data` (a write of record `gid`, in the target's field
-    /// names) that differ from what the target last held, with what it
-    /// held in them (`null` where it held nothing). None where weir does
-    /// not know what it held, or no field it maps differs.
-    fn seen(&self, tx: &Tx<'_>, gid: i64, data: &Record) -> store::Result<Option<String>> {
+    /// The fields of `data` (a write of `row`'s record, in the target's
+    /// field names) that differ from what the target last held, with what
+    /// it held in them (`null` where it held nothing): as the target spells
+    /// them where it answered with them before (`seen_raw`), else as the
+    /// mapping writes them. None where weir does not know what it held, or
+    /// no field it maps differs.
+    fn seen(&self, tx: &Tx<'_>, row: &OutboxRow, data: &Record) -> store::Result<Option<String>> {
+        let gid = row.global_id;
         let Some(base) = tx.link_base(self.target, gid)? else {
             return Ok(None);
         };
@@ -422,11 +442,16 @@ impl Plan<'_> {
         let Ok(before) = self.tb.mapping.from_canonical(&base) else {
             return Ok(None);
         };
+        let raw = row
+            .seen_raw
+            .as_deref()
+            .and_then(|r| serde_json::from_str::<Record>(r).ok());
         let seen: Record = data
             .iter()
             .filter_map(|(field, value)| {
                 let was = before.get(field).unwrap_or(&Value::Null);
-                (was != value).then(|| (field.clone(), was.clone()))
+                let held = raw.as_ref().map(|r| r.get(field).unwrap_or(&Value::Null));
+                (was != value).then(|| (field.clone(), held.unwrap_or(was).clone()))
             })
             .collect();
         Ok((!seen.is_empty()).then(|| Value::Object(seen).to_string()))
@@ -473,7 +498,7 @@ impl Plan<'_> {
             hash,
             kind,
             item,
-            tried: false,
+            tried: None,
             canonical: None,
             seen: None,
         }))

@@ -3,6 +3,7 @@
 //! write in flight per target while the next batch is planned and the
 //! previous one recorded, the targets served in turn.
 
+use super::accept::Offered;
 use super::dry_run::plan_line;
 use super::error::SyncError;
 use super::faults::Faults;
@@ -12,6 +13,14 @@ use crate::manifest::{Entity, System, SystemEntity};
 use crate::runtime::types::KeyedOutcome;
 use crate::runtime::CallError;
 use crate::store;
+
+/// A link's golden record, hashes seen and written, and base.
+type LinkState = (
+    i64,
+    Option<store::Hash>,
+    Option<store::Hash>,
+    Option<String>,
+);
 
 impl<'m> Pass<'_, 'm> {
     /// Delivers the due outbox rows of one entity to its targets, in batches.
@@ -244,7 +253,9 @@ impl<'m> Pass<'_, 'm> {
         };
         if let Some(planned) = next {
             match self.participants[d.t].instance.take() {
-                Some(instance) => d.in_flight = Some(InFlight::start(instance, &d.bind, planned)),
+                Some(instance) => {
+                    d.in_flight = Some(InFlight::start(instance, &d.bind, d.tb, planned))
+                }
                 // Stopped: the batch stays in the outbox as it is.
                 None => more = false,
             }
@@ -288,14 +299,63 @@ impl<'m> Pass<'_, 'm> {
         outcomes: Vec<KeyedOutcome>,
     ) -> Result<(), SyncError> {
         let changed = self.record_deliveries(&d.target, &entity.name, planned, outcomes)?;
-        if !changed.is_empty() {
-            // The records parked for the source read last are not these.
-            let parked = std::mem::take(&mut self.parked);
-            let accepted = self.accept(d.t, entity, d.tb, changed, Vec::new(), CursorUpdate::None);
-            self.parked = parked;
-            accepted?;
+        if changed.is_empty() {
+            return Ok(());
         }
+        let ids: Vec<String> = changed.iter().map(|c| c.id.clone()).collect();
+        let raws: Vec<Option<String>> = changed.iter().map(|c| c.data.clone()).collect();
+        let before = self.link_states(&entity.name, &d.target, &ids)?;
+        // The records parked for the source read last are not these.
+        let parked = std::mem::take(&mut self.parked);
+        let accepted = self.accept(
+            d.t,
+            entity,
+            d.tb,
+            Offered::changes(changed),
+            CursorUpdate::None,
+        );
+        self.parked = parked;
+        accepted?;
+        // A record answered `changed` that, mapped, holds just what weir saw
+        // there (its link unmoved by the merge) spells those values its own
+        // way: the next write's condition takes them as it holds them.
+        let after = self.link_states(&entity.name, &d.target, &ids)?;
+        let target = d.target.clone();
+        self.store.transaction(|tx| {
+            for ((was, now), raw) in before.into_iter().zip(after).zip(raws) {
+                let (Some(was), Some(now)) = (was, now) else {
+                    continue;
+                };
+                let raw = raw.filter(|_| was == now);
+                tx.set_seen_raw(&target, now.0, raw.as_deref())?;
+            }
+            Ok(())
+        })?;
         Ok(())
+    }
+
+    /// What weir knows of each record `ids` of `target`: its golden
+    /// record, the hashes last seen and written, and the base.
+    fn link_states(
+        &mut self,
+        entity: &str,
+        target: &str,
+        ids: &[String],
+    ) -> Result<Vec<Option<LinkState>>, SyncError> {
+        Ok(self.store.transaction(|tx| {
+            let mut states = Vec::with_capacity(ids.len());
+            for id in ids {
+                let state = match tx.link_by_local(entity, target, id)? {
+                    Some(l) => {
+                        let base = tx.link_base(target, l.global_id)?;
+                        Some((l.global_id, l.hash_seen, l.hash_written, base))
+                    }
+                    None => None,
+                };
+                states.push(state);
+            }
+            Ok(states)
+        })?)
     }
 
     /// Waits for a write in flight, gives the instance back, and sorts out

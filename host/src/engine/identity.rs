@@ -40,6 +40,17 @@ impl AcceptCtx<'_, '_, '_> {
             Some(Decision::Link(gid)) => return Ok(Identified::Matched(bare(gid))),
             None => {}
         }
+        if let Some(gid) = self.keyed(item)? {
+            // Created here by weir, its create not recorded (a crash):
+            // what weir wrote is the golden record, and what differs an
+            // edit made here since.
+            self.tx.create_settled(system, gid)?;
+            let written = self.tx.golden(gid)?.map(|g| g.hash);
+            return Ok(Identified::Answered(Link {
+                hash_written: written,
+                ..bare(gid)
+            }));
+        }
         if self.targets.iter().any(|t| t == system) {
             if let Some(gid) = self.tried(hash)? {
                 self.tx.create_settled(system, gid)?;
@@ -82,6 +93,36 @@ impl AcceptCtx<'_, '_, '_> {
                 Ok(Identified::Held)
             }
         }
+    }
+
+    /// The golden record whose id a record read carries in the system's
+    /// `key_field` (weir created it there), unless the system holds it
+    /// linked already or the golden record is gone.
+    fn keyed(&mut self, item: &Change) -> store::Result<Option<i64>> {
+        let Some(field) = &self.binding.key_field else {
+            return Ok(None);
+        };
+        let data = item
+            .data
+            .as_deref()
+            .map(serde_json::from_str::<serde_json::Value>);
+        let Some(Ok(serde_json::Value::Object(record))) = data else {
+            return Ok(None);
+        };
+        let Some(gid) = record
+            .get(field)
+            .and_then(|v| mapping::id_text(v).trim().parse::<i64>().ok())
+        else {
+            return Ok(None);
+        };
+        if self.tx.link_by_global(self.system, gid)?.is_some() {
+            return Ok(None);
+        }
+        Ok(self
+            .tx
+            .golden(gid)?
+            .filter(|g| !g.deleted && g.entity == self.entity.name)
+            .map(|_| gid))
     }
 
     /// The golden record whose create weir sent to this system with this

@@ -2,6 +2,7 @@
 //! service (the inbox), parked until a record they refer to is read, or
 //! held for review.
 
+use super::accept::Offered;
 use super::error::SyncError;
 use super::pass::Pass;
 use super::work::CursorUpdate;
@@ -82,7 +83,13 @@ impl<'m> Pass<'_, 'm> {
                 });
             }
         }
-        self.accept(s, entity, b, last, Vec::new(), CursorUpdate::Inbox(entries))?;
+        self.accept(
+            s,
+            entity,
+            b,
+            Offered::changes(last),
+            CursorUpdate::Inbox(entries),
+        )?;
         Ok(poll)
     }
 }

@@ -13,7 +13,7 @@ use crate::manifest::{Entity, SystemEntity};
 use crate::mapping::{self, Record};
 use crate::runtime::types::{Change, ErrorKind, Probe};
 use crate::runtime::CallError;
-use crate::store::{self, NewMatch, Tx};
+use crate::store::{self, AuditOp, NewAudit, NewMatch, Outcome, Tx};
 use serde_json::Value;
 
 /// What one probe is about: its planned write, the golden record's key
@@ -44,7 +44,7 @@ impl<'m> Pass<'_, 'm> {
         let ask = |p: &Planned| {
             p.kind == Kind::Create
                 && p.item.id.is_none()
-                && (p.tried || (!entity.match_on.is_empty() && !reads))
+                && (p.tried.is_some() || (!entity.match_on.is_empty() && !reads))
         };
         let can_find = self.participants[d.t]
             .instance
@@ -72,45 +72,24 @@ impl<'m> Pass<'_, 'm> {
         } else {
             None
         };
-        if found.is_none() && planned.iter().any(|p| p.tried && p.item.id.is_none()) {
+        if found.is_none()
+            && planned
+                .iter()
+                .any(|p| p.tried.is_some() && p.item.id.is_none())
+        {
             self.cannot_look(d, entity);
         }
         let target = d.target.clone();
+        let run_id = self.run_id;
         let (linked, held, planned) = self.store.transaction(|tx| {
-            let (mut linked, mut held) = (0, 0);
             let mut drop = vec![false; planned.len()];
-            if let Some((asked, found)) = found {
-                for (a, records) in asked.iter().zip(found) {
-                    let p = &mut planned[a.at];
-                    let mine = theirs(tx, entity, d.tb, &target, p.gid, a, records)?;
-                    match &mine[..] {
-                        [] => {}
-                        [(id, hash)] => {
-                            tx.record_seen(&entity.name, &target, id, p.gid, hash, None)?;
-                            tx.create_settled(&target, p.gid)?;
-                            p.kind = Kind::Update;
-                            p.item.id = Some(id.clone());
-                            linked += 1;
-                        }
-                        many => {
-                            let ids: Vec<String> = many.iter().map(|(id, _)| id.clone()).collect();
-                            tx.hold_match(NewMatch {
-                                entity: &entity.name,
-                                system: &target,
-                                local_id: None,
-                                global_id: Some(p.gid),
-                                match_key: a.key.as_deref().unwrap_or(""),
-                                candidates: &ids,
-                                change: None,
-                            })?;
-                            tracing::warn!(entity = %entity.name, system = %target, global_id = p.gid, "ambiguous match: {} records of {target} match ({}); held, see `weir matches`", ids.len(), ids.join(", "));
-                            p.settle(tx)?;
-                            drop[a.at] = true;
-                            held += 1;
-                        }
-                    }
+            let (linked, held) = match found {
+                Some((asked, found)) => {
+                    let at = (entity, d.tb, target.as_str(), reads, run_id);
+                    link_found(tx, at, &mut planned, &asked, found, &mut drop)?
                 }
-            }
+                None => (0, 0),
+            };
             let mut kept = Vec::with_capacity(planned.len());
             for (p, drop) in planned.into_iter().zip(drop) {
                 if drop {
@@ -201,6 +180,16 @@ fn probe_of(
         // A person decided: a record of its own, not one of those found.
         return Ok(None);
     }
+    if let (Some(field), Some(_)) = (&tb.key_field, p.tried) {
+        // The record weir created carries weir's key, edited or not.
+        let fields = Record::from_iter([(field.clone(), Value::String(p.gid.to_string()))]);
+        return Ok(Some(Asked {
+            at,
+            gid: p.gid,
+            key: None,
+            fields,
+        }));
+    }
     let written: Record = p
         .item
         .data
@@ -221,7 +210,7 @@ fn probe_of(
     let canonical = golden.record(tx.path())?;
     let Some(key) = mapping::match_key(&entity.match_on, &canonical) else {
         // Without a key the record is recognised by nothing but a link.
-        return Ok(p.tried.then_some(Asked {
+        return Ok(p.tried.is_some().then_some(Asked {
             at,
             gid: p.gid,
             key: None,
@@ -240,6 +229,79 @@ fn probe_of(
         key: Some(key),
         fields,
     }))
+}
+
+/// Links the records the target was found to hold for the creates asked
+/// about: one found, the create is settled (recorded as landed where the
+/// target is read and the record was tried as it is, else made an update
+/// of the record found); several, the record is held for a person. Marks
+/// in `drop` the creates that are not to be written. Returns how many
+/// were linked and held.
+fn link_found(
+    tx: &mut Tx<'_>,
+    (entity, tb, target, reads, run_id): (&Entity, &SystemEntity, &str, bool, i64),
+    planned: &mut [Planned],
+    asked: &[Asked],
+    found: Vec<Vec<Change>>,
+    drop: &mut [bool],
+) -> store::Result<(u64, u64)> {
+    let (mut linked, mut held) = (0, 0);
+    for (a, records) in asked.iter().zip(found) {
+        let p = &mut planned[a.at];
+        let mine = theirs(tx, entity, tb, target, p.gid, a, records)?;
+        match &mine[..] {
+            [] => {}
+            [(id, _)] if reads && p.tried == Some(p.hash) => {
+                // The create landed, as it was planned: recorded
+                // as if it had been then. The target's record is
+                // read by the intake, and an edit made there since
+                // is merged against what weir wrote, not written
+                // over.
+                let canonical = p.canonical.as_deref();
+                tx.record_written(&entity.name, target, id, p.gid, &p.hash, canonical, false)?;
+                tx.create_settled(target, p.gid)?;
+                tx.audit(NewAudit {
+                    run_id: Some(run_id),
+                    system: target,
+                    entity: &entity.name,
+                    global_id: Some(p.gid),
+                    local_id: Some(id),
+                    actor: None,
+                    operation: AuditOp::WriteCreate,
+                    before: None,
+                    after: p.item.data.as_deref(),
+                    outcome: Outcome::Ok,
+                })?;
+                p.settle(tx)?;
+                drop[a.at] = true;
+                linked += 1;
+            }
+            [(id, hash)] => {
+                tx.record_seen(&entity.name, target, id, p.gid, hash, None)?;
+                tx.create_settled(target, p.gid)?;
+                p.kind = Kind::Update;
+                p.item.id = Some(id.clone());
+                linked += 1;
+            }
+            many => {
+                let ids: Vec<String> = many.iter().map(|(id, _)| id.clone()).collect();
+                tx.hold_match(NewMatch {
+                    entity: &entity.name,
+                    system: target,
+                    local_id: None,
+                    global_id: Some(p.gid),
+                    match_key: a.key.as_deref().unwrap_or(""),
+                    candidates: &ids,
+                    change: None,
+                })?;
+                tracing::warn!(entity = %entity.name, system = %target, global_id = p.gid, "ambiguous match: {} records of {target} match ({}); held, see `weir matches`", ids.len(), ids.join(", "));
+                p.settle(tx)?;
+                drop[a.at] = true;
+                held += 1;
+            }
+        }
+    }
+    Ok((linked, held))
 }
 
 /// The records of the target, of those found for `a`, that are the golden

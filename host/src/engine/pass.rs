@@ -27,6 +27,13 @@ pub(super) struct Pass<'a, 'm> {
     pub(super) faults: Faults,
     /// Parked changes of the system and entity being read: local id → change.
     pub(super) parked: std::collections::HashMap<String, String>,
+    /// The ids of records in the read-side dead letters, per system and
+    /// entity read in this pass: cleared when a record comes back fixed.
+    pub(super) lettered:
+        std::collections::HashMap<(String, String), std::collections::HashSet<String>>,
+    /// The golden records each target holds a write-side dead letter of:
+    /// cleared when the record is written at last.
+    pub(super) write_lettered: std::collections::HashMap<String, std::collections::HashSet<i64>>,
     /// Set for a dry run.
     pub(super) dry: Option<DryRun>,
     /// The deliveries going along with the intake under way.

@@ -155,12 +155,15 @@ pub fn merge(
 ) -> Merged {
     let mut record = ours.clone();
     let (mut ours_part, mut theirs_part) = (Record::new(), Record::new());
+    // A field a record lacks is a field it holds empty.
+    let null = serde_json::Value::Null;
     for (field, t) in theirs {
         let (o, b) = (ours.get(field), base.get(field));
-        if o == Some(t) || b == Some(t) {
+        let (o_value, b_value) = (o.unwrap_or(&null), b.unwrap_or(&null));
+        if o_value == t || b_value == t {
             continue;
         }
-        if o == b {
+        if o_value == b_value {
             record.insert(field.clone(), t.clone());
             continue;
         }
@@ -447,6 +450,18 @@ mod tests {
         );
         assert_eq!(m.resolution.record, rec(json!({"x": 5, "y": 1, "z": 1})));
         assert_eq!(m.resolution.winner, "b");
+        // A field ours lacks is one it holds empty: the change fills it,
+        // uncontested, whichever side the policy favours.
+        let m = merge(
+            &e,
+            &rec(json!({"x": null})),
+            &rec(json!({"y": 1})),
+            Some("a"),
+            &rec(json!({"x": 7, "y": 1})),
+            "b",
+        );
+        assert_eq!(m.resolution.record, rec(json!({"x": 7, "y": 1})));
+        assert!(m.contested.is_empty());
     }
 
     #[test]

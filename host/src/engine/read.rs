@@ -3,6 +3,7 @@
 //! cursor (CHANGE). The connector reads on tasks of their own while the
 //! pass accepts the page before.
 
+use super::accept::Offered;
 use super::error::SyncError;
 use super::faults::Faults;
 use super::inbox::stored_change;
@@ -12,7 +13,7 @@ use super::report::Polled;
 use super::work::{binding, CursorUpdate};
 use crate::manifest::{Entity, SystemEntity};
 use crate::runtime::types::{Change, EntityBinding, ErrorKind, Operation};
-use crate::runtime::{CallError, Instance};
+use crate::runtime::{CallError, Instance, Reject};
 use crate::store::{self, CursorKind, HeldStatus, Store};
 
 /// Where a full read starts.
@@ -89,7 +90,7 @@ impl<'m> Pass<'_, 'm> {
                 .iter()
                 .map(|(id, change)| stored_change(&entity.name, id, change))
                 .collect();
-            self.accept(s, entity, b, items, Vec::new(), CursorUpdate::None)?;
+            self.accept(s, entity, b, Offered::changes(items), CursorUpdate::None)?;
         }
         let inbox = self.store.inbox(&system, &entity.name)?;
         let mut poll = self
@@ -164,7 +165,7 @@ impl<'m> Pass<'_, 'm> {
         let (mut pages, reader) =
             read_pages(instance, bind, &shape, cursor, self.options.batch_size);
         while let Some(prepping) = pages.recv().await {
-            let (result, prepared) = prepping
+            let (result, prepared, rejects) = prepping
                 .await
                 .map_err(|e| SyncError::task("page preparation", e))?;
             let page = match result {
@@ -187,11 +188,16 @@ impl<'m> Pass<'_, 'm> {
                 }
             };
             first = false;
-            self.report.counts.read += page.items.len() as u64;
-            progress.inc(page.items.len() as u64);
+            let offered = (page.items.len() + rejects.len()) as u64;
+            self.report.counts.read += offered;
+            progress.inc(offered);
             if let Some(known) = known.as_mut() {
                 for item in &page.items {
                     known.seen(&item.id);
+                }
+                // A record the connector could not read is there still.
+                for id in rejects.iter().filter_map(|r| r.id.as_deref()) {
+                    known.seen(id);
                 }
             }
             let update = match &page.next {
@@ -213,7 +219,12 @@ impl<'m> Pass<'_, 'm> {
                 }
             }
             let read = items.len() as u64;
-            let page = self.accept(s, entity, b, items, prepared, update)?;
+            let offered = Offered {
+                items,
+                prepared,
+                rejects,
+            };
+            let page = self.accept(s, entity, b, offered, update)?;
             shape.learn(page.created, read);
             fresh += page.fresh;
             Faults::count(&mut self.faults.pages_left, 1);
@@ -280,7 +291,7 @@ impl<'m> Pass<'_, 'm> {
             .take()
             .map(|i| changes_ahead(i, bind, &shape, cursor, self.options.batch_size));
         while let Some(task) = pending.take() {
-            let (instance, result, prepared) = task
+            let (instance, result, prepared, rejects) = task
                 .await
                 .map_err(|e| SyncError::task("connector read", e))?;
             self.participants[s].instance = Some(instance);
@@ -302,15 +313,19 @@ impl<'m> Pass<'_, 'm> {
                     )
                 });
             }
-            self.report.counts.read += batch.items.len() as u64;
-            progress.inc(batch.items.len() as u64);
+            let offered = (batch.items.len() + rejects.len()) as u64;
+            self.report.counts.read += offered;
+            progress.inc(offered);
             let read = batch.items.len() as u64;
             let page = self.accept(
                 s,
                 entity,
                 b,
-                batch.items,
-                prepared,
+                Offered {
+                    items: batch.items,
+                    prepared,
+                    rejects,
+                },
                 CursorUpdate::Changes(batch.cursor),
             )?;
             shape.learn(page.created, read);
@@ -394,14 +409,19 @@ pub(super) fn id_hash(
 
 /// A connector call on a task of its own: the instance comes back with the
 /// call's outcome and its items prepared.
-pub(super) type Ahead<T> =
-    tokio::task::JoinHandle<(Instance, Result<T, CallError>, Vec<Option<Prepared>>)>;
+pub(super) type Ahead<T> = tokio::task::JoinHandle<(
+    Instance,
+    Result<T, CallError>,
+    Vec<Option<Prepared>>,
+    Vec<Reject>,
+)>;
 
 /// A page of a snapshot, or why it could not be read, with its items
-/// prepared.
+/// prepared and the records the connector rejected.
 pub(super) type PreparedPage = (
     Result<crate::runtime::types::Page, CallError>,
     Vec<Option<Prepared>>,
+    Vec<Reject>,
 );
 
 /// Reads a snapshot's pages through `instance`, from `cursor` on, on a task
@@ -427,6 +447,7 @@ pub(super) fn read_pages(
         let mut cursor = cursor;
         loop {
             let page = instance.read(&bind, cursor.take(), limit).await;
+            let rejects = instance.take_rejects();
             let next = page.as_ref().ok().and_then(|p| p.next.clone());
             let shape = shape.clone();
             let prepping = tokio::task::spawn_blocking(move || {
@@ -434,7 +455,7 @@ pub(super) fn read_pages(
                     .as_ref()
                     .map(|p| shape.prepare(&p.items))
                     .unwrap_or_default();
-                (page, prepared)
+                (page, prepared, rejects)
             });
             if pages.send(prepping).await.is_err() || next.is_none() {
                 return instance;
@@ -466,10 +487,11 @@ pub(super) fn changes_ahead(
     let (bind, shape) = (bind.clone(), shape.clone());
     tokio::spawn(async move {
         let batch = instance.changes(&bind, cursor, limit).await;
+        let rejects = instance.take_rejects();
         let prepared = batch
             .as_ref()
             .map(|b| shape.prepare(&b.items))
             .unwrap_or_default();
-        (instance, batch, prepared)
+        (instance, batch, prepared, rejects)
     })
 }

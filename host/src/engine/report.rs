@@ -58,6 +58,9 @@ pub struct SyncReport {
     pub notes: Vec<String>,
     /// How records were recognised, per system and entity.
     pub identity: std::collections::BTreeMap<(String, String), Identity>,
+    /// Records sources offered again as they were when they went to the
+    /// dead letters: counted there, not failures of this pass.
+    pub refused_again: u64,
 }
 
 /// How the records of one system and entity were recognised in a pass.
@@ -107,6 +110,7 @@ impl SyncReport {
             polled: Vec::new(),
             notes: Vec::new(),
             identity: Default::default(),
+            refused_again: 0,
         }
     }
 
@@ -142,7 +146,10 @@ pub(super) struct PageCounts {
     pub(super) unchanged: u64,
     pub(super) echoes: u64,
     pub(super) conflicts: u64,
+    /// Records refused, new to the dead letters.
     pub(super) failed: u64,
+    /// Records refused again as they were (their letters counted).
+    pub(super) again: u64,
     pub(super) held: u64,
     /// Records without a link recognised by their match key.
     pub(super) matched: u64,
@@ -151,6 +158,19 @@ pub(super) struct PageCounts {
 }
 
 impl PageCounts {
+    /// Counts a record refused on its way in.
+    pub(super) fn read_letter(&mut self, lettered: crate::store::Lettered) {
+        match lettered {
+            crate::store::Lettered::New => self.failed += 1,
+            crate::store::Lettered::Again => self.again += 1,
+        }
+    }
+
+    /// The records refused so far, new or again.
+    pub(super) fn refused(&self) -> u64 {
+        self.failed + self.again
+    }
+
     pub(super) fn add_to(&self, report: &mut SyncReport, system: &str, entity: &str) {
         let identity = report
             .identity
@@ -163,6 +183,7 @@ impl PageCounts {
         report.counts.echoes += self.echoes;
         report.counts.conflicts += self.conflicts;
         report.counts.failed += self.failed;
+        report.refused_again += self.again;
         report.held += self.held;
     }
 }

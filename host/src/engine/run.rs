@@ -183,6 +183,8 @@ async fn run(
         options,
         faults: Faults::from_env(),
         parked: Default::default(),
+        lettered: Default::default(),
+        write_lettered: Default::default(),
         dry,
         along: Vec::new(),
         failed_rows: Default::default(),

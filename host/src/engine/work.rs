@@ -80,17 +80,36 @@ pub(super) enum Landed {
     Stop,
 }
 
+/// A planned write as it is sent: a create into a system that keeps weir's
+/// key (`key_field`) carries the golden record's id in that field.
+fn with_key(p: &Planned, key_field: Option<&str>) -> WriteItem {
+    let mut item = p.item.clone();
+    let (Some(field), Kind::Create, None) = (key_field, p.kind, &item.id) else {
+        return item;
+    };
+    let data = item
+        .data
+        .as_deref()
+        .map(serde_json::from_str::<serde_json::Value>);
+    if let Some(Ok(serde_json::Value::Object(mut record))) = data {
+        record.insert(field.to_string(), p.gid.to_string().into());
+        item.data = Some(serde_json::Value::Object(record).to_string());
+    }
+    item
+}
+
 impl InFlight {
     /// Starts writing `planned` through `instance`.
     pub(super) fn start(
         mut instance: Instance,
         bind: &EntityBinding,
+        tb: &SystemEntity,
         planned: Vec<Planned>,
     ) -> InFlight {
         let items: Vec<KeyedWrite> = planned
             .iter()
             .map(|p| KeyedWrite {
-                item: p.item.clone(),
+                item: with_key(p, tb.key_field.as_deref()),
                 key: p.gid.to_string(),
                 seen: p.seen.clone(),
             })
@@ -120,9 +139,9 @@ pub(super) struct Planned {
     pub(super) hash: store::Hash,
     pub(super) kind: Kind,
     pub(super) item: WriteItem,
-    /// A create of the record was sent before and its outcome is not
-    /// known: the target is asked before it is sent again.
-    pub(super) tried: bool,
+    /// A create of the record was sent before, with this content, and its
+    /// outcome is not known: the target is asked before it is sent again.
+    pub(super) tried: Option<store::Hash>,
     /// The canonical record written, where the plan read it: the target's
     /// base once the write is recorded, should the golden record change
     /// meanwhile.

@@ -393,6 +393,11 @@ pub struct SystemEntity {
     pub direction: Direction,
     /// The system's primary-key field.
     pub primary_key: String,
+    /// A field of the system's records where weir keeps its own key (the
+    /// golden record's id) of each record it creates there: a create whose
+    /// outcome a crash left unknown is then found by that key, however the
+    /// record was edited there since. Not a canonical field.
+    pub key_field: Option<String>,
     /// The mapping to and from the canonical record: renames, ignored fields,
     /// conversions, value maps, defaults, computed fields, unmapped fields,
     /// sensitive fields and the filter.

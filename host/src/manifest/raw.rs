@@ -156,6 +156,7 @@ pub struct Limits {
 pub struct SystemEntity {
     pub direction: Option<Direction>,
     pub primary_key: Option<String>,
+    pub key_field: Option<String>,
     #[serde(default)]
     pub rename: BTreeMap<String, String>,
     #[serde(default)]

@@ -203,6 +203,7 @@ impl Validator<'_> {
                 "add soft_delete_field = \"deleted\" (the field set to true)",
             );
         }
+        let key_field = self.key_field(&key, e, &primary_key);
         let mapping = self.mapping(name, entity, e, &primary_key);
         let deliver_between = self.deliver_between(&key, e);
         let poll = self.poll(&key, e.poll_every.as_deref(), e.schedule.as_deref());
@@ -214,9 +215,29 @@ impl Validator<'_> {
             name: entity.name.clone(),
             direction: e.direction.unwrap_or(Direction::Both),
             primary_key,
+            key_field,
             settings,
             mapping: std::sync::Arc::new(mapping),
         }
+    }
+
+    /// `key_field`: a field of its own, neither the primary key nor empty.
+    fn key_field(
+        &mut self,
+        key: &[&str],
+        e: &raw::SystemEntity,
+        primary_key: &str,
+    ) -> Option<String> {
+        let field = e.key_field.clone()?;
+        if field.is_empty() || field == primary_key {
+            self.error(
+                &under(key, &["key_field"]),
+                format!("key_field = \"{field}\" must name a field other than the primary key"),
+                "name a text column or field of the system's records that only weir writes, for example key_field = \"weir_key\"",
+            );
+            return None;
+        }
+        Some(field)
     }
 
     /// The system's primary key of the entity: its own, else the entity's.
@@ -283,7 +304,8 @@ impl Validator<'_> {
             system: name.to_string(),
             primary_key: primary_key.to_string(),
             rename: e.rename.clone(),
-            ignore: e.ignore.clone(),
+            // weir's key is no canonical field.
+            ignore: e.ignore.iter().chain(&e.key_field).cloned().collect(),
             fields: field_maps,
             unmapped: e.unmapped.unwrap_or_default().into(),
             sensitive: entity.sensitive.clone(),

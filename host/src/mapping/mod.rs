@@ -384,6 +384,14 @@ impl Mapping {
         Some(Value::Object(record).to_string())
     }
 
+    /// A record's text as a source offered it, for a dead letter: a JSON
+    /// object without the sensitive fields; other text as it is where the
+    /// system has no sensitive field, else none (it cannot be cut apart).
+    pub fn redact_text(&self, text: &str) -> Option<String> {
+        self.redact(text)
+            .or_else(|| self.sensitive.is_empty().then(|| text.to_string()))
+    }
+
     /// Whether a canonical record passes this system's filter (true without one).
     pub fn accepts(&self, record: &Record) -> Result<bool, MapError> {
         if !self.filter {

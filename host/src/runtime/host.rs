@@ -1,5 +1,5 @@
 //! The data of one instance's store and the host imports it serves
-//! that need no module of their own: `types`, `log` and `state`.
+//! that need no module of their own: `types`, `log`, `state` and `rejects`.
 
 use super::{bindings, http, sql};
 use crate::manifest::System;
@@ -20,6 +20,43 @@ pub struct HostState {
     pub(super) state: Box<dyn StateBackend>,
     pub(super) deadline: Instant,
     pub(super) denials: Vec<String>,
+    /// The records the connector rejected in the call under way.
+    pub(super) rejects: Vec<Reject>,
+    /// The most rejects the call under way may report (its `limit`).
+    pub(super) reject_limit: usize,
+}
+
+/// A record a source holds but could not turn into a change (the
+/// `rejects` import): it becomes a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// The entity's name in the manifest.
+    pub entity: String,
+    /// The record's primary-key value, where the connector could read it.
+    pub id: Option<String>,
+    /// Where the record is and what is wrong with it.
+    pub reason: String,
+    /// The record as text, at most [`REJECT_RAW_BYTES`] of it.
+    pub raw: String,
+}
+
+/// How much of a rejected record's text the host keeps.
+pub const REJECT_RAW_BYTES: usize = 64 * 1024;
+
+/// How many rejects a call that has no `limit` (anything but `read` and
+/// `changes`) may report.
+pub(super) const REJECT_LIMIT: usize = 1000;
+
+/// Text cut to at most `max` bytes, at a character boundary.
+pub(super) fn clipped(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut at = max;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+    }
+    text
 }
 
 impl WasiView for HostState {
@@ -77,6 +114,33 @@ pub trait StateBackend: Send {
 #[derive(Debug, thiserror::Error)]
 #[error("connector state: {0}")]
 pub struct StateError(pub String);
+
+impl bindings::weir::connector::rejects::Host for HostState {
+    async fn reject(
+        &mut self,
+        entity: String,
+        id: Option<String>,
+        reason: String,
+        raw: String,
+    ) -> wasmtime::Result<()> {
+        if self.rejects.len() >= self.reject_limit {
+            // Stops the call: a connector cannot fill the host's memory
+            // with rejects.
+            wasmtime::bail!(
+                "system '{}' rejected more than {} records in one call (the call's limit)",
+                self.system.name,
+                self.reject_limit
+            );
+        }
+        self.rejects.push(Reject {
+            entity: clipped(entity, 1024),
+            id: id.map(|id| clipped(id, 1024)),
+            reason: clipped(reason, 4096),
+            raw: clipped(raw, REJECT_RAW_BYTES),
+        });
+        Ok(())
+    }
+}
 
 impl bindings::weir::connector::state::Host for HostState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {

@@ -85,17 +85,46 @@ pub(super) fn is_public(ip: IpAddr) -> bool {
                 || o[0] >= 240)
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_v4(v6) {
                 return is_public(IpAddr::V4(v4));
             }
             let s = v6.segments();
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                || s[..6] == [0; 6] // IPv4-compatible ::a.b.c.d (deprecated), :: and ::1 included
+                || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64 local use, 64:ff9b:1::/48
+                || (s[0] == 0x0100 && s[1..4] == [0; 3]) // discard only, 100::/64
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo tunnels, 2001::/32
+                || (s[0] == 0x2001 && s[1] == 0x0002 && s[2] == 0) // benchmarking, 2001:2::/48
+                || (s[0] == 0x2001 && (s[1] & 0xfff0) == 0x0010) // ORCHID, 2001:10::/28
+                || (s[0] == 0x2001 && (s[1] & 0xfff0) == 0x0020) // ORCHIDv2, 2001:20::/28
                 || (s[0] & 0xfe00) == 0xfc00 // unique local
                 || (s[0] & 0xffc0) == 0xfe80 // link-local
-                || (s[0] == 0x2001 && s[1] == 0x0db8)) // documentation
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || s[0] == 0x3fff // documentation, 3fff::/20
+                || s[0] == 0x5f00) // segment routing, 5f00::/16
         }
+    }
+}
+
+/// The IPv4 address an IPv6 address carries where it is a form of one: an
+/// IPv4-mapped (`::ffff:a.b.c.d`), IPv4-translated (`::ffff:0:a.b.c.d`),
+/// IPv4-compatible (`::a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`) or 6to4
+/// (`2002:aabb:ccdd::`) address. Each reaches that IPv4 address on a network
+/// that routes it, so it is as public as the IPv4 address is.
+fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    let last = |hi: u16, lo: u16| std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, hi, lo] => Some(last(hi, lo)),
+        [0, 0, 0, 0, 0xffff, 0, hi, lo] => Some(last(hi, lo)),
+        // :: and ::1 are not forms of 0.0.0.0 and 0.0.0.1, but neither is public either.
+        [0, 0, 0, 0, 0, 0, hi, lo] if (hi, lo) > (0, 1) => Some(last(hi, lo)),
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(last(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(last(hi, lo)),
+        _ => None,
     }
 }
 
@@ -252,23 +281,69 @@ mod tests {
 
     #[test]
     fn public_and_private_addresses() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "::1",
-            "fe80::1",
-            "fd00::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip} should not be public");
-        }
-        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip} should be public");
+        // (address, public?)
+        let table = [
+            ("127.0.0.1", false),
+            ("10.1.2.3", false),
+            ("172.16.0.1", false),
+            ("192.168.1.1", false),
+            ("169.254.169.254", false),
+            ("0.0.0.0", false),
+            ("100.64.0.1", false),
+            ("198.18.0.1", false),
+            ("240.0.0.1", false),
+            ("93.184.216.34", true),
+            ("1.1.1.1", true),
+            ("::1", false),
+            ("::", false),
+            ("fe80::1", false),
+            ("fd00::1", false),
+            ("fec0::1", false),
+            ("2001:db8::1", false),
+            ("3fff::1", false),
+            ("100::1", false),
+            ("2001:2::1", false),
+            ("2001:10::1", false),
+            ("2001:20::1", false),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", false), // Teredo
+            ("5f00::1", false),
+            ("ff02::1", false),
+            ("2606:4700::1111", true),
+            ("2a00:1450:4001:82a::200e", true),
+            // IPv4-mapped
+            ("::ffff:127.0.0.1", false),
+            ("::ffff:7f00:1", false),
+            ("::ffff:10.0.0.1", false),
+            ("::ffff:169.254.169.254", false),
+            ("::ffff:1.1.1.1", true),
+            // IPv4-translated
+            ("::ffff:0:127.0.0.1", false),
+            ("::ffff:0:192.168.0.1", false),
+            ("::ffff:0:1.1.1.1", true),
+            // IPv4-compatible
+            ("::127.0.0.1", false),
+            ("::7f00:1", false),
+            ("::10.0.0.1", false),
+            ("::a9fe:a9fe", false),
+            ("::0.0.0.2", false),
+            ("::1.1.1.1", true),
+            // NAT64, well-known and local-use prefixes
+            ("64:ff9b::127.0.0.1", false),
+            ("64:ff9b::7f00:1", false),
+            ("64:ff9b::a9fe:a9fe", false),
+            ("64:ff9b::192.168.1.1", false),
+            ("64:ff9b::1.1.1.1", true),
+            ("64:ff9b:1::1.1.1.1", false),
+            // 6to4
+            ("2002:7f00:1::", false),
+            ("2002:a00:1::1", false),
+            ("2002:c0a8:101::1", false),
+            ("2002:a9fe:a9fe::", false),
+            ("2002:101:101::1", true),
+        ];
+        for (ip, public) in table {
+            let addr: IpAddr = ip.parse().unwrap();
+            assert_eq!(is_public(addr), public, "{ip} public: expected {public}");
         }
     }
 

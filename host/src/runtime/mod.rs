@@ -25,7 +25,7 @@ use crate::manifest::{Limits, System};
 use bindings::exports::weir::connector as ex;
 pub use error::{kind_name, CallError, LoadError};
 use host::HostState;
-pub use host::{StateBackend, StateError};
+pub use host::{Reject, StateBackend, StateError, REJECT_RAW_BYTES};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -273,6 +273,8 @@ impl Runtime {
             state,
             deadline: Instant::now(),
             denials: Vec::new(),
+            rejects: Vec::new(),
+            reject_limit: host::REJECT_LIMIT,
         };
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|h| &mut h.limits);
@@ -304,6 +306,14 @@ impl Runtime {
             limits: system.limits,
             stderr,
         })
+    }
+}
+
+/// Logs the rejects no one took (told outside `read` and `changes`, or
+/// left by a call that failed) and forgets them: the record is read again.
+fn leftover_rejects(state: &mut HostState) {
+    for r in state.rejects.drain(..) {
+        tracing::warn!(system = %state.system.name, entity = %r.entity, "a rejected record outside a read: {}", r.reason);
     }
 }
 
@@ -501,6 +511,7 @@ impl Instance {
             return Err(CallError::Stopped { system });
         };
         let limit = self.limits.call_timeout;
+        leftover_rejects(store.data_mut());
         store.data_mut().deadline = Instant::now() + limit;
         store.set_epoch_deadline(1);
         // The epoch callback stops the guest at the deadline; the timeout also
@@ -508,14 +519,21 @@ impl Instance {
         // which block this thread: see the module's doc). A little slack lets
         // the callback win when both apply, for a precise message.
         let began = Instant::now();
-        let outcome =
-            tokio::time::timeout(limit + EPOCH_TICK * 10, f(&self.guests, &self.ctx, store)).await;
+        let outcome = tokio::time::timeout(
+            limit + EPOCH_TICK * 10,
+            f(&self.guests, &self.ctx, &mut *store),
+        )
+        .await;
         crate::telemetry::events::ConnectorCalled {
             system: &system,
             call: name,
             took: began.elapsed(),
         }
         .emit();
+        store.data_mut().reject_limit = host::REJECT_LIMIT;
+        if !matches!(name, "read" | "changes") {
+            leftover_rejects(store.data_mut());
+        }
         match outcome {
             Ok(Ok(Ok(v))) => Ok(v),
             Ok(Ok(Err(error))) => Err(CallError::Connector { system, error }),
@@ -560,6 +578,22 @@ impl Instance {
         }
     }
 
+    /// The records the connector rejected in the last `read` or `changes`
+    /// call (see [`Reject`]).
+    pub fn take_rejects(&mut self) -> Vec<Reject> {
+        self.store
+            .as_mut()
+            .map(|s| std::mem::take(&mut s.data_mut().rejects))
+            .unwrap_or_default()
+    }
+
+    /// Lets the next call report as many rejects as it may return records.
+    fn allow_rejects(&mut self, limit: u32) {
+        if let Some(store) = self.store.as_mut() {
+            store.data_mut().reject_limit = (limit as usize).max(1);
+        }
+    }
+
     /// Reads one page of a full snapshot.
     pub async fn read(
         &mut self,
@@ -568,6 +602,7 @@ impl Instance {
         limit: u32,
     ) -> Result<Page, CallError> {
         self.require(self.guests.source.as_ref(), "source")?;
+        self.allow_rejects(limit);
         let entity = entity.clone();
         self.call("read", move |g, c, s| {
             Box::pin(async move {
@@ -599,6 +634,7 @@ impl Instance {
         limit: u32,
     ) -> Result<types::ChangeBatch, CallError> {
         self.require(self.guests.source.as_ref(), "source")?;
+        self.allow_rejects(limit);
         let entity = entity.clone();
         self.call("changes", move |g, c, s| {
             Box::pin(async move {

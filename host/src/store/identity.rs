@@ -102,22 +102,26 @@ impl Tx<'_> {
     /// is then weir's own write.
     pub fn mark_sent(&mut self, row: i64, hash: &Hash) -> Result<()> {
         self.conn()
-            .prepare_cached("UPDATE outbox SET sent_hash = ?2 WHERE id = ?1")
+            .prepare_cached(
+                "UPDATE outbox SET sent_hash = CASE WHEN substr(sent_hash, 1, 16) = ?2 THEN sent_hash
+                     ELSE substr(CAST(?2 || coalesce(sent_hash, x'') AS BLOB), 1, 128) END
+                 WHERE id = ?1",
+            )
             .and_then(|mut st| st.execute(params![row, &hash[..]]))
             .map_err(self.err())?;
         Ok(())
     }
 
-    /// The content hash of the update of `global_id` last sent to `target`
-    /// and not recorded yet, if there is one.
-    pub fn sent_hash(&self, target: &str, global_id: i64) -> Result<Option<Hash>> {
+    /// The content hashes of the updates of `global_id` sent to `target`
+    /// and not recorded yet (the latest first, at most eight).
+    pub fn sent_hashes(&self, target: &str, global_id: i64) -> Result<Vec<Hash>> {
         self.conn()
             .prepare_cached("SELECT sent_hash FROM outbox WHERE target = ?1 AND global_id = ?2")
             .and_then(|mut st| {
-                st.query_row(params![target, global_id], |r| super::hash_col(r, 0))
+                st.query_row(params![target, global_id], |r| sent_col(r, 0))
                     .optional()
             })
-            .map(Option::flatten)
+            .map(Option::unwrap_or_default)
             .map_err(self.err())
     }
 
@@ -356,5 +360,49 @@ impl Store {
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(self.err())?;
         Ok(rows)
+    }
+}
+
+/// The sent hashes of an outbox row (`sent_hash`: 16-byte hashes, the
+/// latest first).
+pub(super) fn sent_col(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Vec<Hash>> {
+    let bytes: Option<Vec<u8>> = r.get(i)?;
+    Ok(bytes
+        .unwrap_or_default()
+        .chunks_exact(16)
+        .map(|c| c.try_into().expect("chunks of 16"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Store;
+
+    #[test]
+    fn every_content_sent_and_not_recorded_is_known_for_weirs_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let (h1, h2, h3) = ([1u8; 16], [2u8; 16], [3u8; 16]);
+        store
+            .transaction(|tx| {
+                let gid = tx.create_golden("contacts", "{}", &h1, "a", None)?;
+                tx.enqueue_content("b", "contacts", gid, &h1)?;
+                // Sent with h2, then queued again with h3 before it was
+                // recorded: a write of h2 may have landed, and its echo is
+                // still weir's own.
+                tx.enqueue_content("b", "contacts", gid, &h2)?;
+                tx.enqueue_content("b", "contacts", gid, &h2)?;
+                tx.enqueue_content("b", "contacts", gid, &h3)?;
+                assert_eq!(tx.sent_hashes("b", gid)?, vec![h3, h2, h1]);
+                for i in 0..20u8 {
+                    tx.enqueue_content("b", "contacts", gid, &[i + 10; 16])?;
+                }
+                let kept = tx.sent_hashes("b", gid)?;
+                assert_eq!(kept.len(), 8, "the latest eight are kept");
+                assert_eq!(kept[0], [29u8; 16]);
+                assert!(tx.sent_hashes("c", gid)?.is_empty());
+                Ok(())
+            })
+            .unwrap();
     }
 }

@@ -7,6 +7,7 @@
 //! order, recording the version in `PRAGMA user_version`.
 
 mod checkpoint;
+mod dead_letters;
 mod schema;
 use schema::{configure, MIGRATIONS};
 mod identity;
@@ -20,6 +21,7 @@ mod polling;
 mod records;
 mod state;
 
+pub use dead_letters::{DeadLetter, Lettered, NewDeadLetter, Side};
 pub use identity::{Ambiguous, NewMatch};
 pub use kinds::{AuditOp, Choice, CursorKind, HeldStatus, Outcome, RunStatus};
 pub use lease::{holds_writer_lease, Holder, WriterLease};
@@ -387,28 +389,6 @@ impl Store {
             .map_err(self.err())
     }
 
-    /// The dead letters, newest first.
-    pub fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT id, system, entity, local_id, reason, created_at FROM dead_letters ORDER BY id DESC LIMIT ?1")
-            .map_err(self.err())?;
-        let rows = st
-            .query_map([limit], |r| {
-                Ok(DeadLetter {
-                    id: r.get(0)?,
-                    system: r.get(1)?,
-                    entity: r.get(2)?,
-                    local_id: r.get(3)?,
-                    reason: r.get(4)?,
-                    created_at: r.get(5)?,
-                })
-            })
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(self.err())?;
-        Ok(rows)
-    }
-
     /// The latest runs, newest first.
     pub fn runs(&self, limit: u32) -> Result<Vec<Run>> {
         let mut st = self
@@ -442,23 +422,6 @@ impl Store {
             .map_err(self.err())?;
         Ok(rows)
     }
-}
-
-/// A record a system refused.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    /// Its id in the store.
-    pub id: i64,
-    /// The system that refused it.
-    pub system: String,
-    /// The entity.
-    pub entity: String,
-    /// The record's id in that system, if it had one.
-    pub local_id: Option<String>,
-    /// Why.
-    pub reason: String,
-    /// When.
-    pub created_at: String,
 }
 
 /// A recorded run.
@@ -559,38 +522,6 @@ impl<'a> Tx<'a> {
             .map_err(self.err())?;
         Ok(())
     }
-
-    /// Adds a dead letter.
-    pub fn dead_letter(&mut self, letter: NewDeadLetter<'_>) -> Result<()> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO dead_letters (run_id, system, entity, global_id, local_id, data, reason, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![letter.run_id, letter.system, letter.entity, letter.global_id, letter.local_id, letter.data, letter.reason, &self.now])
-            })
-            .map_err(self.err())?;
-        Ok(())
-    }
-}
-
-/// A dead letter to add.
-pub struct NewDeadLetter<'a> {
-    /// The run.
-    pub run_id: i64,
-    /// The system that refused the record.
-    pub system: &'a str,
-    /// The entity.
-    pub entity: &'a str,
-    /// The golden record, if known.
-    pub global_id: Option<i64>,
-    /// The record's id in the system, if it has one.
-    pub local_id: Option<&'a str>,
-    /// The record as it was to be written.
-    pub data: Option<&'a str>,
-    /// Why it was refused.
-    pub reason: &'a str,
 }
 
 #[cfg(test)]

@@ -40,6 +40,10 @@ pub struct OutboxRow {
     /// An update of the record was sent with this content hash and its
     /// outcome is not recorded.
     pub sent: Option<super::Hash>,
+    /// The target's record as it holds it, where a conditional write was
+    /// answered `changed` while it held what weir last saw, spelled
+    /// otherwise: the next write's condition takes its values.
+    pub seen_raw: Option<String>,
 }
 
 impl Tx<'_> {
@@ -65,7 +69,9 @@ impl Tx<'_> {
 
     /// Queues the upsert of content `hash`, as `enqueue` does, marked as
     /// possibly sent with that content (`sent_hash`): its write goes out
-    /// from now on, and may land without being recorded.
+    /// from now on, and may land without being recorded. The contents
+    /// marked before are kept too (the latest eight): a write of one of them
+    /// may have landed unrecorded, and its echo is still to be told apart.
     pub fn enqueue_content(
         &mut self,
         target: &str,
@@ -79,9 +85,20 @@ impl Tx<'_> {
                  VALUES (?1, ?2, ?3, 'upsert', ?4, ?4, ?5)
                  ON CONFLICT (target, global_id) DO UPDATE SET op = 'upsert', attempts = 0,
                     next_attempt_at = excluded.next_attempt_at, last_error = NULL,
-                    sent_hash = excluded.sent_hash",
+                    sent_hash = CASE WHEN substr(sent_hash, 1, 16) = excluded.sent_hash THEN sent_hash
+                        ELSE substr(CAST(excluded.sent_hash || coalesce(sent_hash, x'') AS BLOB), 1, 128) END",
             )
             .and_then(|mut st| st.execute(params![target, entity, global_id, &self.now, &hash[..]]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Keeps (or, none, forgets) the record `target` holds of `global_id`
+    /// in its own spelling, for the condition of the row's next write.
+    pub fn set_seen_raw(&mut self, target: &str, global_id: i64, raw: Option<&str>) -> Result<()> {
+        self.conn()
+            .prepare_cached("UPDATE outbox SET seen_raw = ?3 WHERE target = ?1 AND global_id = ?2")
+            .and_then(|mut st| st.execute(params![target, global_id, raw]))
             .map_err(self.err())?;
         Ok(())
     }
@@ -235,7 +252,7 @@ impl Store {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT id, global_id, op, attempts, tried_hash, sent_hash FROM outbox
+                "SELECT id, global_id, op, attempts, tried_hash, sent_hash, seen_raw FROM outbox
                  WHERE target = ?1 AND entity = ?2 AND next_attempt_at <= ?3 AND id > ?4
                    AND (NOT ?6 OR tried_hash IS NOT NULL)
                  ORDER BY id LIMIT ?5",
@@ -254,7 +271,8 @@ impl Store {
                     },
                     attempts: r.get(3)?,
                     tried: super::hash_col(r, 4)?,
-                    sent: super::hash_col(r, 5)?,
+                    sent: super::identity::sent_col(r, 5)?.first().copied(),
+                    seen_raw: r.get(6)?,
                 })
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())

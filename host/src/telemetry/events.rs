@@ -14,6 +14,9 @@ pub struct RecordsRead<'a> {
     pub echoes: u64,
     /// Of which concurrent edits.
     pub conflicts: u64,
+    /// Records refused on their way in, new to the dead letters (a record
+    /// refused again as it was is not counted again).
+    pub dead_letters: u64,
 }
 
 impl RecordsRead<'_> {
@@ -24,6 +27,7 @@ impl RecordsRead<'_> {
             read = self.read,
             echoes = self.echoes,
             conflicts = self.conflicts,
+            dead_letters = self.dead_letters,
             "records read"
         );
         let labels = [
@@ -33,6 +37,7 @@ impl RecordsRead<'_> {
         metrics::counter!("weir_records_read_total", &labels).increment(self.read);
         metrics::counter!("weir_echoes_suppressed_total", &labels).increment(self.echoes);
         metrics::counter!("weir_conflicts_total", &labels).increment(self.conflicts);
+        metrics::counter!("weir_dead_letters_total", &labels).increment(self.dead_letters);
     }
 }
 

@@ -16,14 +16,7 @@ pub(in crate::cli) fn run(manifest: &Manifest, args: &DeadLettersArgs) -> anyhow
 fn list(manifest: &Manifest) -> anyhow::Result<ExitCode> {
     let store = Store::open(&manifest.store)?;
     for d in store.dead_letters(1000)? {
-        let record = d
-            .local_id
-            .map(|id| format!(" record {id}"))
-            .unwrap_or_default();
-        println!(
-            "#{} {} {}/{}{record}: {}",
-            d.id, d.created_at, d.system, d.entity, d.reason
-        );
+        println!("{d}");
     }
     Ok(ExitCode::SUCCESS)
 }

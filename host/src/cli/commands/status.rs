@@ -85,14 +85,7 @@ pub(in crate::cli) fn run(manifest: &Manifest) -> anyhow::Result<ExitCode> {
     if !letters.is_empty() {
         println!("latest dead letters:");
         for d in letters {
-            let record = d
-                .local_id
-                .map(|id| format!(" record {id}"))
-                .unwrap_or_default();
-            println!(
-                "  #{} {} {}/{}{record}: {}",
-                d.id, d.created_at, d.system, d.entity, d.reason
-            );
+            println!("  {d}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -33,8 +33,14 @@ pub(in crate::cli) async fn run(
     }
     if c.failed > 0 {
         eprintln!(
-            "{} write(s) failed: see `weir dead-letters` and `weir status`",
+            "{} record(s) failed: see `weir dead-letters` and `weir status`",
             c.failed
+        );
+    }
+    if report.refused_again > 0 {
+        eprintln!(
+            "{} record(s) read again as they were when refused are still in the dead letters: see `weir dead-letters`",
+            report.refused_again
         );
     }
     if report.held > 0 {
