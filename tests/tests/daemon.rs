@@ -82,14 +82,38 @@ fn publish_refresh_hardening_and_graceful_shutdown() {
         (400, true),
         "{body}"
     );
+    let (status, body) = daemon.http(
+        "POST",
+        "/publish/crm/contacts",
+        Some(TOKEN),
+        r#"{"id": 1, "data": {"first_name": "Ada"}}"#,
+    );
+    assert_eq!(
+        (status, body.contains("\\\"op\\\" is missing")),
+        (400, true),
+        "a change must say what it does: {body}"
+    );
     assert_eq!(
         daemon.oversized("/publish/crm/contacts", TOKEN, 5 << 20),
         413,
-        "bodies over 4 MiB are refused"
+        "bodies over 4 MiB are refused from their announced length"
+    );
+    // A sender that writes its whole body before it reads the answer reads
+    // the 413 (not a broken pipe).
+    let big = format!(
+        "[{}]",
+        vec![r#"{"id": 1, "op": "delete"}"#; 200_000].join(",")
+    );
+    assert!(big.len() > 4 << 20);
+    let (status, body) = daemon.http("POST", "/publish/crm/contacts", Some(TOKEN), &big);
+    assert_eq!(
+        (status, body.contains("larger than 4 MiB")),
+        (413, true),
+        "{body}"
     );
 
     // A published change is acknowledged once stored, then synced by the next pass.
-    let change = r#"[{"id": "web-1", "data": {"first_name": "Radia", "last_name": "Perlman", "email": "radia@example.com", "phone": null}, "actor": "web"}]"#;
+    let change = r#"[{"id": "web-1", "op": "upsert", "data": {"first_name": "Radia", "last_name": "Perlman", "email": "radia@example.com", "phone": null}, "actor": "web"}]"#;
     let (status, body) = daemon.http("POST", "/publish/crm/contacts", Some(TOKEN), change);
     assert_eq!((status, body.as_str()), (202, r#"{"accepted":1}"#));
     daemon.expect_line("1 read, 1 written");
@@ -101,7 +125,7 @@ fn publish_refresh_hardening_and_graceful_shutdown() {
         1
     );
     // An idempotency key makes a retried publish a no-op.
-    let keyed = r#"{"id": "web-2", "data": {"first_name": "Ken", "last_name": "Thompson", "email": "ken@example.com", "phone": null}}"#;
+    let keyed = r#"{"id": "web-2", "op": "upsert", "data": {"first_name": "Ken", "last_name": "Thompson", "email": "ken@example.com", "phone": null}}"#;
     let key = format!("authorization: Bearer {TOKEN}\r\nidempotency-key: k-1\r\n");
     assert_eq!(
         daemon.request("POST", "/publish/crm/contacts", &key, keyed),

@@ -114,7 +114,7 @@ fn a_connector_sees_no_environment_and_no_undeclared_files() {
         "{connectors:?}"
     );
     assert!(
-        connectors.stdout.contains("exports connector, source ("),
+        connectors.stdout.contains("exports connector, source, webhook ("),
         "{connectors:?}"
     );
     assert!(

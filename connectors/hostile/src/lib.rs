@@ -13,17 +13,22 @@
 //!   `root` (whether `/` can be listed), `etc` (whether `/etc/passwd` can be read),
 //!   `tcp` (whether a direct TCP connection to 127.0.0.1:`port` succeeded);
 //! - `fetch`: sends a GET to `url` through the `http` import (with `credential`)
-//!   and returns `{"id":"1","status":..,"body":..}`.
+//!   and returns `{"id":"1","status":..,"body":..}`;
+//! - `rejects`: rejects twice as many records as the call's limit (the
+//!   `rejects` import), which the host must stop.
 //!
-//! `describe` and `check` behave normally.
+//! `describe` and `check` behave normally. A webhook (`handle`) behaves as
+//! `read` does: `loop`, `memory` and `trap` misbehave, the others answer
+//! 200 with the record of `ok`.
 
 // The bindings reuse the SDK's types and host imports.
-weir_sdk::bindings!("source-connector");
+weir_sdk::bindings!("webhook-source-connector");
 
 use std::hint::black_box;
 
 use exports::weir::connector::connector::{self, Description};
 use exports::weir::connector::source;
+use exports::weir::connector::webhook::{self, Incoming, Outcome};
 use serde::Deserialize;
 use weir_sdk::{
     http, sql, Change, ChangeBatch, ConnectorError, Context, EntityBinding, EntitySchema,
@@ -31,7 +36,7 @@ use weir_sdk::{
 };
 
 /// The JSON Schema of the system configuration.
-const CONFIG_SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","properties":{"behaviour":{"enum":["loop","memory","http","sql","trap","ok","probe","fetch"]},"port":{"type":"integer"},"url":{"type":"string"},"credential":{"type":"string"}},"required":["behaviour"],"additionalProperties":false}"#;
+const CONFIG_SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","properties":{"behaviour":{"enum":["loop","memory","http","sql","trap","ok","probe","fetch","rejects"]},"port":{"type":"integer"},"url":{"type":"string"},"credential":{"type":"string"}},"required":["behaviour"],"additionalProperties":false}"#;
 
 /// What `read` does.
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -53,6 +58,8 @@ enum Behaviour {
     Probe,
     /// Sends a GET to `url` (with `credential`, if set) and returns the answer as a record.
     Fetch,
+    /// Rejects twice as many records as the call's limit.
+    Rejects,
 }
 
 /// The system-level configuration.
@@ -225,7 +232,7 @@ impl source::Guest for HostileConnector {
         ctx: Context,
         entity: EntityBinding,
         _cursor: Option<String>,
-        _limit: u32,
+        limit: u32,
     ) -> Result<Page> {
         let config: Config = weir_sdk::config(&ctx)?;
         match config.behaviour {
@@ -237,6 +244,13 @@ impl source::Guest for HostileConnector {
             Behaviour::Ok => Ok(ok_page(&entity)),
             Behaviour::Probe => Ok(probe_page(&entity, &config)),
             Behaviour::Fetch => fetch(&entity, &config),
+            Behaviour::Rejects => {
+                for i in 0..limit.saturating_mul(2) {
+                    let id = i.to_string();
+                    weir_sdk::reject(&entity.name, Some(&id), "rejected on purpose", "{}");
+                }
+                Ok(ok_page(&entity))
+            }
         }
     }
 
@@ -255,6 +269,28 @@ impl source::Guest for HostileConnector {
         Err(ConnectorError::unsupported(
             "the hostile connector has no change feed",
         ))
+    }
+}
+
+impl webhook::Guest for HostileConnector {
+    fn handle(ctx: Context, entities: Vec<EntityBinding>, _request: Incoming) -> Result<Outcome> {
+        let config: Config = weir_sdk::config(&ctx)?;
+        match config.behaviour {
+            Behaviour::Loop => burn_cpu(),
+            Behaviour::Memory => exhaust_memory(),
+            Behaviour::Trap => panic!("hostile connector panics on purpose"),
+            _ => {
+                let changes = entities
+                    .first()
+                    .map(|e| ok_page(e).items)
+                    .unwrap_or_default();
+                Ok(Outcome {
+                    changes,
+                    status: 200,
+                    body: b"{}".to_vec(),
+                })
+            }
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! `POST /hooks/{system}[/...]`: webhooks, through the system's connector.
 
-use super::{reply, App, Reply, BODY_LIMIT};
+use super::{intake, reply, App, Reply, BODY_LIMIT};
 use crate::engine;
 use crate::manifest::System;
 use crate::runtime::types::{Change, EntityBinding, Incoming, Operation};
@@ -32,15 +32,12 @@ pub(super) async fn hook(
         )
         .into_response();
     };
+    if let Some(announced) = intake::announced_too_large(&headers) {
+        return intake::too_large(body, announced).await;
+    }
     let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(b) => b,
-        Err(_) => {
-            return reply(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than {} MiB", BODY_LIMIT >> 20),
-            )
-            .into_response()
-        }
+        Err(_) => return intake::too_large_reply().into_response(),
     };
     let mut instance = match instance(&app, s, &system).await {
         Ok(i) => i,
@@ -56,9 +53,9 @@ pub(super) async fn hook(
     let outcome = match instance.handle(&bindings, request).await {
         Ok(o) => o,
         Err(e) => {
-            let why = e.to_string();
-            refused(&app, &system, StatusCode::BAD_REQUEST, &why).await;
-            return reply(StatusCode::BAD_REQUEST, why).into_response();
+            let answer = intake::connector_failed(&e);
+            refused(&app, &system, answer.status(), &e.to_string()).await;
+            return answer;
         }
     };
     let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::OK);

@@ -37,6 +37,7 @@
 mod alerts;
 mod auth;
 mod hooks;
+mod intake;
 mod passes;
 mod publish;
 pub mod schedule;

@@ -5,6 +5,7 @@ use super::auth::authorise;
 use super::{reply, store_unavailable, App, Reply, BODY_LIMIT};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -31,12 +32,17 @@ pub fn parse_changes(body: &[u8]) -> Result<Vec<(String, String)>, String> {
                     ))
                 }
             };
-            let op = match item.get("op").and_then(Value::as_str).unwrap_or("upsert") {
-                op @ ("upsert" | "delete") => op,
-                other => {
+            let op = match item.get("op").and_then(Value::as_str) {
+                Some(op @ ("upsert" | "delete")) => op,
+                Some(other) => {
                     return Err(format!(
                         "change {i}: \"op\" must be \"upsert\" or \"delete\", not \"{other}\""
                     ))
+                }
+                None => {
+                    return Err(format!(
+                    "change {i}: \"op\" is missing: say \"upsert\" (with \"data\") or \"delete\""
+                ))
                 }
             };
             let data = match (op, item.get("data")) {
@@ -60,30 +66,19 @@ pub(super) async fn publish(
     Path((system, entity)): Path<(String, String)>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Reply {
+) -> Response {
     if let Err(r) = authorise(&app, &system, &headers) {
-        return r;
+        return r.into_response();
     }
-    // Refused from the announced length before reading anything; a body that
-    // grows past the limit without announcing it is cut off while it is read.
-    let announced = headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if announced.is_some_and(|n| n > BODY_LIMIT) {
-        return reply(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than {} MiB", BODY_LIMIT >> 20),
-        );
+    // Refused from the announced length (the body read and dropped, so
+    // that the sender can read the answer); a body that grows past the
+    // limit without announcing it is cut off while it is read.
+    if let Some(announced) = super::intake::announced_too_large(&headers) {
+        return super::intake::too_large(body, announced).await;
     }
     let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(b) => b,
-        Err(_) => {
-            return reply(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than {} MiB", BODY_LIMIT >> 20),
-            )
-        }
+        Err(_) => return super::intake::too_large_reply().into_response(),
     };
     let readable = app
         .manifest
@@ -94,11 +89,12 @@ pub(super) async fn publish(
         return reply(
             StatusCode::NOT_FOUND,
             format!("system '{system}' has no entity '{entity}' that weir reads"),
-        );
+        )
+        .into_response();
     }
     let changes = match parse_changes(&body) {
         Ok(c) => c,
-        Err(e) => return reply(StatusCode::BAD_REQUEST, e),
+        Err(e) => return reply(StatusCode::BAD_REQUEST, e).into_response(),
     };
     let n = changes.len();
     let changes: Vec<(String, String, String)> = changes
@@ -112,7 +108,7 @@ pub(super) async fn publish(
     let stored = app
         .with_store(move |s| s.inbox_add(&system, key.as_deref(), &changes))
         .await;
-    match stored {
+    let answer: Reply = match stored {
         Ok(true) => {
             app.wake.notify_one();
             (StatusCode::ACCEPTED, Json(json!({ "accepted": n })))
@@ -122,7 +118,8 @@ pub(super) async fn publish(
             Json(json!({ "accepted": 0, "duplicate": true })),
         ),
         Err(e) => store_unavailable(&e),
-    }
+    };
+    answer.into_response()
 }
 
 #[cfg(test)]
