@@ -86,11 +86,59 @@ fn a_connector_that_floods_the_host_with_rejects_is_stopped_at_its_limit() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stderr.contains(
-            "system 'flood' rejected more than 50 records in one call (the call's limit)"
+            "system 'flood': connector stopped: rejected more than 50 records in one call (the call's limit)"
         ),
         "{run:?}"
     );
     // The others synced; no reject of the stopped call was kept.
     assert!(run.stdout.contains("20 read, 20 written"), "{run:?}");
     assert!(weir(WEIR, &m, &["dead-letters"]).stdout.is_empty());
+}
+
+#[test]
+fn connectors_whose_output_breaks_a_limit_are_stopped_and_the_rest_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crm_db(&d.join("crm.db"), 20).unwrap();
+    shop_db(&d.join("shop.db")).unwrap();
+    let crm = System::sqlite("crm", "crm", "crm.db").entity(
+        "contacts",
+        &[
+            r#"direction = "read""#,
+            IGNORE_UPDATED_AT,
+            r#"settings = { table = "contacts" }"#,
+        ],
+    );
+    let mut text = format!("{}{crm}{}", entity("contacts", "id", &[]), shop_system());
+    for (behaviour, limits) in [
+        ("huge", "memory_mib = 512, page_max_mib = 16"),
+        ("many", "memory_mib = 64"),
+        ("stuck", "memory_mib = 64"),
+        ("chatty", "log_lines_per_call = 500"),
+        ("hoard", "state_max_kib = 1024"),
+    ] {
+        let evil = System::new(
+            &format!("evil-{behaviour}"),
+            "hostile",
+            &format!("behaviour = \"{behaviour}\", size_mib = 40"),
+        )
+        .line(&format!("limits = {{ {limits} }}"))
+        .entity("contacts", &[r#"direction = "read""#]);
+        text.push_str(&evil.to_string());
+    }
+    let m = write_manifest(d, &text);
+    let run = weir(WEIR, &m, &["sync", "--quiet", "--batch-size", "50"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    for expected in [
+        "system 'evil-huge': connector stopped: returned 41 MiB of records in one call, more than limits.page_max_mib = 16",
+        "system 'evil-many': connector stopped: returned 150 records, more than twice the 50 the call asked for",
+        "system 'evil-stuck': connector stopped: returned the cursor it was asked at as the one to go on from",
+        "system 'evil-chatty': connector stopped: wrote more than 500 log lines in one call (limits.log_lines_per_call)",
+        "system 'evil-hoard': connector stopped: set a state value of 2049 KiB, more than limits.state_max_kib = 1024",
+    ] {
+        assert!(run.stderr.contains(expected), "missing {expected:?} in {run:?}");
+    }
+    // The CRM synced completely (the stuck connector's first page came in
+    // before it stuck).
+    assert!(run.stdout.contains("21 read, 20 written"), "{run:?}");
 }

@@ -173,3 +173,44 @@ fn a_target_that_crashes_during_a_load_gets_the_rest_later_each_record_once() {
         "each record created once"
     );
 }
+
+#[test]
+fn a_write_that_keeps_failing_goes_to_the_dead_letters_after_give_up_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = setup(d, 5, "transient_calls = 1000");
+    let store = d.join("weir.db");
+    sync(&m, &["sync", "--quiet"], 1, "run 1: 5 read, 0 written");
+    // Until it gives up, the last error is shown.
+    let status = weir(WEIR, &m, &["status"]);
+    assert!(
+        status
+            .stdout
+            .contains("flaky contacts: 5 write(s) waiting for a retry, failing since")
+            && status
+                .stdout
+                .contains("(dead letters after give_up_after = 24h)")
+            && status.stdout.contains("transient: call 1"),
+        "{status:?}"
+    );
+    make_due(&store);
+    sync(&m, &["sync", "--quiet"], 1, "run 2: 0 read, 0 written");
+    assert_eq!(text(&store, "SELECT count(*) FROM dead_letters"), "0");
+
+    // A day later, still failing: each write is a dead letter with its last
+    // error, and the outbox is empty.
+    exec(
+        &store,
+        "UPDATE outbox SET failing_since = '2000-01-01T00:00:00.000Z', next_attempt_at = '2000-01-01T00:00:00.000Z'",
+    );
+    sync(&m, &["sync", "--quiet"], 1, "5 failed");
+    assert_eq!(text(&store, "SELECT count(*) FROM outbox"), "0");
+    let letters = weir(WEIR, &m, &["dead-letters"]).stdout;
+    assert_eq!(letters.lines().count(), 5, "{letters}");
+    assert!(
+        letters.lines().all(|l| l.contains(
+            "given up after failing for 24h (since 2000-01-01T00:00:00.000Z; give_up_after of system 'flaky'); last error: transient: call 2"
+        )),
+        "{letters}"
+    );
+}

@@ -114,7 +114,9 @@ fn a_connector_sees_no_environment_and_no_undeclared_files() {
         "{connectors:?}"
     );
     assert!(
-        connectors.stdout.contains("exports connector, source, webhook ("),
+        connectors
+            .stdout
+            .contains("exports connector, source, webhook ("),
         "{connectors:?}"
     );
     assert!(

@@ -449,4 +449,49 @@ mod tests {
         assert_eq!(ReadCursor::decode(&c.encode(), "people").unwrap(), c);
         assert!(ReadCursor::decode("{}", "people").is_err());
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+
+            /// Page by page, any file is read to its end, and each of its
+            /// records is a row or a bad row: none vanishes.
+            #[test]
+            fn every_record_of_any_file_is_a_row_or_a_bad_row(
+                body in prop::collection::vec(
+                    prop_oneof![
+                        Just(b'a'), Just(b'1'), Just(b','), Just(b'"'), Just(b'\n'),
+                        Just(b'\r'), Just(0xff), Just(0xc3), Just(b' ')
+                    ],
+                    0..120,
+                ),
+                limit in 1usize..6,
+            ) {
+                let mut text = b"id,name\n".to_vec();
+                text.extend_from_slice(&body);
+                let (mut rows, mut bad, mut cursor, mut pages) = (0, 0, None, 0);
+                loop {
+                    let mut seen = 0;
+                    let out = read_page(Cursor::new(text.clone()), "f.csv", "id", cursor, limit, &mut |_| seen += 1).unwrap();
+                    rows += out.rows.len();
+                    bad += seen;
+                    pages += 1;
+                    prop_assert!(pages < 500, "the pages do not end");
+                    match out.next {
+                        Some(n) => cursor = Some(n),
+                        None => break,
+                    }
+                }
+                // Records as the csv crate reads them (the header aside).
+                let records = csv::ReaderBuilder::new()
+                    .flexible(true)
+                    .from_reader(&text[..])
+                    .byte_records()
+                    .count();
+                prop_assert!(rows + bad >= records, "{} rows and {} bad of {} records", rows, bad, records);
+            }
+        }
+    }
 }

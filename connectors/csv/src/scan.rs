@@ -656,4 +656,43 @@ mod tests {
         assert_eq!(unterminated(b"2,\"open\n3,c\n"), Some(8));
         assert_eq!(unterminated(b"2,\"closed\"\n"), None);
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+
+            /// Whatever the text, the scan splits it as the `csv` crate does,
+            /// however the reads cut it.
+            #[test]
+            fn any_text_is_split_as_the_csv_crate_splits_it(
+                text in "[ab,\"\r\n\u{feff}é ]{0,80}",
+                step in 1usize..9,
+                want in 0usize..3,
+            ) {
+                // After a first line, as the scan starts after a file's
+                // header (a byte-order mark at the very start is the header's).
+                let text = format!("h\n{text}");
+                let expected = by_csv(&text);
+                let mut records = Records::new(Trickle(text.as_bytes(), step), 0, 1);
+                prop_assert_eq!(by_scan(&mut records, want), expected);
+                prop_assert_eq!(records.position().0, text.len() as u64);
+            }
+
+            /// Split where a quote is never closed, the scan still reads to the
+            /// end of the text, and finds at least the records it found whole.
+            #[test]
+            fn split_scans_read_every_byte(text in "[ab,\"\r\n ]{0,80}", step in 1usize..9) {
+                let whole = by_csv(&text).len();
+                let mut records = Records::new(Trickle(text.as_bytes(), step), 0, 1).split_unterminated();
+                let mut n = 0;
+                while records.next(0).unwrap().is_some() {
+                    n += 1;
+                }
+                prop_assert!(n >= whole, "{} records split, {} whole", n, whole);
+                prop_assert_eq!(records.position().0, text.len() as u64);
+            }
+        }
+    }
 }

@@ -15,7 +15,12 @@
 //! - `fetch`: sends a GET to `url` through the `http` import (with `credential`)
 //!   and returns `{"id":"1","status":..,"body":..}`;
 //! - `rejects`: rejects twice as many records as the call's limit (the
-//!   `rejects` import), which the host must stop.
+//!   `rejects` import), which the host must stop;
+//! - `huge`: returns one record of `size_mib` MiB (default 200);
+//! - `many`: returns three times as many records as the call's limit;
+//! - `stuck`: returns a page whose `next` is the cursor it was asked at;
+//! - `chatty`: writes a hundred thousand log lines;
+//! - `hoard`: keeps a value of 2 MiB in its state.
 //!
 //! `describe` and `check` behave normally. A webhook (`handle`) behaves as
 //! `read` does: `loop`, `memory` and `trap` misbehave, the others answer
@@ -36,7 +41,7 @@ use weir_sdk::{
 };
 
 /// The JSON Schema of the system configuration.
-const CONFIG_SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","properties":{"behaviour":{"enum":["loop","memory","http","sql","trap","ok","probe","fetch","rejects"]},"port":{"type":"integer"},"url":{"type":"string"},"credential":{"type":"string"}},"required":["behaviour"],"additionalProperties":false}"#;
+const CONFIG_SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","properties":{"behaviour":{"enum":["loop","memory","http","sql","trap","ok","probe","fetch","rejects","huge","many","stuck","chatty","hoard"]},"port":{"type":"integer"},"size_mib":{"type":"integer"},"url":{"type":"string"},"credential":{"type":"string"}},"required":["behaviour"],"additionalProperties":false}"#;
 
 /// What `read` does.
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -60,6 +65,16 @@ enum Behaviour {
     Fetch,
     /// Rejects twice as many records as the call's limit.
     Rejects,
+    /// Returns one record of `size_mib` MiB.
+    Huge,
+    /// Returns three times as many records as the call's limit.
+    Many,
+    /// Returns a page whose `next` is the cursor it was asked at.
+    Stuck,
+    /// Writes a hundred thousand log lines.
+    Chatty,
+    /// Keeps a value of 2 MiB in its state.
+    Hoard,
 }
 
 /// The system-level configuration.
@@ -74,6 +89,8 @@ struct Config {
     url: Option<String>,
     /// `fetch`: the credential to ask the host to add.
     credential: Option<String>,
+    /// `huge`: the size of the record, in MiB.
+    size_mib: Option<usize>,
 }
 
 /// Spins forever; `black_box` keeps the optimizer from removing the loop.
@@ -231,7 +248,7 @@ impl source::Guest for HostileConnector {
     fn read(
         ctx: Context,
         entity: EntityBinding,
-        _cursor: Option<String>,
+        cursor: Option<String>,
         limit: u32,
     ) -> Result<Page> {
         let config: Config = weir_sdk::config(&ctx)?;
@@ -244,6 +261,34 @@ impl source::Guest for HostileConnector {
             Behaviour::Ok => Ok(ok_page(&entity)),
             Behaviour::Probe => Ok(probe_page(&entity, &config)),
             Behaviour::Fetch => fetch(&entity, &config),
+            Behaviour::Huge => {
+                let size = config.size_mib.unwrap_or(200) << 20;
+                let data = serde_json::json!({ "id": "1", "name": "x".repeat(size) });
+                Ok(Page {
+                    items: vec![upsert(&entity, "1", data.to_string())],
+                    next: None,
+                })
+            }
+            Behaviour::Many => Ok(Page {
+                items: (0..limit.saturating_mul(3))
+                    .map(|i| upsert(&entity, &i.to_string(), format!("{{\"id\":\"{i}\"}}")))
+                    .collect(),
+                next: None,
+            }),
+            Behaviour::Stuck => Ok(Page {
+                items: ok_page(&entity).items,
+                next: Some(cursor.unwrap_or_else(|| "start".to_string())),
+            }),
+            Behaviour::Chatty => {
+                for i in 0..100_000 {
+                    weir_sdk::log(weir_sdk::log::Level::Info, format!("line {i}"));
+                }
+                Ok(ok_page(&entity))
+            }
+            Behaviour::Hoard => {
+                weir_sdk::state::set("hoard", &"x".repeat(2 << 20));
+                Ok(ok_page(&entity))
+            }
             Behaviour::Rejects => {
                 for i in 0..limit.saturating_mul(2) {
                     let id = i.to_string();
@@ -269,6 +314,19 @@ impl source::Guest for HostileConnector {
         Err(ConnectorError::unsupported(
             "the hostile connector has no change feed",
         ))
+    }
+}
+
+/// An upsert of record `id` with `data`.
+fn upsert(entity: &EntityBinding, id: &str, data: String) -> Change {
+    Change {
+        entity: entity.name.clone(),
+        id: id.to_string(),
+        op: Operation::Upsert,
+        data: Some(data),
+        previous: None,
+        version: None,
+        actor: None,
     }
 }
 

@@ -532,4 +532,62 @@ mod tests {
         );
         assert_eq!(op_for("contacts.items.sort", &ops[..3]), None);
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any JSON value, a few levels deep, with the names a payload uses.
+        fn value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                "[ -~]{0,12}".prop_map(Value::String),
+                prop_oneof![
+                    Just("contacts.items.create"),
+                    Just("contacts.items.delete"),
+                    Just("orgs.update"),
+                    Just("contacts"),
+                ]
+                .prop_map(|s| Value::String(s.to_string())),
+            ];
+            leaf.prop_recursive(3, 24, 5, |inner| {
+                let names = prop_oneof![
+                    Just("event"),
+                    Just("collection"),
+                    Just("key"),
+                    Just("keys"),
+                    Just("payload"),
+                    Just("id"),
+                    Just("x")
+                ];
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(names, inner, 0..5).prop_map(|m| {
+                        Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                    }),
+                ]
+            })
+        }
+
+        proptest! {
+
+            /// Any payload is turned into changes, ignored or refused with a
+            /// status, never a panic.
+            #[test]
+            fn any_payload_is_answered(body in value(), partial in any::<bool>()) {
+                let text = body.to_string();
+                let reply = handle(&hook(partial), &targets(), &secret(), text.as_bytes()).unwrap();
+                prop_assert!(matches!(reply.status, 200 | 400), "status {}", reply.status);
+            }
+
+            /// Any bytes, too.
+            #[test]
+            fn any_bytes_are_answered(body in prop::collection::vec(any::<u8>(), 0..200)) {
+                let reply = handle(&hook(false), &targets(), &secret(), &body).unwrap();
+                prop_assert!(matches!(reply.status, 200 | 400));
+            }
+        }
+    }
 }

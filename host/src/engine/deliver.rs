@@ -66,10 +66,28 @@ impl<'m> Pass<'_, 'm> {
             failed: 0,
             held: Default::default(),
         };
+        let give_up = self
+            .participants
+            .iter()
+            .find(|p| p.system.name == target)
+            .map(|p| p.system.give_up_after);
+        let cutoff = give_up.and_then(failing_cutoff);
         let planned = self.store.transaction(|tx| {
             plan.held = tx.held_candidates(target, &entity.name)?;
             let mut planned = Vec::new();
             for row in rows {
+                if let (Some((since, error)), Some(cutoff)) = (&row.failing, &cutoff) {
+                    if since.as_str() < cutoff.as_str() {
+                        // Failing for longer than the target's give_up_after.
+                        let after = give_up.map(|d| jiff::SignedDuration::try_from(d).ok());
+                        let after = after.flatten().map(|d| format!("{d:#}")).unwrap_or_default();
+                        let why = format!(
+                            "given up after failing for {after} (since {since}; give_up_after of system '{target}'); last error: {error}"
+                        );
+                        plan.reject(tx, &row, &why)?;
+                        continue;
+                    }
+                }
                 let Some(golden) = tx.golden(row.global_id)? else {
                     tx.outbox_done(row.id)?;
                     continue;
@@ -108,7 +126,7 @@ impl<'m> Pass<'_, 'm> {
             let mut rows = Vec::new();
             for p in planned {
                 let at = backoff(p.attempts(), None);
-                rows.push(p.retry(tx, target, entity, &at, error)?);
+                rows.push(p.retry(tx, target, entity, &at, error, true)?);
             }
             Ok(rows)
         })?;
@@ -162,7 +180,8 @@ impl<'m> Pass<'_, 'm> {
                     KeyedOutcome::Changed(change) => {
                         // Not written: merged first, written at a later pass.
                         let why = format!("changed in {target} since weir last saw it");
-                        failed_rows.push(p.retry(tx, target, entity, &store::now(), &why)?);
+                        let now = store::now();
+                        failed_rows.push(p.retry(tx, target, entity, &now, &why, false)?);
                         changed.push(change);
                         continue;
                     }
@@ -183,7 +202,7 @@ impl<'m> Pass<'_, 'm> {
                         retries += 1;
                         let reason = format!("{}: {}", kind_name(e.kind), e.message);
                         let at = backoff(p.attempts(), e.retry_after_ms);
-                        failed_rows.push(p.retry(tx, target, entity, &at, &reason)?);
+                        failed_rows.push(p.retry(tx, target, entity, &at, &reason, true)?);
                         audit(tx, p.item.id.as_deref(), Outcome::Failed)?;
                     }
                     Err(e) => {
@@ -286,6 +305,14 @@ pub(super) fn references_to_local(
         }
     }
     Ok(Ok(record))
+}
+
+/// The time before which a delivery failing since then has failed for
+/// longer than `after` (RFC 3339, as the store writes times).
+fn failing_cutoff(after: std::time::Duration) -> Option<String> {
+    let after = jiff::SignedDuration::try_from(after).ok()?;
+    let at = jiff::Timestamp::now().checked_sub(after).ok()?;
+    Some(format!("{at:.3}"))
 }
 
 /// Gives up an outbox row: a dead letter with the reason, and the row is removed.

@@ -95,9 +95,9 @@ impl AcceptCtx<'_, '_, '_> {
         }
     }
 
-    /// The golden record whose id a record read carries in the system's
-    /// `key_field` (weir created it there), unless the system holds it
-    /// linked already or the golden record is gone.
+    /// The golden record whose key a record read carries in the system's
+    /// `key_field`: weir created it there, and its create (with the
+    /// content the key names) has an outcome not known yet.
     fn keyed(&mut self, item: &Change) -> store::Result<Option<i64>> {
         let Some(field) = &self.binding.key_field else {
             return Ok(None);
@@ -109,12 +109,16 @@ impl AcceptCtx<'_, '_, '_> {
         let Some(Ok(serde_json::Value::Object(record))) = data else {
             return Ok(None);
         };
-        let Some(gid) = record
-            .get(field)
-            .and_then(|v| mapping::id_text(v).trim().parse::<i64>().ok())
-        else {
+        let Some(text) = record.get(field).map(mapping::id_text) else {
             return Ok(None);
         };
+        let Some((gid, hash)) = super::work::parse_record_key(&text) else {
+            return Ok(None);
+        };
+        let tried = self.tx.tried_hash(self.system, gid)?;
+        if tried.is_none_or(|t| super::work::record_key(gid, &t) != format!("{gid}:{hash}")) {
+            return Ok(None);
+        }
         if self.tx.link_by_global(self.system, gid)?.is_some() {
             return Ok(None);
         }

@@ -180,9 +180,10 @@ fn probe_of(
         // A person decided: a record of its own, not one of those found.
         return Ok(None);
     }
-    if let (Some(field), Some(_)) = (&tb.key_field, p.tried) {
+    if let (Some(field), Some(tried)) = (&tb.key_field, p.tried) {
         // The record weir created carries weir's key, edited or not.
-        let fields = Record::from_iter([(field.clone(), Value::String(p.gid.to_string()))]);
+        let key = super::work::record_key(p.gid, &tried);
+        let fields = Record::from_iter([(field.clone(), Value::String(key))]);
         return Ok(Some(Asked {
             at,
             gid: p.gid,

@@ -101,14 +101,21 @@ impl<'m> Pass<'_, 'm> {
         if !inbox.is_empty() {
             poll |= self.take_inbox(s, entity, b, &bind, inbox).await?;
         }
-        if !poll || self.participants[s].instance.is_none() {
+        if !poll {
             return Ok(());
         }
+        if self.participants[s].instance.is_none() {
+            // It did not start: a failed poll.
+            self.store
+                .source_polled(&system, &entity.name, true, None)?;
+            return Ok(());
+        }
+        let resync = self.resync_reason(s, &entity.name)?;
         // The source's own failures: writes along the intake fail as their targets'.
         let failures = self.participants[s].failures;
         self.start_along(entity);
         let fresh = match (changes, reading) {
-            (Some(cursor), None) if !self.options.full => {
+            (Some(cursor), None) if !self.options.full && resync.is_none() => {
                 self.read_changes(s, entity, b, &bind, cursor, &progress)
                     .await?
             }
@@ -119,13 +126,49 @@ impl<'m> Pass<'_, 'm> {
         };
         self.finish_along(entity).await?;
         progress.finish_and_clear();
+        let failed = self.participants[s].failures > failures;
+        self.store
+            .source_polled(&system, &entity.name, failed, resync.as_deref())?;
+        if let (Some(why), false) = (&resync, failed) {
+            self.report.notes.push(format!(
+                "{} read in full from {system} (RESYNC): {why}",
+                entity.name
+            ));
+        }
         self.report.polled.push(Polled {
             system,
             entity: entity.name.clone(),
             fresh,
-            failed: self.participants[s].failures > failures,
+            failed,
         });
         Ok(())
+    }
+
+    /// Why source `s`'s `entity` is to be read in full at this poll, if it
+    /// is: a full read asked for (after a restore), or a failure of its
+    /// polls that has lasted longer than its system's
+    /// `resync_after_failure` (what changed meanwhile may have left no
+    /// trace in its change feed).
+    fn resync_reason(&self, s: usize, entity: &str) -> Result<Option<String>, SyncError> {
+        let system = &self.participants[s].system;
+        let Some(h) = self.store.source_health(&system.name, entity)? else {
+            return Ok(None);
+        };
+        if let Some(why) = h.resync_reason {
+            return Ok(Some(why));
+        }
+        let Some(since) = h.failing_since else {
+            return Ok(None);
+        };
+        let after = jiff::SignedDuration::try_from(system.resync_after_failure).unwrap_or_default();
+        let long = since
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .and_then(|t| t.checked_add(after).ok())
+            .is_some_and(|until| until < jiff::Timestamp::now());
+        Ok(long.then(|| {
+            format!("its polls failed from {since} on, for longer than resync_after_failure = {after:#}")
+        }))
     }
 
     async fn read_full(

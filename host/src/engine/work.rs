@@ -81,7 +81,7 @@ pub(super) enum Landed {
 }
 
 /// A planned write as it is sent: a create into a system that keeps weir's
-/// key (`key_field`) carries the golden record's id in that field.
+/// key (`key_field`) carries it in that field ([`record_key`]).
 fn with_key(p: &Planned, key_field: Option<&str>) -> WriteItem {
     let mut item = p.item.clone();
     let (Some(field), Kind::Create, None) = (key_field, p.kind, &item.id) else {
@@ -92,10 +92,25 @@ fn with_key(p: &Planned, key_field: Option<&str>) -> WriteItem {
         .as_deref()
         .map(serde_json::from_str::<serde_json::Value>);
     if let Some(Ok(serde_json::Value::Object(mut record))) = data {
-        record.insert(field.to_string(), p.gid.to_string().into());
+        record.insert(field.to_string(), record_key(p.gid, &p.hash).into());
         item.data = Some(serde_json::Value::Object(record).to_string());
     }
     item
+}
+
+/// weir's key of a record it creates, as a `key_field` keeps it: the
+/// golden record's id and the start of the content hash it was created
+/// with (`57:1a2b3c4d`). The hash tells this create from another one of a
+/// golden record under the same id (a store restored from a backup hands
+/// out the ids made since again).
+pub(super) fn record_key(gid: i64, hash: &store::Hash) -> String {
+    format!("{gid}:{}", hex::encode(&hash[..4]))
+}
+
+/// The golden id and hash start of a [`record_key`].
+pub(super) fn parse_record_key(text: &str) -> Option<(i64, &str)> {
+    let (gid, hash) = text.trim().split_once(':')?;
+    Some((gid.parse().ok()?, hash))
 }
 
 impl InFlight {
@@ -204,10 +219,11 @@ impl Planned {
         entity: &str,
         at: &str,
         error: &str,
+        failed: bool,
     ) -> store::Result<i64> {
         match self.kept {
             Kept::Row { id, .. } => {
-                tx.outbox_retry(id, at, error, true)?;
+                tx.outbox_retry(id, at, error, failed)?;
                 Ok(id)
             }
             Kept::Span { id, last } => {

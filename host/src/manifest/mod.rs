@@ -71,4 +71,6 @@ impl Manifest {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

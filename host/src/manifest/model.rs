@@ -161,6 +161,14 @@ pub struct System {
     /// The header of this system's webhooks that identifies a delivery
     /// (lower case), for dropping repeated deliveries.
     pub delivery_id_header: Option<String>,
+    /// How long a write to this system may keep failing with passing
+    /// errors (the system down, time-outs) before it goes to the dead
+    /// letters with its last error (`give_up_after`, default 24 hours).
+    pub give_up_after: Duration,
+    /// How long the polls of a source of this system may fail before its
+    /// next poll that works reads it in full (RESYNC):
+    /// `resync_after_failure`, default 1 hour.
+    pub resync_after_failure: Duration,
     /// When `weir run` polls the system's entities (each may override it).
     pub poll: Poll,
     /// Set when the system sends webhooks: how their health changes polling.
@@ -367,11 +375,19 @@ pub struct Limits {
     pub sql_max_rows: u32,
     /// Time limit of one SQL statement.
     pub sql_timeout: Duration,
+    /// Largest page (or batch of changes) one call may return, in bytes of
+    /// record text.
+    pub page_max_bytes: usize,
+    /// Most log lines one call may write.
+    pub log_lines_per_call: u32,
+    /// Largest value the connector may keep in its state.
+    pub state_max_bytes: usize,
 }
 
 impl Default for Limits {
     /// 256 MiB of memory, 30 s per call, 30 s and 16 MiB per HTTP request,
-    /// 100 000 rows and 30 s per SQL statement.
+    /// 100 000 rows and 30 s per SQL statement, 64 MiB per page, 1000 log
+    /// lines per call, 1 MiB per state value.
     fn default() -> Self {
         Limits {
             memory_bytes: 256 << 20,
@@ -380,6 +396,9 @@ impl Default for Limits {
             http_max_response_bytes: 16 << 20,
             sql_max_rows: 100_000,
             sql_timeout: Duration::from_secs(30),
+            page_max_bytes: 64 << 20,
+            log_lines_per_call: 1000,
+            state_max_bytes: 1 << 20,
         }
     }
 }

@@ -109,6 +109,8 @@ pub struct System {
     pub limits: Option<Limits>,
     pub publish_token: Option<String>,
     pub delivery_id_header: Option<String>,
+    pub give_up_after: Option<String>,
+    pub resync_after_failure: Option<String>,
     pub poll_every: Option<String>,
     pub schedule: Option<String>,
     pub webhooks: Option<Webhooks>,
@@ -149,6 +151,9 @@ pub struct Limits {
     pub http_max_response_mib: Option<u64>,
     pub sql_max_rows: Option<u32>,
     pub sql_timeout_secs: Option<u64>,
+    pub page_max_mib: Option<u64>,
+    pub log_lines_per_call: Option<u64>,
+    pub state_max_kib: Option<u64>,
 }
 
 #[derive(Deserialize, Clone)]

@@ -18,6 +18,12 @@ fn under<'a>(key: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
     [key, more].concat()
 }
 
+/// How long a write may keep failing with passing errors by default.
+const GIVE_UP_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// How long a source may fail before it is read in full, by default.
+const RESYNC_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 impl Validator<'_> {
     /// One system; `entities` are the manifest's entities, validated.
     pub(super) fn system(&mut self, name: &str, raw: raw::System, entities: &[Entity]) -> System {
@@ -44,8 +50,20 @@ impl Validator<'_> {
             )
             .unwrap_or_default();
         let webhooks = raw.webhooks.map(|w| self.webhooks(name, w));
+        let give_up_after = raw
+            .give_up_after
+            .as_deref()
+            .and_then(|t| self.duration(&["systems", name, "give_up_after"], t))
+            .unwrap_or(GIVE_UP_AFTER);
+        let resync_after_failure = raw
+            .resync_after_failure
+            .as_deref()
+            .and_then(|t| self.duration(&["systems", name, "resync_after_failure"], t))
+            .unwrap_or(RESYNC_AFTER_FAILURE);
         System {
             poll,
+            give_up_after,
+            resync_after_failure,
             webhooks,
             name: name.to_string(),
             connector,
@@ -514,6 +532,12 @@ impl Validator<'_> {
                 .map_or(d.sql_max_rows, |n| n as u32),
             sql_timeout: positive("sql_timeout_secs", raw.sql_timeout_secs)
                 .map_or(d.sql_timeout, Duration::from_secs),
+            page_max_bytes: positive("page_max_mib", raw.page_max_mib)
+                .map_or(d.page_max_bytes, |m| (m as usize) << 20),
+            log_lines_per_call: positive("log_lines_per_call", raw.log_lines_per_call)
+                .map_or(d.log_lines_per_call, |n| n.min(u64::from(u32::MAX)) as u32),
+            state_max_bytes: positive("state_max_kib", raw.state_max_kib)
+                .map_or(d.state_max_bytes, |k| (k as usize) << 10),
         }
     }
 }

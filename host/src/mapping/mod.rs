@@ -247,6 +247,13 @@ impl Mapping {
         }
         let mut extras = Record::new();
         for (field, value) in record {
+            // A dotted source path's container holds its other fields; what
+            // is left of it once read (nothing, or not an object at all) is
+            // no field of its own.
+            let empty = value.as_object().is_none_or(|o| o.is_empty());
+            if empty && self.is_path_root(&field) {
+                continue;
+            }
             let name = self
                 .rename
                 .get(&field)
@@ -277,6 +284,16 @@ impl Mapping {
             out.insert(EXTRAS.into(), Value::Object(bag));
         }
         Ok(out)
+    }
+
+    /// Whether `field` holds the fields of a dotted source path (`address`
+    /// for `address.city`).
+    fn is_path_root(&self, field: &str) -> bool {
+        self.fields.keys().any(|canonical| {
+            self.source_of(canonical)
+                .split_once('.')
+                .is_some_and(|(root, _)| root == field)
+        })
     }
 
     /// The key a record has in this system before it was ever written there,
@@ -602,6 +619,9 @@ pub fn id_text(v: &Value) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {

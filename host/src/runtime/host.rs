@@ -24,6 +24,8 @@ pub struct HostState {
     pub(super) rejects: Vec<Reject>,
     /// The most rejects the call under way may report (its `limit`).
     pub(super) reject_limit: usize,
+    /// Log lines the call under way wrote.
+    pub(super) log_lines: u32,
 }
 
 /// A record a source holds but could not turn into a change (the
@@ -85,6 +87,12 @@ impl bindings::weir::connector::log::Host for HostState {
         message: String,
     ) -> wasmtime::Result<()> {
         use bindings::weir::connector::log::Level;
+        self.log_lines += 1;
+        let limit = self.system.limits.log_lines_per_call;
+        if self.log_lines > limit {
+            return Err(super::LimitExceeded::LogLines(limit).into());
+        }
+        let message = clipped(message, 4096);
         let system = &self.system.name;
         match level {
             Level::Trace => tracing::trace!(system = %system, "{message}"),
@@ -126,11 +134,7 @@ impl bindings::weir::connector::rejects::Host for HostState {
         if self.rejects.len() >= self.reject_limit {
             // Stops the call: a connector cannot fill the host's memory
             // with rejects.
-            wasmtime::bail!(
-                "system '{}' rejected more than {} records in one call (the call's limit)",
-                self.system.name,
-                self.reject_limit
-            );
+            return Err(super::LimitExceeded::Rejects(self.reject_limit).into());
         }
         self.rejects.push(Reject {
             entity: clipped(entity, 1024),
@@ -147,6 +151,11 @@ impl bindings::weir::connector::state::Host for HostState {
         Ok(self.state.get(&key)?)
     }
     async fn set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
+        let limit = self.system.limits.state_max_bytes;
+        if key.len() + value.len() > limit {
+            let kib = (key.len() + value.len()).div_ceil(1024);
+            return Err(super::LimitExceeded::State(kib, limit >> 10).into());
+        }
         Ok(self.state.set(&key, &value)?)
     }
     async fn remove(&mut self, key: String) -> wasmtime::Result<()> {

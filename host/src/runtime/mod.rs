@@ -19,10 +19,12 @@ mod bindings;
 mod error;
 mod host;
 mod http;
+mod output;
 mod sql;
 
 use crate::manifest::{Limits, System};
 use bindings::exports::weir::connector as ex;
+use error::{classify, LimitExceeded};
 pub use error::{kind_name, CallError, LoadError};
 use host::HostState;
 pub use host::{Reject, StateBackend, StateError, REJECT_RAW_BYTES};
@@ -275,9 +277,11 @@ impl Runtime {
             denials: Vec::new(),
             rejects: Vec::new(),
             reject_limit: host::REJECT_LIMIT,
+            log_lines: 0,
         };
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|h| &mut h.limits);
+        store.set_hostcall_fuel(error::hostcall_fuel(&system.limits));
         store.epoch_deadline_callback(|ctx| {
             if Instant::now() >= ctx.data().deadline {
                 Err(LimitExceeded::Time.into())
@@ -409,58 +413,6 @@ struct Loaded {
     keyed: Option<ex::keyed_destination::Guest>,
 }
 
-/// A limit the host enforces by stopping the guest.
-#[derive(Debug, thiserror::Error)]
-enum LimitExceeded {
-    #[error("time limit exceeded")]
-    Time,
-}
-
-/// Turns an error from a call into a [`CallError`], naming the limit that stopped it.
-fn classify(
-    system: &str,
-    limits: &Limits,
-    e: wasmtime::Error,
-    stderr: &MemoryOutputPipe,
-) -> CallError {
-    let system = system.to_string();
-    if e.downcast_ref::<LimitExceeded>().is_some()
-        || matches!(
-            e.downcast_ref::<wasmtime::Trap>(),
-            Some(wasmtime::Trap::Interrupt)
-        )
-    {
-        return CallError::Timeout {
-            system,
-            limit: limits.call_timeout,
-        };
-    }
-    let text = format!("{e:#}");
-    if text.contains("forcing trap when growing memory") {
-        return CallError::Memory {
-            system,
-            limit: limits.memory_bytes,
-        };
-    }
-    tracing::debug!(system = %system, "connector trap: {text}");
-    let reason = match e.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => trap.to_string(),
-        None => e.root_cause().to_string(),
-    };
-    let output = String::from_utf8_lossy(&stderr.contents()).into_owned();
-    let tail: Vec<&str> = output
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with("note: "))
-        .collect();
-    let tail = tail[tail.len().saturating_sub(3)..].join(" / ");
-    let message = if tail.is_empty() {
-        reason
-    } else {
-        format!("{reason}; connector said: {tail}")
-    };
-    CallError::Trap { system, message }
-}
-
 /// One system's connector, instantiated in its own store for one run.
 pub struct Instance {
     store: Option<wasmtime::Store<HostState>>,
@@ -512,6 +464,7 @@ impl Instance {
         };
         let limit = self.limits.call_timeout;
         leftover_rejects(store.data_mut());
+        store.data_mut().log_lines = 0;
         store.data_mut().deadline = Instant::now() + limit;
         store.set_epoch_deadline(1);
         // The epoch callback stops the guest at the deadline; the timeout also
@@ -604,13 +557,18 @@ impl Instance {
         self.require(self.guests.source.as_ref(), "source")?;
         self.allow_rejects(limit);
         let entity = entity.clone();
-        self.call("read", move |g, c, s| {
-            Box::pin(async move {
-                let src = g.source.as_ref().expect("checked above");
-                src.call_read(s, c, &entity, cursor.as_deref(), limit).await
+        let asked = cursor.clone();
+        let page = self
+            .call("read", move |g, c, s| {
+                Box::pin(async move {
+                    let src = g.source.as_ref().expect("checked above");
+                    src.call_read(s, c, &entity, cursor.as_deref(), limit).await
+                })
             })
-        })
-        .await
+            .await?;
+        let stuck = page.next.is_some() && page.next == asked;
+        output::check(self, &page.items, limit, stuck)?;
+        Ok(page)
     }
 
     /// The change cursor of "now", taken before a full snapshot.
@@ -636,13 +594,18 @@ impl Instance {
         self.require(self.guests.source.as_ref(), "source")?;
         self.allow_rejects(limit);
         let entity = entity.clone();
-        self.call("changes", move |g, c, s| {
-            Box::pin(async move {
-                let src = g.source.as_ref().expect("checked above");
-                src.call_changes(s, c, &entity, &cursor, limit).await
+        let asked = cursor.clone();
+        let batch = self
+            .call("changes", move |g, c, s| {
+                Box::pin(async move {
+                    let src = g.source.as_ref().expect("checked above");
+                    src.call_changes(s, c, &entity, &cursor, limit).await
+                })
             })
-        })
-        .await
+            .await?;
+        let stuck = batch.more && batch.cursor == asked;
+        output::check(self, &batch.items, limit, stuck)?;
+        Ok(batch)
     }
 
     /// Hands an incoming webhook request to the connector.

@@ -62,6 +62,7 @@ pub(super) fn connector_failed(e: &CallError) -> Response {
         CallError::Timeout { .. }
         | CallError::Memory { .. }
         | CallError::Trap { .. }
+        | CallError::Output { .. }
         | CallError::Stopped { .. } => (StatusCode::SERVICE_UNAVAILABLE, Some(RETRY_AFTER)),
         CallError::Unsupported { .. } => (StatusCode::NOT_FOUND, None),
         CallError::Connector { error, .. } => match error.kind {

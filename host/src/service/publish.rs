@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn publish_bodies() {
-        let one = parse_changes(br#"{"id": 7, "data": {"name": "Ada"}}"#).unwrap();
+        let one = parse_changes(br#"{"id": 7, "op": "upsert", "data": {"name": "Ada"}}"#).unwrap();
         assert_eq!(
             one,
             vec![(
@@ -137,7 +137,7 @@ mod tests {
             )]
         );
         let many = parse_changes(
-            br#"[{"id": "a", "op": "delete"}, {"id": "b", "data": {}, "actor": "bob"}]"#,
+            br#"[{"id": "a", "op": "delete"}, {"id": "b", "op": "upsert", "data": {}, "actor": "bob"}]"#,
         )
         .unwrap();
         assert_eq!(many.len(), 2);
@@ -145,13 +145,17 @@ mod tests {
         for (body, error) in [
             (&b"nope"[..], "the body is not JSON"),
             (br#"3"#, "must be a change object or an array"),
-            (br#"{"data": {}}"#, "change 0: \"id\" must be"),
             (
-                br#"[{"id": 1, "data": {}}, {"id": 2, "op": "merge"}]"#,
-                "change 1: \"op\" must be",
+                br#"{"op": "upsert", "data": {}}"#,
+                "change 0: \"id\" must be",
             ),
             (
-                br#"{"id": 1, "data": [1]}"#,
+                br#"[{"id": 1, "op": "upsert", "data": {}}, {"id": 2, "op": "merge"}]"#,
+                "change 1: \"op\" must be",
+            ),
+            (br#"{"id": 1, "data": {}}"#, "change 0: \"op\" is missing"),
+            (
+                br#"{"id": 1, "op": "upsert", "data": [1]}"#,
                 "change 0: an upsert needs \"data\", an object",
             ),
         ] {
@@ -160,6 +164,42 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(body)
             );
+        }
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+
+            /// Any body is taken or refused with a reason, never a panic.
+            #[test]
+            fn any_body_is_taken_or_refused(body in prop::collection::vec(any::<u8>(), 0..300)) {
+                if let Err(why) = parse_changes(&body) {
+                    prop_assert!(!why.is_empty());
+                }
+            }
+
+            /// A body of well-formed changes is taken whole, in order.
+            #[test]
+            fn well_formed_changes_are_taken_in_order(
+                changes in prop::collection::vec(("[a-z0-9]{1,8}", any::<bool>(), "[ -~]{0,10}"), 1..20)
+            ) {
+                let items: Vec<Value> = changes
+                    .iter()
+                    .map(|(id, delete, name)| match delete {
+                        true => json!({"id": id, "op": "delete"}),
+                        false => json!({"id": id, "op": "upsert", "data": {"name": name}}),
+                    })
+                    .collect();
+                let body = serde_json::to_vec(&items).unwrap();
+                let parsed = parse_changes(&body).unwrap();
+                prop_assert_eq!(parsed.len(), changes.len());
+                for ((id, _, _), (got, _)) in changes.iter().zip(&parsed) {
+                    prop_assert_eq!(id, got);
+                }
+            }
         }
     }
 }

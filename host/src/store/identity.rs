@@ -87,6 +87,19 @@ impl Tx<'_> {
             .map_err(self.err())
     }
 
+    /// The content a create of `global_id` to `target` was sent with, its
+    /// outcome not known; none when no such create is pending.
+    pub fn tried_hash(&self, target: &str, global_id: i64) -> Result<Option<Hash>> {
+        self.conn()
+            .prepare_cached("SELECT tried_hash FROM outbox WHERE target = ?1 AND global_id = ?2")
+            .and_then(|mut st| {
+                st.query_row(params![target, global_id], |r| super::hash_col(r, 0))
+                    .optional()
+            })
+            .map(Option::flatten)
+            .map_err(self.err())
+    }
+
     /// Marks an outbox row's create as sent with content `hash`: until it
     /// is recorded, its outcome is not known.
     pub fn try_create(&mut self, row: i64, hash: &Hash) -> Result<()> {

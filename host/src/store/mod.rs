@@ -8,6 +8,7 @@
 
 mod checkpoint;
 mod dead_letters;
+mod health;
 mod schema;
 use schema::{configure, MIGRATIONS};
 mod identity;
@@ -22,6 +23,7 @@ mod records;
 mod state;
 
 pub use dead_letters::{DeadLetter, Lettered, NewDeadLetter, Side};
+pub use health::SourceHealth;
 pub use identity::{Ambiguous, NewMatch};
 pub use kinds::{AuditOp, Choice, CursorKind, HeldStatus, Outcome, RunStatus};
 pub use lease::{holds_writer_lease, Holder, WriterLease};

@@ -374,6 +374,8 @@ pub struct Activity {
     pub retrying: u64,
     /// The last error of those writes.
     pub last_error: Option<String>,
+    /// Since when the oldest of them has been failing.
+    pub failing_since: Option<String>,
 }
 
 impl Store {
@@ -413,9 +415,18 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(self.err())?;
+        let failing_since: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT min(failing_since) FROM outbox WHERE target = ?1 AND entity = ?2",
+                params![system, entity],
+                |r| r.get(0),
+            )
+            .map_err(self.err())?;
         Ok(Activity {
             retrying: retrying as u64,
             last_error,
+            failing_since,
             last_hour: last_hour as u64,
             last_day: last_day as u64,
             last_at,

@@ -44,6 +44,9 @@ pub struct OutboxRow {
     /// answered `changed` while it held what weir last saw, spelled
     /// otherwise: the next write's condition takes its values.
     pub seen_raw: Option<String>,
+    /// Since when its deliveries have been failing with passing errors,
+    /// and the last error.
+    pub failing: Option<(String, String)>,
 }
 
 impl Tx<'_> {
@@ -204,10 +207,11 @@ impl Tx<'_> {
     ) -> Result<i64> {
         self.conn()
             .prepare_cached(
-                "INSERT INTO outbox (target, entity, global_id, op, attempts, next_attempt_at, last_error, created_at)
-                 VALUES (?1, ?2, ?3, 'upsert', 1, ?4, ?5, ?6)
+                "INSERT INTO outbox (target, entity, global_id, op, attempts, next_attempt_at, last_error, created_at, failing_since)
+                 VALUES (?1, ?2, ?3, 'upsert', 1, ?4, ?5, ?6, ?6)
                  ON CONFLICT (target, global_id) DO UPDATE SET attempts = attempts + 1,
-                    next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error
+                    next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error,
+                    failing_since = coalesce(failing_since, excluded.failing_since)
                  RETURNING id",
             )
             .and_then(|mut st| {
@@ -219,7 +223,8 @@ impl Tx<'_> {
             .map_err(self.err())
     }
 
-    /// Postpones an outbox row after a failed or impossible attempt.
+    /// Postpones an outbox row after a failed or impossible attempt; a
+    /// failed one (`count_attempt`) is failing from now on, if it was not.
     pub fn outbox_retry(
         &mut self,
         id: i64,
@@ -229,9 +234,13 @@ impl Tx<'_> {
     ) -> Result<()> {
         self.conn()
             .prepare_cached(
-                "UPDATE outbox SET attempts = attempts + ?4, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+                "UPDATE outbox SET attempts = attempts + ?4, next_attempt_at = ?2, last_error = ?3,
+                    failing_since = CASE WHEN ?4 = 1 THEN coalesce(failing_since, ?5) ELSE failing_since END
+                 WHERE id = ?1",
             )
-            .and_then(|mut st| st.execute(params![id, next_attempt_at, error, i64::from(count_attempt)]))
+            .and_then(|mut st| {
+                st.execute(params![id, next_attempt_at, error, i64::from(count_attempt), &self.now])
+            })
             .map_err(self.err())?;
         Ok(())
     }
@@ -252,7 +261,7 @@ impl Store {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT id, global_id, op, attempts, tried_hash, sent_hash, seen_raw FROM outbox
+                "SELECT id, global_id, op, attempts, tried_hash, sent_hash, seen_raw, failing_since, last_error FROM outbox
                  WHERE target = ?1 AND entity = ?2 AND next_attempt_at <= ?3 AND id > ?4
                    AND (NOT ?6 OR tried_hash IS NOT NULL)
                  ORDER BY id LIMIT ?5",
@@ -273,6 +282,13 @@ impl Store {
                     tried: super::hash_col(r, 4)?,
                     sent: super::identity::sent_col(r, 5)?.first().copied(),
                     seen_raw: r.get(6)?,
+                    failing: match (
+                        r.get::<_, Option<String>>(7)?,
+                        r.get::<_, Option<String>>(8)?,
+                    ) {
+                        (Some(since), error) => Some((since, error.unwrap_or_default())),
+                        _ => None,
+                    },
                 })
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())

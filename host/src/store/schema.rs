@@ -21,6 +21,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0012_sent_and_base.sql"),
     include_str!("migrations/0013_dead_letters_once.sql"),
     include_str!("migrations/0014_outbox_seen_raw.sql"),
+    include_str!("migrations/0015_outbox_failing_since.sql"),
+    include_str!("migrations/0016_source_health.sql"),
 ];
 
 /// Switches the store to WAL. Two processes opening a new file at the same

@@ -155,8 +155,13 @@ pub fn overview(manifest: &Manifest, store: &Store, webhooks: Vec<WebhookRow>) -
                 errors.push(format!("the last poll failed ({})", p.at));
             }
             if a.retrying > 0 {
+                let since = a
+                    .failing_since
+                    .as_deref()
+                    .map(|s| format!(", failing since {s}"))
+                    .unwrap_or_default();
                 errors.push(format!(
-                    "{} write(s) waiting for a retry: {}",
+                    "{} write(s) waiting for a retry{since}: {}",
                     a.retrying,
                     a.last_error.as_deref().unwrap_or("-")
                 ));

@@ -36,8 +36,15 @@ pub(in crate::cli) fn restore(manifest: &Manifest, args: &RestoreArgs) -> anyhow
     let mut store = Store::open(&manifest.store)?;
     let version = store.restore_from(path)?;
     drop(store);
-    // Migrates a backup taken by an older weir.
-    Store::open(&manifest.store)?;
+    // Migrates a backup taken by an older weir; every source is read in
+    // full at its next poll: what changed since the backup is found, and
+    // what weir created since is recognised by its content or key.
+    let mut store = Store::open(&manifest.store)?;
+    store.resync_all(&format!(
+        "the store was restored from {} at {}",
+        path.display(),
+        crate::store::now()
+    ))?;
     println!(
         "restored {} from {} (schema version {version})",
         manifest.store.display(),

@@ -36,6 +36,23 @@ pub(in crate::cli) fn run(manifest: &Manifest) -> anyhow::Result<ExitCode> {
         );
     }
     println!("outbox: {} pending", store.outbox_pending()?);
+    for system in &manifest.systems {
+        for e in &system.entities {
+            let a = store.activity(&system.name, &e.name)?;
+            if a.retrying == 0 {
+                continue;
+            }
+            let since = a.failing_since.unwrap_or_else(|| "-".into());
+            println!(
+                "  {} {}: {} write(s) waiting for a retry, failing since {since} (dead letters after give_up_after = {:#}): {}",
+                system.name,
+                e.name,
+                a.retrying,
+                jiff::SignedDuration::try_from(system.give_up_after).unwrap_or_default(),
+                a.last_error.as_deref().unwrap_or("-")
+            );
+        }
+    }
     let polls = store.last_polls()?;
     let healths = store.webhook_health()?;
     for system in manifest.systems.iter().filter(|s| s.webhooks.is_some()) {
@@ -62,6 +79,23 @@ pub(in crate::cli) fn run(manifest: &Manifest) -> anyhow::Result<ExitCode> {
             "webhooks {}: {} request(s) refused, the last at {at}: {why}",
             h.system, h.refused
         );
+    }
+    for h in store.sources_health()? {
+        if let Some(since) = &h.failing_since {
+            println!("{} {}: polls failing since {since}", h.system, h.entity);
+        }
+        if let Some(why) = &h.resync_reason {
+            println!(
+                "{} {}: its next poll reads it in full: {why}",
+                h.system, h.entity
+            );
+        }
+        if let Some((at, why)) = &h.last_resync {
+            println!(
+                "{} {}: last read in full after a fault at {at}: {why}",
+                h.system, h.entity
+            );
+        }
     }
     for p in &polls {
         println!(
