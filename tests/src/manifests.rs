@@ -147,6 +147,19 @@ pub fn crm_system(direction: &str) -> System {
     System::sqlite("crm", "crm", "crm.db").tracked("contacts", "contacts", direction, &[])
 }
 
+/// System `crm` on `crm.db`, only read, in full at every pass (its
+/// `updated_at` not synced and not used for change reads).
+pub fn crm_read_in_full() -> System {
+    System::sqlite("crm", "crm", "crm.db").entity(
+        "contacts",
+        &[
+            r#"direction = "read""#,
+            IGNORE_UPDATED_AT,
+            r#"settings = { table = "contacts" }"#,
+        ],
+    )
+}
+
 /// System `shop`, which writes contacts into the `customers` table of
 /// [`crate::shop_db`] (`shop.db` beside the manifest).
 pub fn shop_system() -> System {

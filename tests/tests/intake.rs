@@ -64,14 +64,7 @@ fn a_connector_that_floods_the_host_with_rejects_is_stopped_at_its_limit() {
     let d = dir.path();
     crm_db(&d.join("crm.db"), 20).unwrap();
     shop_db(&d.join("shop.db")).unwrap();
-    let crm = System::sqlite("crm", "crm", "crm.db").entity(
-        "contacts",
-        &[
-            r#"direction = "read""#,
-            IGNORE_UPDATED_AT,
-            r#"settings = { table = "contacts" }"#,
-        ],
-    );
+    let crm = crm_read_in_full();
     let flood = System::new("flood", "hostile", r#"behaviour = "rejects""#)
         .entity("contacts", &[r#"direction = "read""#]);
     let m = write_manifest(
@@ -101,14 +94,7 @@ fn connectors_whose_output_breaks_a_limit_are_stopped_and_the_rest_syncs() {
     let d = dir.path();
     crm_db(&d.join("crm.db"), 20).unwrap();
     shop_db(&d.join("shop.db")).unwrap();
-    let crm = System::sqlite("crm", "crm", "crm.db").entity(
-        "contacts",
-        &[
-            r#"direction = "read""#,
-            IGNORE_UPDATED_AT,
-            r#"settings = { table = "contacts" }"#,
-        ],
-    );
+    let crm = crm_read_in_full();
     let mut text = format!("{}{crm}{}", entity("contacts", "id", &[]), shop_system());
     for (behaviour, limits) in [
         ("huge", "memory_mib = 512, page_max_mib = 16"),

@@ -7,13 +7,9 @@ use weir_tests::*;
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
 
-#[test]
-fn a_source_back_after_a_long_failure_is_read_in_full() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    crm_db(&d.join("crm.db"), 30).unwrap();
-    shop_db(&d.join("shop.db")).unwrap();
-    let m = write_manifest(
+/// A manifest syncing the CRM's contacts (read by their changes) to the shop.
+fn crm_to_shop(d: &std::path::Path) -> std::path::PathBuf {
+    write_manifest(
         d,
         &format!(
             "{}{}{}",
@@ -21,7 +17,16 @@ fn a_source_back_after_a_long_failure_is_read_in_full() {
             crm_system("read"),
             shop_system()
         ),
-    );
+    )
+}
+
+#[test]
+fn a_source_back_after_a_long_failure_is_read_in_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crm_db(&d.join("crm.db"), 30).unwrap();
+    shop_db(&d.join("shop.db")).unwrap();
+    let m = crm_to_shop(d);
     let store = d.join("weir.db");
     let shop = d.join("shop.db");
     let first = weir(WEIR, &m, &["sync", "--quiet"]);
@@ -84,15 +89,7 @@ fn every_source_is_read_in_full_after_a_restore() {
     let d = dir.path();
     crm_db(&d.join("crm.db"), 10).unwrap();
     shop_db(&d.join("shop.db")).unwrap();
-    let m = write_manifest(
-        d,
-        &format!(
-            "{}{}{}",
-            entity("contacts", "id", &[]),
-            crm_system("read"),
-            shop_system()
-        ),
-    );
+    let m = crm_to_shop(d);
     assert_eq!(weir(WEIR, &m, &["sync", "--quiet"]).code, 0);
     let backup = d.join("backup.db");
     assert_eq!(

@@ -11,14 +11,7 @@ fn hostile_connectors_are_stopped_and_the_rest_syncs() {
     let d = dir.path();
     crm_db(&d.join("crm.db"), 300).unwrap();
     shop_db(&d.join("shop.db")).unwrap();
-    let crm = System::sqlite("crm", "crm", "crm.db").entity(
-        "contacts",
-        &[
-            r#"direction = "read""#,
-            IGNORE_UPDATED_AT,
-            r#"settings = { table = "contacts" }"#,
-        ],
-    );
+    let crm = crm_read_in_full();
     let mut text = format!("{}{crm}{}", entity("contacts", "id", &[]), shop_system());
     for behaviour in ["loop", "memory", "http", "sql", "trap"] {
         let evil = System::new(
