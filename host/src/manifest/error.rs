@@ -42,7 +42,11 @@ impl ManifestError {
     /// Turns a TOML syntax or shape error into a manifest error with its line.
     pub(super) fn from_toml(file: &Path, text: &str, e: &toml::de::Error) -> Self {
         let line = e.span().map(|span| line_at(text, span.start));
-        let message = e.message().trim().to_string();
+        let mut message = e.message().trim().to_string();
+        if message.is_empty() {
+            // The parser names nothing when the text ends where a value is due.
+            message = "the TOML is incomplete here: a value is missing or a quote, bracket or brace is not closed".to_string();
+        }
         let hint = if message.contains("unknown field") {
             "remove the key or correct its spelling; see the README for every key"
         } else if message.contains("missing field") {

@@ -156,8 +156,7 @@ proptest! {
         if let Err(errors) = Manifest::parse(Path::new("weir.toml"), &text) {
             prop_assert!(!errors.0.is_empty());
             for e in &errors.0 {
-                // (An error without a message after a cut at the end of the
-                // file is known, not yet fixed: see the issue note.)
+                prop_assert!(!e.message.is_empty(), "an error without a message: {:?}", e);
                 if let Some(line) = e.line {
                     prop_assert!(line >= 1 && line <= lines + 1, "line {} of {}: {}", line, lines, e);
                 }

@@ -144,3 +144,11 @@ fn postgres_grants_are_checked_and_keep_their_password_out_of_sight() {
         matches!(&m.systems[0].databases["main"], Database::Sqlite(p) if p.ends_with("data/crm.db"))
     );
 }
+
+#[test]
+fn a_key_without_a_value_at_the_end_is_named() {
+    let errors = parse("store = \"weir.db\"\nfilter = ").unwrap_err();
+    let e = &errors.0[0];
+    assert!(!e.message.is_empty(), "{e:?}");
+    assert_eq!(e.line, Some(2), "{e}");
+}
