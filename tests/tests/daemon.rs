@@ -494,7 +494,14 @@ fn alerts_are_posted_and_rate_limited() {
         &d.join("shop.db"),
         &format!("INSERT INTO customers (customer_id, fname, lname, mail) VALUES (9999, 'X', 'Y', '{taken}')"),
     );
-    let gone = System::sqlite("gone", "gone", "no-such-folder/gone.db")
+    // A file that is there but is not a database: weir can only find out
+    // by opening it.
+    std::fs::write(
+        d.join("gone.db"),
+        "not a database, and longer than a header",
+    )
+    .unwrap();
+    let gone = System::sqlite("gone", "gone", "gone.db")
         .line(r#"schedule = "* * * * * *""#)
         .entity("contacts", &[r#"direction = "read""#]);
     let m = write_manifest(

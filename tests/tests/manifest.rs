@@ -23,7 +23,7 @@ ignore = ["updated_at"]
 
 [systems.shop]
 connector = {sql}
-config = {{ database = "shop", token = "plain" }}
+config = {{ database = "shop" }}
 databases = {{ shop = "shop.db" }}
 
 [systems.shop.entities.contacts]
@@ -39,10 +39,17 @@ settings = {{ table = "customers" }}
 
 /// Runs `weir sync` on a broken manifest and checks the error and that nothing was written.
 fn rejected(break_it: impl Fn(String) -> String, expect: &[&str]) {
+    rejected_with(|_| {}, break_it, expect)
+}
+
+/// As [`rejected`], with `prepare` run in the manifest's folder first.
+fn rejected_with(prepare: impl Fn(&Path), break_it: impl Fn(String) -> String, expect: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     crm_db(&d.join("crm.db"), 20).unwrap();
     shop_db(&d.join("shop.db")).unwrap();
+    prepare(d);
+    let files_before = std::fs::read_dir(d).unwrap().count();
     let m = write_manifest(d, &break_it(good(d)));
     let shop_before = std::fs::read(d.join("shop.db")).unwrap();
     for command in [&["sync", "--quiet"][..], &["check"][..]] {
@@ -58,6 +65,11 @@ fn rejected(break_it: impl Fn(String) -> String, expect: &[&str]) {
         assert!(run.stdout.is_empty(), "{run:?}");
     }
     assert!(!d.join("weir.db").exists(), "no central store was created");
+    assert_eq!(
+        std::fs::read_dir(d).unwrap().count(),
+        files_before + 1,
+        "no file but the manifest was added"
+    );
     assert_eq!(
         std::fs::read(d.join("shop.db")).unwrap(),
         shop_before,
@@ -95,8 +107,8 @@ fn missing_connector_file() {
 #[test]
 fn unset_secret_variable() {
     rejected(
-        |m| m.replace("token = \"plain\"", "token = \"${WEIR_TEST_NEVER_SET_TOKEN}\""),
-        &["weir.toml:15: systems.shop.config.token: environment variable 'WEIR_TEST_NEVER_SET_TOKEN' is not set", "export WEIR_TEST_NEVER_SET_TOKEN="],
+        |m| m.replace("shop = \"shop.db\"", "shop = \"${WEIR_TEST_NEVER_SET_TOKEN}\""),
+        &["weir.toml:16: systems.shop.databases.shop: environment variable 'WEIR_TEST_NEVER_SET_TOKEN' is not set", "export WEIR_TEST_NEVER_SET_TOKEN="],
     );
 }
 
@@ -128,6 +140,154 @@ fn bad_direction_value() {
 }
 
 #[test]
+fn the_good_manifest_is_taken_without_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crm_db(&d.join("crm.db"), 20).unwrap();
+    shop_db(&d.join("shop.db")).unwrap();
+    let m = write_manifest(d, &good(d));
+    let run = weir(WEIR, &m, &["check"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!run.stderr.contains("warning"), "{run:?}");
+}
+
+#[test]
+fn a_connector_that_is_not_webassembly() {
+    rejected_with(
+        |d| std::fs::write(d.join("notes.wasm"), "not a component").unwrap(),
+        |m| m.replacen(&toml_path(&connector("sql")), "\"notes.wasm\"", 1),
+        &[
+            "weir.toml:5: systems.crm.connector: connector '",
+            "notes.wasm' is not a usable weir connector",
+            "to fix: give a connector built with `cargo build --release --target wasm32-wasip2`",
+        ],
+    );
+}
+
+#[test]
+fn a_missing_database_file_is_not_created() {
+    rejected(
+        |m| m.replace("crm = \"crm.db\"", "crm = \"absent.db\""),
+        &[
+            "weir.toml:7: systems.crm.databases.crm: database file 'absent.db' does not exist",
+            "{ path = \"absent.db\", create = true }",
+        ],
+    );
+}
+
+#[test]
+fn a_database_created_when_the_grant_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crm_db(&d.join("crm.db"), 20).unwrap();
+    let m = write_manifest(
+        d,
+        &good(d).replace(
+            "shop = \"shop.db\"",
+            "shop = { path = \"new.db\", create = true }",
+        ),
+    );
+    let run = weir(WEIR, &m, &["check"]);
+    assert!(
+        d.join("new.db").is_file(),
+        "the grant created its file: {run:?}"
+    );
+    assert!(
+        run.stdout.contains("table 'customers' not found"),
+        "{run:?}"
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+}
+
+#[test]
+fn a_grant_name_that_matches_nothing() {
+    rejected(
+        |m| m.replace("database = \"crm\"", "database = \"crmx\""),
+        &[
+            "weir.toml:6: systems.crm.config.database: 'crmx' names no database granted to system 'crm'",
+            "to fix: use one of crm or add the grant under `databases`",
+        ],
+    );
+}
+
+#[test]
+fn an_unknown_config_key_is_named_at_its_line() {
+    rejected(
+        |m| {
+            m.replace(
+                "database = \"shop\"",
+                "database = \"shop\", token = \"plain\"",
+            )
+        },
+        &[
+            "weir.toml:15: systems.shop.config.token: unknown key 'token'",
+            "the connector knows database",
+        ],
+    );
+}
+
+#[test]
+fn an_unknown_settings_key_is_named_at_its_line() {
+    rejected(
+        |m| {
+            m.replace(
+                "settings = { table = \"customers\" }",
+                "settings = { tabel = \"customers\" }",
+            )
+        },
+        &[
+            "weir.toml:22: systems.shop.entities.contacts.settings.tabel: unknown key 'tabel'",
+            "the connector knows ",
+        ],
+    );
+}
+
+#[test]
+fn an_empty_secret() {
+    rejected(
+        |m| {
+            m.replace(
+                "databases = { crm = \"crm.db\" }",
+                "databases = { crm = \"crm.db\" }\npublish_token = \"\"",
+            )
+        },
+        &[
+            "weir.toml:8: systems.crm.publish_token: the secret is empty",
+            "${VAR}",
+        ],
+    );
+}
+
+#[test]
+fn an_entity_no_system_holds_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crm_db(&d.join("crm.db"), 20).unwrap();
+    shop_db(&d.join("shop.db")).unwrap();
+    let m = write_manifest(
+        d,
+        &good(d).replace(
+            "[systems.crm]",
+            "[entities.orders]\nprimary_key = \"id\"\n\n[systems.crm]",
+        ),
+    );
+    let run = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("warning: ")
+            && run
+                .stderr
+                .contains("weir.toml:4: entities.orders: no system holds entity 'orders'"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .contains("to fix: add [systems.NAME.entities.orders]"),
+        "{run:?}"
+    );
+}
+
+#[test]
 fn missing_manifest_file() {
     let dir = tempfile::tempdir().unwrap();
     let run = weir(WEIR, &dir.path().join("absent.toml"), &["check"]);
@@ -149,14 +309,16 @@ fn the_bundled_example_manifest_parses() {
         &repo_root().join("tests/example/weir.toml"),
         &std::fs::read_to_string(repo_root().join("tests/example/weir.toml")).unwrap(),
     );
-    // The example's data folder exists only after the example ran; everything
-    // else must be valid.
+    // The example's data folder and databases exist only after the example
+    // ran; everything else must be valid.
     match m {
         Ok(m) => assert_eq!(m.systems.len(), 3),
         Err(errs) => {
             for e in &errs.0 {
                 assert!(
-                    e.key.starts_with("systems.files.directories"),
+                    e.key.starts_with("systems.files.directories")
+                        || e.key.ends_with(".databases.crm")
+                        || e.key.ends_with(".databases.shop"),
                     "unexpected error in the example manifest: {e}"
                 );
             }

@@ -462,8 +462,8 @@ fn a_database_the_manifest_does_not_grant_is_refused_and_secrets_stay_out_of_err
     assert_ne!(run.code, 0);
     let out = format!("{}{}", run.stdout, run.stderr);
     assert!(
-        out.contains("database 'other' is not granted to system 'pg'")
-            && out.contains("[systems.pg.databases]"),
+        out.contains("weir.toml:7: systems.pg.config.database: 'other' names no database granted to system 'pg'")
+            && out.contains("use one of main or add the grant under `databases`"),
         "{out}"
     );
 

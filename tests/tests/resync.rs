@@ -20,6 +20,18 @@ fn crm_to_shop(d: &std::path::Path) -> std::path::PathBuf {
     )
 }
 
+/// The CRM's database goes away, a file that is not a database in its
+/// place (a missing file would stop weir before it starts).
+fn take_away(d: &std::path::Path) {
+    std::fs::rename(d.join("crm.db"), d.join("crm.away")).unwrap();
+    std::fs::write(d.join("crm.db"), "not a database, and longer than a header").unwrap();
+}
+
+/// The CRM's database is back.
+fn bring_back(d: &std::path::Path) {
+    std::fs::rename(d.join("crm.away"), d.join("crm.db")).unwrap();
+}
+
 #[test]
 fn a_source_back_after_a_long_failure_is_read_in_full() {
     let dir = tempfile::tempdir().unwrap();
@@ -34,7 +46,7 @@ fn a_source_back_after_a_long_failure_is_read_in_full() {
     assert_eq!(count(&shop, "SELECT count(*) FROM customers"), 30);
 
     // The CRM goes away: its polls fail.
-    std::fs::rename(d.join("crm.db"), d.join("crm.away")).unwrap();
+    take_away(d);
     let down = weir(WEIR, &m, &["sync", "--quiet"]);
     assert_eq!(down.code, 1, "{down:?}");
     let failing = text(
@@ -44,7 +56,7 @@ fn a_source_back_after_a_long_failure_is_read_in_full() {
     assert_eq!(failing, "1");
     // Meanwhile a row is deleted there; a change read cannot see it.
     exec(&d.join("crm.away"), "DELETE FROM contacts WHERE id = 7");
-    std::fs::rename(d.join("crm.away"), d.join("crm.db")).unwrap();
+    bring_back(d);
 
     // Back soon: the next pass reads the changes only, and the delete stays unseen.
     let soon = weir(WEIR, &m, &["sync", "--quiet"]);
@@ -54,13 +66,13 @@ fn a_source_back_after_a_long_failure_is_read_in_full() {
 
     // Failing again, for longer than resync_after_failure (1 hour): the
     // first pass that works reads the CRM in full and finds the delete.
-    std::fs::rename(d.join("crm.db"), d.join("crm.away")).unwrap();
+    take_away(d);
     assert_eq!(weir(WEIR, &m, &["sync", "--quiet"]).code, 1);
     exec(
         &store,
         "UPDATE source_health SET failing_since = '2000-01-01T00:00:00.000Z' WHERE system = 'crm'",
     );
-    std::fs::rename(d.join("crm.away"), d.join("crm.db")).unwrap();
+    bring_back(d);
     let back = weir(WEIR, &m, &["sync", "--quiet"]);
     assert_eq!(back.code, 0, "{back:?}");
     assert!(

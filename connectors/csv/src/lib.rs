@@ -33,7 +33,25 @@ use reader::ReadCursor;
 use table::Table;
 
 /// The JSON Schema of the system configuration.
-const CONFIG_SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","properties":{"directory":{"type":"string","minLength":1,"description":"the name of a directory the manifest grants to this system"}},"required":["directory"],"additionalProperties":false}"#;
+const CONFIG_SCHEMA: &str = r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "type": "object",
+  "properties": {
+    "directory": {"type": "string", "minLength": 1, "x-weir-grant": "directories", "description": "the name of a directory the manifest grants to this system"}
+  },
+  "required": ["directory"],
+  "additionalProperties": false,
+  "$defs": {
+    "settings": {
+      "type": "object",
+      "properties": {
+        "file": {"type": "string", "minLength": 1, "description": "the file name inside the directory; ENTITY.csv by default"},
+        "updated_at": {"type": "string", "minLength": 1, "description": "the column that holds when each row last changed"}
+      },
+      "additionalProperties": false
+    }
+  }
+}"#;
 
 /// Why `checkpoint` and `changes` are refused.
 const NO_CHANGE_FEED: &str =
@@ -490,3 +508,26 @@ impl keyed_destination::Guest for CsvConnector {
 }
 
 export!(CsvConnector);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_settings_key_of_the_schema_is_read() {
+        let schema: serde_json::Value = serde_json::from_str(CONFIG_SCHEMA).unwrap();
+        let mut full = serde_json::Map::new();
+        for key in schema["$defs"]["settings"]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+        {
+            full.insert(key.clone(), serde_json::json!("x"));
+        }
+        let s: Settings = serde_json::from_value(full.into()).unwrap();
+        assert_eq!(
+            (s.file.as_deref(), s.updated_at.as_deref()),
+            (Some("x"), Some("x"))
+        );
+    }
+}

@@ -14,7 +14,7 @@ pub(crate) const CONFIG_SCHEMA: &str = r#"{
   "type": "object",
   "properties": {
     "base_url": {"type": "string", "description": "the API root, for example https://api.example.com"},
-    "credential": {"type": "string", "description": "the name of a manifest credential the host adds to every request"},
+    "credential": {"type": "string", "x-weir-grant": "credentials", "description": "the name of a manifest credential the host adds to every request"},
     "pagination": {"enum": ["page", "offset", "cursor", "link"], "default": "page"},
     "page_param": {"type": "string", "default": "_page"},
     "first_page": {"type": "integer", "minimum": 0, "default": 1},
@@ -29,7 +29,7 @@ pub(crate) const CONFIG_SCHEMA: &str = r#"{
     "webhook": {
       "type": "object",
       "properties": {
-        "secret": {"type": "string"},
+        "secret": {"type": "string", "minLength": 1, "description": "the shared secret senders put in secret_header"},
         "secret_header": {"type": "string", "default": "x-webhook-secret"},
         "event": {"type": "string", "default": "event"},
         "collection": {"type": "string"},
@@ -44,7 +44,34 @@ pub(crate) const CONFIG_SCHEMA: &str = r#"{
     }
   },
   "required": ["base_url"],
-  "additionalProperties": false
+  "additionalProperties": false,
+  "$defs": {
+    "settings": {
+      "type": "object",
+      "properties": {
+        "path": {"type": "string", "description": "the entity's path under base_url; /ENTITY by default"},
+        "updated_at": {"type": ["string", "array"], "items": {"type": "string"}, "description": "the field (or fields, first non-null wins) holding the last-update time"},
+        "since_param": {"type": "string", "description": "the query parameter set to the time changes are read from"},
+        "change_filter": {"type": "string", "description": "a query template with {since} for changes"},
+        "change_params": {"type": "string", "description": "extra query parameters of change reads"},
+        "lookback_secs": {"type": "integer", "minimum": 0, "description": "seconds subtracted from the change cursor"},
+        "update_method": {"type": "string", "pattern": "^(?i)(patch|put)$", "description": "the method of updates: PATCH or PUT"},
+        "webhook_name": {"type": "string", "description": "the collection name webhooks use for this entity"},
+        "deletes": {
+          "type": "object",
+          "properties": {
+            "path": {"type": "string"}, "query": {"type": "string"}, "id": {"type": "string"},
+            "at": {"type": "string"}, "envelope": {"type": "string"}
+          },
+          "required": ["path", "query", "at"],
+          "additionalProperties": false,
+          "description": "the feed of deleted records"
+        },
+        "find": {"type": "string", "description": "a query template to find a record by field values"}
+      },
+      "additionalProperties": false
+    }
+  }
 }"#;
 
 #[derive(Deserialize)]
@@ -509,6 +536,29 @@ mod tests {
         assert_eq!(s.path, "/contacts");
         assert_eq!(s.update_method, "PATCH");
         assert!(!s.incremental());
+    }
+
+    #[test]
+    fn every_settings_key_of_the_schema_is_read() {
+        let schema: Value = serde_json::from_str(CONFIG_SCHEMA).unwrap();
+        let keys: Vec<&String> = schema["$defs"]["settings"]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        let full = json!({
+            "path": "/people", "updated_at": ["updatedAt"], "since_param": "updatedAt_gte",
+            "change_params": "_sort=updatedAt", "lookback_secs": 5, "update_method": "Put",
+            "webhook_name": "people", "find": "{field}={value}",
+            "deletes": {"path": "/deleted", "query": "since={since}", "id": "key", "at": "at", "envelope": "data"}
+        });
+        let mut listed: Vec<&String> = full.as_object().unwrap().keys().collect();
+        let filter = "change_filter".to_string();
+        listed.push(&filter);
+        listed.sort();
+        assert_eq!(keys, listed, "the settings schema lists every key");
+        let s = Settings::parse(&entity(full)).unwrap();
+        assert_eq!(s.update_method, "PUT");
     }
 
     #[test]

@@ -54,7 +54,31 @@ use schema::Column;
 const DEFAULT_TOMBSTONE_DAYS: u32 = 30;
 
 /// The JSON Schema of the system configuration.
-const CONFIG_SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","properties":{"database":{"type":"string","minLength":1,"description":"the name of a database the manifest grants to this system"}},"required":["database"],"additionalProperties":false}"#;
+const CONFIG_SCHEMA: &str = r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "type": "object",
+  "properties": {
+    "database": {"type": "string", "minLength": 1, "x-weir-grant": "databases", "description": "the name of a database the manifest grants to this system"}
+  },
+  "required": ["database"],
+  "additionalProperties": false,
+  "$defs": {
+    "settings": {
+      "type": "object",
+      "properties": {
+        "table": {"type": "string", "minLength": 1, "description": "the table; the entity name by default"},
+        "schema": {"type": "string", "minLength": 1, "description": "the table's schema (PostgreSQL)"},
+        "updated_at": {"type": "string", "minLength": 1, "description": "the column holding each row's last-update time"},
+        "actor": {"type": "string", "minLength": 1, "description": "the column naming who last changed each row"},
+        "deletes": {"enum": ["tombstones", "logical"], "description": "how deletes are found"},
+        "tombstones": {"type": "string", "minLength": 1, "description": "the tombstone table"},
+        "tombstone_days": {"type": "integer", "minimum": 0, "description": "days a tombstone is kept"},
+        "slot": {"type": "string", "minLength": 1, "description": "the logical replication slot (PostgreSQL)"}
+      },
+      "additionalProperties": false
+    }
+  }
+}"#;
 
 /// The system-level configuration.
 #[derive(Debug, Deserialize)]
@@ -1635,6 +1659,30 @@ export!(SqlConnector);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_settings_key_of_the_schema_is_read() {
+        let schema: serde_json::Value = serde_json::from_str(CONFIG_SCHEMA).unwrap();
+        let mut full = serde_json::Map::new();
+        for (key, prop) in schema["$defs"]["settings"]["properties"]
+            .as_object()
+            .unwrap()
+        {
+            let value = match prop.get("type").and_then(|t| t.as_str()) {
+                Some("integer") => serde_json::json!(1),
+                _ => prop["enum"]
+                    .get(0)
+                    .cloned()
+                    .unwrap_or(serde_json::json!("x")),
+            };
+            full.insert(key.clone(), value);
+        }
+        let s: Settings = serde_json::from_value(full.into()).unwrap();
+        assert_eq!(s.tombstone_days, Some(1));
+        assert_eq!(s.deletes.as_deref(), Some("tombstones"));
+        let c: Config = serde_json::from_value(serde_json::json!({"database": "d"})).unwrap();
+        assert_eq!(c.database, "d");
+    }
 
     #[test]
     fn boolean_columns_read_as_json_booleans() {

@@ -391,13 +391,25 @@ fn cache_dir(cli: &Cli) -> Option<PathBuf> {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     use commands::*;
     let manifest = Manifest::load(&cli.manifest)?;
+    for w in &manifest.warnings {
+        eprintln!("warning: {w}");
+    }
     let runtime = || Runtime::new(cache_dir(&cli)).context("starting the WebAssembly runtime");
+    // Commands that run connectors check them first, before any store exists.
+    let checked = || async {
+        let runtime = runtime()?;
+        crate::check::preflight::all(&manifest, &runtime).await?;
+        anyhow::Ok(runtime)
+    };
     match &cli.command {
         Command::Check => check::run(&manifest, &runtime()?).await,
-        Command::Sync(a) => sync::run(&manifest, &runtime()?, a).await,
-        Command::Rollback(a) => rollback::run(&manifest, &runtime()?, a).await,
+        Command::Sync(a) => sync::run(&manifest, &checked().await?, a).await,
+        Command::Rollback(a) => rollback::run(&manifest, &checked().await?, a).await,
         Command::Connectors => connectors::run(&manifest, &runtime()?).await,
-        Command::Run(a) => run::run(manifest, runtime()?, a).await,
+        Command::Run(a) => {
+            let runtime = checked().await?;
+            run::run(manifest, runtime, a).await
+        }
         Command::Refresh(a) => refresh::run(&manifest, a).await,
         Command::Status => status::run(&manifest),
         Command::Audit(a) => audit::run(&manifest, a),
@@ -410,6 +422,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::DeadLetters(a) => dead_letters::run(&manifest, a),
         Command::Matches(a) => matches::run(&manifest, a),
         Command::Duplicates(a) => matches::duplicates(&manifest, a),
-        Command::Merge(a) => merge::run(&manifest, &runtime()?, a).await,
+        Command::Merge(a) => merge::run(&manifest, &checked().await?, a).await,
     }
 }

@@ -43,8 +43,9 @@ impl Manifest {
         let raw: raw::Manifest = toml::from_str(text)
             .map_err(|e| ManifestErrors::one(ManifestError::from_toml(&file, text, &e)))?;
         let mut v = Validator::new(&file, text);
-        let manifest = v.manifest(raw);
-        v.finish().map(|()| manifest)
+        let mut manifest = v.manifest(raw);
+        manifest.warnings = v.finish()?;
+        Ok(manifest)
     }
 
     /// The directory of the manifest file; relative paths are resolved against it.

@@ -26,6 +26,9 @@ pub struct Manifest {
     pub entities: Vec<Entity>,
     /// Systems, in declaration order.
     pub systems: Vec<System>,
+    /// What validation found odd but not wrong (an entity no system holds),
+    /// for the command line to print.
+    pub warnings: Vec<super::ManifestError>,
 }
 
 /// A canonical entity.
@@ -236,8 +239,15 @@ impl std::fmt::Debug for Alerts {
 /// A granted database.
 #[derive(Debug, Clone)]
 pub enum Database {
-    /// An SQLite file.
-    Sqlite(PathBuf),
+    /// An SQLite file; `create` lets the host create it, empty, when it is
+    /// missing (`{ path = "x.db", create = true }`), else a missing file is
+    /// an error rather than a new empty database.
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// Whether a missing file is created.
+        create: bool,
+    },
     /// A PostgreSQL database, reached through a pool the host keeps.
     Postgres(Arc<PgGrant>),
 }

@@ -66,7 +66,7 @@ impl<'de> Deserialize<'de> for Database {
         impl<'de> serde::de::Visitor<'de> for Grant {
             type Value = Database;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a database path or URL, or a table { url = \"postgres://...\", password, tls, ca_file, pool_size }")
+                f.write_str("a database path or URL, or a table { url = \"postgres://...\", password, tls, ca_file, pool_size } or { path = \"FILE.db\", create = true }")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Database, E> {
                 Ok(Database::Url(v.to_string()))
@@ -80,11 +80,14 @@ impl<'de> Deserialize<'de> for Database {
     }
 }
 
-/// A database grant written as a table: the URL and the PostgreSQL options.
+/// A database grant written as a table: the URL and the PostgreSQL
+/// options, or an SQLite path and whether weir may create the file.
 #[derive(Deserialize, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PgOptions {
+    #[serde(alias = "path")]
     pub url: String,
+    pub create: Option<bool>,
     pub password: Option<String>,
     pub tls: Option<String>,
     pub ca_file: Option<PathBuf>,

@@ -40,7 +40,7 @@ impl Validator<'_> {
         let publish_token = raw
             .publish_token
             .as_ref()
-            .map(|t| Secret(self.secret(&["systems", name, "publish_token"], t)));
+            .map(|t| Secret(self.required_secret(&["systems", name, "publish_token"], t)));
         let bound = self.system_entities(name, &raw.entities, entities);
         let poll = self
             .poll(
@@ -145,7 +145,8 @@ impl Validator<'_> {
     ) -> BTreeMap<String, Credential> {
         let mut credentials = BTreeMap::new();
         for (cred, c) in raw {
-            let value = self.secret(&["systems", name, "credentials", &cred, "value"], &c.value);
+            let value =
+                self.required_secret(&["systems", name, "credentials", &cred, "value"], &c.value);
             credentials.insert(
                 cred,
                 Credential {
@@ -397,10 +398,11 @@ impl Validator<'_> {
         self.postgres(&key, &value, options)
     }
 
-    /// An SQLite grant: a file path, with no options.
+    /// An SQLite grant: a file path that exists, or `create = true`.
     fn sqlite(&mut self, key: &[&str], value: &str, options: &raw::PgOptions) -> Database {
         let plain = raw::PgOptions {
             url: options.url.clone(),
+            create: options.create,
             ..Default::default()
         };
         if *options != plain {
@@ -410,14 +412,28 @@ impl Validator<'_> {
                 "password, tls, ca_file and pool_size apply to PostgreSQL only; give an SQLite file as a plain string",
             );
         }
-        let path = self
-            .base()
-            .join(value.strip_prefix("sqlite:").unwrap_or(value));
-        Database::Sqlite(path)
+        let file = value.strip_prefix("sqlite:").unwrap_or(value);
+        let path = self.base().join(file);
+        let create = options.create.unwrap_or(false);
+        if !create && !path.is_file() {
+            self.error(
+                key,
+                format!("database file '{file}' does not exist"),
+                format!("correct the path (relative paths start at the manifest's folder), or write {{ path = \"{file}\", create = true }} to let weir create an empty database"),
+            );
+        }
+        Database::Sqlite { path, create }
     }
 
     /// A PostgreSQL grant: the URL `value` (secrets resolved) and its options.
     fn postgres(&mut self, key: &[&str], value: &str, options: raw::PgOptions) -> Option<Database> {
+        if options.create.is_some() {
+            self.error(
+                &under(key, &["create"]),
+                "`create` applies to SQLite files only",
+                "remove it: weir does not create PostgreSQL databases",
+            );
+        }
         // The URL may hold a password: errors describe it without echoing it.
         let mut config = match value.parse::<tokio_postgres::Config>() {
             Ok(c) => c,
@@ -442,7 +458,7 @@ impl Validator<'_> {
             config.user("postgres");
         }
         if let Some(p) = &options.password {
-            let password = self.secret(&under(key, &["password"]), p);
+            let password = self.required_secret(&under(key, &["password"]), p);
             config.password(password);
         }
         config.application_name("weir");

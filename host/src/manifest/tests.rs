@@ -138,10 +138,11 @@ fn postgres_grants_are_checked_and_keep_their_password_out_of_sight() {
         !format!("{m:?}").contains("s3cret-pw"),
         "the password is redacted"
     );
-    // A plain path stays an SQLite grant.
-    let m = parse(&system(r#""sqlite:data/crm.db""#)).unwrap();
+    // A path (prefix `sqlite:` optional) stays an SQLite grant; this one
+    // need not exist, as weir may create it.
+    let m = parse(&system(r#"{ path = "sqlite:data/crm.db", create = true }"#)).unwrap();
     assert!(
-        matches!(&m.systems[0].databases["main"], Database::Sqlite(p) if p.ends_with("data/crm.db"))
+        matches!(&m.systems[0].databases["main"], Database::Sqlite { path, create: true } if path.ends_with("data/crm.db") && !path.to_string_lossy().contains("sqlite:"))
     );
 }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 pub(super) struct Validator<'a> {
     file: &'a Path,
     errors: Vec<ManifestError>,
+    warnings: Vec<ManifestError>,
     locator: error::Locator,
 }
 
@@ -24,14 +25,15 @@ impl<'a> Validator<'a> {
         Validator {
             file,
             errors: Vec::new(),
+            warnings: Vec::new(),
             locator: error::Locator::new(text),
         }
     }
 
-    /// Every problem found, or none.
-    pub(super) fn finish(self) -> Result<(), ManifestErrors> {
+    /// Every problem found, or the warnings.
+    pub(super) fn finish(self) -> Result<Vec<ManifestError>, ManifestErrors> {
         if self.errors.is_empty() {
-            Ok(())
+            Ok(self.warnings)
         } else {
             Err(ManifestErrors(self.errors))
         }
@@ -50,11 +52,40 @@ impl Validator<'_> {
             .push(ManifestError::new(self.file, line, &key.join("."), message).hint(hint));
     }
 
+    /// Something that works but is probably not what the user meant.
+    pub(super) fn warning(
+        &mut self,
+        key: &[&str],
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        let line = self.locator.line_of(key);
+        self.warnings
+            .push(ManifestError::new(self.file, line, &key.join("."), message).hint(hint));
+    }
+
     pub(super) fn base(&self) -> PathBuf {
         self.file
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default()
+    }
+
+    /// A secret that must not be empty: a publish token, a credential, a
+    /// password. An empty one would let anyone in, or send nothing.
+    pub(super) fn required_secret(&mut self, key: &[&str], value: &str) -> String {
+        let before = self.errors.len();
+        let v = self.secret(key, value);
+        if v.is_empty() && self.errors.len() == before {
+            let hint = if value.contains("${") {
+                format!("the value it reads ({value}) is empty: set it to the secret")
+            } else {
+                "give the secret, best as ${VAR} or ${file:PATH} so that the manifest holds none"
+                    .to_string()
+            };
+            self.error(key, "the secret is empty", hint);
+        }
+        v
     }
 
     pub(super) fn secret(&mut self, key: &[&str], value: &str) -> String {
@@ -90,12 +121,22 @@ impl Validator<'_> {
             let entity = self.entity(name, e, &system_names, &entities, &raw.entities);
             entities.push(entity);
         }
-        let systems = raw
+        let systems: Vec<super::System> = raw
             .systems
             .into_iter()
             .map(|(name, s)| self.system(&name, s, &entities))
             .collect();
+        for e in &entities {
+            if !systems.iter().any(|s| s.entity(&e.name).is_some()) {
+                self.warning(
+                    &["entities", &e.name],
+                    format!("no system holds entity '{}': nothing is read or written for it", e.name),
+                    format!("add [systems.NAME.entities.{}] to the systems that hold it, or remove the entity", e.name),
+                );
+            }
+        }
         Manifest {
+            warnings: Vec::new(),
             file: self.file.to_path_buf(),
             store,
             audit_retention_days,

@@ -10,6 +10,9 @@ pub(in crate::cli) async fn run(
     manifest: &Manifest,
     runtime: &Runtime,
 ) -> anyhow::Result<ExitCode> {
+    // Connector files, exports, config and grants: bad input, as a manifest
+    // error is (exit 2), before any system is contacted.
+    check::preflight::all(manifest, runtime).await?;
     println!(
         "manifest {}: ok ({} entities, {} systems)",
         manifest.file.display(),

@@ -46,9 +46,14 @@ impl Connections {
     }
 
     /// The open SQLite connection of grant `db`, with its deadline armed.
-    fn sqlite(&mut self, db: &str, path: &std::path::Path) -> Result<&mut Connection, SqlError> {
+    fn sqlite(
+        &mut self,
+        db: &str,
+        path: &std::path::Path,
+        create: bool,
+    ) -> Result<&mut Connection, SqlError> {
         if !self.sqlite.contains_key(db) {
-            let conn = sqlite::connect(db, path)?;
+            let conn = sqlite::connect(db, path, create)?;
             self.sqlite.insert(db.to_string(), conn);
         }
         let conn = self.sqlite.get_mut(db).expect("opened above");
@@ -65,7 +70,7 @@ impl Connections {
 impl Host for HostState {
     async fn dialect_of(&mut self, db: String) -> wasmtime::Result<Result<Dialect, SqlError>> {
         Ok(match self.sql.grants.get(&db) {
-            Some(Database::Sqlite(_)) => Ok(Dialect::Sqlite),
+            Some(Database::Sqlite { .. }) => Ok(Dialect::Sqlite),
             Some(Database::Postgres(_)) => Ok(Dialect::Postgres),
             None => Err(self.denied_db(&db)),
         })
@@ -79,8 +84,8 @@ impl Host for HostState {
         let sql = &mut self.sql;
         let (max_rows, timeout) = (sql.max_rows, sql.timeout);
         Ok(match sql.grants.get(&db).cloned() {
-            Some(Database::Sqlite(path)) => sql
-                .sqlite(&db, &path)
+            Some(Database::Sqlite { path, create }) => sql
+                .sqlite(&db, &path, create)
                 .and_then(|conn| sqlite::run(conn, &statement, max_rows)),
             Some(Database::Postgres(grant)) => match sql.pool(&db, &grant) {
                 Ok(pool) => postgres::query(&pool, &db, &statement, max_rows, timeout).await,
@@ -98,8 +103,8 @@ impl Host for HostState {
         let sql = &mut self.sql;
         let (max_rows, timeout) = (sql.max_rows, sql.timeout);
         Ok(match sql.grants.get(&db).cloned() {
-            Some(Database::Sqlite(path)) => sql
-                .sqlite(&db, &path)
+            Some(Database::Sqlite { path, create }) => sql
+                .sqlite(&db, &path, create)
                 .and_then(|conn| sqlite::run_batch(conn, &statements, max_rows)),
             Some(Database::Postgres(grant)) => match sql.pool(&db, &grant) {
                 Ok(pool) => postgres::batch(&pool, &db, &statements, max_rows, timeout).await,
@@ -118,7 +123,7 @@ impl Host for HostState {
         let sql = &mut self.sql;
         let timeout = sql.timeout;
         Ok(match sql.grants.get(&db).cloned() {
-            Some(Database::Sqlite(_)) => Err(SqlError::Failed(format!(
+            Some(Database::Sqlite { .. }) => Err(SqlError::Failed(format!(
                 "database '{db}' is SQLite, and COPY is PostgreSQL's: write its rows with batch"
             ))),
             Some(Database::Postgres(grant)) => match sql.pool(&db, &grant) {

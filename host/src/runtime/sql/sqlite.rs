@@ -9,10 +9,11 @@ use rusqlite::Connection;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Opens the granted file at `path`. The error the connector gets names the
-/// grant `db` and SQLite's reason, never the host path (the log keeps it).
-pub(super) fn connect(db: &str, path: &Path) -> Result<Connection, SqlError> {
-    open(path).map_err(|e| {
+/// Opens the granted file at `path`, creating it only when the grant says
+/// `create`. The error the connector gets names the grant `db` and SQLite's
+/// reason, never the host path (the log keeps it).
+pub(super) fn connect(db: &str, path: &Path, create: bool) -> Result<Connection, SqlError> {
+    open(path, create).map_err(|e| {
         tracing::warn!(database = db, path = %path.display(), "cannot open a granted database: {e}");
         let why = match &e {
             rusqlite::Error::SqliteFailure(code, _) => code.to_string(),
@@ -31,8 +32,13 @@ pub(super) fn arm(conn: &Connection, timeout: Duration) {
     conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
 }
 
-fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
+fn open(path: &Path, create: bool) -> rusqlite::Result<Connection> {
+    use rusqlite::OpenFlags as F;
+    let mut flags = F::SQLITE_OPEN_READ_WRITE | F::SQLITE_OPEN_URI | F::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= F::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     // A 16 MiB page cache for this connection only (the file is not changed):
     // keyset pages and upserts on large tables stay in memory.

@@ -4,6 +4,9 @@
 //! with the entities' mappings. Nothing is read or written: `check` is the
 //! connector's own look at its configuration. The caller prints the result.
 
+pub mod preflight;
+pub mod schema;
+
 use crate::engine;
 use crate::manifest::{Direction, Manifest, System};
 use crate::mapping::SystemKind;
