@@ -37,6 +37,8 @@ pub struct Postgres {
     bin: PathBuf,
     /// Whether server commands run as the `postgres` user (we are root).
     as_postgres: bool,
+    /// The server options (`-o` of `pg_ctl start`), port included once started.
+    options: String,
 }
 
 impl Postgres {
@@ -63,6 +65,7 @@ impl Postgres {
             port: 0,
             bin,
             as_postgres,
+            options: String::new(),
         };
         if as_postgres {
             run(Command::new("chown").arg("postgres:").arg(pg.dir.path()))
@@ -98,7 +101,10 @@ impl Postgres {
                 .arg(pg.log_path())
                 .arg("start");
             match run(&mut start) {
-                Ok(_) => return Ok(pg),
+                Ok(_) => {
+                    pg.options = format!("{options} -p {}", pg.port);
+                    return Ok(pg);
+                }
                 Err(e) => {
                     let log = pg.log_tail();
                     let port_taken =
@@ -114,6 +120,30 @@ impl Postgres {
             }
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`): clients are cut off and
+    /// new connections refused until [`Postgres::resume`].
+    pub fn pause(&self) -> Result<(), String> {
+        let mut stop = self.server_command("pg_ctl");
+        stop.arg("-D")
+            .arg(self.dir.path())
+            .args(["-m", "fast", "-w", "stop"]);
+        run(&mut stop).map(|_| ())
+    }
+
+    /// Starts the server again on the same port after [`Postgres::pause`].
+    pub fn resume(&self) -> Result<(), String> {
+        let mut start = self.server_command("pg_ctl");
+        start
+            .arg("-D")
+            .arg(self.dir.path())
+            .arg("-o")
+            .arg(&self.options)
+            .args(["-w", "-t", START_TIMEOUT_SECS, "-l"])
+            .arg(self.log_path())
+            .arg("start");
+        run(&mut start).map(|_| ())
     }
 
     /// The TCP port the server listens on (127.0.0.1).
