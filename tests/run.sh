@@ -14,6 +14,13 @@ if [ ! -f "$e2e/json-server/node_modules/json-server/lib/cli/bin.js" ]; then
   npm install --prefix "$e2e/json-server" --no-audit --no-fund --loglevel=error json-server@0.17.4
 fi
 export WEIR_JSON_SERVER="$e2e/json-server/node_modules/json-server/lib/cli/bin.js"
+# json-server 1.0 beta (string ids, paged envelopes; runs on the Node 22
+# installed for Directus below).
+if [ ! -f "$e2e/json-server-1/node_modules/json-server/lib/bin.js" ]; then
+  mkdir -p "$e2e/json-server-1"
+  npm install --prefix "$e2e/json-server-1" --no-audit --no-fund --loglevel=error json-server@1.0.0-beta.15
+fi
+export WEIR_JSON_SERVER_1="$e2e/json-server-1/node_modules/json-server/lib/bin.js"
 # playwright-core drives the system Chromium (Debian's chromium) in the
 # dashboard test; it downloads no browser of its own.
 if ! command -v chromium >/dev/null; then

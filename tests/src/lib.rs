@@ -17,8 +17,8 @@ pub use directus::Directus;
 pub use files::{csv_columns, csv_rows};
 pub use json_server::JsonServer;
 pub use manifests::{
-    contacts_target, crm_read_in_full, crm_system, csv_target, direction, entity, shop_system,
-    tracked_table, write_manifest, System, IGNORE_UPDATED_AT,
+    contacts_target, crm_read_in_full, crm_system, csv_target, direction, entity, rest_recipe,
+    shop_system, tracked_table, write_manifest, System, IGNORE_UPDATED_AT,
 };
 pub use postgres::{Postgres, PsqlSession};
 pub use receiver::{http_receiver, Received};

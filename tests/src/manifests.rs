@@ -125,6 +125,46 @@ impl fmt::Display for System {
     }
 }
 
+/// The manifest block of the `rest` connector's recipe `name` (the TOML
+/// after `<!-- recipe: NAME -->` in `connectors/rest/RECIPES.md`), for the
+/// system at `base_url` on 127.0.0.1: the recipe's base URL and host
+/// replaced, the private address allowed, the connector the tests built.
+pub fn rest_recipe(name: &str, base_url: &str) -> String {
+    let page = std::fs::read_to_string(crate::repo_root().join("connectors/rest/RECIPES.md"))
+        .expect("read connectors/rest/RECIPES.md");
+    let marker = format!("<!-- recipe: {name} -->\n```toml\n");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no recipe '{name}' in RECIPES.md"))
+        + marker.len();
+    let end = page[start..]
+        .find("```")
+        .expect("the recipe's fence closes");
+    let block = &page[start..start + end];
+    let url = block
+        .split("base_url = \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the recipe sets base_url");
+    let host = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', ':']).next())
+        .expect("the recipe's base_url has a host");
+    let allowed = format!("allowed_hosts = [\"{host}\"]");
+    assert!(block.contains(&allowed), "recipe '{name}' allows its host");
+    block
+        .replace(url, base_url)
+        .replace(
+            &allowed,
+            "allowed_hosts = [\"127.0.0.1\"]\nallow_private_network = true",
+        )
+        .replace(
+            "\"connectors/weir_connector_rest.wasm\"",
+            &toml_path(&connector("rest")),
+        )
+}
+
 /// `direction = "DIRECTION"`.
 pub fn direction(direction: &str) -> String {
     format!("direction = \"{direction}\"")

@@ -118,8 +118,13 @@ fn directus_changes_arrive_by_webhook_and_are_reconciled_after_downtime() {
     let d = dir.path();
     let db = d.join("people.db");
     create_table(&db, "people", "id", Key::Reused, "name TEXT, email TEXT");
-    let changed_since = r#"filter={"_or":[{"date_updated":{"_gt":"{since}"}},{"date_created":{"_gt":"{since}"}}]}&sort=date_updated,date_created,id"#;
-    let deletes = "filter[collection][_eq]=contacts&filter[action][_eq]=delete&filter[timestamp][_gt]={since}&limit=-1";
+    // The recipe of connectors/rest/RECIPES.md, as a user would copy it,
+    // with the service's own keys added.
+    let cms_system = rest_recipe("directus", cms.url()).replacen(
+        "[systems.cms]\n",
+        "[systems.cms]\npoll_every = \"1h\"\npublish_token = \"${WEIR_TEST_PUBLISH_TOKEN}\"\n",
+        1,
+    );
     let m = write_manifest(
         d,
         &format!(
@@ -127,31 +132,9 @@ fn directus_changes_arrive_by_webhook_and_are_reconciled_after_downtime() {
 [entities.contacts]
 primary_key = "id"
 
-[systems.cms]
-connector = {rest}
-allowed_hosts = ["127.0.0.1"]
-allow_private_network = true
-credentials = {{ admin = {{ header = "Authorization", value = "Bearer ${{WEIR_TEST_DIRECTUS_TOKEN}}" }} }}
-poll_every = "1h"
-publish_token = "${{WEIR_TEST_PUBLISH_TOKEN}}"
-[systems.cms.config]
-base_url = "{url}"
-credential = "admin"
-page_param = "page"
-limit_param = "limit"
-envelope = "data"
-item_envelope = "data"
-missing_status = [403, 404]
-webhook = {{ secret = "${{WEIR_TEST_HOOK_SECRET}}", secret_header = "x-sync-secret", collection = "collection", id = "key", ids = "keys" }}
+{cms}
 [systems.cms.webhooks]
 reconcile_every = "1h"
-[systems.cms.entities.contacts]
-ignore = ["date_created", "date_updated"]
-[systems.cms.entities.contacts.settings]
-path = "/items/contacts"
-updated_at = ["date_updated", "date_created"]
-change_filter = '{changed_since}'
-deletes = {{ path = "/activity", query = "{deletes}", id = "item", at = "timestamp" }}
 
 [systems.db]
 connector = {sql}
@@ -163,14 +146,13 @@ publish_token = "${{WEIR_TEST_PUBLISH_TOKEN}}"
 ignore = ["updated_at"]
 settings = {{ table = "people", updated_at = "updated_at" }}
 "#,
-            rest = toml_path(&connector("rest")),
             sql = toml_path(&connector("sql")),
-            url = cms.url(),
+            cms = cms_system,
         ),
     );
     let envs = [
-        ("WEIR_TEST_DIRECTUS_TOKEN", WEIR_TOKEN),
-        ("WEIR_TEST_HOOK_SECRET", HOOK_SECRET),
+        ("DIRECTUS_TOKEN", WEIR_TOKEN),
+        ("CMS_HOOK_SECRET", HOOK_SECRET),
         ("WEIR_TEST_PUBLISH_TOKEN", "publish-s3cret"),
     ];
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -27,13 +27,8 @@ fn json_server_and_sqlite_stay_in_agreement() {
         Key::Reused,
         "first_name TEXT, last_name TEXT, email TEXT",
     );
-    let rest = System::rest("api", &api.url).entity(
-        "contacts",
-        &[
-            r#"ignore = ["updatedAt"]"#,
-            r#"settings = { path = "/contacts", updated_at = "updatedAt", since_param = "updatedAt_gte", change_params = "_sort=updatedAt&_order=asc" }"#,
-        ],
-    );
+    // The recipe of connectors/rest/RECIPES.md, as a user would copy it.
+    let rest = rest_recipe("json-server-0.17", &api.url);
     let sql = System::sqlite("db", "db", "people.db").tracked("contacts", "people", "both", &[]);
     let m = write_manifest(d, &format!("{}{rest}{sql}", entity("contacts", "id", &[])));
     let check = weir(WEIR, &m, &["check"]);

@@ -4,10 +4,11 @@
 
 use crate::changes::{change_time, ChangeCursor};
 use crate::config::{Config, Deletes, Settings};
+use crate::ops::{self, Op};
 use crate::pagination::{self, Position, Request, Response};
 use crate::{paths, query};
 use serde_json::Value;
-use weir_sdk::http_util::{encode, send_json};
+use weir_sdk::http_util::send_json;
 use weir_sdk::json::kind_of;
 use weir_sdk::{
     Change, ConnectorError, Context, EntityBinding, KeyedOutcome, KeyedWrite, Operation, Result,
@@ -71,10 +72,6 @@ impl Collection {
         format!("{}{}", self.config.base_url, self.settings.path)
     }
 
-    fn record_url(&self, id: &str) -> String {
-        format!("{}/{}", self.collection_url(), encode(id))
-    }
-
     /// Lists one page at `at` (none: the first), with `filters` (encoded
     /// `key=value` pairs) added to the collection URL. A `Link` URL is fetched
     /// as it is: it carries the filters of the first request.
@@ -106,6 +103,7 @@ impl Collection {
         .len();
         let next = pagination::next(
             &self.config.pagination,
+            &self.config.ends,
             at,
             size,
             &Response {
@@ -123,28 +121,23 @@ impl Collection {
         Ok(Listing { items, next })
     }
 
-    /// Reads one record by id; `None` when the system answers with one of
-    /// `missing_status`.
+    /// Reads one record by id (the `get` operation); `None` when the system
+    /// answers one of its missing statuses, or with an empty list.
     pub(crate) fn fetch(&self, id: &str) -> Result<Option<Value>> {
-        let url = self.record_url(id);
-        let response = send_json(
-            "GET",
-            &url,
-            None,
-            self.credential(),
-            &self.config.missing_status,
-        )?;
-        if self.config.missing_status.contains(&response.status) {
+        let op = &self.settings.ops.get;
+        let url = op.url(&self.config.base_url, Some(id));
+        let missing = op.missing(&self.config.missing_status);
+        let response = send_json("GET", &url, None, self.credential(), missing)?;
+        if missing.contains(&response.status) {
             return Ok(None);
         }
-        match paths::take(response.body, &self.config.item_envelope) {
-            Some(record @ Value::Object(_)) => Ok(Some(record)),
-            other => Err(ConnectorError::schema(format!(
-                "GET {url}: expected a record object {}, got {}; set config item_envelope to the dotted path of the record in single-record responses (for example \"data\")",
-                where_(&self.config.item_envelope, "config item_envelope"),
-                other.as_ref().map_or("nothing", kind_of)
-            ))),
-        }
+        let at = op.reply_at(&self.config.item_envelope);
+        ops::reply_record(response.body, at).map_err(|found| {
+            ConnectorError::schema(format!(
+                "GET {url}: expected a record object {}, got {found}; set config item_envelope (or settings.get.reply_envelope) to the dotted path of the record in single-record responses (for example \"data\")",
+                where_(at, "config item_envelope")
+            ))
+        })
     }
 
     /// A record of a list or lookup as an upsert change; none without an id.
@@ -241,10 +234,20 @@ impl Collection {
         Ok(changes)
     }
 
-    /// The outcome of a write: the id and version in the reply's record
-    /// (`item_envelope`), else `fallback` (the id written to).
-    fn written(&self, reply: Value, fallback: Option<&str>, what: &str) -> Result<Written> {
-        let record = paths::take(reply, &self.config.item_envelope).unwrap_or(Value::Null);
+    /// The outcome of a write by `op`: the id and version in the reply's
+    /// record, else `fallback` (the id written to).
+    fn written(
+        &self,
+        op: &Op,
+        reply: Value,
+        fallback: Option<&str>,
+        what: &str,
+    ) -> Result<Written> {
+        let at = op.reply_at(&self.config.item_envelope);
+        let record = ops::reply_record(reply, at)
+            .ok()
+            .flatten()
+            .unwrap_or(Value::Null);
         let id = record
             .get(&self.entity.primary_key)
             .and_then(paths::scalar_text)
@@ -252,56 +255,103 @@ impl Collection {
         let version = change_time(&record, &self.settings.updated_at);
         id.map(|id| Written { id, version }).ok_or_else(|| {
             ConnectorError::schema(format!(
-                "entity '{}': the reply to {what} has no '{}' {}; set config item_envelope to the dotted path of the record in the reply",
+                "entity '{}': the reply to {what} has no '{}' {}; set config item_envelope (or {}.reply_envelope) to the dotted path of the record in the reply",
                 self.entity.name,
                 self.entity.primary_key,
-                where_(&self.config.item_envelope, "config item_envelope")
+                where_(at, "config item_envelope"),
+                op.setting()
             ))
         })
     }
 
-    /// Writes one record: POST to create, `update_method` to update (POST
-    /// again under its id when the record is gone), DELETE to delete (a record
-    /// already gone is deleted).
+    /// Sends `op` for the record `id` with `record`'s fields; the reply and
+    /// the URL. A missing status of the operation is a reply, not an error.
+    fn send(
+        &self,
+        op: &Op,
+        id: Option<&str>,
+        record: Option<serde_json::Map<String, Value>>,
+    ) -> Result<(weir_sdk::http_util::JsonResponse, String)> {
+        let url = op.url(&self.config.base_url, id);
+        let body = op.body(record, id);
+        let missing = op.missing(&self.config.missing_status);
+        let response = send_json(&op.method, &url, body.as_ref(), self.credential(), missing)?;
+        Ok((response, url))
+    }
+
+    /// Whether the record `id` is really gone after `op` answered a missing
+    /// status at `url`: a `get` must not find it. When it does, the request
+    /// did not reach the record and nothing is done by guesswork: the error
+    /// names the URL and the setting to fix.
+    fn confirm_gone(&self, op: &Op, url: &str, status: u16, id: &str) -> Result<()> {
+        if self.fetch(id)?.is_none() {
+            return Ok(());
+        }
+        let get = self.settings.ops.get.url(&self.config.base_url, Some(id));
+        Err(ConnectorError::invalid_config(format!(
+            "entity '{}': {} {url} answered {status}, a status that means \"no such record\", but GET {get} finds record '{id}': the request does not reach the record; set {} (method, path with {{id}}, key_field) to how the API {}s one record",
+            self.entity.name,
+            op.method,
+            op.setting(),
+            match op.kind {
+                ops::Kind::Delete => "delete",
+                _ => "update",
+            }
+        )))
+    }
+
+    /// Writes one record: `create` without an id; `update` with one (a
+    /// record confirmed gone is created again under its id); `delete` (a
+    /// record already gone counts as deleted). A missing status is taken
+    /// for "gone" only when a `get` of the record confirms it.
     pub(crate) fn write(&self, item: WriteItem) -> Result<Written> {
-        let missing = &self.config.missing_status;
+        let ops = &self.settings.ops;
         match (item.op, item.id) {
             (Operation::Delete, Some(id)) => {
-                send_json(
-                    "DELETE",
-                    &self.record_url(&id),
-                    None,
-                    self.credential(),
-                    missing,
-                )?;
+                let (r, url) = self.send(&ops.delete, Some(&id), None)?;
+                if ops
+                    .delete
+                    .missing(&self.config.missing_status)
+                    .contains(&r.status)
+                {
+                    self.confirm_gone(&ops.delete, &url, r.status, &id)?;
+                }
                 Ok(Written { id, version: None })
             }
             (Operation::Delete, None) => Err(ConnectorError::rejected("a delete needs an id")),
             (Operation::Upsert, id) => {
-                let mut data = match item.data.as_deref().map(serde_json::from_str::<Value>) {
-                    Some(Ok(v @ Value::Object(_))) => v,
+                let data = match item.data.as_deref().map(serde_json::from_str::<Value>) {
+                    Some(Ok(Value::Object(v))) => v,
                     _ => {
                         return Err(ConnectorError::rejected(
                             "the record body is not a JSON object",
                         ))
                     }
                 };
-                let collection = self.collection_url();
                 let Some(id) = id else {
-                    let r = send_json("POST", &collection, Some(&data), self.credential(), &[])?;
-                    return self.written(r.body, None, &format!("POST {collection}"));
+                    let (r, url) = self.send(&ops.create, None, Some(data))?;
+                    return self.written(&ops.create, r.body, None, &format!("POST {url}"));
                 };
-                let method = &self.settings.update_method;
-                let url = self.record_url(&id);
-                let r = send_json(method, &url, Some(&data), self.credential(), missing)?;
-                if !missing.contains(&r.status) {
-                    return self.written(r.body, Some(&id), &format!("{method} {url}"));
+                let (r, url) = self.send(&ops.update, Some(&id), Some(data.clone()))?;
+                let what = format!("{} {url}", ops.update.method);
+                if !ops
+                    .update
+                    .missing(&self.config.missing_status)
+                    .contains(&r.status)
+                {
+                    return self.written(&ops.update, r.body, Some(&id), &what);
                 }
+                self.confirm_gone(&ops.update, &url, r.status, &id)?;
                 // Gone at the system: create it again under its id.
-                data[&self.entity.primary_key] =
-                    serde_json::from_str(&id).unwrap_or(Value::String(id.clone()));
-                let r = send_json("POST", &collection, Some(&data), self.credential(), &[])?;
-                self.written(r.body, Some(&id), &format!("POST {collection}"))
+                let mut data = data;
+                data.insert(self.entity.primary_key.clone(), ops::key_value(&id));
+                let (r, url) = self.send(&ops.create, None, Some(data))?;
+                self.written(
+                    &ops.create,
+                    r.body,
+                    Some(&id),
+                    &format!("{} {url}", ops.create.method),
+                )
             }
         }
     }
@@ -337,7 +387,7 @@ impl Collection {
                 ))),
             };
         }
-        let mut body = if self.settings.update_method == "PATCH" {
+        let mut body = if self.settings.ops.update.method == "PATCH" {
             serde_json::Map::new()
         } else {
             held
@@ -362,7 +412,7 @@ impl Collection {
             };
             let pk = &self.entity.primary_key;
             if record.get(pk).is_none_or(Value::is_null) {
-                record[pk] = serde_json::from_str(id).unwrap_or(Value::String(id.clone()));
+                record[pk] = ops::key_value(id);
             }
             changes.extend(self.change(record));
         }

@@ -2,6 +2,8 @@
 //! before anything is sent (every key is documented in the crate docs). Pure:
 //! no I/O.
 
+use crate::ops::{Ops, RawOp, RawOps};
+use crate::pagination::Ends;
 use crate::query::SINCE;
 use serde::Deserialize;
 use serde_json::Value;
@@ -10,69 +12,7 @@ use std::fmt;
 use weir_sdk::{ConnectorError, Context, EntityBinding, Operation, Result};
 
 /// The JSON Schema of the system `config` table, returned by `describe`.
-pub(crate) const CONFIG_SCHEMA: &str = r#"{
-  "type": "object",
-  "properties": {
-    "base_url": {"type": "string", "description": "the API root, for example https://api.example.com"},
-    "credential": {"type": "string", "x-weir-grant": "credentials", "description": "the name of a manifest credential the host adds to every request"},
-    "pagination": {"enum": ["page", "offset", "cursor", "link"], "default": "page"},
-    "page_param": {"type": "string", "default": "_page"},
-    "first_page": {"type": "integer", "minimum": 0, "default": 1},
-    "offset_param": {"type": "string", "default": "offset"},
-    "cursor_param": {"type": "string", "default": "cursor"},
-    "next_cursor": {"type": "string", "description": "dotted path of the next cursor in a list response (pagination = cursor)"},
-    "limit_param": {"type": "string", "default": "_limit"},
-    "page_size": {"type": "integer", "minimum": 1, "description": "the largest page the API returns"},
-    "envelope": {"type": "string", "description": "dotted path of the records array in list responses"},
-    "item_envelope": {"type": "string", "description": "dotted path of the record in single-record responses"},
-    "missing_status": {"type": "array", "items": {"type": "integer"}, "default": [404]},
-    "webhook": {
-      "type": "object",
-      "properties": {
-        "secret": {"type": "string", "minLength": 1, "description": "the shared secret senders put in secret_header"},
-        "secret_header": {"type": "string", "default": "x-webhook-secret"},
-        "event": {"type": "string", "default": "event"},
-        "collection": {"type": "string"},
-        "id": {"type": "string"},
-        "ids": {"type": "string"},
-        "payload": {"type": "string"},
-        "partial": {"type": "boolean", "default": true},
-        "ops": {"type": "object", "additionalProperties": {"enum": ["upsert", "delete"]}, "default": {"create": "upsert", "update": "upsert", "delete": "delete"}}
-      },
-      "required": ["secret"],
-      "additionalProperties": false
-    }
-  },
-  "required": ["base_url"],
-  "additionalProperties": false,
-  "$defs": {
-    "settings": {
-      "type": "object",
-      "properties": {
-        "path": {"type": "string", "description": "the entity's path under base_url; /ENTITY by default"},
-        "updated_at": {"type": ["string", "array"], "items": {"type": "string"}, "description": "the field (or fields, first non-null wins) holding the last-update time"},
-        "since_param": {"type": "string", "description": "the query parameter set to the time changes are read from"},
-        "change_filter": {"type": "string", "description": "a query template with {since} for changes"},
-        "change_params": {"type": "string", "description": "extra query parameters of change reads"},
-        "lookback_secs": {"type": "integer", "minimum": 0, "description": "seconds subtracted from the change cursor"},
-        "update_method": {"type": "string", "pattern": "^(?i)(patch|put)$", "description": "the method of updates: PATCH or PUT"},
-        "webhook_name": {"type": "string", "description": "the collection name webhooks use for this entity"},
-        "deletes": {
-          "type": "object",
-          "properties": {
-            "path": {"type": "string"}, "query": {"type": "string"}, "id": {"type": "string"},
-            "at": {"type": "string"}, "envelope": {"type": "string"}
-          },
-          "required": ["path", "query", "at"],
-          "additionalProperties": false,
-          "description": "the feed of deleted records"
-        },
-        "find": {"type": "string", "description": "a query template to find a record by field values"}
-      },
-      "additionalProperties": false
-    }
-  }
-}"#;
+pub(crate) const CONFIG_SCHEMA: &str = include_str!("schema.json");
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +33,10 @@ struct RawConfig {
     #[serde(default = "default_limit_param")]
     limit_param: String,
     page_size: Option<u32>,
+    last_page_flag: Option<String>,
+    more_path: Option<String>,
+    total_path: Option<String>,
+    next_link: Option<String>,
     envelope: Option<String>,
     item_envelope: Option<String>,
     #[serde(default = "default_missing_status")]
@@ -143,6 +87,8 @@ pub(crate) struct Config {
     pub pagination: Pagination,
     pub limit_param: String,
     pub page_size: Option<u32>,
+    /// What says a page is the last, besides the style's own signal.
+    pub ends: Ends,
     pub envelope: String,
     pub item_envelope: String,
     pub missing_status: Vec<u16>,
@@ -188,6 +134,26 @@ impl Config {
                 "page_size = 0: set it to the largest page the API returns, or leave it out".into(),
             ));
         }
+        let ends = Ends {
+            last_page_flag: raw.last_page_flag,
+            more_path: raw.more_path,
+            total_path: raw.total_path,
+            next_link: raw.next_link,
+        };
+        if ends.total_path.is_some()
+            && matches!(pagination, Pagination::Cursor { .. } | Pagination::Link)
+        {
+            return Err(bad(format!(
+                "total_path works with pagination = \"page\" or \"offset\", not \"{}\"; use last_page_flag or more_path to end a cursor or link listing",
+                raw.pagination
+            )));
+        }
+        if ends.next_link.is_some() && pagination != Pagination::Link {
+            return Err(bad(format!(
+                "next_link is the next page's URL of pagination = \"link\", but pagination is \"{}\"; set pagination = \"link\" or use more_path",
+                raw.pagination
+            )));
+        }
         let webhook = raw
             .webhook
             .map(|w| Webhook::new(w).map_err(|m| bad(format!("webhook.{m}"))))
@@ -198,6 +164,7 @@ impl Config {
             pagination,
             limit_param: raw.limit_param,
             page_size: raw.page_size,
+            ends,
             envelope: raw.envelope.unwrap_or_default(),
             item_envelope: raw.item_envelope.unwrap_or_default(),
             missing_status: raw.missing_status,
@@ -217,6 +184,7 @@ struct RawWebhook {
     collection: Option<String>,
     id: Option<String>,
     ids: Option<String>,
+    rows: Option<String>,
     payload: Option<String>,
     #[serde(default = "default_partial")]
     partial: bool,
@@ -242,6 +210,8 @@ pub(crate) struct Webhook {
     pub collection: Option<String>,
     pub id: Option<String>,
     pub ids: Option<String>,
+    /// Dotted path of an array of rows, each announcing changes.
+    pub rows: Option<String>,
     pub payload: Option<String>,
     pub partial: bool,
     /// Event-name suffixes and what they do.
@@ -257,6 +227,7 @@ impl fmt::Debug for Webhook {
             .field("collection", &self.collection)
             .field("id", &self.id)
             .field("ids", &self.ids)
+            .field("rows", &self.rows)
             .field("payload", &self.payload)
             .field("partial", &self.partial)
             .field("ops", &self.ops)
@@ -273,8 +244,8 @@ impl Webhook {
         if raw.id.is_none() && raw.ids.is_none() {
             return Err("id or webhook.ids is needed: the dotted path of the record id (for example \"key\") or of an array of ids (for example \"keys\") in the payload".into());
         }
-        if !raw.partial && raw.payload.is_none() {
-            return Err("partial = false needs webhook.payload, the dotted path of the record fields; or leave partial = true to read each record by id".into());
+        if !raw.partial && raw.payload.is_none() && raw.rows.is_none() {
+            return Err("partial = false needs webhook.payload, the dotted path of the record fields (or webhook.rows, whose rows are the records); or leave partial = true to read each record by id".into());
         }
         let ops = match raw.ops {
             None => vec![
@@ -300,6 +271,7 @@ impl Webhook {
             collection: raw.collection,
             id: raw.id,
             ids: raw.ids,
+            rows: raw.rows,
             payload: raw.payload,
             partial: raw.partial,
             ops,
@@ -320,6 +292,10 @@ struct RawSettings {
     webhook_name: Option<String>,
     deletes: Option<Deletes>,
     find: Option<String>,
+    get: Option<RawOp>,
+    create: Option<RawOp>,
+    update: Option<RawOp>,
+    delete: Option<RawOp>,
 }
 
 /// How `changes` asks for records changed since a time.
@@ -364,8 +340,8 @@ pub(crate) struct Settings {
     /// How far before the last change time seen change reads ask from, in
     /// seconds: changes committed late with earlier times are found.
     pub lookback_secs: u32,
-    /// `PATCH` or `PUT`.
-    pub update_method: String,
+    /// How one record is read, created, updated and deleted.
+    pub ops: Ops,
     pub webhook_name: Option<String>,
     pub deletes: Option<Deletes>,
     /// How records are looked for by field values: a query pair template
@@ -414,8 +390,8 @@ impl Settings {
             (None, None) => None,
         };
         let update_method = match raw.update_method.as_deref().map(str::to_ascii_uppercase) {
-            None => "PATCH".to_string(),
-            Some(m) if m == "PATCH" || m == "PUT" => m,
+            None => None,
+            Some(m) if m == "PATCH" || m == "PUT" => Some(m),
             Some(_) => {
                 return Err(bad(format!(
                     "update_method = \"{}\": use \"PATCH\" or \"PUT\"",
@@ -457,13 +433,20 @@ impl Settings {
             Some(p) => format!("/{p}"),
             None => format!("/{}", entity.name),
         };
+        let ops = RawOps {
+            get: raw.get,
+            create: raw.create,
+            update: raw.update,
+            delete: raw.delete,
+        };
+        let ops = Ops::new(&path, update_method, ops).map_err(bad)?;
         Ok(Settings {
             path,
             updated_at,
             changed_since,
             change_params: raw.change_params,
             lookback_secs,
-            update_method,
+            ops,
             webhook_name: raw.webhook_name,
             deletes: raw.deletes,
             find: raw.find,
@@ -534,7 +517,7 @@ mod tests {
         assert!(c.webhook.is_none());
         let s = Settings::parse(&entity(Value::Null)).unwrap();
         assert_eq!(s.path, "/contacts");
-        assert_eq!(s.update_method, "PATCH");
+        assert_eq!(s.ops.update.method, "PATCH");
         assert!(!s.incremental());
     }
 
@@ -550,6 +533,8 @@ mod tests {
             "path": "/people", "updated_at": ["updatedAt"], "since_param": "updatedAt_gte",
             "change_params": "_sort=updatedAt", "lookback_secs": 5, "update_method": "Put",
             "webhook_name": "people", "find": "{field}={value}",
+            "get": {"path": "/people?id={id}"}, "create": {"envelope": "data"},
+            "update": {"key_field": "Id"}, "delete": {"missing_status": [404, 410]},
             "deletes": {"path": "/deleted", "query": "since={since}", "id": "key", "at": "at", "envelope": "data"}
         });
         let mut listed: Vec<&String> = full.as_object().unwrap().keys().collect();
@@ -558,7 +543,7 @@ mod tests {
         listed.sort();
         assert_eq!(keys, listed, "the settings schema lists every key");
         let s = Settings::parse(&entity(full)).unwrap();
-        assert_eq!(s.update_method, "PUT");
+        assert_eq!(s.ops.update.method, "PUT");
     }
 
     #[test]
@@ -569,9 +554,11 @@ mod tests {
             "base_url": "https://h", "credential": "token", "pagination": "cursor",
             "page_param": "page", "first_page": 0, "offset_param": "skip", "cursor_param": "after",
             "next_cursor": "meta.next", "limit_param": "limit", "page_size": 100,
+            "last_page_flag": "meta.last", "more_path": "meta.more", "total_path": "meta.total",
+            "next_link": "next",
             "envelope": "data", "item_envelope": "data", "missing_status": [403, 404],
             "webhook": {"secret": "s", "secret_header": "X-Secret", "event": "event",
-                "collection": "collection", "id": "key", "ids": "keys", "payload": "payload",
+                "collection": "collection", "id": "key", "ids": "keys", "rows": "data.rows", "payload": "payload",
                 "partial": false, "ops": {"create": "upsert", "items.delete": "delete"}}
         });
         assert_eq!(
@@ -592,7 +579,13 @@ mod tests {
                 .keys()
                 .collect::<Vec<_>>()
         );
-        let c = Config::parse(&ctx(full)).unwrap();
+        // total_path and next_link belong to other styles than cursor.
+        let mut cursor_style = full.clone();
+        for key in ["total_path", "next_link"] {
+            cursor_style.as_object_mut().unwrap().remove(key);
+        }
+        let c = Config::parse(&ctx(cursor_style)).unwrap();
+        assert_eq!(c.ends.more_path.as_deref(), Some("meta.more"));
         assert_eq!(
             c.pagination,
             Pagination::Cursor {
@@ -626,6 +619,14 @@ mod tests {
             (
                 json!({"base_url": "http://h", "page_size": 0}),
                 "page_size = 0",
+            ),
+            (
+                json!({"base_url": "http://h", "pagination": "link", "total_path": "meta.total"}),
+                "total_path works with pagination = \"page\" or \"offset\", not \"link\"",
+            ),
+            (
+                json!({"base_url": "http://h", "next_link": "next"}),
+                "next_link is the next page's URL of pagination = \"link\"",
             ),
             (
                 json!({"base_url": "http://h", "pagnation": "link"}),
@@ -713,7 +714,7 @@ mod tests {
             assert!(message.contains(expected), "{message}");
         }
         let put = Settings::parse(&entity(json!({"update_method": "put"}))).unwrap();
-        assert_eq!(put.update_method, "PUT");
+        assert_eq!(put.ops.update.method, "PUT");
     }
 
     #[test]

@@ -24,6 +24,15 @@
 //!     response header's `rel="next"` URL is fetched as it is (a relative one
 //!     is resolved against the request); done when there is none.
 //! - `limit_param`: the page-size parameter of every style. Default `"_limit"`.
+//! - `last_page_flag`, `more_path`, `total_path`: what says a page is the
+//!   last, for APIs that say so (and may answer an error past the end):
+//!   a boolean true on the last page (`"pageInfo.isLastPage"`), a value
+//!   null, false, empty or missing on the last page (`"has_more"`,
+//!   `"next"`), the listing's total (`"meta.filter_count"`, page and offset
+//!   styles). With any of them, a short page is not taken for the last; an
+//!   empty page always is.
+//! - `next_link`: with `pagination = "link"`, the dotted path of the next
+//!   page's URL in the body (`"next"`) instead of the `Link` header.
 //! - `page_size`: the largest page the API returns; pages ask for the smaller
 //!   of it and the host's batch size, so that a capped page is not taken for
 //!   the last one. Default: the host's batch size.
@@ -53,6 +62,11 @@
 //!     single bound entity is used.
 //!   - `id`, `ids`: dotted paths of one id and of an array of ids (numbers or
 //!     strings); one of them is required, both may be given.
+//!   - `rows`: dotted path of an array of rows (`"data.rows"`), each
+//!     announcing changes: `id`, `ids` and `payload` are read in each row,
+//!     `event` and `collection` in the row, else in the body (so one body may
+//!     mix operations). With `partial = false` and no `payload`, the row is
+//!     the record. A bad row refuses the whole body (400, naming the row).
 //!   - `payload`: dotted path of the record fields. Default: none.
 //!   - `partial`: `true` (default): upserts carry no record and the host reads
 //!     each record through `lookup`; `false`: the record is the `payload`
@@ -65,7 +79,16 @@
 //! # Entity settings
 //!
 //! - `path`: the collection path under `base_url`. Default `"/ENTITY"`.
-//!   Records are at `{path}/{id}`.
+//!   Records are at `{path}/{id}` unless the operation tables say otherwise.
+//! - `get`, `create`, `update`, `delete`: how one record is read, created,
+//!   updated and deleted, each a table of `method`, `path` (under
+//!   `base_url`, `{id}` replaced by the key, in the path or the query:
+//!   `"/contacts?id=eq.{id}"`), `key_field` (the body field that carries the
+//!   key: `PATCH /records` with `{"Id": 5}`), `envelope` (the body wrapped:
+//!   `"data"` sends `{"data": {...}}`), `reply_envelope` (the record in the
+//!   reply; default `item_envelope`; a list of at most one is taken as that
+//!   record or none), `missing_status` (default the system's) and `list` (the
+//!   body is a list of one record).
 //! - `updated_at`: the field stamped by the system on every change, or an
 //!   array of fields whose first non-null value is the change time (Directus:
 //!   `["date_updated", "date_created"]`). It is each record's version and
@@ -94,7 +117,8 @@
 //!   system's `envelope`). The feed is read in one request: ask for all
 //!   entries (Directus: `limit=-1`). Directus:
 //!   `{ path = "/activity", query = "filter[collection][_eq]=contacts&filter[action][_eq]=delete&filter[timestamp][_gt]={since}&limit=-1", id = "item", at = "timestamp", envelope = "data" }`.
-//! - `update_method`: `"PATCH"` (default) or `"PUT"`.
+//! - `update_method`: `"PATCH"` (default) or `"PUT"`; the same as
+//!   `update = { method = ... }`.
 //! - `webhook_name`: the name webhooks give this entity, when it is neither
 //!   the entity's name nor its path.
 //!
@@ -105,17 +129,29 @@
 //! time and page through them; when the pages are exhausted the deletes feed
 //! is read, and the next round starts from the latest change time seen (the
 //! deletes feed from the latest delete time seen). Without a deletes feed,
-//! deletes are found by full reads. Writes POST, PATCH/PUT and DELETE one
-//! record each; a record gone at update time is created again under its id.
+//! deletes are found by full reads. Writes create, update and delete one
+//! record each. A missing status answered to an update or a delete is taken
+//! for "the record is gone" only when a `get` of the record agrees: then an
+//! update creates the record again under its id and a delete counts as done;
+//! when the `get` finds the record, the request did not reach it, and the
+//! write is refused with the URL and the setting to fix (a dead letter),
+//! never turned into a second copy.
+//!
+//! `SETTINGS.md` lists every key with its type and default, generated from
+//! the schema the connector describes; `RECIPES.md` holds tested manifest
+//! blocks for real systems.
 
 weir_sdk::bindings!("full-connector");
 
 mod changes;
 mod client;
 mod config;
+mod ops;
 mod pagination;
 mod paths;
 mod query;
+#[cfg(test)]
+mod reference;
 mod webhook;
 
 use changes::{change_time, ChangeCursor};

@@ -109,17 +109,105 @@ pub(crate) struct Response<'a> {
     pub links: Vec<&'a str>,
 }
 
+/// What in a list response says it is the last page, besides the style's
+/// own signal (config `last_page_flag`, `more_path`, `total_path`), and
+/// where the body names the next page's URL (`next_link`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Ends {
+    /// Dotted path of a boolean, true on the last page.
+    pub last_page_flag: Option<String>,
+    /// Dotted path of a value that is null, false, empty or missing on the
+    /// last page.
+    pub more_path: Option<String>,
+    /// Dotted path of the number of records of the whole listing.
+    pub total_path: Option<String>,
+    /// Dotted path of the next page's URL in the body (link style).
+    pub next_link: Option<String>,
+}
+
+impl Ends {
+    /// Whether any end signal is configured.
+    fn any(&self) -> bool {
+        self.last_page_flag.is_some() || self.more_path.is_some() || self.total_path.is_some()
+    }
+
+    /// Whether `response` is the last page by the configured signals;
+    /// `seen` is the number of records listed so far, this page included,
+    /// where the style knows it.
+    fn last(&self, response: &Response, seen: Option<u64>) -> Result<bool, String> {
+        let url = response.url;
+        if let Some(path) = &self.last_page_flag {
+            match paths::get(response.body, path) {
+                Some(Value::Bool(true)) => return Ok(true),
+                Some(Value::Bool(false)) => {}
+                other => {
+                    return Err(format!(
+                        "{url}: expected a boolean at '{path}' (config last_page_flag), found {}; set it to the dotted path of the flag that is true on the last page",
+                        other.map_or("nothing", weir_sdk::json::kind_of)
+                    ))
+                }
+            }
+        }
+        if let Some(path) = &self.more_path {
+            match paths::get(response.body, path) {
+                None | Some(Value::Null) | Some(Value::Bool(false)) => return Ok(true),
+                Some(Value::String(s)) if s.is_empty() => return Ok(true),
+                Some(_) => {}
+            }
+        }
+        if let (Some(path), Some(seen)) = (&self.total_path, seen) {
+            let total = paths::get(response.body, path).and_then(|v| match v {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            });
+            match total {
+                Some(total) if seen >= total => return Ok(true),
+                Some(_) => {}
+                None => {
+                    return Err(format!(
+                        "{url}: expected a number of records at '{path}' (config total_path); set it to the dotted path of the listing's total"
+                    ))
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
 /// Where the listing stands after `response`, the answer to the request at
-/// `at` for pages of `size` records; `None` when it is complete. Page and
-/// offset styles go on while pages are full; cursor and link styles while the
-/// response names a next cursor or link.
+/// `at` for pages of `size` records; `None` when it is complete. An empty
+/// page or a configured end signal ([`Ends`]) ends any style; without
+/// signals, page and offset styles go on while pages are full; cursor and
+/// link styles go on while the response names a next cursor or link.
 pub(crate) fn next(
     pagination: &Pagination,
+    ends: &Ends,
     at: Option<&Position>,
     size: u32,
     response: &Response,
 ) -> Result<Option<Position>, String> {
-    let full = response.count >= size.max(1) as usize;
+    let signalled = ends.any();
+    if signalled {
+        let seen = match (pagination, at) {
+            (Pagination::Page { first, .. }, Some(Position::Page(p))) => {
+                Some(p.saturating_sub(*first) * u64::from(size) + response.count as u64)
+            }
+            (Pagination::Page { .. } | Pagination::Offset { .. }, None) => {
+                Some(response.count as u64)
+            }
+            (Pagination::Offset { .. }, Some(Position::Offset(o))) => {
+                Some(o + response.count as u64)
+            }
+            _ => None,
+        };
+        if response.count == 0 || ends.last(response, seen)? {
+            return Ok(None);
+        }
+    }
+    // With an end signal, a page shorter than asked is not the last (the API
+    // may cap its pages).
+    let full = signalled || response.count >= size.max(1) as usize;
     Ok(match pagination {
         Pagination::Page { first, .. } => {
             let page = match at {
@@ -145,7 +233,10 @@ pub(crate) fn next(
             }
             Some(cursor) => Some(Position::Cursor(cursor)),
         },
-        Pagination::Link => match next_link(response.links.iter().copied()) {
+        Pagination::Link => match ends.next_link.as_deref().map_or_else(
+            || next_link(response.links.iter().copied()),
+            |path| paths::text(response.body, path),
+        ) {
             None => None,
             Some(link) => {
                 let url = resolve(response.url, &link);
@@ -257,6 +348,16 @@ mod tests {
             param: "cursor".into(),
             next: "meta.next_cursor".into(),
         }
+    }
+
+    /// [`next`] without end signals.
+    fn next(
+        p: &Pagination,
+        at: Option<&Position>,
+        size: u32,
+        r: &Response,
+    ) -> Result<Option<Position>, String> {
+        super::next(p, &Ends::default(), at, size, r)
     }
 
     fn q(pairs: &[(&str, &str)]) -> Request {
@@ -421,6 +522,109 @@ mod tests {
         );
         let same = vec![r#"<https://api.example.com/v1/contacts?limit=2>; rel=next"#];
         assert!(next(&Pagination::Link, None, 2, &response(2, &body, same)).is_err());
+    }
+
+    #[test]
+    fn a_flag_a_total_or_a_next_value_ends_a_listing_whatever_the_page_length() {
+        let flag = Ends {
+            last_page_flag: Some("pageInfo.isLastPage".into()),
+            ..Ends::default()
+        };
+        let more = json!({"list": [1, 2], "pageInfo": {"isLastPage": false, "totalRows": 4}});
+        let last = json!({"list": [3, 4], "pageInfo": {"isLastPage": true, "totalRows": 4}});
+        // A full last page is the last: no request past the end.
+        assert_eq!(
+            super::next(&offset(), &flag, None, 2, &response(2, &last, vec![])),
+            Ok(None)
+        );
+        // A short page that is not the last goes on (a capped page size).
+        assert_eq!(
+            super::next(&offset(), &flag, None, 5, &response(2, &more, vec![])),
+            Ok(Some(Position::Offset(2)))
+        );
+        let total = Ends {
+            total_path: Some("pageInfo.totalRows".into()),
+            ..Ends::default()
+        };
+        assert_eq!(
+            super::next(
+                &page(),
+                &total,
+                Some(&Position::Page(2)),
+                2,
+                &response(2, &more, vec![])
+            ),
+            Ok(None)
+        );
+        assert_eq!(
+            super::next(&page(), &total, None, 2, &response(2, &more, vec![])),
+            Ok(Some(Position::Page(2)))
+        );
+        let next_page = Ends {
+            more_path: Some("next".into()),
+            ..Ends::default()
+        };
+        for (body, expected) in [
+            (json!({"data": [1], "next": 3}), Some(Position::Page(3))),
+            (json!({"data": [1], "next": null}), None),
+            (json!({"data": [1]}), None),
+            (json!({"data": [1], "has_more": true, "next": false}), None),
+        ] {
+            assert_eq!(
+                super::next(
+                    &page(),
+                    &next_page,
+                    Some(&Position::Page(2)),
+                    1,
+                    &response(1, &body, vec![])
+                ),
+                Ok(expected),
+                "{body}"
+            );
+        }
+        // An empty page ends, and a flag that is not there is an error naming it.
+        assert_eq!(
+            super::next(&offset(), &flag, None, 2, &response(0, &more, vec![])),
+            Ok(None)
+        );
+        let err = super::next(
+            &offset(),
+            &flag,
+            None,
+            2,
+            &response(2, &json!([1, 2]), vec![]),
+        )
+        .unwrap_err();
+        assert!(err.contains("expected a boolean at 'pageInfo.isLastPage' (config last_page_flag), found nothing"), "{err}");
+        // The next page's URL in the body, for the link style.
+        let body_link = Ends {
+            next_link: Some("next".into()),
+            ..Ends::default()
+        };
+        let drf = json!({"results": [1, 2], "next": "/v1/contacts?page=2"});
+        assert_eq!(
+            super::next(
+                &Pagination::Link,
+                &body_link,
+                None,
+                2,
+                &response(2, &drf, vec![])
+            ),
+            Ok(Some(Position::Link(
+                "https://api.example.com/v1/contacts?page=2".into()
+            )))
+        );
+        let done = json!({"results": [1], "next": null});
+        assert_eq!(
+            super::next(
+                &Pagination::Link,
+                &body_link,
+                None,
+                2,
+                &response(1, &done, vec![])
+            ),
+            Ok(None)
+        );
     }
 
     #[test]
