@@ -24,6 +24,18 @@ impl Daemon {
 
     /// [`Daemon::start`] listening at `listen` (`127.0.0.1:PORT`).
     pub fn start_at(bin: &str, manifest: &Path, listen: &str, envs: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with(bin, manifest, listen, &[], envs)
+    }
+
+    /// [`Daemon::start_at`] with more arguments of `weir run`
+    /// (`--batch-size 7`).
+    pub fn start_with(
+        bin: &str,
+        manifest: &Path,
+        listen: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Daemon {
         let mut child = Command::new(bin)
             .args([
                 "--manifest",
@@ -34,6 +46,7 @@ impl Daemon {
                 "--interval",
                 "3600",
             ])
+            .args(args)
             .env("WEIR_CACHE_DIR", env!("WEIR_TEST_CACHE"))
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())

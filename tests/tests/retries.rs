@@ -175,6 +175,33 @@ fn a_target_that_crashes_during_a_load_gets_the_rest_later_each_record_once() {
 }
 
 #[test]
+fn weir_run_delivers_what_crashes_left_due_without_anything_new_arriving() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = setup(d, 50, "crash_on_calls = [3, 4]");
+    let store = d.join("weir.db");
+    // The start-up pass: batches of 7, two written, the third crashes the
+    // connector and backs off; the rest is due at once.
+    let daemon = Daemon::start_with(WEIR, &m, "127.0.0.1:0", &["--batch-size", "7"], &[]);
+    let first = daemon.expect_line("run 1:");
+    assert!(first.contains("50 read, 14 written"), "{first}");
+    // The pass for the rest crashes at its first batch, which backs off:
+    // 22 records stay due from before, 14 wait for their backoff.
+    let second = daemon.expect_line("run 2:");
+    assert!(second.contains(" 0 written"), "{second}");
+    // Nothing arrives, nothing asks (the interval is an hour): the first
+    // backoff coming due starts the pass that delivers all of them, the
+    // records left due from before and the backoffs about to come due
+    // (spread by their jitter) included.
+    let third = daemon.expect_line("run 3:");
+    assert!(third.contains(" 36 written"), "{third}");
+    assert_eq!(held(&store), "50");
+    assert_eq!(text(&store, "SELECT count(*) FROM outbox"), "0");
+    let status = daemon.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
 fn a_write_that_keeps_failing_goes_to_the_dead_letters_after_give_up_after() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

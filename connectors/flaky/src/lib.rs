@@ -3,11 +3,13 @@
 //! connector-private key/value store) and fails the first calls as configured.
 //!
 //! System config: `{"rate_limited_calls": N, "retry_after_ms": MS,
-//! "transient_calls": N, "reject_field": "name", "crash_on_call": N}`. The
+//! "transient_calls": N, "reject_field": "name", "crash_on_call": N,
+//! "crash_on_calls": [N, ...]}`. The
 //! first `rate_limited_calls` calls fail every item with `rate-limited` (and
 //! `retry_after_ms`), the next `transient_calls` calls with `transient`; after
 //! that items are stored, except those having a true `reject_field`, which are
-//! `rejected`. Call number `crash_on_call` traps, as a connector that crashes.
+//! `rejected`. Call number `crash_on_call` (and each of `crash_on_calls`)
+//! traps, as a connector that crashes.
 
 weir_sdk::bindings!("destination-connector");
 
@@ -27,6 +29,7 @@ struct Config {
     transient_calls: u32,
     reject_field: Option<String>,
     crash_on_call: Option<u32>,
+    crash_on_calls: Vec<u32>,
 }
 
 struct Flaky;
@@ -77,7 +80,7 @@ impl destination::Guest for Flaky {
     ) -> Result<Vec<Result<Written>>> {
         let config: Config = weir_sdk::config(&ctx)?;
         let call = next_call();
-        if config.crash_on_call == Some(call) {
+        if config.crash_on_call == Some(call) || config.crash_on_calls.contains(&call) {
             panic!("call {call}: crashed on purpose");
         }
         let failure = if call <= config.rate_limited_calls {

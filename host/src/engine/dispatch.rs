@@ -137,7 +137,7 @@ impl<'m> Pass<'_, 'm> {
     /// stays in flight while the next page is read.
     pub(super) async fn deliver_along(&mut self, entity: &Entity) -> Result<(), SyncError> {
         let mut along = std::mem::take(&mut self.along);
-        let due = store::now();
+        let due = store::now_plus(self.options.retry_gather);
         for d in &mut along {
             while self.deliver_step(entity, d, &due).await? {}
         }

@@ -23,6 +23,11 @@ pub struct SyncOptions {
     /// means every one. Changes already in the store (pushed, held, parked)
     /// are taken whatever this says, and the whole outbox is delivered.
     pub poll: Option<BTreeSet<(String, String)>>,
+    /// Writes waiting for a retry that come due within this time are
+    /// delivered with those due (default none). The rows one failure
+    /// postponed come due spread out by their jitter; `weir run` gathers
+    /// them into one pass instead of waking for each.
+    pub retry_gather: std::time::Duration,
 }
 
 impl Default for SyncOptions {
@@ -34,6 +39,7 @@ impl Default for SyncOptions {
             allow_deletes: false,
             deliver_now: false,
             poll: None,
+            retry_gather: std::time::Duration::ZERO,
         }
     }
 }

@@ -316,7 +316,7 @@ impl Pass<'_, '_> {
     }
 
     async fn dispatch_all(&mut self, manifest: &Manifest) -> Result<(), SyncError> {
-        let due = store::now();
+        let due = store::now_plus(self.options.retry_gather);
         for entity in &manifest.entities {
             let targets: Vec<(usize, &SystemEntity)> = self
                 .participants

@@ -46,6 +46,12 @@ mod ui;
 
 pub use publish::parse_changes;
 
+/// How far ahead a pass of `weir run` takes retries that are about to come
+/// due (`SyncOptions::retry_gather`): the rows one failure postponed, spread
+/// by jitter over a quarter of their backoff, go in a few passes, not one
+/// pass each.
+pub const RETRY_GATHER: std::time::Duration = std::time::Duration::from_secs(5);
+
 use crate::engine::SyncOptions;
 use crate::manifest::Manifest;
 use crate::runtime::Runtime;

@@ -37,12 +37,14 @@ pub(super) async fn run(
             (Some(due), silent)
         };
         // A retry that came due since the last pass (one still due from
-        // before waits for the next pass: its target may be down).
+        // before waits for the next pass: its target may be down). The
+        // earliest one due after the last pass decides, not the earliest of
+        // all: one left overdue must not hide those due later.
         let delivery_due = loop_store
-            .next_delivery_at()
+            .next_delivery_after(&format!("{last_pass:.3}"))
             .ok()
             .flatten()
-            .is_some_and(|at| at <= format!("{now:.3}") && at > format!("{last_pass:.3}"));
+            .is_some_and(|at| at <= format!("{now:.3}"));
         if !asked && !delivery_due && poll.as_ref().is_some_and(BTreeSet::is_empty) {
             // The timer woke the loop only to check webhook silence: no pass.
             if silent {
@@ -132,7 +134,7 @@ fn wait(app: &App, loop_store: &Store, last_pass: jiff::Timestamp) -> Duration {
         wait = wait.min(Duration::from_secs(1));
     }
     // Writes waiting for a retry are delivered when they come due.
-    if let Ok(Some(at)) = loop_store.next_delivery_at() {
+    if let Ok(Some(at)) = loop_store.next_delivery_after(&format!("{last_pass:.3}")) {
         if let Ok(at) = at.parse::<jiff::Timestamp>() {
             if at > last_pass {
                 let left = Duration::try_from(at.duration_since(jiff::Timestamp::now()))

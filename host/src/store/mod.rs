@@ -202,6 +202,16 @@ pub fn now() -> String {
     format!("{:.3}", jiff::Timestamp::now())
 }
 
+/// Now plus `later`, as the store writes times; now when that does not fit.
+pub fn now_plus(later: std::time::Duration) -> String {
+    let now = jiff::Timestamp::now();
+    let at = jiff::SignedDuration::try_from(later)
+        .ok()
+        .and_then(|d| now.checked_add(d).ok())
+        .unwrap_or(now);
+    format!("{at:.3}")
+}
+
 impl Store {
     /// Opens (creating if needed) the store at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Store> {

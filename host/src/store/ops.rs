@@ -590,13 +590,17 @@ impl Store {
 }
 
 impl Store {
-    /// When the earliest pending delivery is due (RFC 3339), if any.
-    pub fn next_delivery_at(&self) -> Result<Option<String>> {
+    /// When the earliest pending delivery due after `after` (RFC 3339, as
+    /// the store writes times) comes due, if any. Deliveries due at or
+    /// before it are left out: a pass at `after` had them due, and the ones
+    /// it did not write wait for a reason (a window, held deletes) or come
+    /// back with a later time (a backoff).
+    pub fn next_delivery_after(&self, after: &str) -> Result<Option<String>> {
         self.conn
             .query_row(
-                "SELECT min(at) FROM (SELECT min(next_attempt_at) AS at FROM outbox
-                                     UNION ALL SELECT min(created_at) FROM outbox_spans)",
-                [],
+                "SELECT min(at) FROM (SELECT min(next_attempt_at) AS at FROM outbox WHERE next_attempt_at > ?1
+                                     UNION ALL SELECT min(created_at) FROM outbox_spans WHERE created_at > ?1)",
+                [after],
                 |r| r.get(0),
             )
             .map_err(self.err())

@@ -16,6 +16,7 @@ pub(in crate::cli) async fn run(
         interval: std::time::Duration::from_secs(args.interval),
         sync: SyncOptions {
             batch_size: args.batch_size,
+            retry_gather: crate::service::RETRY_GATHER,
             ..SyncOptions::default()
         },
         quiet: args.quiet,

@@ -19,6 +19,7 @@ pub(in crate::cli) async fn run(
         allow_deletes: args.allow_deletes,
         deliver_now: args.now,
         poll: None,
+        retry_gather: std::time::Duration::ZERO,
     };
     if args.dry_run {
         return dry_run(manifest, runtime, &options).await;
