@@ -202,6 +202,38 @@ fn weir_run_delivers_what_crashes_left_due_without_anything_new_arriving() {
 }
 
 #[test]
+fn weir_run_sends_a_backlog_in_short_passes_that_follow_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Every write of the start-up pass fails (8 calls of 7): all 50 wait
+    // in the outbox for their backoff.
+    let m = setup(d, 50, "transient_calls = 8");
+    let store = d.join("weir.db");
+    let args = ["--batch-size", "7", "--pass-rows", "14"];
+    let daemon = Daemon::start_with(WEIR, &m, "127.0.0.1:0", &args, &[]);
+    let first = daemon.expect_line("run 1:");
+    assert!(first.contains(" 0 written"), "{first}");
+    // At most 14 pending writes a pass: the passes follow one another
+    // without anything asking until the backlog is sent.
+    let mut written = Vec::new();
+    while held(&store) != "50" {
+        let line = daemon.expect_line("run ");
+        let n: u64 = line
+            .split(", ")
+            .find_map(|part| part.strip_suffix(" written"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        written.push(n);
+        assert!(written.len() <= 10, "{written:?}");
+    }
+    assert!(written.iter().all(|w| *w <= 14), "{written:?}");
+    assert!(written.len() >= 4, "{written:?}");
+    assert_eq!(text(&store, "SELECT count(*) FROM outbox"), "0");
+    let status = daemon.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
 fn a_write_that_keeps_failing_goes_to_the_dead_letters_after_give_up_after() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

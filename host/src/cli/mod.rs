@@ -141,6 +141,11 @@ pub struct RunArgs {
     /// Records per page read and per batch written.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
+    /// The most pending writes a pass sends to one target and entity; a
+    /// larger backlog goes on in the passes that follow at once, so that a
+    /// target back from an outage does not hold up the others.
+    #[arg(long, default_value_t = crate::service::PASS_ROWS as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub pass_rows: u64,
 }
 
 // `weir refresh`.

@@ -75,6 +75,7 @@ impl<'m> Pass<'_, 'm> {
             linger: false,
             in_flight: None,
             fresh: Default::default(),
+            taken: 0,
         })
     }
 
@@ -177,6 +178,11 @@ impl<'m> Pass<'_, 'm> {
                 let n = batch.min(d.fresh.len());
                 break Some(d.fresh.drain(..n).collect());
             }
+            if self.options.pass_rows.is_some_and(|cap| d.taken >= cap) {
+                // The rest waits for the next pass, which follows at once.
+                self.report.more_due = true;
+                break None;
+            }
             let rows = self.store.outbox_due(
                 &d.target,
                 &entity.name,
@@ -187,6 +193,7 @@ impl<'m> Pass<'_, 'm> {
             let Some(last) = rows.last() else {
                 break None;
             };
+            d.taken += rows.len();
             // A row may change a new record whose write is on its way: it
             // is planned once that write is recorded (as an update, then).
             if !self

@@ -28,6 +28,12 @@ pub struct SyncOptions {
     /// postponed come due spread out by their jitter; `weir run` gathers
     /// them into one pass instead of waking for each.
     pub retry_gather: std::time::Duration,
+    /// At most this many outbox rows per target and entity in one pass
+    /// (default no limit); the rest waits for the next pass, which the
+    /// report asks for (`more_due`). `weir run` keeps its passes short this
+    /// way: a target back from an outage with a large backlog does not
+    /// hold up what the other targets are due meanwhile.
+    pub pass_rows: Option<usize>,
 }
 
 impl Default for SyncOptions {
@@ -40,6 +46,7 @@ impl Default for SyncOptions {
             deliver_now: false,
             poll: None,
             retry_gather: std::time::Duration::ZERO,
+            pass_rows: None,
         }
     }
 }
@@ -67,6 +74,8 @@ pub struct SyncReport {
     /// Records sources offered again as they were when they went to the
     /// dead letters: counted there, not failures of this pass.
     pub refused_again: u64,
+    /// Outbox rows were left due by `pass_rows`: another pass should follow.
+    pub more_due: bool,
 }
 
 /// How the records of one system and entity were recognised in a pass.
@@ -117,6 +126,7 @@ impl SyncReport {
             notes: Vec::new(),
             identity: Default::default(),
             refused_again: 0,
+            more_due: false,
         }
     }
 

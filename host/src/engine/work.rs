@@ -59,6 +59,8 @@ pub(super) struct Delivery<'e> {
     /// Along an intake: the new records accepted for this target, planned
     /// as they were accepted and written before any outbox row.
     pub(super) fresh: std::collections::VecDeque<Planned>,
+    /// The outbox rows taken in this pass (for `SyncOptions::pass_rows`).
+    pub(super) taken: usize,
 }
 
 /// A batch being written by a target's connector on a task of its own.

@@ -52,6 +52,11 @@ pub use publish::parse_changes;
 /// pass each.
 pub const RETRY_GATHER: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The most outbox rows a pass of `weir run` writes to one target and
+/// entity (`SyncOptions::pass_rows`); a larger backlog goes on in the passes
+/// that follow at once, with what came in meanwhile.
+pub const PASS_ROWS: usize = 20_000;
+
 use crate::engine::SyncOptions;
 use crate::manifest::Manifest;
 use crate::runtime::Runtime;

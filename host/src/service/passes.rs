@@ -27,6 +27,9 @@ pub(super) async fn run(
     // opposed to the timer.
     let mut asked = true;
     let mut last_pass = jiff::Timestamp::now();
+    // The last pass left outbox rows due (`pass_rows`): the next one
+    // follows at once.
+    let mut more_due = false;
     loop {
         let now = jiff::Timestamp::now();
         // Start-up: every source, for what changed while weir was down.
@@ -45,7 +48,7 @@ pub(super) async fn run(
             .ok()
             .flatten()
             .is_some_and(|at| at <= format!("{now:.3}"));
-        if !asked && !delivery_due && poll.as_ref().is_some_and(BTreeSet::is_empty) {
+        if !asked && !more_due && !delivery_due && poll.as_ref().is_some_and(BTreeSet::is_empty) {
             // The timer woke the loop only to check webhook silence: no pass.
             if silent {
                 after_pass(app, &[], false, now);
@@ -53,6 +56,7 @@ pub(super) async fn run(
         } else {
             last_pass = now;
             let report = pass(app, options, poll, first, now).await?;
+            more_due = report.as_ref().is_some_and(|r| r.more_due);
             if let (Some(report), Some(alerter)) = (report, alerter.as_mut()) {
                 let found = problems(app, &report);
                 let alerts = alerter.collect(
@@ -66,7 +70,11 @@ pub(super) async fn run(
             }
         }
         first = false;
-        let wait = wait(app, &loop_store, last_pass);
+        let wait = if more_due {
+            Duration::ZERO
+        } else {
+            wait(app, &loop_store, last_pass)
+        };
         asked = tokio::select! {
             _ = stop.wait_for(|stop| *stop) => break,
             _ = app.wake.notified() => true,

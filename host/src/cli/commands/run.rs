@@ -17,6 +17,7 @@ pub(in crate::cli) async fn run(
         sync: SyncOptions {
             batch_size: args.batch_size,
             retry_gather: crate::service::RETRY_GATHER,
+            pass_rows: Some(usize::try_from(args.pass_rows).unwrap_or(usize::MAX)),
             ..SyncOptions::default()
         },
         quiet: args.quiet,

@@ -20,6 +20,7 @@ pub(in crate::cli) async fn run(
         deliver_now: args.now,
         poll: None,
         retry_gather: std::time::Duration::ZERO,
+        pass_rows: None,
     };
     if args.dry_run {
         return dry_run(manifest, runtime, &options).await;
