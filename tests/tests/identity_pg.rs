@@ -136,3 +136,55 @@ fn a_postgresql_crm_and_shop_that_share_people_hold_each_once() {
         .expect("a summary");
     assert_eq!(s.written, 0, "{again:?}");
 }
+
+#[test]
+fn creates_that_never_reached_a_stopped_postgresql_are_sent_again_without_a_search() {
+    let pg = Postgres::start().expect("start PostgreSQL");
+    pg.create_database("crm").unwrap();
+    pg.psql("crm", PG_TABLES).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crm_db(&d.join("crm.db"), 30).unwrap();
+    let shop = System::sql("pg", "pg", &format!("\"{}\"", pg.url("crm"))).entity(
+        "contacts",
+        &[r#"direction = "write""#, r#"settings = { table = "shop" }"#],
+    );
+    let m = write_manifest(
+        d,
+        &format!(
+            "{}{}{shop}",
+            entity("contacts", "id", &[]),
+            crm_system("read")
+        ),
+    );
+    let store = d.join("weir.db");
+
+    // PostgreSQL is down: no write reaches it, so none of the creates can
+    // have landed there, and none is marked as sent with an unknown outcome.
+    pg.pause().unwrap();
+    let down = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert_eq!(down.code, 1, "{down:?}");
+    assert_eq!(text(&store, "SELECT count(*) FROM outbox"), "30");
+    assert_eq!(
+        text(
+            &store,
+            "SELECT count(*) FROM outbox WHERE tried_hash IS NOT NULL"
+        ),
+        "0",
+        "creates that never left are not searched for before they are sent again"
+    );
+
+    // Back: each is created once.
+    pg.resume().unwrap();
+    exec(
+        &store,
+        "UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00.000Z'",
+    );
+    let back = weir(WEIR, &m, &["sync", "--quiet"]);
+    assert_eq!(back.code, 0, "{back:?}");
+    assert!(back.stdout.contains(" 30 written"), "{back:?}");
+    let held = pg
+        .psql("crm", "SELECT count(*), count(DISTINCT email) FROM shop;")
+        .unwrap();
+    assert_eq!(held.trim(), "30|30");
+}

@@ -8,7 +8,7 @@ use super::dry_run::plan_line;
 use super::error::SyncError;
 use super::faults::Faults;
 use super::pass::Pass;
-use super::work::{binding, idempotent, CursorUpdate, Delivery, InFlight, Landed, Planned};
+use super::work::{binding, idempotent, CursorUpdate, Delivery, InFlight, Kind, Landed, Planned};
 use crate::manifest::{Entity, System, SystemEntity};
 use crate::runtime::types::KeyedOutcome;
 use crate::runtime::CallError;
@@ -295,6 +295,24 @@ impl<'m> Pass<'_, 'm> {
         Ok(true)
     }
 
+    /// After a write call to `target` that reached nothing there (it failed
+    /// before any request connected), its creates are known not to have
+    /// landed: they are sent again as creates, without first asking the
+    /// target whether they are there (which, for a large backlog after an
+    /// outage, is a search per record).
+    fn settle_unsent(&mut self, target: &str, creates: &[i64]) -> Result<(), SyncError> {
+        if !self.unreached.contains(target) {
+            return Ok(());
+        }
+        self.store.transaction(|tx| {
+            for gid in creates {
+                tx.create_settled(target, *gid)?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
     /// Records a landed write, and merges the records its target answered
     /// were changed there since weir last saw them, as changes read from
     /// it: their writes, merged, go at a later pass.
@@ -305,7 +323,9 @@ impl<'m> Pass<'_, 'm> {
         planned: Vec<Planned>,
         outcomes: Vec<KeyedOutcome>,
     ) -> Result<(), SyncError> {
+        let creates = creates_of(&planned);
         let changed = self.record_deliveries(&d.target, &entity.name, planned, outcomes)?;
+        self.settle_unsent(&d.target, &creates)?;
         if changed.is_empty() {
             return Ok(());
         }
@@ -376,7 +396,13 @@ impl<'m> Pass<'_, 'm> {
     ) -> Result<Landed, SyncError> {
         let (instance, planned, result) = f.finish().await?;
         Faults::count(&mut self.faults.writes_left, 1);
+        let reached = instance.reached_system();
         self.participants[t].instance = Some(instance);
+        if reached {
+            self.unreached.remove(target);
+        } else {
+            self.unreached.insert(target.to_string());
+        }
         Ok(match result {
             Ok(o) if o.len() == planned.len() => Landed::Done(planned, o),
             Ok(o) => {
@@ -397,6 +423,7 @@ impl<'m> Pass<'_, 'm> {
             }
             Err(e) => {
                 self.postpone(target, entity, &planned, &e.to_string())?;
+                self.settle_unsent(target, &creates_of(&planned))?;
                 self.report.counts.failed += planned.len() as u64;
                 let fatal = e.is_fatal();
                 self.fail(t, e);
@@ -408,4 +435,13 @@ impl<'m> Pass<'_, 'm> {
             }
         })
     }
+}
+
+/// The golden records of the creates among `planned`.
+fn creates_of(planned: &[Planned]) -> Vec<i64> {
+    planned
+        .iter()
+        .filter(|p| p.kind == Kind::Create)
+        .map(|p| p.gid)
+        .collect()
 }

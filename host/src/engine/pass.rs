@@ -41,6 +41,9 @@ pub(super) struct Pass<'a, 'm> {
     /// Outbox rows whose write failed in this pass: tried again in a later
     /// pass, with backoff, not at the end of this one.
     pub(super) failed_rows: std::collections::HashSet<i64>,
+    /// Targets whose last write call reached nothing there (it failed
+    /// before a request connected): the creates it carried did not land.
+    pub(super) unreached: std::collections::HashSet<String>,
 }
 
 impl<'m> Pass<'_, 'm> {

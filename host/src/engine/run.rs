@@ -188,6 +188,7 @@ async fn run(
         dry,
         along: Vec::new(),
         failed_rows: Default::default(),
+        unreached: Default::default(),
     };
     // Spans left by a pass that ended before it delivered them: outbox
     // rows, their creates tried (a crash may have come after a write).

@@ -26,6 +26,11 @@ pub struct HostState {
     pub(super) reject_limit: usize,
     /// Log lines the call under way wrote.
     pub(super) log_lines: u32,
+    /// Whether the call under way did something that may have reached the
+    /// system: an HTTP request that connected, an SQL statement on an open
+    /// database, a file in a granted directory, connector state written.
+    /// A write call that reached nothing changed nothing there.
+    pub(super) reached: bool,
 }
 
 /// A record a source holds but could not turn into a change (the
@@ -156,9 +161,11 @@ impl bindings::weir::connector::state::Host for HostState {
             let kib = (key.len() + value.len()).div_ceil(1024);
             return Err(super::LimitExceeded::State(kib, limit >> 10).into());
         }
+        self.reached = true;
         Ok(self.state.set(&key, &value)?)
     }
     async fn remove(&mut self, key: String) -> wasmtime::Result<()> {
+        self.reached = true;
         Ok(self.state.remove(&key)?)
     }
 }

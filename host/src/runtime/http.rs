@@ -243,24 +243,27 @@ impl Host for HostState {
                 body,
             }))
         };
-        Ok(
-            match tokio::time::timeout(self.system.limits.http_timeout, fut).await {
-                Err(_) => Err(HttpError::Timeout),
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) if e.is_timeout() => Err(HttpError::Timeout),
-                Ok(Err(e)) => {
-                    // Name resolution refusals come back as connect errors; report them as denials.
-                    let text = error_chain(&e);
-                    if text.contains("non-public address") {
-                        Err(HttpError::Denied(
-                            self.deny(format!("http request denied: {text}")),
-                        ))
-                    } else {
-                        Err(HttpError::Transport(text))
-                    }
+        let outcome = tokio::time::timeout(self.system.limits.http_timeout, fut).await;
+        // A request that never connected did not reach the system.
+        if !matches!(&outcome, Ok(Err(e)) if e.is_connect()) {
+            self.reached = true;
+        }
+        Ok(match outcome {
+            Err(_) => Err(HttpError::Timeout),
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) if e.is_timeout() => Err(HttpError::Timeout),
+            Ok(Err(e)) => {
+                // Name resolution refusals come back as connect errors; report them as denials.
+                let text = error_chain(&e);
+                if text.contains("non-public address") {
+                    Err(HttpError::Denied(
+                        self.deny(format!("http request denied: {text}")),
+                    ))
+                } else {
+                    Err(HttpError::Transport(text))
                 }
-            },
-        )
+            }
+        })
     }
 }
 

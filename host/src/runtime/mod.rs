@@ -278,6 +278,7 @@ impl Runtime {
             rejects: Vec::new(),
             reject_limit: host::REJECT_LIMIT,
             log_lines: 0,
+            reached: false,
         };
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|h| &mut h.limits);
@@ -465,6 +466,10 @@ impl Instance {
         let limit = self.limits.call_timeout;
         leftover_rejects(store.data_mut());
         store.data_mut().log_lines = 0;
+        // Files in a granted directory are written through WASI, unseen:
+        // a system with directories counts as reached by every call.
+        let files = !store.data().system.directories.is_empty();
+        store.data_mut().reached = files;
         store.data_mut().deadline = Instant::now() + limit;
         store.set_epoch_deadline(1);
         // The epoch callback stops the guest at the deadline; the timeout also
@@ -683,6 +688,13 @@ impl Instance {
                 Err(e) => KeyedOutcome::Failed(e),
             })
             .collect())
+    }
+
+    /// Whether the last call may have reached the system (see
+    /// `HostState::reached`); true when that is not known (the instance
+    /// stopped).
+    pub fn reached_system(&self) -> bool {
+        self.store.as_ref().is_none_or(|s| s.data().reached)
     }
 
     /// Whether the connector can find records by key or field values.

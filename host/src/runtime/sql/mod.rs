@@ -83,12 +83,18 @@ impl Host for HostState {
     ) -> wasmtime::Result<Result<Rows, SqlError>> {
         let sql = &mut self.sql;
         let (max_rows, timeout) = (sql.max_rows, sql.timeout);
+        let reached = &mut self.reached;
         Ok(match sql.grants.get(&db).cloned() {
-            Some(Database::Sqlite { path, create }) => sql
-                .sqlite(&db, &path, create)
-                .and_then(|conn| sqlite::run(conn, &statement, max_rows)),
+            Some(Database::Sqlite { path, create }) => {
+                sql.sqlite(&db, &path, create).and_then(|conn| {
+                    *reached = true;
+                    sqlite::run(conn, &statement, max_rows)
+                })
+            }
             Some(Database::Postgres(grant)) => match sql.pool(&db, &grant) {
-                Ok(pool) => postgres::query(&pool, &db, &statement, max_rows, timeout).await,
+                Ok(pool) => {
+                    postgres::query(&pool, &db, &statement, max_rows, timeout, reached).await
+                }
                 Err(e) => Err(e),
             },
             None => Err(self.denied_db(&db)),
@@ -102,12 +108,18 @@ impl Host for HostState {
     ) -> wasmtime::Result<Result<Vec<Result<Rows, String>>, SqlError>> {
         let sql = &mut self.sql;
         let (max_rows, timeout) = (sql.max_rows, sql.timeout);
+        let reached = &mut self.reached;
         Ok(match sql.grants.get(&db).cloned() {
-            Some(Database::Sqlite { path, create }) => sql
-                .sqlite(&db, &path, create)
-                .and_then(|conn| sqlite::run_batch(conn, &statements, max_rows)),
+            Some(Database::Sqlite { path, create }) => {
+                sql.sqlite(&db, &path, create).and_then(|conn| {
+                    *reached = true;
+                    sqlite::run_batch(conn, &statements, max_rows)
+                })
+            }
             Some(Database::Postgres(grant)) => match sql.pool(&db, &grant) {
-                Ok(pool) => postgres::batch(&pool, &db, &statements, max_rows, timeout).await,
+                Ok(pool) => {
+                    postgres::batch(&pool, &db, &statements, max_rows, timeout, reached).await
+                }
                 Err(e) => Err(e),
             },
             None => Err(self.denied_db(&db)),
@@ -122,12 +134,13 @@ impl Host for HostState {
     ) -> wasmtime::Result<Result<u64, SqlError>> {
         let sql = &mut self.sql;
         let timeout = sql.timeout;
+        let reached = &mut self.reached;
         Ok(match sql.grants.get(&db).cloned() {
             Some(Database::Sqlite { .. }) => Err(SqlError::Failed(format!(
                 "database '{db}' is SQLite, and COPY is PostgreSQL's: write its rows with batch"
             ))),
             Some(Database::Postgres(grant)) => match sql.pool(&db, &grant) {
-                Ok(pool) => postgres::copy_in(&pool, &db, &copy, &rows, timeout).await,
+                Ok(pool) => postgres::copy_in(&pool, &db, &copy, &rows, timeout, reached).await,
                 Err(e) => Err(e),
             },
             None => Err(self.denied_db(&db)),

@@ -220,11 +220,14 @@ async fn run<C: GenericClient>(
 /// Runs `work` on a pooled connection within `timeout`. A connection goes
 /// back to the pool only when its work finished: one whose work timed out,
 /// here or because the whole connector call was stopped (the future dropped),
-/// is closed, since a statement may still be running on it.
+/// is closed, since a statement may still be running on it. `reached` is
+/// set once a connection is had: what fails before never reached the
+/// database.
 async fn bounded<T>(
     pool: &Pool,
     db: &str,
     timeout: Duration,
+    reached: &mut bool,
     work: impl AsyncFnOnce(&mut Object) -> Result<T, SqlError>,
 ) -> Result<T, SqlError> {
     /// Closes the connection it holds when dropped, unless it was released.
@@ -237,6 +240,7 @@ async fn bounded<T>(
         }
     }
     let mut held = Closing(Some(connection(pool, db).await?));
+    *reached = true;
     let client = held.0.as_mut().expect("just set");
     if client.statement_cache.size() > MAX_CACHED_STATEMENTS {
         client.statement_cache.clear();
@@ -258,8 +262,9 @@ pub(super) async fn query(
     statement: &Statement,
     max_rows: u32,
     timeout: Duration,
+    reached: &mut bool,
 ) -> Result<Rows, SqlError> {
-    bounded(pool, db, timeout, async |client| {
+    bounded(pool, db, timeout, reached, async |client| {
         let result = run(&*client, statement, max_rows).await;
         if let Err(SqlError::Failed(why)) = &result {
             forget_stale_plans(client, [why.as_str()]);
@@ -293,8 +298,9 @@ pub(super) async fn batch(
     statements: &[Statement],
     max_rows: u32,
     timeout: Duration,
+    reached: &mut bool,
 ) -> Result<Vec<Result<Rows, String>>, SqlError> {
-    bounded(pool, db, timeout, async |client| {
+    bounded(pool, db, timeout, reached, async |client| {
         let outcomes = batch_on(client, db, statements, max_rows).await;
         if let Ok(outcomes) = &outcomes {
             forget_stale_plans(
@@ -380,8 +386,9 @@ pub(super) async fn copy_in(
     copy: &str,
     rows: &[Vec<Value>],
     timeout: Duration,
+    reached: &mut bool,
 ) -> Result<u64, SqlError> {
-    bounded(pool, db, timeout, async |client| {
+    bounded(pool, db, timeout, reached, async |client| {
         let tx = client.transaction().await.map_err(failed)?;
         let sink = tx.copy_in(copy).await.map_err(failed)?;
         futures_util::pin_mut!(sink);
