@@ -178,22 +178,10 @@ impl<'m> Pass<'_, 'm> {
                 let n = batch.min(d.fresh.len());
                 break Some(d.fresh.drain(..n).collect());
             }
-            if self.options.pass_rows.is_some_and(|cap| d.taken >= cap) {
-                // The rest waits for the next pass, which follows at once.
-                self.report.more_due = true;
-                break None;
-            }
-            let rows = self.store.outbox_due(
-                &d.target,
-                &entity.name,
-                (due, d.after),
-                self.options.batch_size,
-                d.only_tried,
-            )?;
+            let rows = self.due_rows(entity, d, due)?;
             let Some(last) = rows.last() else {
                 break None;
             };
-            d.taken += rows.len();
             // A row may change a new record whose write is on its way: it
             // is planned once that write is recorded (as an update, then).
             if !self
@@ -293,6 +281,30 @@ impl<'m> Pass<'_, 'm> {
             Landed::Skip => {}
         }
         Ok(true)
+    }
+
+    /// The next batch of `d`'s due outbox rows; none once the pass has
+    /// taken `pass_rows` of them (the rest waits for the next pass, which
+    /// follows at once).
+    fn due_rows(
+        &mut self,
+        entity: &Entity,
+        d: &mut Delivery<'_>,
+        due: &str,
+    ) -> Result<Vec<store::OutboxRow>, SyncError> {
+        if self.options.pass_rows.is_some_and(|cap| d.taken >= cap) {
+            self.report.more_due = true;
+            return Ok(Vec::new());
+        }
+        let rows = self.store.outbox_due(
+            &d.target,
+            &entity.name,
+            (due, d.after),
+            self.options.batch_size,
+            d.only_tried,
+        )?;
+        d.taken += rows.len();
+        Ok(rows)
     }
 
     /// After a write call to `target` that reached nothing there (it failed
