@@ -289,7 +289,7 @@ impl Collection {
         }
         let get = self.settings.ops.get.url(&self.config.base_url, Some(id));
         Err(ConnectorError::invalid_config(format!(
-            "entity '{}': {} {url} answered {status}, a status that means \"no such record\", but GET {get} finds record '{id}': the request does not reach the record; set {} (method, path with {{id}}, key_field) to how the API {}s one record",
+            "entity '{}': {} {url} answered {status}, a status that means \"no such record\", but GET {get} finds record '{id}': the request does not reach the record, or is refused for it; set {} (method, path with {{id}}, key_field) to how the API {}s one record, or give the credential the permission",
             self.entity.name,
             op.method,
             op.setting(),
