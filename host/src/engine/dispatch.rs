@@ -138,7 +138,7 @@ impl<'m> Pass<'_, 'm> {
     /// stays in flight while the next page is read.
     pub(super) async fn deliver_along(&mut self, entity: &Entity) -> Result<(), SyncError> {
         let mut along = std::mem::take(&mut self.along);
-        let due = store::now_plus(self.options.retry_gather);
+        let due = store::now();
         for d in &mut along {
             while self.deliver_step(entity, d, &due).await? {}
         }
@@ -196,6 +196,7 @@ impl<'m> Pass<'_, 'm> {
                 .filter(|r| !self.failed_rows.contains(&r.id))
                 .collect();
             let planned = self.plan_deliveries(&d.target, entity, d.tb, rows, d.hold_deletes)?;
+            d.taken += planned.len();
             if planned.is_empty() {
                 continue;
             }
@@ -296,14 +297,16 @@ impl<'m> Pass<'_, 'm> {
             self.report.more_due = true;
             return Ok(Vec::new());
         }
+        // Retries about to come due go too, but for those the system asked
+        // to wait for (a rate limit's Retry-After).
+        let gather = store::now_plus(self.options.retry_gather);
         let rows = self.store.outbox_due(
             &d.target,
             &entity.name,
-            (due, d.after),
+            (due, &gather, d.after),
             self.options.batch_size,
             d.only_tried,
         )?;
-        d.taken += rows.len();
         Ok(rows)
     }
 
@@ -449,11 +452,13 @@ impl<'m> Pass<'_, 'm> {
     }
 }
 
-/// The golden records of the creates among `planned`.
+/// The golden records of the creates among `planned` whose only doubt is
+/// this send: one sent before with an outcome still unknown (`tried`)
+/// keeps that doubt whatever this send did.
 fn creates_of(planned: &[Planned]) -> Vec<i64> {
     planned
         .iter()
-        .filter(|p| p.kind == Kind::Create)
+        .filter(|p| p.kind == Kind::Create && p.tried.is_none())
         .map(|p| p.gid)
         .collect()
 }

@@ -317,7 +317,7 @@ impl Pass<'_, '_> {
     }
 
     async fn dispatch_all(&mut self, manifest: &Manifest) -> Result<(), SyncError> {
-        let due = store::now_plus(self.options.retry_gather);
+        let due = store::now();
         for entity in &manifest.entities {
             let targets: Vec<(usize, &SystemEntity)> = self
                 .participants

@@ -594,11 +594,14 @@ impl Store {
     /// the store writes times) comes due, if any. Deliveries due at or
     /// before it are left out: a pass at `after` had them due, and the ones
     /// it did not write wait for a reason (a window, held deletes) or come
-    /// back with a later time (a backoff).
+    /// back with a later time (a backoff). So are the writes waiting for
+    /// something another pass brings (a referenced record, a decision on a
+    /// held match): their time is the pass that last found them waiting.
     pub fn next_delivery_after(&self, after: &str) -> Result<Option<String>> {
         self.conn
             .query_row(
-                "SELECT min(at) FROM (SELECT min(next_attempt_at) AS at FROM outbox WHERE next_attempt_at > ?1
+                "SELECT min(at) FROM (SELECT min(next_attempt_at) AS at FROM outbox
+                                       WHERE next_attempt_at > ?1 AND coalesce(last_error, '') NOT LIKE 'waiting%'
                                      UNION ALL SELECT min(created_at) FROM outbox_spans WHERE created_at > ?1)",
                 [after],
                 |r| r.get(0),

@@ -248,13 +248,14 @@ impl Tx<'_> {
 
 impl Store {
     /// Outbox rows for a target and entity that are due at `due` (RFC 3339),
-    /// with an id above `after`, oldest first; with `tried`, only the
-    /// creates sent whose outcome is not known.
+    /// or at `gather` unless a rate limit set their time, with an id above
+    /// `after`, oldest first; with `tried`, only the creates sent whose
+    /// outcome is not known.
     pub fn outbox_due(
         &self,
         target: &str,
         entity: &str,
-        (due, after): (&str, i64),
+        (due, gather, after): (&str, &str, i64),
         limit: u32,
         tried: bool,
     ) -> Result<Vec<OutboxRow>> {
@@ -262,35 +263,40 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT id, global_id, op, attempts, tried_hash, sent_hash, seen_raw, failing_since, last_error FROM outbox
-                 WHERE target = ?1 AND entity = ?2 AND next_attempt_at <= ?3 AND id > ?4
+                 WHERE target = ?1 AND entity = ?2 AND id > ?4
+                   AND next_attempt_at <= max(?3, ?7)
+                   AND (next_attempt_at <= ?3 OR coalesce(last_error, '') NOT LIKE 'rate-limited:%')
                    AND (NOT ?6 OR tried_hash IS NOT NULL)
                  ORDER BY id LIMIT ?5",
             )
             .map_err(self.err())?;
         let rows = st
-            .query_map(params![target, entity, due, after, limit, tried], |r| {
-                let op: String = r.get(2)?;
-                Ok(OutboxRow {
-                    id: r.get(0)?,
-                    global_id: r.get(1)?,
-                    op: if op == "delete" {
-                        OutboxOp::Delete
-                    } else {
-                        OutboxOp::Upsert
-                    },
-                    attempts: r.get(3)?,
-                    tried: super::hash_col(r, 4)?,
-                    sent: super::identity::sent_col(r, 5)?.first().copied(),
-                    seen_raw: r.get(6)?,
-                    failing: match (
-                        r.get::<_, Option<String>>(7)?,
-                        r.get::<_, Option<String>>(8)?,
-                    ) {
-                        (Some(since), error) => Some((since, error.unwrap_or_default())),
-                        _ => None,
-                    },
-                })
-            })
+            .query_map(
+                params![target, entity, due, after, limit, tried, gather],
+                |r| {
+                    let op: String = r.get(2)?;
+                    Ok(OutboxRow {
+                        id: r.get(0)?,
+                        global_id: r.get(1)?,
+                        op: if op == "delete" {
+                            OutboxOp::Delete
+                        } else {
+                            OutboxOp::Upsert
+                        },
+                        attempts: r.get(3)?,
+                        tried: super::hash_col(r, 4)?,
+                        sent: super::identity::sent_col(r, 5)?.first().copied(),
+                        seen_raw: r.get(6)?,
+                        failing: match (
+                            r.get::<_, Option<String>>(7)?,
+                            r.get::<_, Option<String>>(8)?,
+                        ) {
+                            (Some(since), error) => Some((since, error.unwrap_or_default())),
+                            _ => None,
+                        },
+                    })
+                },
+            )
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(self.err())?;
         Ok(rows)
