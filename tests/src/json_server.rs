@@ -112,6 +112,18 @@ impl JsonServer {
         server
     }
 
+    /// The records of collection `path` (`/contacts`), as it lists them
+    /// without paging.
+    pub fn records(&self, path: &str) -> Vec<serde_json::Value> {
+        let (_, body) = self
+            .request("GET", path, None)
+            .expect("json-server answers");
+        match serde_json::from_str(&body) {
+            Ok(serde_json::Value::Array(records)) => records,
+            other => panic!("GET {path}: not a list of records: {other:?}"),
+        }
+    }
+
     /// Sends a request; the status and body, or none if the server does not answer.
     pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
         use std::io::{Read, Write};

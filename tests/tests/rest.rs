@@ -43,11 +43,8 @@ fn json_server_and_sqlite_stay_in_agreement() {
     assert_eq!(first.code, 0, "{first:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM people"), 3);
     let api_contacts = || -> Vec<(String, String)> {
-        let (_, body) = api.request("GET", "/contacts", None).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let mut out: Vec<(String, String)> = v
-            .as_array()
-            .unwrap()
+        let mut out: Vec<(String, String)> = api
+            .records("/contacts")
             .iter()
             .map(|c| {
                 (

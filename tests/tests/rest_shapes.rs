@@ -9,11 +9,8 @@ const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
 
 /// The contacts json-server holds: (id, email, last name), by id.
 fn api_contacts(api: &JsonServer) -> Vec<(i64, String, String)> {
-    let (_, body) = api.request("GET", "/contacts", None).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let mut out: Vec<(i64, String, String)> = v
-        .as_array()
-        .unwrap()
+    let mut out: Vec<(i64, String, String)> = api
+        .records("/contacts")
         .iter()
         .map(|c| {
             (
@@ -164,10 +161,7 @@ fn reload(api: &JsonServer, file: &Path, edit: impl Fn(&mut Vec<serde_json::Valu
     std::fs::rename(&next, file).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let (_, body) = api.request("GET", "/contacts", None).unwrap();
-        if serde_json::from_str::<serde_json::Value>(&body).unwrap()
-            == serde_json::Value::Array(contacts.clone())
-        {
+        if api.records("/contacts") == contacts {
             return;
         }
         assert!(
@@ -180,11 +174,8 @@ fn reload(api: &JsonServer, file: &Path, edit: impl Fn(&mut Vec<serde_json::Valu
 
 /// The contacts json-server 1.0 holds (all pages): (email, last name).
 fn v1_contacts(api: &JsonServer) -> Vec<(String, String)> {
-    let (_, body) = api.request("GET", "/contacts", None).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let mut out: Vec<(String, String)> = v
-        .as_array()
-        .unwrap()
+    let mut out: Vec<(String, String)> = api
+        .records("/contacts")
         .iter()
         .map(|c| {
             (
